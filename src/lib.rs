@@ -1,0 +1,9 @@
+//! stepjail: run one CI step in a throwaway Linux sandbox.
+//!
+//! The crate is split the way the product is: [`policy`] reads and validates profiles,
+//! [`sandbox`] plans and applies the sandbox (all syscalls and all `unsafe` live in
+//! `sandbox::sys`), and [`cli`] holds the subcommands `main.rs` dispatches to.
+
+pub mod cli;
+pub mod policy;
+pub mod sandbox;

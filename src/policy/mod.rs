@@ -1,0 +1,3 @@
+//! Profiles: YAML wire types -> validated [`model::Profile`]; built-in profiles; variables.
+
+pub mod model;

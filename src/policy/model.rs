@@ -1,0 +1,132 @@
+//! The validated profile model. Enforcement code only ever sees these types, never raw YAML.
+//!
+//! A [`Profile`] is what a file (or the built-in set) says after `extends` is merged and every
+//! rule has been checked. Paths are still templates (`$WORKSPACE/...`); [`Profile::resolve`] turns
+//! them into absolute paths for one run, given the values of the variables.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a value came from, for error messages: `file:line:column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// A path, or `builtin:NAME` for an embedded profile.
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// A path as written in a profile, before variables are expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    pub raw: String,
+    pub at: Location,
+}
+
+/// `env.pass` entries: an exact name, or a `PREFIX_*` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl EnvPattern {
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            EnvPattern::Exact(n) => n == name,
+            EnvPattern::Prefix(p) => name.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// Loopback only; nothing outside the sandbox is reachable.
+    #[default]
+    None,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filesystem {
+    pub read_write: Vec<PathTemplate>,
+    pub read_only: Vec<PathTemplate>,
+    pub hidden: Vec<PathTemplate>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    pub mode: NetworkMode,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvPolicy {
+    pub pass: Vec<EnvPattern>,
+    /// Values may contain the same `$VARIABLES` as paths.
+    pub set: BTreeMap<String, String>,
+}
+
+/// rlimits applied to the step. `None` leaves the inherited limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub open_files: Option<u64>,
+    pub file_size: Option<u64>,
+    pub processes: Option<u64>,
+    pub cpu_seconds: Option<u64>,
+    pub address_space: Option<u64>,
+    pub core_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessPolicy {
+    pub timeout: Option<Duration>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LandlockPolicy {
+    /// Refuse to run on a kernel whose landlock ABI is lower than this.
+    pub min_abi: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    /// `builtin:NAME` or the file path.
+    pub source: String,
+    pub filesystem: Filesystem,
+    pub network: Network,
+    pub env: EnvPolicy,
+    pub process: ProcessPolicy,
+    pub landlock: LandlockPolicy,
+}
+
+/// Values for the variables a profile may use.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    pub workspace: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub tmpdir: Option<PathBuf>,
+    pub runner_temp: Option<PathBuf>,
+}
+
+/// A profile with every variable expanded: what the sandbox plan is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedProfile {
+    pub name: String,
+    pub read_write: Vec<PathBuf>,
+    pub read_only: Vec<PathBuf>,
+    pub hidden: Vec<PathBuf>,
+    pub network: Network,
+    pub env_pass: Vec<EnvPattern>,
+    pub env_set: BTreeMap<String, String>,
+    pub process: ProcessPolicy,
+    pub landlock: LandlockPolicy,
+}

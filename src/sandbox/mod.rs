@@ -1,0 +1,1 @@
+//! The sandbox: `plan` (pure) decides, `apply` carries out, `sys` holds every syscall.
