@@ -1,3 +1,21 @@
 //! Profiles: YAML wire types -> validated [`model::Profile`]; built-in profiles; variables.
+//!
+//! The path a file takes: `yaml` parses it (the only YAML entry point) into `wire` types,
+//! `convert` checks every value into a layer, `load` follows `extends` and merges, `paths`
+//! checks the merged rules, and [`model::Profile::resolve`] expands variables for one run.
 
+mod builtin;
+mod check;
+mod convert;
+pub mod error;
+mod load;
 pub mod model;
+mod paths;
+mod resolve;
+mod vars;
+mod wire;
+mod yaml;
+
+pub use check::check_file;
+pub use error::{Conflict, PolicyError};
+pub use load::{MAX_EXTENDS_DEPTH, builtins, load, load_builtin, load_file};

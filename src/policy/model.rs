@@ -26,8 +26,11 @@ impl std::fmt::Display for Location {
 /// A path as written in a profile, before variables are expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
+    /// Normalised spelling: no trailing `/`, no `//` or `.` components, `$NAME` for `${NAME}`.
     pub raw: String,
     pub at: Location,
+    /// Key path where it was written, e.g. `filesystem.hidden[2]`, for error messages.
+    pub key: String,
 }
 
 /// `env.pass` entries: an exact name, or a `PREFIX_*` pattern.
@@ -70,6 +73,8 @@ pub struct EnvPolicy {
     pub pass: Vec<EnvPattern>,
     /// Values may contain the same `$VARIABLES` as paths.
     pub set: BTreeMap<String, String>,
+    /// Where each `set` entry was written, for error messages at resolve time.
+    pub set_at: BTreeMap<String, Location>,
 }
 
 /// rlimits applied to the step. `None` leaves the inherited limit.

@@ -1,0 +1,265 @@
+//! Loading a profile: read, parse, convert, follow `extends`, merge, check.
+//!
+//! Merging rules (parent first, child on top): lists concatenate and drop duplicates, `env.set`
+//! entries of the child replace the parent's, scalars the child sets replace the parent's,
+//! `name` and `description` are the child's. The merged profile is checked once, at the end: a
+//! child cannot undo a parent's rule, and a contradiction between them is an error.
+
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+use super::convert::{self, Layer};
+use super::error::PolicyError;
+use super::model::{Location, PathTemplate, Profile};
+use super::paths::{self, Entry};
+use super::wire::ProfileWire;
+use super::{builtin, yaml};
+
+/// Longest `extends` chain, counting the profile itself.
+pub const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// Where a profile's text comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Builtin(&'static str, &'static str),
+    File(PathBuf),
+}
+
+impl Source {
+    /// How it is named in messages and in [`Profile::source`].
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Source::Builtin(name, _) => format!("builtin:{name}"),
+            Source::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// What makes two sources the same profile, for cycle detection.
+    fn identity(&self) -> String {
+        match self {
+            Source::Builtin(..) => self.label(),
+            Source::File(p) => std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
+        }
+    }
+}
+
+/// `spec` names a built-in rather than a file: no `/` and no `.yml`/`.yaml` ending.
+fn looks_like_name(spec: &str) -> bool {
+    !spec.contains('/') && !spec.ends_with(".yml") && !spec.ends_with(".yaml")
+}
+
+fn unknown_builtin(name: &str) -> PolicyError {
+    PolicyError::UnknownBuiltin {
+        name: name.to_string(),
+        available: builtin::names().iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Load a profile by built-in name or path. A bare name is a built-in if one exists, else a file
+/// of that name if one exists, else an error listing the built-ins.
+pub fn load(spec: &str) -> Result<Profile, PolicyError> {
+    if looks_like_name(spec) {
+        if builtin::text(spec).is_some() {
+            return load_builtin(spec);
+        }
+        if !Path::new(spec).exists() {
+            return Err(unknown_builtin(spec));
+        }
+    }
+    load_file(Path::new(spec))
+}
+
+/// Load, merge and check a profile file.
+pub fn load_file(path: &Path) -> Result<Profile, PolicyError> {
+    load_source(Source::File(path.to_path_buf()))
+}
+
+/// Load, merge and check a built-in profile.
+pub fn load_builtin(name: &str) -> Result<Profile, PolicyError> {
+    let (name, text) = builtin::text(name).ok_or_else(|| unknown_builtin(name))?;
+    load_source(Source::Builtin(name, text))
+}
+
+/// (name, description) of every built-in profile, for `stepjail profiles`.
+pub fn builtins() -> Vec<(&'static str, String)> {
+    builtin::names()
+        .into_iter()
+        .map(|name| {
+            let description = load_builtin(name)
+                .map(|p| p.description)
+                .unwrap_or_else(|e| format!("(broken built-in: {e})"));
+            (name, description)
+        })
+        .collect()
+}
+
+fn load_source(source: Source) -> Result<Profile, PolicyError> {
+    let label = source.label();
+    let mut chain = vec![(source.identity(), label.clone())];
+    let text = match &source {
+        Source::Builtin(_, text) => (*text).to_string(),
+        Source::File(p) => yaml::read_file(p, &label)?,
+    };
+    let wire: Spanned<ProfileWire> = yaml::parse(&text, &label)?;
+    let layer = convert::layer(
+        wire.value,
+        yaml::location(&label, &wire.referenced),
+        &label,
+        "",
+        None,
+    )?;
+    let profile = merge_with_parents(layer, &source, label, &mut chain)?;
+    check(&profile)?;
+    Ok(profile)
+}
+
+/// Follow `layer`'s `extends` (recursively) and put `layer` on top of the result. `chain` holds
+/// (identity, label) of every profile from the one the user asked for down to `layer`'s own.
+pub(crate) fn merge_with_parents(
+    layer: Layer,
+    current: &Source,
+    label: String,
+    chain: &mut Vec<(String, String)>,
+) -> Result<Profile, PolicyError> {
+    let parent = match &layer.extends {
+        None => None,
+        Some((spec, at)) => Some(load_parent(current, spec, at, chain)?),
+    };
+    Ok(apply(parent, layer, label))
+}
+
+fn load_parent(
+    current: &Source,
+    spec: &str,
+    at: &Location,
+    chain: &mut Vec<(String, String)>,
+) -> Result<Profile, PolicyError> {
+    let wrap = |source: PolicyError| PolicyError::Extends {
+        at: at.clone(),
+        path: "extends".to_string(),
+        target: spec.to_string(),
+        source: Box::new(source),
+    };
+    let target = if looks_like_name(spec) {
+        let (name, text) = builtin::text(spec).ok_or_else(|| wrap(unknown_builtin(spec)))?;
+        Source::Builtin(name, text)
+    } else {
+        match current {
+            Source::File(p) => {
+                let dir = p.parent().unwrap_or(Path::new("."));
+                Source::File(dir.join(spec))
+            }
+            // Built-ins are embedded; they cannot name files on the machine they run on.
+            Source::Builtin(..) => return Err(wrap(unknown_builtin(spec))),
+        }
+    };
+    let label = target.label();
+    let id = target.identity();
+    if let Some(i) = chain.iter().position(|(seen, _)| *seen == id) {
+        let mut names: Vec<String> = chain[i..].iter().map(|(_, l)| l.clone()).collect();
+        names.push(label);
+        return Err(PolicyError::ExtendsCycle {
+            file: at.to_string(),
+            chain: names,
+        });
+    }
+    if chain.len() >= MAX_EXTENDS_DEPTH {
+        let mut names: Vec<String> = chain.iter().map(|(_, l)| l.clone()).collect();
+        names.push(label);
+        return Err(PolicyError::ExtendsTooDeep {
+            file: at.to_string(),
+            max: MAX_EXTENDS_DEPTH,
+            chain: names,
+        });
+    }
+    let text = match &target {
+        Source::Builtin(_, text) => (*text).to_string(),
+        Source::File(p) => yaml::read_file(p, &label).map_err(wrap)?,
+    };
+    let wire: Spanned<ProfileWire> = yaml::parse(&text, &label)?;
+    let layer = convert::layer(
+        wire.value,
+        yaml::location(&label, &wire.referenced),
+        &label,
+        "",
+        None,
+    )?;
+    chain.push((id, label.clone()));
+    let merged = merge_with_parents(layer, &target, label, chain);
+    chain.pop();
+    merged
+}
+
+/// Put `layer` on top of `parent`.
+fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
+    let mut p = parent.unwrap_or_else(|| Profile {
+        name: String::new(),
+        description: String::new(),
+        source: String::new(),
+        filesystem: Default::default(),
+        network: Default::default(),
+        env: Default::default(),
+        process: Default::default(),
+        landlock: Default::default(),
+    });
+    p.name = layer.name;
+    p.description = layer.description;
+    p.source = source;
+
+    let fs = &mut p.filesystem;
+    for (list, new) in [
+        (&mut fs.read_write, layer.read_write),
+        (&mut fs.read_only, layer.read_only),
+        (&mut fs.hidden, layer.hidden),
+    ] {
+        for t in new {
+            if !list.iter().any(|have| have.raw == t.raw) {
+                list.push(t);
+            }
+        }
+    }
+    if let Some(mode) = layer.network {
+        p.network.mode = mode;
+    }
+    for pat in layer.env_pass {
+        if !p.env.pass.contains(&pat) {
+            p.env.pass.push(pat);
+        }
+    }
+    for (name, value, at) in layer.env_set {
+        p.env.set.insert(name.clone(), value);
+        p.env.set_at.insert(name, at);
+    }
+    p.process.timeout = layer.timeout.or(p.process.timeout);
+    let (l, new) = (&mut p.process.limits, layer.limits);
+    l.open_files = new.open_files.or(l.open_files);
+    l.file_size = new.file_size.or(l.file_size);
+    l.processes = new.processes.or(l.processes);
+    l.cpu_seconds = new.cpu_seconds.or(l.cpu_seconds);
+    l.address_space = new.address_space.or(l.address_space);
+    l.core_size = new.core_size.or(l.core_size);
+    p.landlock.min_abi = layer.min_abi.or(p.landlock.min_abi);
+    p
+}
+
+/// The contradiction rules on the merged templates.
+pub(crate) fn check(p: &Profile) -> Result<(), PolicyError> {
+    fn entries(list: &[PathTemplate]) -> Vec<Entry<'_>> {
+        list.iter()
+            .map(|t| Entry {
+                norm: t.raw.clone(),
+                shown: t.raw.clone(),
+                tpl: t,
+            })
+            .collect()
+    }
+    paths::check_rules(
+        &entries(&p.filesystem.read_write),
+        &entries(&p.filesystem.read_only),
+        &entries(&p.filesystem.hidden),
+    )
+}

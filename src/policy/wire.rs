@@ -1,0 +1,103 @@
+//! What the YAML looks like: serde types that mirror the files one to one.
+//!
+//! Every struct denies unknown fields. Scalars are read as positioned strings ([`Str`]) and parsed
+//! by `convert.rs`, so that `timeout: soon` gets a message about durations with a line and column
+//! rather than a generic "invalid type". Nothing outside the policy module sees these types.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::yaml::SpannedMap;
+
+/// A scalar with its position. Numbers and booleans arrive as their text.
+pub(crate) type Str = Spanned<String>;
+
+/// A profile file, or an inline profile under `profiles:` in a policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProfileWire {
+    /// Required in a profile file; an inline profile takes its name from its key.
+    pub name: Option<Str>,
+    pub description: Str,
+    pub extends: Option<Str>,
+    pub filesystem: Option<FilesystemWire>,
+    pub network: Option<NetworkWire>,
+    pub env: Option<EnvWire>,
+    pub process: Option<ProcessWire>,
+    pub landlock: Option<LandlockWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilesystemWire {
+    pub read_write: Option<Vec<Str>>,
+    pub read_only: Option<Vec<Str>>,
+    pub hidden: Option<Vec<Str>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NetworkWire {
+    pub mode: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnvWire {
+    pub pass: Option<Vec<Str>>,
+    pub set: Option<SpannedMap<Str>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessWire {
+    pub timeout: Option<Str>,
+    pub limits: Option<LimitsWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsWire {
+    pub open_files: Option<Str>,
+    pub file_size: Option<Str>,
+    pub processes: Option<Str>,
+    pub cpu_seconds: Option<Str>,
+    pub address_space: Option<Str>,
+    pub core_size: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LandlockWire {
+    pub min_abi: Option<Str>,
+}
+
+/// A policy file (`.github/stepjail.yml`): which profile each step of each job runs under.
+/// Only the part `stepjail check` needs so far.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyWire {
+    pub version: Str,
+    pub default: Option<Str>,
+    pub profiles: Option<SpannedMap<Spanned<ProfileWire>>>,
+    pub jobs: Option<SpannedMap<JobWire>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JobWire {
+    pub steps: SpannedMap<StepWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepWire {
+    pub profile: Str,
+}
+
+/// Just enough of any file to tell a profile (`name:`) from a policy (`version:`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct KindProbe {
+    pub name: Option<serde::de::IgnoredAny>,
+    pub version: Option<serde::de::IgnoredAny>,
+}

@@ -1,0 +1,716 @@
+//! The profile loader through the library API: what users get for good and bad files.
+//! Negative tests assert the message (file, line, column, key), not just that loading failed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use stepjail::policy::model::{EnvPattern, NetworkMode, Vars};
+use stepjail::policy::{PolicyError, builtins, check_file, load, load_builtin, load_file};
+
+/// A temp dir with files in it; returns the dir and the path of `name`.
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Files {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+fn load_text(
+    text: &str,
+) -> (
+    Result<stepjail::policy::model::Profile, PolicyError>,
+    String,
+) {
+    let files = Files::new();
+    let p = files.write("p.yml", text);
+    let r = load_file(&p);
+    // Keep the dir alive until the profile is loaded; return the label to compare against.
+    (r, p.display().to_string())
+}
+
+fn load_err(text: &str) -> String {
+    let (r, file) = load_text(text);
+    let e = r.expect_err("expected an error").to_string();
+    e.replacen(&file, "FILE", 1)
+}
+
+fn vars() -> Vars {
+    Vars {
+        workspace: Some("/work/repo".into()),
+        home: Some("/home/runner".into()),
+        tmpdir: Some("/tmp".into()),
+        runner_temp: Some("/home/runner/work/_temp".into()),
+    }
+}
+
+const FULL: &str = r#"name: full
+description: one line
+extends: default
+filesystem:
+  read_write: [$WORKSPACE, $HOME/.cargo/registry]
+  read_only: [$WORKSPACE/.git]
+  hidden: [$HOME/.ssh, $HOME/.netrc]
+network:
+  mode: none
+env:
+  pass: [CI, GITHUB_*, RUNNER_*]
+  set: { LANG: C.UTF-8, CARGO_HOME: $HOME/.cargo }
+process:
+  timeout: 30m
+  limits:
+    open_files: 4096
+    file_size: 1G
+    processes: 512
+    cpu_seconds: 3600
+    address_space: 8G
+    core_size: 0
+landlock:
+  min_abi: 4
+"#;
+
+#[test]
+fn the_documented_example_parses_and_resolves() {
+    let (r, file) = load_text(FULL);
+    let p = r.unwrap();
+    assert_eq!(p.name, "full");
+    assert_eq!(p.description, "one line");
+    assert_eq!(p.source, file);
+    let rw: Vec<&str> = p
+        .filesystem
+        .read_write
+        .iter()
+        .map(|t| t.raw.as_str())
+        .collect();
+    // Parent's entries first; $WORKSPACE from both is kept once.
+    assert_eq!(rw, ["$WORKSPACE", "$HOME/.cargo/registry"]);
+    assert_eq!(p.filesystem.read_only[0].raw, "$WORKSPACE/.git");
+    assert_eq!(p.filesystem.read_only[0].key, "filesystem.read_only[0]");
+    assert_eq!(p.filesystem.read_only[0].at.line, 6);
+    assert!(p.filesystem.hidden.iter().any(|t| t.raw == "$HOME/.gnupg"));
+    assert_eq!(
+        p.filesystem
+            .hidden
+            .iter()
+            .filter(|t| t.raw == "$HOME/.ssh")
+            .count(),
+        1
+    );
+    assert_eq!(p.network.mode, NetworkMode::None);
+    assert!(p.env.pass.contains(&EnvPattern::Prefix("GITHUB_".into())));
+    assert!(p.env.pass.contains(&EnvPattern::Exact("CI".into())));
+    assert_eq!(p.env.set["LANG"], "C.UTF-8");
+    assert_eq!(p.process.timeout, Some(Duration::from_secs(1800)));
+    let l = &p.process.limits;
+    assert_eq!(l.open_files, Some(4096));
+    assert_eq!(l.file_size, Some(1 << 30));
+    assert_eq!(l.processes, Some(512));
+    assert_eq!(l.cpu_seconds, Some(3600));
+    assert_eq!(l.address_space, Some(8 << 30));
+    assert_eq!(l.core_size, Some(0));
+    assert_eq!(p.landlock.min_abi, Some(4));
+
+    let r = p.resolve(&vars()).unwrap();
+    assert_eq!(
+        r.read_write,
+        [
+            PathBuf::from("/work/repo"),
+            PathBuf::from("/home/runner/.cargo/registry")
+        ]
+    );
+    assert_eq!(r.read_only, [PathBuf::from("/work/repo/.git")]);
+    assert!(r.hidden.contains(&PathBuf::from("/home/runner/.ssh")));
+    assert_eq!(r.env_set["CARGO_HOME"], "/home/runner/.cargo");
+}
+
+#[test]
+fn unknown_key_names_key_position_and_expected_keys() {
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  read_wrte: [$WORKSPACE]\n");
+    assert_eq!(
+        e,
+        "FILE:4:3: unknown key `read_wrte` in `filesystem` (expected one of: read_write, read_only, hidden)"
+    );
+    let e = load_err("name: x\ndescription: d\nnetwrk: {}\n");
+    assert!(e.starts_with("FILE:3:1: unknown key `netwrk` in the top level (expected one of: name, description, extends, filesystem, network, env, process, landlock)"), "{e}");
+}
+
+#[test]
+fn duplicate_key_names_line() {
+    let e = load_err("name: x\ndescription: d\nname: y\n");
+    assert_eq!(
+        e,
+        "FILE:3:1: duplicate key `name` in the top level (first written at line 1)"
+    );
+    let e = load_err("name: x\ndescription: d\nenv:\n  set:\n    A: 1\n    A: 2\n");
+    assert_eq!(
+        e,
+        "FILE:6:5: duplicate key `A` in `env.set` (first written at line 5)"
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected_and_found() {
+    let e = load_err("name: x\ndescription: d\nprocess:\n  timeout: [1]\n");
+    assert_eq!(
+        e,
+        "FILE:4:12: `process.timeout`: expected a duration like 90s, 30m or 2h, found a list"
+    );
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  read_write: 5\n");
+    assert_eq!(
+        e,
+        "FILE:4:15: `filesystem.read_write`: expected a list of paths, like [$WORKSPACE, /opt/cache], found `5`"
+    );
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  hidden:\n    - /a\n    - {b: c}\n");
+    assert_eq!(
+        e,
+        "FILE:6:7: `filesystem.hidden[1]`: expected a path (a string starting with / or a variable like $HOME), found a mapping"
+    );
+    let e = load_err("name: x\ndescription:\n");
+    assert_eq!(
+        e,
+        "FILE:2:12: `description`: expected a one-line description, found nothing (null)"
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    let e = load_err("description: d\n");
+    assert_eq!(
+        e,
+        "FILE:1:1: missing key `name` in the top level (every profile file names itself)"
+    );
+    let e = load_err("name: x\n");
+    assert_eq!(
+        e,
+        "FILE:1:1: missing key `description` in the top level (it is required)"
+    );
+}
+
+#[test]
+fn invalid_values_name_key_and_expectation() {
+    let e = load_err("name: x\ndescription: d\nprocess:\n  timeout: soon\n");
+    assert_eq!(
+        e,
+        "FILE:4:12: `process.timeout`: expected a duration like 90s, 30m or 2h, found `soon`"
+    );
+    let e = load_err("name: x\ndescription: d\nprocess:\n  limits:\n    file_size: 1GB\n");
+    assert_eq!(
+        e,
+        "FILE:5:16: `process.limits.file_size`: expected a size like 4096, 512M or 1G, found `1GB`"
+    );
+    let e = load_err("name: x\ndescription: d\nlandlock:\n  min_abi: 0\n");
+    assert_eq!(
+        e,
+        "FILE:4:12: `landlock.min_abi`: expected an integer from 1 to 255, found `0`"
+    );
+    let e = load_err("name: x\ndescription: d\nnetwork:\n  mode: allowlist\n");
+    assert_eq!(
+        e,
+        "FILE:4:9: `network.mode`: expected `none` (only `none` is supported until the egress proxy lands), found `allowlist`"
+    );
+    let e = load_err("name: My Profile\ndescription: d\n");
+    assert!(
+        e.starts_with("FILE:1:7: `name`: expected a profile name"),
+        "{e}"
+    );
+}
+
+#[test]
+fn env_patterns() {
+    let e = load_err("name: x\ndescription: d\nenv:\n  pass: [CI, FOO*BAR]\n");
+    assert!(
+        e.starts_with("FILE:4:14: `env.pass[1]`: expected a variable name like CI, or a prefix pattern like GITHUB_*"),
+        "{e}"
+    );
+    assert!(e.ends_with("found `FOO*BAR`"), "{e}");
+    let e = load_err("name: x\ndescription: d\nenv:\n  pass: ['*']\n");
+    assert!(e.starts_with("FILE:4:10: `env.pass[0]`"), "{e}");
+    let e = load_err("name: x\ndescription: d\nenv:\n  set: {BAD-NAME: x}\n");
+    assert!(
+        e.starts_with("FILE:4:9: `env.set`: expected a variable name"),
+        "{e}"
+    );
+
+    let (r, _) = load_text("name: x\ndescription: d\nenv:\n  pass: [GITHUB_*, CI]\n");
+    let p = r.unwrap();
+    assert_eq!(
+        p.env.pass,
+        [
+            EnvPattern::Prefix("GITHUB_".into()),
+            EnvPattern::Exact("CI".into())
+        ]
+    );
+    assert!(p.env.pass[0].matches("GITHUB_SHA"));
+    assert!(!p.env.pass[0].matches("GITHUB"));
+}
+
+#[test]
+fn unknown_variable_is_a_load_error() {
+    let e =
+        load_err("name: x\ndescription: d\nfilesystem:\n  read_write: [$WORKSPACE, $FOO/bar]\n");
+    assert!(
+        e.starts_with("FILE:4:28: `filesystem.read_write[1]`: unknown variable `$FOO` (allowed: $WORKSPACE, $HOME, $TMPDIR, $RUNNER_TEMP"),
+        "{e}"
+    );
+    let e = load_err("name: x\ndescription: d\nenv:\n  set: {A: '${PATH}'}\n");
+    assert!(
+        e.starts_with("FILE:4:12: `env.set.A`: unknown variable `$PATH`"),
+        "{e}"
+    );
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  hidden: ['/a$']\n");
+    assert!(
+        e.starts_with("FILE:4:12: `filesystem.hidden[0]`: a `$` that does not start a variable"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unset_variable_is_a_resolve_error_with_position() {
+    let (r, file) = load_text(
+        "name: x\ndescription: d\nfilesystem:\n  read_write: [$WORKSPACE, $RUNNER_TEMP/cache]\nenv:\n  set:\n    T: ${TMPDIR}/x\n",
+    );
+    let p = r.unwrap();
+    let mut v = vars();
+    v.runner_temp = None;
+    let e = p.resolve(&v).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{file}:4:28: `filesystem.read_write[1]`: variable `$RUNNER_TEMP` has no value in this run (RUNNER_TEMP is only set on GitHub Actions runners)"
+        )
+    );
+    let mut v = vars();
+    v.tmpdir = None;
+    let e = p.resolve(&v).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{file}:7:8: `env.set.T`: variable `$TMPDIR` has no value"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn paths_must_be_absolute_without_dotdot() {
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  read_only: [build]\n");
+    assert!(
+        e.starts_with("FILE:4:15: `filesystem.read_only[0]` (build): is relative"),
+        "{e}"
+    );
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  read_only: [$HOME/../etc]\n");
+    assert!(
+        e.starts_with(
+            "FILE:4:15: `filesystem.read_only[0]` ($HOME/../etc): contains a `..` component"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn hidden_and_writable_is_a_contradiction() {
+    let e = load_err(
+        "name: x\ndescription: d\nfilesystem:\n  read_write: [$HOME/.ssh]\n  hidden:\n    - /x\n    - $HOME/.ssh/\n",
+    );
+    assert_eq!(
+        e,
+        "FILE:7:7: `filesystem.hidden[1]` ($HOME/.ssh) is also in `filesystem.read_write[0]` (line 4): a path cannot be both hidden and writable"
+    );
+    let e =
+        load_err("name: x\ndescription: d\nfilesystem:\n  read_only: [/opt]\n  hidden: [//opt]\n");
+    assert_eq!(
+        e,
+        "FILE:5:12: `filesystem.hidden[0]` (/opt) is also in `filesystem.read_only[0]` (line 4): a path cannot be both hidden and read-only"
+    );
+}
+
+#[test]
+fn contradiction_across_extends_points_at_both_files() {
+    // The child makes writable what the built-in default hides.
+    let e = load_err(
+        "name: x\ndescription: d\nextends: default\nfilesystem:\n  read_write: [$HOME/.ssh]\n",
+    );
+    assert!(
+        e.starts_with("builtin:default:"),
+        "the hidden entry is in the built-in: {e}"
+    );
+    assert!(
+        e.contains("`filesystem.hidden[0]` ($HOME/.ssh) is also in `filesystem.read_write[0]` (FILE:5:16): a path cannot be both hidden and writable"),
+        "{e}"
+    );
+}
+
+#[test]
+fn root_writable_is_refused() {
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  read_write: [$WORKSPACE, /]\n");
+    assert_eq!(
+        e,
+        "FILE:4:28: `filesystem.read_write[1]` (/): `/` in read_write would make the whole host writable"
+    );
+}
+
+#[test]
+fn hidden_ancestor_of_writable_is_refused() {
+    let e = load_err(
+        "name: x\ndescription: d\nfilesystem:\n  read_write: [$HOME/.cargo]\n  hidden: [$HOME]\n",
+    );
+    assert_eq!(
+        e,
+        "FILE:5:12: `filesystem.hidden[0]` ($HOME) contains `filesystem.read_write[0]` ($HOME/.cargo, line 4): a hidden directory cannot contain a writable path (hide the entries inside it instead)"
+    );
+}
+
+#[test]
+fn resolve_rechecks_rules_on_real_paths() {
+    let (r, file) = load_text(
+        "name: x\ndescription: d\nfilesystem:\n  read_write: [$WORKSPACE]\n  hidden: [$HOME/.ssh, $TMPDIR]\n",
+    );
+    let p = r.unwrap();
+    // Workspace == HOME: .ssh hidden inside a writable workspace is fine.
+    let mut v = vars();
+    v.workspace = Some("/home/runner".into());
+    let resolved = p.resolve(&v).unwrap();
+    assert_eq!(resolved.read_write, [PathBuf::from("/home/runner")]);
+    // Workspace == TMPDIR: the same directory hidden and writable.
+    let mut v = vars();
+    v.workspace = Some("/tmp/".into());
+    let e = p.resolve(&v).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{file}:5:24: `filesystem.hidden[1]` ($TMPDIR = /tmp) is also in `filesystem.read_write[0]` ($WORKSPACE = /tmp, line 4): a path cannot be both hidden and writable"
+        )
+    );
+    // Workspace == /.
+    let mut v = vars();
+    v.workspace = Some("/".into());
+    let e = p.resolve(&v).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{file}:4:16: `filesystem.read_write[0]` ($WORKSPACE = /): `/` in read_write would make the whole host writable"
+        )
+    );
+    // A relative value is refused.
+    let mut v = vars();
+    v.workspace = Some("repo".into());
+    let e = p.resolve(&v).unwrap_err().to_string();
+    assert!(
+        e.contains("expands to `repo`, which is not an absolute path"),
+        "{e}"
+    );
+}
+
+#[test]
+fn extends_cycle_across_files_shows_the_chain() {
+    let files = Files::new();
+    let a = files.write("a.yml", "name: a\ndescription: d\nextends: b.yml\n");
+    let b = files.write("b.yml", "name: b\ndescription: d\nextends: ./a.yml\n");
+    let e = load_file(&a).unwrap_err();
+    assert!(matches!(e, PolicyError::ExtendsCycle { .. }), "{e:?}");
+    let msg = e.to_string();
+    let dir = files.dir.path().display().to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "{}:3:10: extends cycle: {} -> {} -> {dir}/./a.yml",
+            b.display(),
+            a.display(),
+            b.display()
+        )
+    );
+}
+
+#[test]
+fn extends_self_and_depth_limit() {
+    let files = Files::new();
+    let a = files.write("a.yml", "name: a\ndescription: d\nextends: a.yml\n");
+    let e = load_file(&a).unwrap_err().to_string();
+    assert!(e.contains("extends cycle: "), "{e}");
+    for i in 0..20 {
+        files.write(
+            &format!("p{i}.yml"),
+            &format!("name: p{i}\ndescription: d\nextends: p{}.yml\n", i + 1),
+        );
+    }
+    files.write("p20.yml", "name: p20\ndescription: d\n");
+    let e = load_file(&files.dir.path().join("p0.yml")).unwrap_err();
+    assert!(
+        matches!(e, PolicyError::ExtendsTooDeep { max: 16, .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("extends chain is deeper than 16 profiles")
+    );
+}
+
+#[test]
+fn extends_missing_file_or_builtin() {
+    let e = load_err("name: x\ndescription: d\nextends: nope.yml\n");
+    assert!(
+        e.starts_with("FILE:3:10: `extends`: cannot load `nope.yml`:"),
+        "{e}"
+    );
+    assert!(e.contains("cannot read"), "{e}");
+    let e = load_err("name: x\ndescription: d\nextends: nope\n");
+    assert_eq!(
+        e,
+        "FILE:3:10: `extends`: cannot load `nope`: unknown built-in profile `nope` (available: default, offline)"
+    );
+}
+
+#[test]
+fn extends_builtin_merges() {
+    let (r, _) = load_text(
+        "name: cargo\ndescription: d\nextends: offline\nfilesystem:\n  read_write: [$HOME/.cargo/registry]\nenv:\n  pass: [CI, CARGO_*]\n  set: {A: b}\nprocess:\n  timeout: 1h30m\n  limits:\n    core_size: 1M\n",
+    );
+    let p = r.unwrap();
+    let base = load_builtin("default").unwrap();
+    assert_eq!(p.name, "cargo");
+    assert_eq!(p.description, "d");
+    assert_eq!(p.filesystem.read_write.len(), 2);
+    assert_eq!(p.filesystem.read_write[0].raw, "$WORKSPACE");
+    assert_eq!(p.filesystem.hidden, base.filesystem.hidden);
+    // CI is not repeated; CARGO_* comes after the parent's patterns.
+    assert_eq!(p.env.pass.len(), base.env.pass.len() + 1);
+    assert_eq!(
+        p.env.pass.last(),
+        Some(&EnvPattern::Prefix("CARGO_".into()))
+    );
+    assert_eq!(p.process.timeout, Some(Duration::from_secs(5400)));
+    // Child's scalar overrides the parent's.
+    assert_eq!(p.process.limits.core_size, Some(1 << 20));
+}
+
+#[test]
+fn builtins_load_and_resolve() {
+    let list = builtins();
+    let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["default", "offline"]);
+    assert_eq!(
+        list[0].1,
+        "no network; workspace read-write; everything else read-only; credentials hidden"
+    );
+    for (name, _) in &list {
+        let p = load_builtin(name).unwrap();
+        assert_eq!(p.name, *name);
+        assert_eq!(p.source, format!("builtin:{name}"));
+        assert_eq!(load(name).unwrap(), p);
+        let r = p.resolve(&vars()).unwrap();
+        assert_eq!(r.read_write, [PathBuf::from("/work/repo")]);
+        assert_eq!(r.hidden.len(), 18);
+        assert!(
+            r.hidden
+                .contains(&PathBuf::from("/home/runner/.cargo/credentials.toml"))
+        );
+        assert!(r.hidden.contains(&PathBuf::from("/run/podman/podman.sock")));
+        assert_eq!(r.network.mode, NetworkMode::None);
+        assert_eq!(r.process.limits.core_size, Some(0));
+        assert!(r.env_pass.contains(&EnvPattern::Prefix("LC_".into())));
+        assert!(!r.env_pass.iter().any(|p| p.matches("GITHUB_TOKEN")));
+    }
+}
+
+#[test]
+fn load_spec_chooses_builtin_or_file() {
+    let e = load("nosuch").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "unknown built-in profile `nosuch` (available: default, offline)"
+    );
+    let files = Files::new();
+    let p = files.write("mine.yaml", "name: mine\ndescription: d\n");
+    assert_eq!(load(p.to_str().unwrap()).unwrap().name, "mine");
+    let e = load("/nonexistent/x.yml").unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/x.yml: cannot read:"), "{e}");
+}
+
+#[test]
+fn hostile_yaml_fails_fast() {
+    let start = Instant::now();
+    let e = load_err(&"[".repeat(10_000));
+    assert!(e.starts_with("FILE:1:"), "{e}");
+    assert!(e.contains("refusing input: nested too deeply"), "{e}");
+
+    // Deep nesting inside a value: the first pass stops at the type error, the second pass
+    // (which finds the key path) must stop at the depth budget instead of recursing.
+    let deep = format!(
+        "name: x\ndescription: d\nfilesystem:\n  read_write: {}{}\n",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    let e = load_err(&deep);
+    assert!(e.starts_with("FILE:4:"), "{e}");
+
+    // Billion laughs: 10^9 strings if expanded.
+    let mut bomb = String::from(
+        "name: &a0 x\ndescription: d\nfilesystem:\n  hidden: &h0 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n  read_only: [",
+    );
+    bomb.push_str(&["*h0"; 10].join(", "));
+    bomb.push_str("]\nprocess: &p\n  x1: &h1 [*h0, *h0, *h0, *h0, *h0, *h0, *h0, *h0, *h0, *h0]\n");
+    for i in 2..10 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "  x{i}: &h{i} [{}]\n",
+            vec![format!("*h{p}"); 10].join(", ")
+        ));
+    }
+    let e = load_err(&bomb);
+    assert!(e.starts_with("FILE:"), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    let e = load_err("");
+    assert_eq!(
+        e,
+        "FILE:1:1: the file is empty (expected a mapping with `name:` and `description:`)"
+    );
+    let e = load_err("name: x\ndescription: d\n---\nname: y\n");
+    assert!(e.starts_with("FILE:3:1: a second YAML document"), "{e}");
+}
+
+#[test]
+fn oversized_and_binary_files_are_refused() {
+    let files = Files::new();
+    let big = files.write(
+        "big.yml",
+        &format!("name: x\ndescription: {}\n", "a".repeat(2 << 20)),
+    );
+    let e = load_file(&big).unwrap_err();
+    assert!(matches!(e, PolicyError::TooLarge { .. }), "{e:?}");
+    let bin = files.dir.path().join("bin.yml");
+    std::fs::write(&bin, b"name: \xff\n").unwrap();
+    assert!(
+        load_file(&bin)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8 text (invalid byte at offset 6)")
+    );
+}
+
+#[test]
+fn check_file_profiles_and_policies() {
+    let files = Files::new();
+    let prof = files.write("p.yml", "name: x\ndescription: d\nextends: default\n");
+    check_file(&prof).unwrap();
+
+    let policy = files.write(
+        "stepjail.yml",
+        "version: 1\ndefault: offline\nprofiles:\n  cargo:\n    description: crates\n    extends: default\n    filesystem:\n      read_write: [$HOME/.cargo/registry]\njobs:\n  test:\n    steps:\n      deps: { profile: cargo }\n      build: { profile: offline }\n",
+    );
+    check_file(&policy).unwrap();
+
+    let bad = files.write(
+        "bad.yml",
+        "version: 1\njobs:\n  test:\n    steps:\n      deps: { profile: carg }\n",
+    );
+    assert_eq!(
+        check_file(&bad).unwrap_err().to_string(),
+        format!(
+            "{}:5:24: `jobs.test.steps.deps.profile`: unknown profile `carg` (available: default, offline)",
+            bad.display()
+        )
+    );
+
+    let bad = files.write(
+        "bad2.yml",
+        "version: 1\nprofiles:\n  ci:\n    description: d\n    filesystem:\n      hidden: [$HOME]\n      read_write: [$HOME/x]\n",
+    );
+    assert_eq!(
+        check_file(&bad).unwrap_err().to_string(),
+        format!(
+            "{p}:6:16: `profiles.ci.filesystem.hidden[0]` ($HOME) contains `profiles.ci.filesystem.read_write[0]` ($HOME/x, line 7): a hidden directory cannot contain a writable path (hide the entries inside it instead)",
+            p = bad.display()
+        )
+    );
+
+    let bad = files.write("bad3.yml", "version: 2\n");
+    assert_eq!(
+        check_file(&bad).unwrap_err().to_string(),
+        format!(
+            "{}:1:10: `version`: expected 1 (the only policy format so far), found `2`",
+            bad.display()
+        )
+    );
+
+    let bad = files.write(
+        "bad4.yml",
+        "version: 1\njobs:\n  t:\n    steps:\n      s: { profile: x, secrets: {} }\n",
+    );
+    assert_eq!(
+        check_file(&bad).unwrap_err().to_string(),
+        format!(
+            "{}:5:24: unknown key `secrets` in `jobs.t.steps.s` (expected one of: profile)",
+            bad.display()
+        )
+    );
+
+    let bad = files.write(
+        "bad5.yml",
+        "version: 1\nprofiles:\n  default: {description: d}\n",
+    );
+    assert!(
+        check_file(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("`profiles.default`: expected a name that is not a built-in profile")
+    );
+
+    let bad = files.write("bad6.yml", "foo: 1\n");
+    assert_eq!(
+        check_file(&bad).unwrap_err().to_string(),
+        format!(
+            "{}: is neither a profile (no top-level `name:`) nor a policy (no top-level `version:`)",
+            bad.display()
+        )
+    );
+
+    let bad = files.write(
+        "bad7.yml",
+        "name: x\ndescription: d\nprocess: {timeout: 0}\n",
+    );
+    assert_eq!(
+        check_file(&bad).unwrap_err().to_string(),
+        format!(
+            "{}:3:20: `process.timeout`: expected a duration like 90s, 30m or 2h, found `0`",
+            bad.display()
+        )
+    );
+}
+
+#[test]
+fn every_error_with_a_position_has_a_real_one() {
+    // Errors that point into a file must never point at 0:0.
+    let e = PolicyError::ExtendsCycle {
+        file: "x".into(),
+        chain: vec!["a".into(), "b".into(), "a".into()],
+    };
+    assert_eq!(e.to_string(), "x: extends cycle: a -> b -> a");
+    assert!(e.location().is_none());
+    let (r, _) = load_text("name: x\ndescription: d\nprocess: {timeout: nope}\n");
+    let at = r.unwrap_err().location().cloned().unwrap();
+    assert_eq!((at.line, at.column), (3, 20));
+    let _ = Path::new("unused");
+}
+
+#[test]
+fn a_list_is_not_a_profile() {
+    let e = load_err("- a\n");
+    assert_eq!(
+        e,
+        "FILE:1:1: the top level: expected a mapping with `name:` (a profile) or `version:` (a policy), found a list"
+    );
+}
