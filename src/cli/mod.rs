@@ -1,1 +1,37 @@
-//! Subcommands.
+//! The command line: clap definitions and one function per subcommand. Each returns the exit
+//! code stepjail ends with; `main.rs` only parses and exits.
+
+pub mod check;
+pub mod profiles;
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a usage or profile error: nothing ran.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "stepjail", version, about = "Run a CI step in a throwaway Linux sandbox", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in a sandbox under a profile.
+    Run(run::RunArgs),
+    /// List the built-in profiles.
+    Profiles,
+    /// Validate profile and policy files; exits non-zero with precise errors.
+    Check(check::CheckArgs),
+}
+
+/// Dispatches a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Profiles => profiles::run(),
+        Command::Check(args) => check::run(args),
+    }
+}

@@ -1,1 +1,246 @@
-//! The sandbox: `plan` (pure) decides, `apply` carries out, `sys` holds every syscall.
+//! The sandbox: `plan` (pure) decides, `apply` carries out in the cloned child, `init` is the
+//! step's PID 1, and this module is the supervisor that clones, maps ids, relays signals and
+//! enforces the timeout. Every syscall and every `unsafe` lives in `sys`.
+
+pub mod apply;
+pub mod host;
+pub mod init;
+pub mod plan;
+pub mod report;
+pub mod seccomp;
+mod sys;
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+pub use plan::Plan;
+use report::Message;
+
+/// stepjail's own exit codes (the step's code passes through otherwise; 128+N for signal N).
+pub const EXIT_TIMEOUT: i32 = 124;
+pub const EXIT_SETUP: i32 = 125;
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Namespaces every step gets.
+const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("preparing the supervisor: {0}")]
+    Prepare(std::io::Error),
+    #[error(
+        "cannot create the sandbox's namespaces: {0} (are unprivileged user namespaces disabled? \
+         check kernel.unprivileged_userns_clone, user.max_user_namespaces, and on Ubuntu 24.04 \
+         kernel.apparmor_restrict_unprivileged_userns)"
+    )]
+    Clone(std::io::Error),
+    #[error("writing {file} for the sandbox: {error}")]
+    IdMap { file: String, error: std::io::Error },
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+    #[error("cannot run {command}: {error}")]
+    Exec {
+        command: String,
+        error: String,
+        code: i32,
+    },
+    #[error("waiting for the step: {0}")]
+    Wait(std::io::Error),
+}
+
+impl SandboxError {
+    /// The exit code stepjail ends with for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SandboxError::Exec { code, .. } => *code,
+            _ => EXIT_SETUP,
+        }
+    }
+}
+
+/// How the step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code stepjail should end with.
+    pub code: i32,
+    pub timed_out: bool,
+    /// Informational lines from setup (landlock ABI and status).
+    pub info: Vec<String>,
+}
+
+/// Runs the plan's command in a new sandbox and waits for it. Must be called while the process
+/// is single-threaded: it forks.
+pub fn run(plan: &Plan) -> Result<Outcome, SandboxError> {
+    let prep = SandboxError::Prepare;
+    let (sync_r, sync_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| prep(e.into()))?;
+    let (report_r, report_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| prep(e.into()))?;
+    // Block the signals we relay before cloning: the child inherits the mask, so its init loop
+    // cannot miss one, and we read ours from a signalfd.
+    let mut relay: Vec<libc::c_int> = init::FORWARDED.to_vec();
+    relay.push(libc::SIGCHLD);
+    let mask = sys::block_signals(&relay).map_err(prep)?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| prep(e.into()))?;
+
+    let child = match sys::clone_process(NAMESPACES).map_err(SandboxError::Clone)? {
+        sys::Forked::Child => {
+            drop((sync_w, report_r, sfd));
+            apply::child(plan, sync_r, report_w)
+        }
+        sys::Forked::Parent { child } => child,
+    };
+    drop((sync_r, report_w));
+    let started = Instant::now();
+    if let Err(e) = write_id_maps(child, &plan.identity) {
+        sys::kill(child, libc::SIGKILL);
+        let _ = waitpid(Pid::from_raw(child), None);
+        return Err(e);
+    }
+    // Release the child.
+    sys::write_all(sync_w.as_fd(), b"1").map_err(SandboxError::Wait)?;
+    drop(sync_w);
+    supervise(child, plan.timeout.map(|t| started + t), report_r, sfd)
+}
+
+fn write_id_maps(child: libc::pid_t, id: &plan::Identity) -> Result<(), SandboxError> {
+    for (file, content) in [
+        ("setgroups", id.setgroups().to_string()),
+        ("uid_map", id.uid_map()),
+        ("gid_map", id.gid_map()),
+    ] {
+        let path = format!("/proc/{child}/{file}");
+        std::fs::write(&path, content.as_bytes())
+            .map_err(|error| SandboxError::IdMap { file: path, error })?;
+    }
+    Ok(())
+}
+
+/// Waits for the child (the step's init), reading setup reports, relaying signals and
+/// enforcing the deadline.
+fn supervise(
+    child: libc::pid_t,
+    deadline: Option<Instant>,
+    report_r: OwnedFd,
+    sfd: SignalFd,
+) -> Result<Outcome, SandboxError> {
+    let mut report = std::fs::File::from(report_r);
+    let mut report_open = true;
+    let mut buf = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let timeout = match deadline {
+            Some(d) if !timed_out => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    // Killing the namespace's init kills every process in it.
+                    sys::kill(child, libc::SIGKILL);
+                    timed_out = true;
+                    PollTimeout::NONE
+                } else {
+                    PollTimeout::try_from(left.min(Duration::from_secs(3600)))
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            }
+            _ => PollTimeout::NONE,
+        };
+        let (sig_ready, report_ready) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if report_open {
+                fds.push(PollFd::new(report.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(SandboxError::Wait(e.into())),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        };
+        if report_ready {
+            let mut chunk = [0u8; 4096];
+            match report.read(&mut chunk) {
+                Ok(0) => report_open = false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SandboxError::Wait(e)),
+            }
+        }
+        if sig_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let sig = info.ssi_signo as libc::c_int;
+                if sig != libc::SIGCHLD {
+                    sys::kill(child, sig);
+                }
+            }
+            match waitpid(Pid::from_raw(child), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(status) => return finish(status, timed_out, &mut report, buf),
+                Err(e) => return Err(SandboxError::Wait(e.into())),
+            }
+        }
+    }
+}
+
+fn finish(
+    status: WaitStatus,
+    timed_out: bool,
+    report: &mut std::fs::File,
+    mut buf: Vec<u8>,
+) -> Result<Outcome, SandboxError> {
+    // The child is gone; whatever it wrote is in the pipe.
+    let _ = report.read_to_end(&mut buf);
+    let mut info = Vec::new();
+    for line in String::from_utf8_lossy(&buf).lines() {
+        match Message::decode(line) {
+            Some(Message::Info(s)) => info.push(s),
+            Some(Message::SetupFailed(s)) => return Err(SandboxError::Setup(s)),
+            Some(Message::ExecFailed { command, error }) => {
+                let code = match status {
+                    WaitStatus::Exited(_, c) => c,
+                    _ => EXIT_CANNOT_EXEC,
+                };
+                return Err(SandboxError::Exec {
+                    command,
+                    error,
+                    code,
+                });
+            }
+            None => {}
+        }
+    }
+    let code = if timed_out {
+        EXIT_TIMEOUT
+    } else {
+        match status {
+            WaitStatus::Exited(_, c) => c,
+            WaitStatus::Signaled(_, Signal::SIGKILL, _) if info.is_empty() => {
+                return Err(SandboxError::Setup(
+                    "the sandbox was killed during setup".into(),
+                ));
+            }
+            WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+            _ => EXIT_SETUP,
+        }
+    };
+    Ok(Outcome {
+        code,
+        timed_out,
+        info,
+    })
+}

@@ -1,0 +1,507 @@
+//! Carrying out a [`Plan`] inside the freshly cloned child. The whole setup order is in
+//! [`setup`], top to bottom; each ordering constraint says why.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope,
+};
+
+use super::plan::{HiddenKind, MountOp, Plan, Rlimit};
+use super::{report, seccomp, sys};
+
+/// The highest landlock ABI whose rights stepjail asks for. Rights of newer ABIs than the
+/// kernel's are dropped by the crate's best-effort mode, and reported.
+const LANDLOCK_TARGET: ABI = ABI::V9;
+
+/// A failing setup step: which step, and the OS error.
+#[derive(Debug)]
+pub struct SetupError {
+    pub step: String,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.error)
+    }
+}
+
+trait Step<T> {
+    fn step(self, what: impl FnOnce() -> String) -> Result<T, SetupError>;
+}
+
+impl<T, E: Into<io::Error>> Step<T> for Result<T, E> {
+    fn step(self, what: impl FnOnce() -> String) -> Result<T, SetupError> {
+        self.map_err(|e| SetupError {
+            step: what(),
+            error: e.into(),
+        })
+    }
+}
+
+fn other(msg: String) -> io::Error {
+    io::Error::other(msg)
+}
+
+/// The sandbox child: set everything up, start the step, then serve as its PID 1.
+/// Never returns; exits 125 (after reporting why) if setup fails.
+pub fn child(plan: &Plan, sync: OwnedFd, report_fd: OwnedFd) -> ! {
+    match setup(plan, sync, &report_fd) {
+        Ok(step_pid) => {
+            // The step holds the write end until it execs; ours must go for EOF to mean "started".
+            drop(report_fd);
+            super::init::serve(step_pid)
+        }
+        Err(e) => {
+            report::send(
+                report_fd.as_fd(),
+                &report::Message::SetupFailed(e.to_string()),
+            );
+            sys::exit_now(super::EXIT_SETUP)
+        }
+    }
+}
+
+/// The setup recipe. Returns the PID (in the new namespace) of the started step.
+fn setup(plan: &Plan, sync: OwnedFd, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupError> {
+    // Die with the supervisor. Set before waiting on it, so a supervisor that dies in between
+    // is seen as EOF below rather than missed.
+    sys::set_pdeathsig(libc::SIGKILL).step(|| "PR_SET_PDEATHSIG".into())?;
+    // The supervisor writes our uid/gid maps, then releases us; EOF means it died.
+    wait_for_supervisor(sync)?;
+    // Descriptors inherited from whoever ran stepjail must not reach the step.
+    sys::close_fds_from(3, &[report_fd.as_raw_fd()])
+        .step(|| "closing inherited descriptors".into())?;
+    // Become the step's user before touching the filesystem, so paths resolve with its rights.
+    let id = &plan.identity;
+    sys::switch_identity(id.uid, id.gid, id.privileged)
+        .step(|| format!("switching to uid {} gid {}", id.uid, id.gid))?;
+    // Bind sources are opened before any mount can cover them (a workspace under /tmp).
+    let sources: Vec<OwnedFd> = plan
+        .sources
+        .iter()
+        .map(|p| sys::open_path(p).step(|| format!("opening {}", p.display())))
+        .collect::<Result<_, _>>()?;
+    for op in &plan.mounts {
+        mount_op(op, &sources)?;
+    }
+    drop(sources);
+    nix::unistd::sethostname(&plan.hostname).step(|| "setting the hostname".into())?;
+    sys::loopback_up().step(|| "bringing up lo".into())?;
+    // no_new_privs before landlock and seccomp (both require it without CAP_SYS_ADMIN), and so
+    // that setuid binaries and file capabilities gain nothing from here on.
+    sys::set_no_new_privs().step(|| "PR_SET_NO_NEW_PRIVS".into())?;
+    let landlock = apply_landlock(plan)?;
+    report::send(report_fd.as_fd(), &report::Message::Info(landlock));
+    // Capabilities go after the last operation that needs them (mounts, hostname, landlock).
+    drop_capabilities()?;
+    // Dropping capabilities resets the parent-death signal and the dumpable flag; set both
+    // again. Not dumpable: the step (same uid) cannot read our memory or environment via /proc.
+    sys::set_pdeathsig(libc::SIGKILL).step(|| "PR_SET_PDEATHSIG".into())?;
+    sys::set_dumpable(false).step(|| "PR_SET_DUMPABLE".into())?;
+    // seccomp last: it forbids mount, unshare and friends that the steps above used.
+    let filters = seccomp::build()
+        .map_err(|e| other(e.to_string()))
+        .step(|| "building the seccomp filter".into())?;
+    for prog in filters {
+        seccompiler::apply_filter(&prog)
+            .map_err(|e| other(e.to_string()))
+            .step(|| "installing seccomp".into())?;
+    }
+    start_step(plan, report_fd)
+}
+
+fn wait_for_supervisor(sync: OwnedFd) -> Result<(), SetupError> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(&sync, &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => sys::exit_now(super::EXIT_SETUP), // supervisor gone: nobody to report to
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).step(|| "waiting for the supervisor".into()),
+        }
+    }
+}
+
+fn proc_fd(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn mount_op(op: &MountOp, sources: &[OwnedFd]) -> Result<(), SetupError> {
+    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC};
+    let desc = || format!("{op:?}");
+    match op {
+        MountOp::MakePrivate => {
+            sys::mount(None, Path::new("/"), None, MS_REC | MS_PRIVATE, None).step(desc)
+        }
+        MountOp::ReadOnlyEverything => sys::mount_setattr(
+            Path::new("/"),
+            true,
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID,
+            0,
+        )
+        .step(desc),
+        MountOp::Proc => sys::mount(
+            Some(Path::new("proc")),
+            Path::new("/proc"),
+            Some("proc"),
+            MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            None,
+        )
+        .step(desc),
+        MountOp::Tmpfs { target, mode } => sys::mount(
+            Some(Path::new("tmpfs")),
+            target,
+            Some("tmpfs"),
+            MS_NOSUID | MS_NODEV,
+            Some(&format!("mode={mode:o}")),
+        )
+        .step(desc),
+        MountOp::Dev => minimal_dev().step(desc),
+        MountOp::BindWritable { source, target } => {
+            make_mountpoint(target, true).step(desc)?;
+            sys::mount(
+                Some(&proc_fd(&sources[*source])),
+                target,
+                None,
+                MS_BIND | MS_REC,
+                None,
+            )
+            .step(desc)?;
+            // The source mount was made read-only with everything else; lift that here only.
+            sys::mount_setattr(target, false, 0, sys::MOUNT_ATTR_RDONLY).step(desc)
+        }
+        MountOp::ReadOnly { target } => {
+            sys::mount(Some(target), target, None, MS_BIND | MS_REC, None).step(desc)?;
+            sys::mount_setattr(target, true, sys::MOUNT_ATTR_RDONLY, 0).step(desc)
+        }
+        MountOp::Hide { target, kind } => hide(target, *kind).step(desc),
+        MountOp::Seal { target } => {
+            sys::mount_setattr(target, false, sys::MOUNT_ATTR_RDONLY, 0).step(desc)
+        }
+    }
+}
+
+/// Creates a directory (and its parents) to mount on, when it is missing. Missing mountpoints
+/// can only be created in tmpfs mounts of our own: the host's tree is read-only by now.
+fn make_mountpoint(target: &Path, dir: bool) -> io::Result<()> {
+    if target.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    if dir {
+        std::fs::create_dir_all(target)
+    } else {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::File::create(target).map(drop)
+    }
+}
+
+const HIDDEN_FILE: &str = "/dev/.stepjail-hidden";
+
+/// Covers `target`: directories with an empty read-only tmpfs of mode 000, anything else with a
+/// read-only bind of an empty mode-000 file. Neither can be read, listed, connected to, or
+/// have its mode changed (the cover is read-only); the step has no capability to bypass modes.
+fn hide(target: &Path, kind: HiddenKind) -> io::Result<()> {
+    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID};
+    match kind {
+        HiddenKind::Dir => {
+            let flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+            sys::mount(
+                Some(Path::new("tmpfs")),
+                target,
+                Some("tmpfs"),
+                flags,
+                Some("mode=000,size=4k"),
+            )?;
+        }
+        HiddenKind::File => sys::mount(Some(Path::new(HIDDEN_FILE)), target, None, MS_BIND, None)?,
+    }
+    sys::mount_setattr(
+        target,
+        false,
+        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOEXEC,
+        0,
+    )
+}
+
+/// A minimal /dev on a private tmpfs: the harmless character devices (bound from the host's
+/// /dev, since creating device nodes needs privileges we do not have), a private devpts, shm.
+fn minimal_dev() -> io::Result<()> {
+    use libc::{MS_BIND, MS_NOEXEC, MS_NOSUID};
+    const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+    // Open the host's nodes before our tmpfs covers them.
+    let nodes: Vec<(&str, OwnedFd)> = DEVICES
+        .iter()
+        .map(|d| sys::open_path(&Path::new("/dev").join(d)).map(|fd| (*d, fd)))
+        .collect::<io::Result<_>>()?;
+    let dev = Path::new("/dev");
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        dev,
+        Some("tmpfs"),
+        MS_NOSUID | MS_NOEXEC,
+        Some("mode=755"),
+    )?;
+    for (name, fd) in &nodes {
+        let target = dev.join(name);
+        std::fs::File::create(&target)?;
+        sys::mount(Some(&proc_fd(fd)), &target, None, MS_BIND, None)?;
+    }
+    std::fs::create_dir(dev.join("pts"))?;
+    sys::mount(
+        Some(Path::new("devpts")),
+        &dev.join("pts"),
+        Some("devpts"),
+        MS_NOSUID | MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )?;
+    std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
+    std::fs::create_dir(dev.join("shm"))?;
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link))?;
+    }
+    // The empty file that hidden paths are covered with; sealed read-only with the rest of /dev.
+    let f = std::fs::File::create(HIDDEN_FILE)?;
+    nix::sys::stat::fchmod(f.as_fd(), nix::sys::stat::Mode::empty())?;
+    Ok(())
+}
+
+/// landlock: everything readable and executable, writable only where the plan says, abstract
+/// unix sockets and signals scoped to the sandbox. Returns the line that reports what applied.
+fn apply_landlock(plan: &Plan) -> Result<String, SetupError> {
+    let kernel = sys::landlock_abi();
+    if let Some(min) = plan.landlock.min_abi
+        && kernel < min
+    {
+        return Err(SetupError {
+            step: "landlock".into(),
+            error: other(format!(
+                "the profile requires landlock ABI {min}, this kernel has {kernel}"
+            )),
+        });
+    }
+    let err = |e: landlock::RulesetError| SetupError {
+        step: "landlock".into(),
+        error: other(e.to_string()),
+    };
+    let pfd = |p: &Path| {
+        PathFd::new(p).map_err(|e| SetupError {
+            step: format!("landlock rule for {}", p.display()),
+            error: other(e.to_string()),
+        })
+    };
+    // Ask for exactly what this kernel has (up to what we know), so "fully enforced" means it.
+    let applied = kernel.min(LANDLOCK_TARGET as u32);
+    let abi = ABI::from(applied as i32);
+    let all = AccessFs::from_all(abi);
+    let read = AccessFs::from_read(abi);
+    let mut writable: Vec<PathBuf> = vec!["/tmp".into(), "/dev/shm".into()];
+    writable.extend(plan.writable.iter().cloned());
+    let mut rs = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)
+        .map_err(err)?
+        .scope(if applied >= 6 {
+            Scope::AbstractUnixSocket | Scope::Signal
+        } else {
+            landlock::BitFlags::EMPTY
+        })
+        .map_err(err)?
+        .create()
+        .map_err(err)?
+        .add_rule(PathBeneath::new(pfd(Path::new("/"))?, read))
+        .map_err(err)?
+        // Terminals and the harmless devices: read, write, and ioctl (tcgetattr and friends).
+        .add_rule(PathBeneath::new(
+            pfd(Path::new("/dev"))?,
+            read | AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::Truncate,
+        ))
+        .map_err(err)?;
+    for p in &writable {
+        rs = rs.add_rule(PathBeneath::new(pfd(p)?, all)).map_err(err)?;
+    }
+    let status = rs.restrict_self().map_err(err)?;
+    let state = match status.ruleset {
+        RulesetStatus::FullyEnforced => "fully enforced",
+        RulesetStatus::PartiallyEnforced => "partially enforced",
+        RulesetStatus::NotEnforced => "not enforced (kernel without landlock)",
+    };
+    if plan.landlock.min_abi.is_some() && status.ruleset == RulesetStatus::NotEnforced {
+        return Err(SetupError {
+            step: "landlock".into(),
+            error: other("landlock not enforced".into()),
+        });
+    }
+    Ok(format!(
+        "landlock: ABI {applied} applied (kernel ABI {kernel}), {state}"
+    ))
+}
+
+/// Empties every capability set, bounding and ambient included, and locks the securebits so
+/// that even uid 0 regains nothing at execve.
+fn drop_capabilities() -> Result<(), SetupError> {
+    use caps::CapSet;
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |err: caps::errors::CapsError| SetupError {
+            step: format!("dropping capabilities ({what})"),
+            error: other(err.to_string()),
+        }
+    };
+    caps::clear(None, CapSet::Ambient).map_err(e("ambient"))?;
+    // Bounding and securebits need CAP_SETPCAP, so they go before the effective set.
+    for cap in caps::runtime::thread_all_supported() {
+        caps::drop(None, CapSet::Bounding, cap).map_err(e("bounding"))?;
+    }
+    sys::lock_securebits().step(|| "locking securebits".into())?;
+    caps::clear(None, CapSet::Inheritable).map_err(e("inheritable"))?;
+    caps::clear(None, CapSet::Effective).map_err(e("effective"))?;
+    caps::clear(None, CapSet::Permitted).map_err(e("permitted"))?;
+    Ok(())
+}
+
+/// Forks the step's first process, which becomes a session leader (detached from the caller's
+/// controlling terminal: with TIOCSTI refused by seccomp it cannot type into it) and execs.
+fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupError> {
+    // Everything exec needs is prepared before the fork, so the child only makes syscalls.
+    let argv: Vec<CString> = plan
+        .argv
+        .iter()
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = plan
+        .env
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let path_var = plan
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let candidates: Vec<CString> = exec_candidates(&plan.argv[0], path_var)
+        .iter()
+        .map(|p| cstring(p.as_os_str().as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let cwd = plan.cwd.clone();
+    match sys::fork().step(|| "forking the step".into())? {
+        sys::Forked::Parent { child } => Ok(child),
+        sys::Forked::Child => {
+            let fail = |m: report::Message, code: i32| -> ! {
+                report::send(report_fd.as_fd(), &m);
+                sys::exit_now(code)
+            };
+            if let Err(e) = sys::reset_signals().and_then(|_| sys::setsid()) {
+                fail(
+                    report::Message::SetupFailed(format!("preparing the step: {e}")),
+                    super::EXIT_SETUP,
+                );
+            }
+            for (r, v) in &plan.rlimits {
+                if let Err(e) = sys::set_rlimit(rlimit_resource(*r), *v) {
+                    fail(
+                        report::Message::SetupFailed(format!("setting {r:?} limit: {e}")),
+                        super::EXIT_SETUP,
+                    );
+                }
+            }
+            if let Err(e) = std::env::set_current_dir(&cwd) {
+                fail(
+                    report::Message::SetupFailed(format!("entering {}: {e}", cwd.display())),
+                    super::EXIT_SETUP,
+                );
+            }
+            // Like execvp: try each PATH entry; remember a permission error over "not found".
+            let mut worst = io::Error::from_raw_os_error(libc::ENOENT);
+            for c in &candidates {
+                let e = sys::execve(c, &argv, &envp);
+                if e.raw_os_error() != Some(libc::ENOENT) && e.raw_os_error() != Some(libc::ENOTDIR)
+                {
+                    worst = e;
+                }
+            }
+            let code = if worst.raw_os_error() == Some(libc::ENOENT) {
+                super::EXIT_NOT_FOUND
+            } else {
+                super::EXIT_CANNOT_EXEC
+            };
+            fail(
+                report::Message::ExecFailed {
+                    command: plan.argv[0].clone(),
+                    error: worst.to_string(),
+                },
+                code,
+            )
+        }
+    }
+}
+
+fn cstring(b: &[u8]) -> Result<CString, SetupError> {
+    CString::new(b).step(|| "a NUL byte in the command or environment".into())
+}
+
+/// Where to look for `cmd`: itself if it has a slash, else each `PATH` entry.
+pub fn exec_candidates(cmd: &str, path: &str) -> Vec<PathBuf> {
+    if cmd.contains('/') {
+        return vec![PathBuf::from(cmd)];
+    }
+    path.split(':')
+        .map(|d| {
+            if d.is_empty() {
+                Path::new(".").join(cmd)
+            } else {
+                Path::new(d).join(cmd)
+            }
+        })
+        .collect()
+}
+
+fn rlimit_resource(r: Rlimit) -> libc::__rlimit_resource_t {
+    match r {
+        Rlimit::OpenFiles => libc::RLIMIT_NOFILE,
+        Rlimit::FileSize => libc::RLIMIT_FSIZE,
+        Rlimit::Processes => libc::RLIMIT_NPROC,
+        Rlimit::CpuSeconds => libc::RLIMIT_CPU,
+        Rlimit::AddressSpace => libc::RLIMIT_AS,
+        Rlimit::CoreSize => libc::RLIMIT_CORE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lookup_follows_path_like_execvp() {
+        assert_eq!(exec_candidates("./x", "/bin"), vec![PathBuf::from("./x")]);
+        assert_eq!(
+            exec_candidates("sh", "/usr/bin::/bin"),
+            vec![
+                PathBuf::from("/usr/bin/sh"),
+                PathBuf::from("./sh"),
+                PathBuf::from("/bin/sh")
+            ]
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! The sandbox plan: every decision about one run, made by pure functions.
+//!
+//! Nothing here touches the kernel. [`Plan::build`] takes the resolved profile and facts about
+//! the host (gathered by `host.rs`) and says which mounts to make in which order, which
+//! environment the step gets, which identity it runs as and which limits apply. `apply.rs`
+//! carries the plan out; tests here check the decisions without root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::policy::model::{EnvPattern, LandlockPolicy, ResolvedProfile};
+
+/// Variables that never reach a step through `env.pass`, whatever pattern matches them: the CI
+/// credentials that GitHub and GitLab put in the environment. (Declaring them as secrets, a later
+/// feature, is the only way in.)
+pub const NEVER_PASS: &[&str] = &[
+    "GITHUB_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_RUNTIME_URL",
+    "ACTIONS_CACHE_URL",
+    "ACTIONS_RESULTS_URL",
+    "CI_JOB_TOKEN",
+];
+
+/// Variables every step gets when the caller has them, before the profile's `env.pass`.
+pub const SAFE_DEFAULT_ENV: &[&str] = &["PATH", "TERM", "LANG", "TZ"];
+
+/// `PATH` when the caller has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Who the step runs as, inside and outside the user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    /// The user name for `USER`/`LOGNAME`, when known.
+    pub name: Option<String>,
+    /// Whether stepjail itself runs as root (it may then map any id and drop groups).
+    pub privileged: bool,
+}
+
+impl Identity {
+    /// The `uid_map` line: the step's uid is the same number inside and outside.
+    pub fn uid_map(&self) -> String {
+        format!("{0} {0} 1\n", self.uid)
+    }
+    pub fn gid_map(&self) -> String {
+        format!("{0} {0} 1\n", self.gid)
+    }
+    /// Unprivileged callers must deny setgroups before writing a gid map; root may allow it and
+    /// then drops the supplementary groups it came with.
+    pub fn setgroups(&self) -> &'static str {
+        if self.privileged { "allow" } else { "deny" }
+    }
+}
+
+/// What kind of object a hidden path is, which decides how it is covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HiddenKind {
+    /// Covered by an empty, read-only tmpfs with mode 000.
+    Dir,
+    /// Files, sockets, devices: covered by a bind of an empty mode-000 file.
+    File,
+}
+
+/// One mount operation, applied in order inside the step's mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// Stop mount events propagating back to the host.
+    MakePrivate,
+    /// Make every mount inherited from the host read-only and nosuid.
+    ReadOnlyEverything,
+    /// A fresh procfs for the step's PID namespace.
+    Proc,
+    /// A private, empty tmpfs.
+    Tmpfs { target: PathBuf, mode: u32 },
+    /// A minimal /dev: null, zero, full, random, urandom, tty, a private devpts, shm.
+    Dev,
+    /// Bind a host path (opened before any mount, see `sources`) writable at the same path.
+    BindWritable { source: usize, target: PathBuf },
+    /// Make an existing path (and everything below it) read-only again.
+    ReadOnly { target: PathBuf },
+    /// Cover a path so that it cannot be read.
+    Hide { target: PathBuf, kind: HiddenKind },
+    /// Remount a tmpfs made above read-only (after its contents are in place).
+    Seal { target: PathBuf },
+}
+
+/// rlimit settings as (resource, value).
+pub type Rlimits = Vec<(Rlimit, u64)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rlimit {
+    OpenFiles,
+    FileSize,
+    Processes,
+    CpuSeconds,
+    AddressSpace,
+    CoreSize,
+}
+
+/// Everything the sandbox needs to know to run one step.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub profile_name: String,
+    pub identity: Identity,
+    pub hostname: String,
+    /// Paths to open (O_PATH) before the first mount, referred to by index from `mounts`.
+    pub sources: Vec<PathBuf>,
+    pub mounts: Vec<MountOp>,
+    /// Paths the step may write (landlock rules, in addition to /tmp and /dev/shm).
+    pub writable: Vec<PathBuf>,
+    pub landlock: LandlockPolicy,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub argv: Vec<String>,
+    pub rlimits: Rlimits,
+    pub timeout: Option<Duration>,
+}
+
+/// Facts about the host the plan depends on, gathered before the sandbox exists.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// The caller's environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Kind of each path that exists (hidden paths that do not exist are skipped).
+    pub kinds: BTreeMap<PathBuf, HiddenKind>,
+    /// Pathname unix sockets that a host process is listening on.
+    pub listening_sockets: Vec<PathBuf>,
+    /// The GitHub runner's root directory, if stepjail runs under a runner.
+    pub runner_root: Option<PathBuf>,
+}
+
+/// Files in the runner root that identify and authenticate the runner.
+pub const RUNNER_CREDENTIAL_FILES: &[&str] = &[
+    ".credentials",
+    ".credentials_rsaparams",
+    ".runner",
+    ".setup_info",
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("no command given to run")]
+    NoCommand,
+    #[error("the workspace {0} does not exist or is not a directory")]
+    Workspace(PathBuf),
+}
+
+impl Plan {
+    pub fn build(
+        profile: &ResolvedProfile,
+        identity: Identity,
+        workspace: &Path,
+        argv: Vec<String>,
+        host: &HostFacts,
+    ) -> Result<Plan, PlanError> {
+        if argv.is_empty() {
+            return Err(PlanError::NoCommand);
+        }
+        let (sources, mounts, writable) = mounts(profile, host);
+        let cwd = if is_hidden(&host.cwd, &hidden_paths(profile, host)) || !host.cwd.is_absolute() {
+            workspace.to_path_buf()
+        } else {
+            host.cwd.clone()
+        };
+        Ok(Plan {
+            profile_name: profile.name.clone(),
+            env: environment(profile, &identity, &host.env),
+            identity,
+            hostname: "stepjail".to_string(),
+            sources,
+            mounts,
+            writable,
+            landlock: profile.landlock.clone(),
+            cwd,
+            argv,
+            rlimits: rlimits(profile),
+            timeout: profile.process.timeout,
+        })
+    }
+}
+
+/// Every path to cover: the profile's, the runner's credential files, and every host socket.
+fn hidden_paths(profile: &ResolvedProfile, host: &HostFacts) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = profile.hidden.clone();
+    if let Some(root) = &host.runner_root {
+        out.extend(RUNNER_CREDENTIAL_FILES.iter().map(|f| root.join(f)));
+    }
+    out.extend(host.listening_sockets.iter().cloned());
+    out
+}
+
+fn is_hidden(path: &Path, hidden: &[PathBuf]) -> bool {
+    hidden.iter().any(|h| path.starts_with(h))
+}
+
+/// The mount sequence. Order matters, and each step says why it comes where it does.
+fn mounts(
+    profile: &ResolvedProfile,
+    host: &HostFacts,
+) -> (Vec<PathBuf>, Vec<MountOp>, Vec<PathBuf>) {
+    let mut ops = vec![
+        // First, so nothing below ever shows up in the host's mount table.
+        MountOp::MakePrivate,
+        // Before our own mounts, so those (tmpfs, binds) are not made read-only by it.
+        MountOp::ReadOnlyEverything,
+        MountOp::Proc,
+        MountOp::Tmpfs {
+            target: "/tmp".into(),
+            mode: 0o1777,
+        },
+        MountOp::Dev,
+    ];
+    // Writable binds come after /tmp, so a workspace under /tmp is bound on top of the private
+    // tmpfs instead of being hidden by it; their sources were opened before any mount.
+    let mut sources = Vec::new();
+    let mut writable = Vec::new();
+    for p in dedup(&profile.read_write) {
+        if !host.kinds.contains_key(&p) {
+            continue; // a writable path that does not exist grants nothing
+        }
+        ops.push(MountOp::BindWritable {
+            source: sources.len(),
+            target: p.clone(),
+        });
+        sources.push(p.clone());
+        writable.push(p);
+    }
+    // Read-only holes after the writable binds they punch through.
+    for p in dedup(&profile.read_only) {
+        if host.kinds.contains_key(&p) && writable.iter().any(|w| p.starts_with(w)) {
+            ops.push(MountOp::ReadOnly { target: p });
+        }
+    }
+    // Hidden last: a hidden path inside a writable bind must be covered on top of that bind.
+    for p in dedup(&hidden_paths(profile, host)) {
+        if p.starts_with("/tmp") || p.starts_with("/proc") || p.starts_with("/dev") {
+            continue; // already private to the sandbox
+        }
+        if let Some(kind) = host.kinds.get(&p) {
+            ops.push(MountOp::Hide {
+                target: p,
+                kind: *kind,
+            });
+        }
+    }
+    ops.push(MountOp::Seal {
+        target: "/dev".into(),
+    });
+    (sources, ops, writable)
+}
+
+fn dedup(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen = std::collections::BTreeSet::new();
+    paths
+        .iter()
+        .filter(|p| seen.insert((*p).clone()))
+        .cloned()
+        .collect()
+}
+
+/// The step's environment: the safe defaults, what the profile passes (never the CI
+/// credentials), what it sets, and a few values the sandbox itself decides.
+pub fn environment(
+    profile: &ResolvedProfile,
+    identity: &Identity,
+    caller: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in caller {
+        if NEVER_PASS.contains(&k.as_str()) {
+            continue;
+        }
+        let passed = SAFE_DEFAULT_ENV.contains(&k.as_str())
+            || k.starts_with("LC_")
+            || profile.env_pass.iter().any(|p: &EnvPattern| p.matches(k));
+        if passed {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    env.entry("PATH".into())
+        .or_insert_with(|| DEFAULT_PATH.into());
+    if let Some(home) = caller.iter().find(|(k, _)| k == "HOME") {
+        env.insert("HOME".into(), home.1.clone());
+    }
+    if let Some(name) = &identity.name {
+        env.insert("USER".into(), name.clone());
+        env.insert("LOGNAME".into(), name.clone());
+    }
+    env.insert("TMPDIR".into(), "/tmp".into());
+    for (k, v) in &profile.env_set {
+        env.insert(k.clone(), v.clone());
+    }
+    env.into_iter().collect()
+}
+
+fn rlimits(profile: &ResolvedProfile) -> Rlimits {
+    let l = &profile.process.limits;
+    let mut out = vec![];
+    let pairs = [
+        (Rlimit::OpenFiles, l.open_files),
+        (Rlimit::FileSize, l.file_size),
+        (Rlimit::Processes, l.processes),
+        (Rlimit::CpuSeconds, l.cpu_seconds),
+        (Rlimit::AddressSpace, l.address_space),
+        (Rlimit::CoreSize, l.core_size),
+    ];
+    for (r, v) in pairs {
+        if let Some(v) = v {
+            out.push((r, v));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{Network, ProcessPolicy};
+
+    fn profile() -> ResolvedProfile {
+        ResolvedProfile {
+            name: "t".into(),
+            read_write: vec!["/ws".into(), "/missing".into()],
+            read_only: vec!["/ws/.git".into(), "/etc".into()],
+            hidden: vec![
+                "/home/u/.ssh".into(),
+                "/home/u/.netrc".into(),
+                "/home/u/.aws".into(),
+            ],
+            network: Network::default(),
+            env_pass: vec![
+                EnvPattern::Exact("CI".into()),
+                EnvPattern::Prefix("GITHUB_".into()),
+            ],
+            env_set: [("LANG".to_string(), "C.UTF-8".to_string())]
+                .into_iter()
+                .collect(),
+            process: ProcessPolicy::default(),
+            landlock: LandlockPolicy::default(),
+        }
+    }
+
+    fn host() -> HostFacts {
+        let mut kinds = BTreeMap::new();
+        for d in ["/ws", "/ws/.git", "/home/u/.ssh", "/etc", "/srv/runner"] {
+            kinds.insert(PathBuf::from(d), HiddenKind::Dir);
+        }
+        for f in [
+            "/home/u/.netrc",
+            "/run/docker.sock",
+            "/tmp/.X11-unix/X0",
+            "/srv/runner/.credentials",
+        ] {
+            kinds.insert(PathBuf::from(f), HiddenKind::File);
+        }
+        HostFacts {
+            env: vec![],
+            cwd: "/ws/sub".into(),
+            kinds,
+            listening_sockets: vec!["/run/docker.sock".into(), "/tmp/.X11-unix/X0".into()],
+            runner_root: Some("/srv/runner".into()),
+        }
+    }
+
+    fn ident() -> Identity {
+        Identity {
+            uid: 1001,
+            gid: 1001,
+            name: Some("runner".into()),
+            privileged: false,
+        }
+    }
+
+    #[test]
+    fn mount_order_is_private_readonly_then_private_mounts_then_binds_then_hides() {
+        let plan = Plan::build(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &host(),
+        )
+        .unwrap();
+        assert_eq!(plan.sources, vec![PathBuf::from("/ws")]);
+        assert_eq!(
+            plan.mounts,
+            vec![
+                MountOp::MakePrivate,
+                MountOp::ReadOnlyEverything,
+                MountOp::Proc,
+                MountOp::Tmpfs {
+                    target: "/tmp".into(),
+                    mode: 0o1777
+                },
+                MountOp::Dev,
+                MountOp::BindWritable {
+                    source: 0,
+                    target: "/ws".into()
+                },
+                // /etc is read-only already; only holes inside writable paths need a mount.
+                MountOp::ReadOnly {
+                    target: "/ws/.git".into()
+                },
+                MountOp::Hide {
+                    target: "/home/u/.ssh".into(),
+                    kind: HiddenKind::Dir
+                },
+                MountOp::Hide {
+                    target: "/home/u/.netrc".into(),
+                    kind: HiddenKind::File
+                },
+                // .aws does not exist on this host: nothing to cover.
+                MountOp::Hide {
+                    target: "/srv/runner/.credentials".into(),
+                    kind: HiddenKind::File
+                },
+                MountOp::Hide {
+                    target: "/run/docker.sock".into(),
+                    kind: HiddenKind::File
+                },
+                // The X11 socket lives in /tmp, which is private already.
+                MountOp::Seal {
+                    target: "/dev".into()
+                },
+            ]
+        );
+        assert_eq!(plan.writable, vec![PathBuf::from("/ws")]);
+        assert_eq!(plan.cwd, PathBuf::from("/ws/sub"));
+    }
+
+    #[test]
+    fn cwd_inside_a_hidden_path_falls_back_to_the_workspace() {
+        let mut h = host();
+        h.cwd = "/home/u/.ssh".into();
+        let plan = Plan::build(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &h,
+        )
+        .unwrap();
+        assert_eq!(plan.cwd, PathBuf::from("/ws"));
+    }
+
+    #[test]
+    fn empty_command_is_an_error() {
+        let err = Plan::build(&profile(), ident(), Path::new("/ws"), vec![], &host()).unwrap_err();
+        assert_eq!(err, PlanError::NoCommand);
+    }
+
+    #[test]
+    fn environment_passes_only_allowed_names_and_never_ci_credentials() {
+        let caller: Vec<(String, String)> = [
+            ("PATH", "/bin"),
+            ("HOME", "/home/u"),
+            ("CI", "true"),
+            ("GITHUB_SHA", "abc"),
+            ("GITHUB_TOKEN", "ghs_secret"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("LC_ALL", "C"),
+            ("LANG", "en_US.UTF-8"),
+            ("TMPDIR", "/var/tmp"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let env = environment(&profile(), &ident(), &caller);
+        let got: BTreeMap<_, _> = env.into_iter().collect();
+        let want: BTreeMap<String, String> = [
+            ("CI", "true"),
+            ("GITHUB_SHA", "abc"),
+            ("HOME", "/home/u"),
+            ("LANG", "C.UTF-8"), // env.set wins over the caller's value
+            ("LC_ALL", "C"),
+            ("LOGNAME", "runner"),
+            ("PATH", "/bin"),
+            ("TMPDIR", "/tmp"),
+            ("USER", "runner"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn environment_has_a_default_path() {
+        let env = environment(&profile(), &ident(), &[]);
+        assert!(env.contains(&("PATH".to_string(), DEFAULT_PATH.to_string())));
+    }
+
+    #[test]
+    fn id_maps_keep_the_same_number_and_deny_setgroups_unprivileged() {
+        let i = ident();
+        assert_eq!(i.uid_map(), "1001 1001 1\n");
+        assert_eq!(i.gid_map(), "1001 1001 1\n");
+        assert_eq!(i.setgroups(), "deny");
+        let root = Identity {
+            privileged: true,
+            ..i
+        };
+        assert_eq!(root.setgroups(), "allow");
+    }
+}

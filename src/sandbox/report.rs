@@ -1,0 +1,75 @@
+//! Messages from the sandbox child to the supervisor, one line each over a close-on-exec pipe.
+//!
+//! EOF without a failure message means the step's command was exec'd: the write end is held
+//! only by the child and the step (close-on-exec), so it closes exactly when exec succeeds.
+
+use std::os::fd::BorrowedFd;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Something the user may want to know (`-v`): the landlock ABI applied, for instance.
+    Info(String),
+    /// A setup step failed; nothing of the step ran.
+    SetupFailed(String),
+    /// The command could not be executed.
+    ExecFailed { command: String, error: String },
+}
+
+fn clean(s: &str) -> String {
+    s.replace(['\n', '\t'], " ")
+}
+
+impl Message {
+    pub fn encode(&self) -> String {
+        match self {
+            Message::Info(s) => format!("info\t{}\n", clean(s)),
+            Message::SetupFailed(s) => format!("setup\t{}\n", clean(s)),
+            Message::ExecFailed { command, error } => {
+                format!("exec\t{}\t{}\n", clean(command), clean(error))
+            }
+        }
+    }
+
+    pub fn decode(line: &str) -> Option<Message> {
+        let mut parts = line.splitn(3, '\t');
+        match (parts.next()?, parts.next(), parts.next()) {
+            ("info", Some(s), None) => Some(Message::Info(s.into())),
+            ("setup", Some(s), None) => Some(Message::SetupFailed(s.into())),
+            ("exec", Some(c), Some(e)) => Some(Message::ExecFailed {
+                command: c.into(),
+                error: e.into(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Best effort: if the supervisor is gone there is nobody left to tell.
+pub fn send(fd: BorrowedFd<'_>, m: &Message) {
+    let _ = super::sys::write_all(fd, m.encode().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_stay_on_one_line() {
+        for m in [
+            Message::Info("landlock: ABI 6".into()),
+            Message::SetupFailed("mount\nfailed".into()),
+            Message::ExecFailed {
+                command: "no such".into(),
+                error: "No such file".into(),
+            },
+        ] {
+            let line = m.encode();
+            assert_eq!(line.matches('\n').count(), 1);
+            let back = Message::decode(line.trim_end_matches('\n')).unwrap();
+            match (&m, &back) {
+                (Message::SetupFailed(_), Message::SetupFailed(s)) => assert_eq!(s, "mount failed"),
+                _ => assert_eq!(m, back),
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Every raw syscall stepjail makes, and every `unsafe` block in the crate.
+//!
+//! The rest of the crate is safe Rust (`unsafe_code` is denied crate-wide). Functions here are
+//! thin: they take plain values, make one syscall (or a tightly coupled few) and turn the result
+//! into `io::Result`. Deciding *what* to do is the plan's job.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_int(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The result of [`clone_process`] in each process.
+pub enum Forked {
+    Parent { child: libc::pid_t },
+    Child,
+}
+
+/// `clone(2)` with fork semantics (no new stack: the child gets a copy-on-write copy of ours)
+/// and the given namespace flags. The child is signalled to us with SIGCHLD like a fork.
+pub fn clone_process(ns_flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: with a NULL stack pointer, raw clone behaves like fork(2): the child continues on a
+    // copy of the caller's stack. The caller guarantees the process is single-threaded (this is
+    // called before any thread or async runtime exists), so no lock can be held by another
+    // thread at the time of the copy. The remaining arguments (ptid, ctid, tls) are unused
+    // because CLONE_PARENT_SETTID/CHILD_SETTID/SETTLS are not in the flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (ns_flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match check(ret)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            child: pid as libc::pid_t,
+        }),
+    }
+}
+
+/// Plain `fork(2)`; used inside the sandbox by the step's init.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: called in the sandbox's init, which is single-threaded (it was cloned from a
+    // single-threaded parent and never starts threads). The child only calls async-signal-safe
+    // functions or execs.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent {
+            child: child.as_raw(),
+        }),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only; none of the options used here take pointers.
+    check_int(unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
+    .map(drop)
+}
+
+pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
+    prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong)
+}
+
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong)
+}
+
+pub fn set_no_new_privs() -> io::Result<()> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+}
+
+/// SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | its lock | SECBIT_KEEP_CAPS_LOCKED
+/// | SECBIT_NO_CAP_AMBIENT_RAISE | its lock: uid 0 gains nothing at exec, and nothing can undo that.
+pub fn lock_securebits() -> io::Result<()> {
+    const SECURE_ALL: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80;
+    prctl(libc::PR_SET_SECUREBITS, SECURE_ALL)
+}
+
+/// `mount(2)`. `source`/`fstype`/`data` may be absent.
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstr).transpose()?;
+    let target = cstr(target)?;
+    let fstype = fstype.map(|s| CString::new(s).expect("no NUL in fs type"));
+    let data = data.map(|s| CString::new(s).expect("no NUL in mount data"));
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either NULL or points at a NUL-terminated string that outlives
+    // the call.
+    check_int(unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data) as *const libc::c_void,
+        )
+    })
+    .map(drop)
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(2)` on the mount at `path` (and, if `recursive`, every mount below it).
+pub fn mount_setattr(path: &Path, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    let path = cstr(path)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags: libc::c_uint = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
+    // SAFETY: `path` is NUL-terminated and `attr` is a correctly laid out `struct mount_attr`
+    // whose size we pass; both outlive the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// Opens `path` with `O_PATH | O_CLOEXEC` (following symlinks), for binding it later even if
+/// the path itself gets covered by another mount.
+pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is NUL-terminated; on success the kernel returns a fresh descriptor we own.
+    let fd = check_int(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` is a valid descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Closes every descriptor from `first` upward except those in `keep`.
+pub fn close_fds_from(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
+    keep.sort_unstable();
+    let mut lo = first;
+    for k in keep.into_iter().chain(std::iter::once(RawFd::MAX)) {
+        if k > lo {
+            let hi = if k == RawFd::MAX {
+                u32::MAX
+            } else {
+                (k - 1) as u32
+            };
+            // SAFETY: close_range only closes descriptors; the kept ones are outside the range.
+            // Nothing in this single-threaded process holds borrowed fds in that range.
+            check_int(unsafe { libc::close_range(lo as libc::c_uint, hi, 0) })?;
+        }
+        lo = k.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface up in the current network namespace.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain socket() call; the returned fd is owned below.
+    let fd = check_int(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: fd is valid and owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags into `req`, which is a valid ifreq with a name.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq with name and flags set.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// The landlock ABI version the running kernel supports (0 when landlock is unavailable).
+pub fn landlock_abi() -> u32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a NULL attribute pointer, size 0 and the VERSION flag, the syscall only
+    // returns the ABI number (or an error); it touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if r < 0 { 0 } else { r as u32 }
+}
+
+/// setresgid/setgroups/setresuid to `uid`/`gid`. `drop_groups` needs setgroups to be allowed.
+pub fn switch_identity(uid: u32, gid: u32, drop_groups: bool) -> io::Result<()> {
+    if drop_groups {
+        // SAFETY: an empty group list; the pointer is not read when the size is 0.
+        check_int(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    }
+    // SAFETY: integer arguments only.
+    check_int(unsafe { libc::setresgid(gid, gid, gid) })?;
+    // SAFETY: integer arguments only.
+    check_int(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+}
+
+/// Restores default dispositions for every catchable signal and unblocks them all, so the step
+/// starts as if exec'd by a shell (blocked masks and ignored signals survive execve otherwise).
+pub fn reset_signals() -> io::Result<()> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL is always valid; errors (for reserved signals) are ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Sets `SIG` to be caught by a handler that does nothing, so PID 1 of a PID namespace receives
+/// it (signals without a handler are dropped for a namespace init) and `sigwait`-style loops see it.
+pub fn block_signals(sigs: &[libc::c_int]) -> io::Result<nix::sys::signal::SigSet> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for &s in sigs {
+        set.add(nix::sys::signal::Signal::try_from(s).map_err(io::Error::from)?);
+    }
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(io::Error::from)?;
+    Ok(set)
+}
+
+/// `execve(2)`. Returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: `path` and every element are NUL-terminated strings that live until the call
+    // returns; both arrays are NULL-terminated.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+pub fn setsid() -> io::Result<()> {
+    nix::unistd::setsid().map(drop).map_err(io::Error::from)
+}
+
+pub fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: `lim` is a valid rlimit that outlives the call.
+    check_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+}
+
+/// Writes all of `buf` to a raw descriptor (used on pipes between processes of the sandbox).
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `_exit(2)`: leave without running destructors or atexit handlers (used by forked children,
+/// which must not flush buffers they share with the parent).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// `kill(2)`, ignoring ESRCH (the target already exited).
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: integer arguments only.
+    unsafe { libc::kill(pid, sig) };
+}
