@@ -483,3 +483,36 @@ fn descriptors_of_the_caller_do_not_leak_in() {
         );
     }
 }
+
+#[test]
+fn a_terminal_passes_through_but_cannot_be_typed_into() {
+    for uid in users() {
+        let dir = Dir::new(uid);
+        let code = r#"
+import os, fcntl, termios, errno
+print('tty', os.isatty(0), os.isatty(1))
+try:
+    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('TIOCSTI WORKED')
+except OSError as e:
+    print('TIOCSTI', errno.errorcode[e.errno])
+print('winsize ok', len(fcntl.ioctl(1, termios.TIOCGWINSZ, b'\0' * 8)) == 8)
+"#;
+        std::fs::write(dir.ws.join("t.py"), code).unwrap();
+        // `script` gives stepjail a pseudo-terminal as its stdin/stdout, like an interactive shell.
+        let inner = format!("{} run -- {PYTHON} t.py", bin());
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &inner, "/dev/null"])
+            .current_dir(&dir.ws)
+            .env("HOME", &dir.home);
+        if uid != 0 {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, uid);
+        }
+        let out = Out(cmd.stdin(Stdio::null()).output().unwrap()).ok();
+        assert_eq!(
+            out.replace('\r', ""),
+            "tty True True\nTIOCSTI EPERM\nwinsize ok True\n",
+            "as uid {uid}"
+        );
+    }
+}

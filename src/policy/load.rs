@@ -151,7 +151,8 @@ fn load_parent(
         match current {
             Source::File(p) => {
                 let dir = p.parent().unwrap_or(Path::new("."));
-                Source::File(dir.join(spec))
+                // `./b.yml` next to `/x/a.yml` is shown as `/x/b.yml`, not `/x/./b.yml`.
+                Source::File(dir.join(spec).components().collect())
             }
             // Built-ins are embedded; they cannot name files on the machine they run on.
             Source::Builtin(..) => return Err(wrap(unknown_builtin(spec))),

@@ -239,8 +239,11 @@ fn mounts(
     }
     // Hidden last: a hidden path inside a writable bind must be covered on top of that bind.
     for p in dedup(&hidden_paths(profile, host)) {
-        if p.starts_with("/tmp") || p.starts_with("/proc") || p.starts_with("/dev") {
-            continue; // already private to the sandbox
+        // /proc and /dev are the sandbox's own; /tmp too, except where a writable bind
+        // brought host files into it.
+        let private_tmp = p.starts_with("/tmp") && !writable.iter().any(|w| p.starts_with(w));
+        if private_tmp || p.starts_with("/proc") || p.starts_with("/dev") {
+            continue;
         }
         if let Some(kind) = host.kinds.get(&p) {
             ops.push(MountOp::Hide {
@@ -363,7 +366,11 @@ mod tests {
             env: vec![],
             cwd: "/ws/sub".into(),
             kinds,
-            listening_sockets: vec!["/run/docker.sock".into(), "/tmp/.X11-unix/X0".into()],
+            listening_sockets: vec![
+                "/run/docker.sock".into(),
+                "/tmp/.X11-unix/X0".into(),
+                "/tmp/ws/agent.sock".into(),
+            ],
             runner_root: Some("/srv/runner".into()),
         }
     }
@@ -432,6 +439,29 @@ mod tests {
         );
         assert_eq!(plan.writable, vec![PathBuf::from("/ws")]);
         assert_eq!(plan.cwd, PathBuf::from("/ws/sub"));
+    }
+
+    #[test]
+    fn hidden_paths_in_tmp_are_covered_only_inside_a_writable_bind() {
+        let mut p = profile();
+        p.read_write = vec!["/tmp/ws".into()];
+        let mut h = host();
+        h.kinds.insert("/tmp/ws".into(), HiddenKind::Dir);
+        h.kinds
+            .insert("/tmp/ws/agent.sock".into(), HiddenKind::File);
+        let plan = Plan::build(&p, ident(), Path::new("/tmp/ws"), vec!["true".into()], &h).unwrap();
+        let hides: Vec<&MountOp> = plan
+            .mounts
+            .iter()
+            .filter(|m| matches!(m, MountOp::Hide { .. }))
+            .collect();
+        assert!(hides.contains(&&MountOp::Hide {
+            target: "/tmp/ws/agent.sock".into(),
+            kind: HiddenKind::File
+        }));
+        assert!(!hides.iter().any(
+            |m| matches!(m, MountOp::Hide { target, .. } if target.starts_with("/tmp/.X11-unix"))
+        ));
     }
 
     #[test]
