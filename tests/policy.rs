@@ -422,7 +422,7 @@ fn extends_cycle_across_files_shows_the_chain() {
     assert_eq!(
         msg,
         format!(
-            "{}:3:10: extends cycle: {} -> {} -> {dir}/./a.yml",
+            "{}:3:10: extends cycle: {} -> {} -> {dir}/a.yml",
             b.display(),
             a.display(),
             b.display()

@@ -28,11 +28,12 @@ fn root_runs_the_step_as_sudo_uid_or_user() {
         return;
     }
     let dir = Dir::new(0);
-    let out = Sj::run(&dir, &[], &["id", "-u"])
+    let out = Sj::run(&dir, &[], &["sh", "-c", "id -u; echo $HOME"])
         .env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
         .output();
-    assert_eq!(out.ok(), "65534\n");
+    // HOME is the sudo user's (from passwd), like the $HOME the profile's paths expand to.
+    assert_eq!(out.ok(), "65534\n/nonexistent\n");
     let out = Sj::run(
         &dir,
         &["--user", "1234:4321"],
@@ -514,5 +515,25 @@ print('winsize ok', len(fcntl.ioctl(1, termios.TIOCGWINSZ, b'\0' * 8)) == 8)
             "tty True True\nTIOCSTI EPERM\nwinsize ok True\n",
             "as uid {uid}"
         );
+    }
+}
+
+#[test]
+fn host_unix_sockets_are_covered() {
+    for uid in users() {
+        let dir = Dir::new(uid);
+        // A host service listening on a socket the step's user could otherwise connect to.
+        let path = dir.root.join("service.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let code = format!(
+            "import socket, errno\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect('{}'); print('CONNECTED')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n",
+            path.display()
+        );
+        assert_eq!(py(&dir, &code).ok(), "EACCES\n", "as uid {uid}");
+        // Outside the sandbox the same connect works: the test can fail.
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        drop(listener);
     }
 }

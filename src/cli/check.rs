@@ -1,4 +1,5 @@
-//! `stepjail check FILE...`: validates every file, reports every error, exits 1 if any failed.
+//! `stepjail check FILE...`: validates every file, reports the first error in each, exits 1 if
+//! any failed.
 
 use std::path::PathBuf;
 

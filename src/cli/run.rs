@@ -1,4 +1,4 @@
-//! `stepjail run [--profile P] [--workspace DIR] -- COMMAND...`
+//! `stepjail run [--profile P] [--workspace DIR] [--user U] [-v] -- COMMAND...`
 
 use std::path::PathBuf;
 
@@ -59,7 +59,7 @@ pub fn run(args: RunArgs) -> i32 {
     };
     let vars = Vars {
         workspace: Some(workspace.clone()),
-        home: host::home(&identity, &env),
+        home: identity.home.clone(),
         tmpdir: var("TMPDIR"),
         runner_temp: var("RUNNER_TEMP"),
     };

@@ -181,7 +181,11 @@ fn mount_op(op: &MountOp, sources: &[OwnedFd]) -> Result<(), SetupError> {
             sys::mount(Some(target), target, None, MS_BIND | MS_REC, None).step(desc)?;
             sys::mount_setattr(target, true, sys::MOUNT_ATTR_RDONLY, 0).step(desc)
         }
-        MountOp::Hide { target, kind } => hide(target, *kind).step(desc),
+        MountOp::Hide { target, kind } => match hide(target, *kind) {
+            // Gone since the host was surveyed (a service removed its socket): nothing to cover.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r.step(desc),
+        },
         MountOp::Seal { target } => {
             sys::mount_setattr(target, false, sys::MOUNT_ATTR_RDONLY, 0).step(desc)
         }

@@ -37,14 +37,19 @@ pub fn identity(user: Option<&str>, env: &[(String, String)]) -> Result<Identity
             (None, _) => (0, 0),
         },
     };
-    let name = nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map(|u| u.name);
+    let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
+    let from_env = get("HOME").map(PathBuf::from);
+    // The caller's $HOME when the step runs as the caller; else the step user's passwd entry.
+    let home = match (&user, euid == uid) {
+        (_, true) if from_env.is_some() => from_env,
+        (Some(u), _) => Some(u.dir.clone()),
+        (None, _) => from_env,
+    };
     Ok(Identity {
         uid,
         gid,
-        name,
+        name: user.map(|u| u.name),
+        home,
         privileged,
     })
 }
@@ -81,32 +86,14 @@ fn parse_user(spec: &str) -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
-/// The home directory of `identity` (from passwd when stepjail runs as root for another user,
-/// else `$HOME`).
-pub fn home(identity: &Identity, env: &[(String, String)]) -> Option<PathBuf> {
-    let from_env = env
-        .iter()
-        .find(|(k, _)| k == "HOME")
-        .map(|(_, v)| PathBuf::from(v));
-    let caller_is_target = nix::unistd::geteuid().as_raw() == identity.uid;
-    if caller_is_target && from_env.is_some() {
-        return from_env;
-    }
-    nix::unistd::User::from_uid(identity.uid.into())
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
-        .or(from_env)
-}
-
 /// Gathers the facts the plan needs for these candidate paths.
 pub fn facts<'a>(
     paths: impl IntoIterator<Item = &'a PathBuf>,
     env: Vec<(String, String)>,
 ) -> Result<HostFacts, HostError> {
     let cwd = std::env::current_dir().map_err(HostError::Cwd)?;
-    let listening_sockets =
-        listening_unix_sockets(&std::fs::read_to_string("/proc/net/unix").unwrap_or_default());
+    let host_sockets =
+        bound_unix_sockets(&std::fs::read_to_string("/proc/net/unix").unwrap_or_default());
     let runner_root = runner_root();
     let mut kinds = BTreeMap::new();
     let runner_files = runner_root
@@ -116,7 +103,7 @@ pub fn facts<'a>(
         .into_iter()
         .cloned()
         .chain(runner_files)
-        .chain(listening_sockets.iter().cloned())
+        .chain(host_sockets.iter().cloned())
         .collect();
     for p in all {
         if let Ok(m) = std::fs::metadata(&p) {
@@ -134,23 +121,21 @@ pub fn facts<'a>(
         env,
         cwd,
         kinds,
-        listening_sockets,
+        host_sockets,
         runner_root,
     })
 }
 
-/// Paths of listening pathname sockets in `/proc/net/unix` (abstract sockets, shown with a
-/// leading `@`, belong to the network namespace and are out of reach already).
-pub fn listening_unix_sockets(table: &str) -> Vec<PathBuf> {
-    const SO_ACCEPTCON: u32 = 0x0001_0000;
+/// Paths of every pathname socket bound in `/proc/net/unix`: listening stream sockets and
+/// datagram sockets (the journal, sd_notify) alike. Abstract sockets, shown with a leading `@`,
+/// belong to the network namespace and are out of reach already.
+pub fn bound_unix_sockets(table: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = table
         .lines()
         .skip(1)
         .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let flags = u32::from_str_radix(cols.get(3)?, 16).ok()?;
-            let path = cols.get(7)?;
-            (flags & SO_ACCEPTCON != 0 && path.starts_with('/')).then(|| PathBuf::from(path))
+            let path = line.split_whitespace().nth(7)?;
+            path.starts_with('/').then(|| PathBuf::from(path))
         })
         .collect();
     out.sort();
@@ -190,7 +175,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_listening_pathname_sockets_only() {
+    fn parses_bound_pathname_sockets_only() {
         let table = "\
 Num       RefCount Protocol Flags    Type St Inode Path
 0000000000000000: 00000002 00000000 00010000 0001 01 20000 /run/docker.sock
@@ -200,10 +185,12 @@ Num       RefCount Protocol Flags    Type St Inode Path
 0000000000000000: 00000002 00000000 00010000 0005 01 20004 /run/dbus/system_bus_socket
 ";
         assert_eq!(
-            listening_unix_sockets(table),
+            bound_unix_sockets(table),
             vec![
                 PathBuf::from("/run/dbus/system_bus_socket"),
-                PathBuf::from("/run/docker.sock")
+                PathBuf::from("/run/docker.sock"),
+                // A datagram socket (the journal): sending to it is reaching a host service too.
+                PathBuf::from("/run/systemd/journal/stdout"),
             ]
         );
     }

@@ -38,6 +38,8 @@ pub struct Identity {
     pub gid: u32,
     /// The user name for `USER`/`LOGNAME`, when known.
     pub name: Option<String>,
+    /// The step's `HOME` (and the profile's `$HOME`), when known.
+    pub home: Option<PathBuf>,
     /// Whether stepjail itself runs as root (it may then map any id and drop groups).
     pub privileged: bool,
 }
@@ -129,8 +131,8 @@ pub struct HostFacts {
     pub cwd: PathBuf,
     /// Kind of each path that exists (hidden paths that do not exist are skipped).
     pub kinds: BTreeMap<PathBuf, HiddenKind>,
-    /// Pathname unix sockets that a host process is listening on.
-    pub listening_sockets: Vec<PathBuf>,
+    /// Pathname unix sockets bound by host processes (services the step must not reach).
+    pub host_sockets: Vec<PathBuf>,
     /// The GitHub runner's root directory, if stepjail runs under a runner.
     pub runner_root: Option<PathBuf>,
 }
@@ -147,8 +149,6 @@ pub const RUNNER_CREDENTIAL_FILES: &[&str] = &[
 pub enum PlanError {
     #[error("no command given to run")]
     NoCommand,
-    #[error("the workspace {0} does not exist or is not a directory")]
-    Workspace(PathBuf),
 }
 
 impl Plan {
@@ -191,7 +191,7 @@ fn hidden_paths(profile: &ResolvedProfile, host: &HostFacts) -> Vec<PathBuf> {
     if let Some(root) = &host.runner_root {
         out.extend(RUNNER_CREDENTIAL_FILES.iter().map(|f| root.join(f)));
     }
-    out.extend(host.listening_sockets.iter().cloned());
+    out.extend(host.host_sockets.iter().cloned());
     out
 }
 
@@ -288,8 +288,10 @@ pub fn environment(
     }
     env.entry("PATH".into())
         .or_insert_with(|| DEFAULT_PATH.into());
-    if let Some(home) = caller.iter().find(|(k, _)| k == "HOME") {
-        env.insert("HOME".into(), home.1.clone());
+    // The step's own home (from passwd when root runs it as another user), the same one the
+    // profile's $HOME paths were expanded with.
+    if let Some(home) = &identity.home {
+        env.insert("HOME".into(), home.display().to_string());
     }
     if let Some(name) = &identity.name {
         env.insert("USER".into(), name.clone());
@@ -366,7 +368,7 @@ mod tests {
             env: vec![],
             cwd: "/ws/sub".into(),
             kinds,
-            listening_sockets: vec![
+            host_sockets: vec![
                 "/run/docker.sock".into(),
                 "/tmp/.X11-unix/X0".into(),
                 "/tmp/ws/agent.sock".into(),
@@ -380,6 +382,7 @@ mod tests {
             uid: 1001,
             gid: 1001,
             name: Some("runner".into()),
+            home: Some("/home/runner".into()),
             privileged: false,
         }
     }
@@ -506,8 +509,8 @@ mod tests {
         let want: BTreeMap<String, String> = [
             ("CI", "true"),
             ("GITHUB_SHA", "abc"),
-            ("HOME", "/home/u"),
-            ("LANG", "C.UTF-8"), // env.set wins over the caller's value
+            ("HOME", "/home/runner"), // the step user's, not the caller's
+            ("LANG", "C.UTF-8"),      // env.set wins over the caller's value
             ("LC_ALL", "C"),
             ("LOGNAME", "runner"),
             ("PATH", "/bin"),
