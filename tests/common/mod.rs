@@ -21,8 +21,9 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// A per-test directory tree: `ws/` (the workspace) and `home/` (the step's $HOME), outside
-/// /tmp so that they are visible inside the sandbox (its /tmp is private).
+/// A per-test directory tree: `ws/` (the workspace) and `home/` (the step's $HOME), under
+/// /var/tmp rather than /tmp (or the target dir, which may itself be under /tmp) so that they
+/// are visible inside the sandbox, whose /tmp is private.
 pub struct Dir {
     _tmp: tempfile::TempDir,
     pub root: PathBuf,
@@ -36,7 +37,7 @@ impl Dir {
     pub fn new(owner: u32) -> Dir {
         let tmp = tempfile::Builder::new()
             .prefix("sj-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in("/var/tmp")
             .unwrap();
         let root = tmp.path().to_path_buf();
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
