@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use stepjail::policy::model::{EnvPattern, NetworkMode, Vars};
+use stepjail::policy::model::{EnvPattern, NetworkMode, RuleTarget, Vars};
 use stepjail::policy::{PolicyError, builtins, check_file, load, load_builtin, load_file};
 
 /// A temp dir with files in it; returns the dir and the path of `name`.
@@ -44,6 +44,10 @@ fn load_err(text: &str) -> String {
     let e = r.expect_err("expected an error").to_string();
     e.replacen(&file, "FILE", 1)
 }
+
+/// Every built-in, in the order messages list them.
+const AVAILABLE: &str =
+    "default, offline, cargo, npm, pip, go, rubygems, maven, github, codecov, apt";
 
 fn vars() -> Vars {
     Vars {
@@ -216,7 +220,7 @@ fn invalid_values_name_key_and_expectation() {
     let e = load_err("name: x\ndescription: d\nnetwork:\n  mode: allowlist\n");
     assert_eq!(
         e,
-        "FILE:4:9: `network.mode`: expected `none` (only `none` is supported until the egress proxy lands), found `allowlist`"
+        "FILE:4:9: `network.mode`: expected `none`, `enforce` or `audit`, found `allowlist`"
     );
     let e = load_err("name: My Profile\ndescription: d\n");
     assert!(
@@ -465,7 +469,9 @@ fn extends_missing_file_or_builtin() {
     let e = load_err("name: x\ndescription: d\nextends: nope\n");
     assert_eq!(
         e,
-        "FILE:3:10: `extends`: cannot load `nope`: unknown built-in profile `nope` (available: default, offline)"
+        format!(
+            "FILE:3:10: `extends`: cannot load `nope`: unknown built-in profile `nope` (available: {AVAILABLE})"
+        )
     );
 }
 
@@ -496,29 +502,143 @@ fn extends_builtin_merges() {
 fn builtins_load_and_resolve() {
     let list = builtins();
     let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["default", "offline"]);
+    assert_eq!(names.join(", "), AVAILABLE);
     assert_eq!(
         list[0].1,
         "no network; workspace read-write; everything else read-only; credentials hidden"
     );
+    let default = load_builtin("default").unwrap();
     for (name, _) in &list {
         let p = load_builtin(name).unwrap();
         assert_eq!(p.name, *name);
         assert_eq!(p.source, format!("builtin:{name}"));
         assert_eq!(load(name).unwrap(), p);
         let r = p.resolve(&vars()).unwrap();
-        assert_eq!(r.read_write, [PathBuf::from("/work/repo")]);
-        assert_eq!(r.hidden.len(), 18);
+        // Everything extends default: its workspace first, its hidden credentials kept.
+        assert_eq!(r.read_write[0], PathBuf::from("/work/repo"));
+        assert_eq!(r.hidden.len(), 18, "{name}");
         assert!(
             r.hidden
                 .contains(&PathBuf::from("/home/runner/.cargo/credentials.toml"))
         );
         assert!(r.hidden.contains(&PathBuf::from("/run/podman/podman.sock")));
-        assert_eq!(r.network.mode, NetworkMode::None);
         assert_eq!(r.process.limits.core_size, Some(0));
+        assert_eq!(r.env_pass, default.env.pass, "{name}");
         assert!(r.env_pass.contains(&EnvPattern::Prefix("LC_".into())));
         assert!(!r.env_pass.iter().any(|p| p.matches("GITHUB_TOKEN")));
+        match *name {
+            "default" | "offline" => {
+                assert_eq!(r.network.mode, NetworkMode::None);
+                assert!(r.network.allow.is_empty());
+                assert_eq!(r.read_write, [PathBuf::from("/work/repo")]);
+            }
+            _ => {
+                assert_eq!(r.network.mode, NetworkMode::Enforce, "{name}");
+                assert!(!r.network.allow.is_empty(), "{name}");
+                // Only names: no built-in reaches an address range.
+                assert!(
+                    r.network
+                        .allow
+                        .iter()
+                        .all(|rule| !matches!(rule.target, RuleTarget::Cidr(_))),
+                    "{name}"
+                );
+                let caches = r.read_write.len() - 1;
+                let expected = match *name {
+                    "github" | "codecov" => 0,
+                    "npm" | "pip" => 1,
+                    "rubygems" => 3,
+                    _ => 2,
+                };
+                assert_eq!(caches, expected, "{name}: {:?}", r.read_write);
+            }
+        }
     }
+}
+
+#[test]
+fn builtin_host_lists() {
+    let hosts = |name: &str| -> Vec<String> {
+        load_builtin(name)
+            .unwrap()
+            .network
+            .allow
+            .iter()
+            .map(|r| r.text.clone())
+            .collect()
+    };
+    assert_eq!(
+        hosts("cargo"),
+        ["index.crates.io:443", "static.crates.io:443"]
+    );
+    assert_eq!(hosts("npm"), ["registry.npmjs.org:443"]);
+    assert_eq!(hosts("pip"), ["pypi.org:443", "files.pythonhosted.org:443"]);
+    assert_eq!(
+        hosts("go"),
+        [
+            "proxy.golang.org:443",
+            "sum.golang.org:443",
+            "storage.googleapis.com:443"
+        ]
+    );
+    assert_eq!(
+        hosts("rubygems"),
+        ["rubygems.org:443", "index.rubygems.org:443"]
+    );
+    assert_eq!(
+        hosts("maven"),
+        ["repo.maven.apache.org:443", "repo1.maven.org:443"]
+    );
+    assert_eq!(
+        hosts("github"),
+        [
+            "github.com:443",
+            "api.github.com:443",
+            "codeload.github.com:443",
+            "objects.githubusercontent.com:443",
+            "release-assets.githubusercontent.com:443"
+        ]
+    );
+    assert_eq!(
+        hosts("codecov"),
+        [
+            "ingest.codecov.io:443",
+            "api.codecov.io:443",
+            "codecov.io:443",
+            "storage.googleapis.com:443"
+        ]
+    );
+    assert_eq!(
+        hosts("apt"),
+        [
+            "deb.debian.org:80,443",
+            "security.debian.org:80,443",
+            "archive.ubuntu.com:80,443",
+            "*.archive.ubuntu.com:80,443",
+            "security.ubuntu.com:80,443",
+            "ports.ubuntu.com:80,443"
+        ]
+    );
+
+    // The decisions the proxy will get for them.
+    let cargo = load_builtin("cargo").unwrap().network;
+    assert!(cargo.decide_name("index.crates.io", 443).is_allowed());
+    assert!(!cargo.decide_name("crates.io", 443).is_allowed());
+    assert!(!cargo.decide_name("index.crates.io", 80).is_allowed());
+    let apt = load_builtin("apt").unwrap().network;
+    assert!(apt.decide_name("azure.archive.ubuntu.com", 80).is_allowed());
+    assert!(apt.decide_name("archive.ubuntu.com", 80).is_allowed());
+    assert!(
+        !apt.decide_name("evil-archive.ubuntu.com.example", 80)
+            .is_allowed()
+    );
+    let codecov = load_builtin("codecov").unwrap().network;
+    assert!(!codecov.decide_name("github.com", 443).is_allowed());
+    assert_eq!(
+        codecov.dns_allowed("ingest.codecov.io").as_deref(),
+        Some("ingest.codecov.io:443")
+    );
+    assert_eq!(codecov.dns_allowed("attacker.example"), None);
 }
 
 #[test]
@@ -526,7 +646,7 @@ fn load_spec_chooses_builtin_or_file() {
     let e = load("nosuch").unwrap_err().to_string();
     assert_eq!(
         e,
-        "unknown built-in profile `nosuch` (available: default, offline)"
+        format!("unknown built-in profile `nosuch` (available: {AVAILABLE})")
     );
     let files = Files::new();
     let p = files.write("mine.yaml", "name: mine\ndescription: d\n");
@@ -609,7 +729,7 @@ fn check_file_profiles_and_policies() {
 
     let policy = files.write(
         "stepjail.yml",
-        "version: 1\ndefault: offline\nprofiles:\n  cargo:\n    description: crates\n    extends: default\n    filesystem:\n      read_write: [$HOME/.cargo/registry]\njobs:\n  test:\n    steps:\n      deps: { profile: cargo }\n      build: { profile: offline }\n",
+        "version: 1\ndefault: offline\nprofiles:\n  crates:\n    description: crates\n    extends: cargo\n    network:\n      allow: [crates.io]\njobs:\n  test:\n    steps:\n      deps: { profile: crates }\n      fetch: { profile: cargo }\n      build: { profile: offline }\n",
     );
     check_file(&policy).unwrap();
 
@@ -620,7 +740,7 @@ fn check_file_profiles_and_policies() {
     assert_eq!(
         check_file(&bad).unwrap_err().to_string(),
         format!(
-            "{}:5:24: `jobs.test.steps.deps.profile`: unknown profile `carg` (available: default, offline)",
+            "{}:5:24: `jobs.test.steps.deps.profile`: unknown profile `carg` (available: {AVAILABLE})",
             bad.display()
         )
     );

@@ -1,9 +1,19 @@
 //! The built-in profiles, embedded in the binary from `profiles/*.yml`.
 
 /// (name, YAML text). The file's `name:` must equal the name here (checked by a test).
+/// `default` and `offline` first: error messages list the names in this order.
 const BUILTINS: &[(&str, &str)] = &[
     ("default", include_str!("../../profiles/default.yml")),
     ("offline", include_str!("../../profiles/offline.yml")),
+    ("cargo", include_str!("../../profiles/cargo.yml")),
+    ("npm", include_str!("../../profiles/npm.yml")),
+    ("pip", include_str!("../../profiles/pip.yml")),
+    ("go", include_str!("../../profiles/go.yml")),
+    ("rubygems", include_str!("../../profiles/rubygems.yml")),
+    ("maven", include_str!("../../profiles/maven.yml")),
+    ("github", include_str!("../../profiles/github.yml")),
+    ("codecov", include_str!("../../profiles/codecov.yml")),
+    ("apt", include_str!("../../profiles/apt.yml")),
 ];
 
 /// The YAML text of a built-in profile.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::error::PolicyError;
 use super::model::{EnvPattern, Limits, Location, NetworkMode, PathTemplate};
+use super::network;
 use super::vars::{self, TemplateError};
 use super::wire::{ProfileWire, Str};
 use super::yaml::{self, expected_for};
@@ -20,7 +21,10 @@ pub(crate) struct Layer {
     pub read_write: Vec<PathTemplate>,
     pub read_only: Vec<PathTemplate>,
     pub hidden: Vec<PathTemplate>,
-    pub network: Option<NetworkMode>,
+    /// `network.mode` if written: the mode, where, and its key path.
+    pub network_mode: Option<(NetworkMode, Location, String)>,
+    /// `network.allow` if written (an empty list counts as written: it means enforce).
+    pub allow: Option<Vec<super::model::AllowRule>>,
     pub env_pass: Vec<EnvPattern>,
     /// (name, value template, where).
     pub env_set: Vec<(String, String, Location)>,
@@ -171,17 +175,22 @@ pub(crate) fn layer(
     let read_only = cx.paths(fs.read_only, "filesystem.read_only")?;
     let hidden = cx.paths(fs.hidden, "filesystem.hidden")?;
 
-    let network = match w.network.and_then(|n| n.mode) {
+    let (mode, allow) = w.network.map(|n| (n.mode, n.allow)).unwrap_or((None, None));
+    let network_mode = match mode {
         None => None,
-        Some(m) if m.value == "none" => Some(NetworkMode::None),
         Some(m) => {
-            return Err(cx.invalid(
-                &m,
-                "network.mode",
-                Some("`none` (only `none` is supported until the egress proxy lands)"),
-            ));
+            let mode = match m.value.as_str() {
+                "none" => NetworkMode::None,
+                "enforce" => NetworkMode::Enforce,
+                "audit" => NetworkMode::Audit,
+                _ => return Err(cx.invalid(&m, "network.mode", None)),
+            };
+            Some((mode, cx.at(&m), cx.path("network.mode")))
         }
     };
+    let allow = allow
+        .map(|list| network::allow_rules(list, file, prefix))
+        .transpose()?;
 
     let (pass, set) = w.env.map(|e| (e.pass, e.set)).unwrap_or((None, None));
     let mut env_pass = Vec::new();
@@ -246,7 +255,8 @@ pub(crate) fn layer(
         read_write,
         read_only,
         hidden,
-        network,
+        network_mode,
+        allow,
         env_pass,
         env_set,
         timeout,

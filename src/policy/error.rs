@@ -115,6 +115,15 @@ pub enum PolicyError {
         reason: String,
     },
 
+    /// A `network.allow` entry that cannot be a rule (bad host, IP literal, bad port, ...).
+    #[error("{at}: `{path}` ({raw}): {reason}")]
+    BadAllowRule {
+        at: Location,
+        path: String,
+        raw: String,
+        reason: String,
+    },
+
     /// Two rules that cannot both hold (hidden and writable, ...).
     #[error("{at}: `{path}` ({raw}) {} {other}: {}", conflict.relation(), conflict.reason())]
     Contradiction {
@@ -175,6 +184,8 @@ pub enum Conflict {
     HiddenAndWritable,
     HiddenAndReadOnly,
     HiddenContainsWritable,
+    /// `network.mode: none` on a profile whose merged `network.allow` is not empty.
+    NoNetworkWithAllow,
 }
 
 impl Conflict {
@@ -182,6 +193,7 @@ impl Conflict {
         match self {
             Conflict::HiddenAndWritable | Conflict::HiddenAndReadOnly => "is also in",
             Conflict::HiddenContainsWritable => "contains",
+            Conflict::NoNetworkWithAllow => "contradicts",
         }
     }
 
@@ -191,6 +203,9 @@ impl Conflict {
             Conflict::HiddenAndReadOnly => "a path cannot be both hidden and read-only",
             Conflict::HiddenContainsWritable => {
                 "a hidden directory cannot contain a writable path (hide the entries inside it instead)"
+            }
+            Conflict::NoNetworkWithAllow => {
+                "mode `none` reaches nothing, so no allow rule could apply (drop `mode: none`, or extend a profile without `allow`)"
             }
         }
     }
@@ -229,6 +244,7 @@ impl PolicyError {
             | PolicyError::BadVariableSyntax { at, .. }
             | PolicyError::UnsetVariable { at, .. }
             | PolicyError::BadPath { at, .. }
+            | PolicyError::BadAllowRule { at, .. }
             | PolicyError::Contradiction { at, .. }
             | PolicyError::Extends { at, .. }
             | PolicyError::UnknownProfile { at, .. } => Some(at),

@@ -2,16 +2,19 @@
 //!
 //! Merging rules (parent first, child on top): lists concatenate and drop duplicates, `env.set`
 //! entries of the child replace the parent's, scalars the child sets replace the parent's,
-//! `name` and `description` are the child's. The merged profile is checked once, at the end: a
-//! child cannot undo a parent's rule, and a contradiction between them is an error.
+//! `name` and `description` are the child's. `network.allow` rules concatenate (a rule with the
+//! same canonical text is kept once); `network.mode` is the child's if written, else `enforce`
+//! when the child adds an `allow` list to a parent without network, else the parent's. The
+//! merged profile is checked once, at the end: a child cannot undo a parent's rule, and a
+//! contradiction between them is an error.
 
 use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
 use super::convert::{self, Layer};
-use super::error::PolicyError;
-use super::model::{Location, PathTemplate, Profile};
+use super::error::{Conflict, PolicyError};
+use super::model::{Location, NetworkMode, PathTemplate, Profile};
 use super::paths::{self, Entry};
 use super::wire::ProfileWire;
 use super::{builtin, yaml};
@@ -129,7 +132,26 @@ pub(crate) fn merge_with_parents(
         None => None,
         Some((spec, at)) => Some(load_parent(current, spec, at, chain)?),
     };
-    Ok(apply(parent, layer, label))
+    let mode = layer.network_mode.clone();
+    let merged = apply(parent, layer, label);
+    // Checked on the merged profile: a child saying `none` under a parent that allows hosts
+    // is as contradictory as one file saying both.
+    if let (Some((NetworkMode::None, at, key)), Some(first)) = (mode, merged.network.allow.first())
+    {
+        return Err(PolicyError::Contradiction {
+            other: format!(
+                "`{}` ({}, {})",
+                first.key,
+                first.text,
+                paths::where_relative(&at, &first.at)
+            ),
+            at,
+            path: key,
+            raw: "none".to_string(),
+            conflict: Conflict::NoNetworkWithAllow,
+        });
+    }
+    Ok(merged)
 }
 
 fn load_parent(
@@ -223,9 +245,19 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
             }
         }
     }
-    if let Some(mode) = layer.network {
-        p.network.mode = mode;
+    // Mode: the child's if written; else allow rules turn an inherited `none` into `enforce`
+    // (an `audit` or `enforce` parent keeps its mode); else the parent's.
+    let allow_given = layer.allow.is_some();
+    for rule in layer.allow.unwrap_or_default() {
+        if !p.network.allow.iter().any(|have| have.text == rule.text) {
+            p.network.allow.push(rule);
+        }
     }
+    p.network.mode = match layer.network_mode {
+        Some((mode, ..)) => mode,
+        None if allow_given && p.network.mode == NetworkMode::None => NetworkMode::Enforce,
+        None => p.network.mode,
+    };
     for pat in layer.env_pass {
         if !p.env.pass.contains(&pat) {
             p.env.pass.push(pat);

@@ -3,14 +3,19 @@
 //! The path a file takes: `yaml` parses it (the only YAML entry point) into `wire` types,
 //! `convert` checks every value into a layer, `load` follows `extends` and merges, `paths`
 //! checks the merged rules, and [`model::Profile::resolve`] expands variables for one run.
+//! [`egress`] is the decision engine the egress proxy asks about names, addresses and DNS.
 
 mod builtin;
 mod check;
 mod convert;
+pub mod egress;
 pub mod error;
+mod hosts;
 mod load;
 pub mod model;
+mod network;
 mod paths;
+mod ranges;
 mod resolve;
 mod vars;
 mod wire;

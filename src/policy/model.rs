@@ -51,9 +51,60 @@ impl EnvPattern {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NetworkMode {
-    /// Loopback only; nothing outside the sandbox is reachable.
+    /// Loopback only; nothing outside the sandbox is reachable. No proxy runs.
     #[default]
     None,
+    /// Only what `allow` names is reachable, through the egress proxy. An empty list reaches
+    /// nothing (but every attempt is still logged).
+    Enforce,
+    /// Everything is reachable through the proxy; what `enforce` would refuse is logged as
+    /// would-deny. For building an allowlist.
+    Audit,
+}
+
+impl NetworkMode {
+    /// The spelling in profile files and audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Enforce => "enforce",
+            NetworkMode::Audit => "audit",
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one `network.allow` entry matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleTarget {
+    /// A normalised host name (lower case, A-labels, no trailing dot).
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`: any name ending in it, at any depth, never the
+    /// apex itself.
+    Suffix(String),
+    /// An address range, written as `{ cidr: ... }`. Only these allow connections to bare
+    /// addresses, or names resolving to special ranges (loopback, private, ...).
+    Cidr(ipnet::IpNet),
+}
+
+/// One `network.allow` entry, checked and normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowRule {
+    pub target: RuleTarget,
+    /// Sorted, without duplicates, never empty.
+    pub ports: Vec<u16>,
+    /// Canonical spelling, e.g. `github.com:443`, `*.example.com:80,443`,
+    /// `203.0.113.0/24:443`, `[2001:db8::/32]:8080`: the rule named in audit events, and what
+    /// `extends` merging compares.
+    pub text: String,
+    pub at: Location,
+    /// Key path where it was written, e.g. `network.allow[2]`, for error messages.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,9 +114,12 @@ pub struct Filesystem {
     pub hidden: Vec<PathTemplate>,
 }
 
+/// The `network:` section. The decisions the egress proxy asks for are in `policy::egress`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Network {
     pub mode: NetworkMode,
+    /// In file order, parents' rules first.
+    pub allow: Vec<AllowRule>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

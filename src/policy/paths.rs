@@ -72,7 +72,7 @@ pub(crate) struct Entry<'a> {
 }
 
 /// "line 3" when `other` is in the same file as `here`, else the full location.
-fn where_relative(here: &Location, other: &Location) -> String {
+pub(crate) fn where_relative(here: &Location, other: &Location) -> String {
     if here.file == other.file {
         format!("line {}", other.line)
     } else {

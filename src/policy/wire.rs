@@ -39,6 +39,43 @@ pub(crate) struct FilesystemWire {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NetworkWire {
     pub mode: Option<Str>,
+    pub allow: Option<Vec<Spanned<AllowWire>>>,
+}
+
+/// One `network.allow` entry: `host[:port]` text, or a mapping.
+#[derive(Debug)]
+pub(crate) enum AllowWire {
+    Text(String),
+    Rule(AllowRuleWire),
+}
+
+/// `{ host: github.com, ports: [443, 80] }` or `{ cidr: 203.0.113.0/24, ports: [443] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AllowRuleWire {
+    pub host: Option<Str>,
+    pub cidr: Option<Str>,
+    pub ports: Option<Vec<Str>>,
+}
+
+impl<'de> Deserialize<'de> for AllowWire {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AllowWire;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a host like example.com:443, or a mapping with host or cidr")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AllowWire, E> {
+                Ok(AllowWire::Text(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<AllowWire, A::Error> {
+                AllowRuleWire::deserialize(serde::de::value::MapAccessDeserializer::new(a))
+                    .map(AllowWire::Rule)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -295,7 +295,13 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
         ("filesystem.read_write" | "filesystem.read_only" | "filesystem.hidden", true) => {
             "a path (a string starting with / or a variable like $HOME)"
         }
-        ("network.mode", _) => "`none`",
+        ("network.mode", _) => "`none`, `enforce` or `audit`",
+        ("network.allow", false) => {
+            "a list of rules, like [example.com:443, \"*.example.com\", { host: example.com, ports: [80, 443] }]"
+        }
+        ("network.allow", true) => {
+            "a rule: `host:port` text, or a mapping with `host:` or `cidr:` and `ports:`"
+        }
         ("env.pass", false) => "a list of variable names or PREFIX_* patterns",
         ("env.pass", true) => "a variable name or a PREFIX_* pattern",
         ("env.set", _) => "a mapping of variable names to string values",
@@ -315,6 +321,13 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
         ("default", _) => "a profile name",
         ("profiles" | "jobs", _) => "a mapping",
         _ if rel.starts_with("env.set.") => "a string value",
+        _ if rel.starts_with("network.allow[") => match rel.rsplit_once('.') {
+            Some((_, "host")) => "a host name like `example.com` or `*.example.com`",
+            Some((_, "cidr")) => "an address range like `203.0.113.0/24` or `2001:db8::/32`",
+            Some((_, "ports")) => "a list of ports, like [443] or [80, 443]",
+            Some((_, p)) if p.starts_with("ports[") => "a port number from 1 to 65535",
+            _ => return None,
+        },
         _ if rel.starts_with("jobs.") && rel.ends_with(".profile") => "a profile name",
         _ if rel.starts_with("jobs.") => "a mapping",
         _ => return None,

@@ -1,0 +1,643 @@
+//! The egress decision engine: may this step reach this name (or address) on this port?
+//!
+//! Pure functions of the profile's [`Network`] section, called by the proxy for every CONNECT
+//! host, TLS SNI, HTTP `Host` and DNS query, and again for every address a name resolved to.
+//! The proxy turns a decision into one outcome (status, audit event, stderr line); in audit mode
+//! it turns a [`NameDecision::Denied`] into would-deny. Nothing here does I/O.
+//!
+//! Decisions are made by name. A name rule never allows a bare address, and a bare address is
+//! allowed only by a `cidr` rule. After an allowed name is resolved, [`Network::check_resolved`]
+//! refuses addresses in special ranges (loopback, private, metadata, ...) unless a `cidr` rule
+//! covers them; the proxy must then dial exactly the address it checked.
+
+use std::net::IpAddr;
+
+use super::model::{AllowRule, Network, NetworkMode, RuleTarget};
+
+pub use super::hosts::{HostError, normalize_host};
+pub use super::ranges::{SPECIAL_RANGES, special_range};
+
+/// The answer for one connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameDecision {
+    /// `rule` is the canonical text of the first rule that allowed it ([`AllowRule::text`]).
+    Allowed {
+        rule: String,
+    },
+    Denied {
+        reason: DenyReason,
+    },
+}
+
+impl NameDecision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, NameDecision::Allowed { .. })
+    }
+}
+
+/// Why an attempt is refused. The Display text is what users read after `denied HOST:PORT (`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DenyReason {
+    /// `network.mode: none`: nothing is reachable.
+    #[error("network access is disabled for this step (network.mode: none)")]
+    NetworkDisabled,
+    /// No rule names this host (or address).
+    #[error("not allowed by profile")]
+    NotAllowed,
+    /// Some rule names the host, none on this port.
+    #[error(
+        "port {port} not allowed for {host} (allowed: {})",
+        join_ports(allowed)
+    )]
+    PortNotAllowed {
+        /// The normalised name, or the address.
+        host: String,
+        port: u16,
+        /// Every port some matching rule allows, sorted.
+        allowed: Vec<u16>,
+    },
+    /// The host is not a name we can match (bad characters, too long, a numeric last label).
+    /// `host` is printable: control characters escaped, cut at 100 characters.
+    #[error("invalid host name \"{host}\": {error}")]
+    InvalidHost { host: String, error: HostError },
+    /// An allowed name resolved to an address in a special range.
+    #[error("resolved to {ip} ({range}) which is not allowed unless a cidr rule names it")]
+    SpecialAddress {
+        /// The name rule that allowed the name.
+        rule: String,
+        ip: IpAddr,
+        range: &'static str,
+    },
+}
+
+fn join_ports(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A hostile name must not put escape sequences on a terminal or a megabyte in a log line.
+fn printable(s: &str) -> String {
+    let escaped: String = s.escape_debug().collect();
+    match escaped.char_indices().nth(100) {
+        Some((i, _)) => format!("{}...", &escaped[..i]),
+        None => escaped,
+    }
+}
+
+impl std::fmt::Display for RuleTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleTarget::Exact(name) => f.write_str(name),
+            RuleTarget::Suffix(suffix) => write!(f, "*{suffix}"),
+            RuleTarget::Cidr(net) => write!(f, "{net}"),
+        }
+    }
+}
+
+/// The canonical text of a rule: `github.com:443`, `*.example.com:80,443`,
+/// `203.0.113.0/24:443`, `[2001:db8::/32]:8080`. `ports` must be sorted.
+pub fn rule_text(target: &RuleTarget, ports: &[u16]) -> String {
+    let ports = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    match target {
+        RuleTarget::Cidr(ipnet::IpNet::V6(net)) => format!("[{net}]:{ports}"),
+        other => format!("{other}:{ports}"),
+    }
+}
+
+impl AllowRule {
+    /// Whether this rule names `name`, which must already be normalised. Cidr rules never match
+    /// names.
+    pub fn matches_name(&self, name: &str) -> bool {
+        match &self.target {
+            RuleTarget::Exact(exact) => name == exact,
+            // A normalised name has no empty label, so a match always has a label before the
+            // suffix: `example.com` does not end with `.example.com`, and `badexample.com`
+            // does not either.
+            RuleTarget::Suffix(suffix) => name.ends_with(suffix.as_str()),
+            RuleTarget::Cidr(_) => false,
+        }
+    }
+
+    /// Whether this is a cidr rule covering `ip`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`)
+    /// is the IPv4 address it maps, so a rule for either spelling covers it.
+    pub fn covers_ip(&self, ip: IpAddr) -> bool {
+        match &self.target {
+            RuleTarget::Cidr(net) => net.contains(&ip) || net.contains(&ip.to_canonical()),
+            RuleTarget::Exact(_) | RuleTarget::Suffix(_) => false,
+        }
+    }
+}
+
+impl Network {
+    pub fn mode(&self) -> NetworkMode {
+        self.mode
+    }
+
+    /// May the step connect to `host` on `port`? `host` is as received (CONNECT host, SNI,
+    /// `Host` header without its port) and is normalised here. An IP literal (`1.2.3.4`,
+    /// `::1`, `[::1]`) is decided as an address by [`Network::decide_ip`].
+    pub fn decide_name(&self, host: &str, port: u16) -> NameDecision {
+        if self.mode == NetworkMode::None {
+            return denied(DenyReason::NetworkDisabled);
+        }
+        let name = match normalize_host(host) {
+            Ok(name) => name,
+            Err(HostError::IpLiteral(ip)) => return self.decide_ip(ip, port),
+            Err(error) => {
+                return denied(DenyReason::InvalidHost {
+                    host: printable(host),
+                    error,
+                });
+            }
+        };
+        self.decide(&name, port, |rule| rule.matches_name(&name))
+    }
+
+    /// May the step connect to `ip` on `port` when there is no name (a transparent connection
+    /// without SNI or `Host`, or an IP literal)? Only cidr rules can allow it.
+    pub fn decide_ip(&self, ip: IpAddr, port: u16) -> NameDecision {
+        if self.mode == NetworkMode::None {
+            return denied(DenyReason::NetworkDisabled);
+        }
+        self.decide(&ip.to_string(), port, |rule| rule.covers_ip(ip))
+    }
+
+    fn decide(&self, shown: &str, port: u16, matches: impl Fn(&AllowRule) -> bool) -> NameDecision {
+        let mut other_ports = Vec::new();
+        for rule in self.allow.iter().filter(|r| matches(r)) {
+            if rule.ports.contains(&port) {
+                return NameDecision::Allowed {
+                    rule: rule.text.clone(),
+                };
+            }
+            other_ports.extend_from_slice(&rule.ports);
+        }
+        if other_ports.is_empty() {
+            return denied(DenyReason::NotAllowed);
+        }
+        other_ports.sort_unstable();
+        other_ports.dedup();
+        denied(DenyReason::PortNotAllowed {
+            host: shown.to_string(),
+            port,
+            allowed: other_ports,
+        })
+    }
+
+    /// After the name allowed by `name_rule` resolved to `ip`: may the proxy dial `ip`? Refuses
+    /// every address in [`SPECIAL_RANGES`] unless a cidr rule (on any port: the name rule already
+    /// decided the port) covers it.
+    pub fn check_resolved(&self, name_rule: &str, ip: IpAddr) -> Result<(), DenyReason> {
+        if self.mode == NetworkMode::None {
+            return Err(DenyReason::NetworkDisabled);
+        }
+        match special_range(ip) {
+            None => Ok(()),
+            Some(_) if self.allow.iter().any(|r| r.covers_ip(ip)) => Ok(()),
+            Some(range) => Err(DenyReason::SpecialAddress {
+                rule: name_rule.to_string(),
+                ip,
+                range,
+            }),
+        }
+    }
+
+    /// May the DNS stub answer `name` (ask upstream and return its A/AAAA records)? Yes when a
+    /// name rule on any port matches it; returns that rule's text. `None` means NXDOMAIN without
+    /// asking upstream. In audit mode the caller answers anyway and logs a would-deny.
+    pub fn dns_allowed(&self, name: &str) -> Option<String> {
+        if self.mode == NetworkMode::None {
+            return None;
+        }
+        let name = normalize_host(name).ok()?;
+        self.allow
+            .iter()
+            .find(|r| r.matches_name(&name))
+            .map(|r| r.text.clone())
+    }
+}
+
+fn denied(reason: DenyReason) -> NameDecision {
+    NameDecision::Denied { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::hosts::parse_pattern;
+    use crate::policy::model::Location;
+
+    fn rule(pattern: &str, ports: &[u16]) -> AllowRule {
+        let target = match pattern.parse::<ipnet::IpNet>() {
+            Ok(net) => RuleTarget::Cidr(net),
+            Err(_) => parse_pattern(pattern).unwrap(),
+        };
+        AllowRule {
+            text: rule_text(&target, ports),
+            target,
+            ports: ports.to_vec(),
+            at: Location {
+                file: "t.yml".into(),
+                line: 1,
+                column: 1,
+            },
+            key: "network.allow[0]".into(),
+        }
+    }
+
+    fn net(mode: NetworkMode, rules: &[(&str, &[u16])]) -> Network {
+        Network {
+            mode,
+            allow: rules.iter().map(|(p, ports)| rule(p, ports)).collect(),
+        }
+    }
+
+    fn allowed(rule: &str) -> NameDecision {
+        NameDecision::Allowed { rule: rule.into() }
+    }
+
+    fn not_allowed() -> NameDecision {
+        denied(DenyReason::NotAllowed)
+    }
+
+    fn wrong_port(host: &str, port: u16, allowed: &[u16]) -> NameDecision {
+        denied(DenyReason::PortNotAllowed {
+            host: host.into(),
+            port,
+            allowed: allowed.to_vec(),
+        })
+    }
+
+    fn sample() -> Network {
+        net(
+            NetworkMode::Enforce,
+            &[
+                ("index.crates.io", &[443]),
+                ("*.githubusercontent.com", &[443]),
+                ("github.com", &[80, 443]),
+                ("github.com", &[22]),
+                ("bücher.example", &[443]),
+                ("203.0.113.0/24", &[443]),
+                ("2001:db8::/32", &[8080]),
+                ("10.1.0.0/16", &[5432]),
+            ],
+        )
+    }
+
+    #[test]
+    fn rule_texts() {
+        let n = sample();
+        let texts: Vec<&str> = n.allow.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "index.crates.io:443",
+                "*.githubusercontent.com:443",
+                "github.com:80,443",
+                "github.com:22",
+                "xn--bcher-kva.example:443",
+                "203.0.113.0/24:443",
+                "[2001:db8::/32]:8080",
+                "10.1.0.0/16:5432",
+            ]
+        );
+    }
+
+    #[test]
+    fn decide_name_table() {
+        let n = sample();
+        let cases: Vec<(&str, u16, NameDecision)> = vec![
+            ("index.crates.io", 443, allowed("index.crates.io:443")),
+            ("INDEX.Crates.IO", 443, allowed("index.crates.io:443")),
+            ("index.crates.io.", 443, allowed("index.crates.io:443")),
+            (
+                "index.crates.io",
+                80,
+                wrong_port("index.crates.io", 80, &[443]),
+            ),
+            ("static.crates.io", 443, not_allowed()),
+            ("crates.io", 443, not_allowed()),
+            ("xindex.crates.io", 443, not_allowed()),
+            ("index.crates.io.evil.example", 443, not_allowed()),
+            // Wildcard: any depth, never the apex, never a name that only ends in the same text.
+            (
+                "raw.githubusercontent.com",
+                443,
+                allowed("*.githubusercontent.com:443"),
+            ),
+            (
+                "a.b.c.githubusercontent.com",
+                443,
+                allowed("*.githubusercontent.com:443"),
+            ),
+            (
+                "RAW.GitHubUserContent.com.",
+                443,
+                allowed("*.githubusercontent.com:443"),
+            ),
+            ("githubusercontent.com", 443, not_allowed()),
+            ("evilgithubusercontent.com", 443, not_allowed()),
+            ("githubusercontent.com.evil.example", 443, not_allowed()),
+            (
+                "raw.githubusercontent.com",
+                80,
+                wrong_port("raw.githubusercontent.com", 80, &[443]),
+            ),
+            // Several rules for one host: first allowing rule wins; ports are pooled in the
+            // denial.
+            ("github.com", 443, allowed("github.com:80,443")),
+            ("github.com", 80, allowed("github.com:80,443")),
+            ("github.com", 22, allowed("github.com:22")),
+            (
+                "github.com",
+                8443,
+                wrong_port("github.com", 8443, &[22, 80, 443]),
+            ),
+            ("api.github.com", 443, not_allowed()),
+            // IDN: Unicode and punycode spellings are one name.
+            ("bücher.example", 443, allowed("xn--bcher-kva.example:443")),
+            ("BÜCHER.example.", 443, allowed("xn--bcher-kva.example:443")),
+            (
+                "xn--bcher-kva.example",
+                443,
+                allowed("xn--bcher-kva.example:443"),
+            ),
+            ("bucher.example", 443, not_allowed()),
+            // IP literals are decided as addresses: only cidr rules allow them.
+            ("203.0.113.7", 443, allowed("203.0.113.0/24:443")),
+            ("203.0.113.7", 80, wrong_port("203.0.113.7", 80, &[443])),
+            ("198.51.100.1", 443, not_allowed()),
+            ("[2001:db8::5]", 8080, allowed("[2001:db8::/32]:8080")),
+            ("2001:db8::5", 8080, allowed("[2001:db8::/32]:8080")),
+            ("[2001:db9::5]", 8080, not_allowed()),
+        ];
+        for (host, port, want) in cases {
+            assert_eq!(n.decide_name(host, port), want, "{host}:{port}");
+        }
+    }
+
+    #[test]
+    fn invalid_names_are_denied_with_a_printable_reason() {
+        let n = sample();
+        let d = n.decide_name("2130706433", 443);
+        assert_eq!(
+            d,
+            denied(DenyReason::InvalidHost {
+                host: "2130706433".into(),
+                error: HostError::NumericName("2130706433".into()),
+            })
+        );
+        let NameDecision::Denied { reason } = n.decide_name("evil\u{1b}[2J.example", 443) else {
+            panic!("allowed");
+        };
+        assert_eq!(
+            reason.to_string(),
+            "invalid host name \"evil\\u{1b}[2J.example\": `\\u{1b}` is not allowed in a host name (letters, digits, `-` and `.` only)"
+        );
+        let NameDecision::Denied { reason } = n.decide_name(&"a".repeat(5000), 443) else {
+            panic!("allowed");
+        };
+        assert!(reason.to_string().len() < 200, "{reason}");
+        for bad in ["", "*.github.com", "github.com:443", "git hub.com", "a..b"] {
+            assert!(
+                matches!(
+                    n.decide_name(bad, 443),
+                    NameDecision::Denied {
+                        reason: DenyReason::InvalidHost { .. }
+                    }
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_read_well() {
+        assert_eq!(DenyReason::NotAllowed.to_string(), "not allowed by profile");
+        assert_eq!(
+            DenyReason::PortNotAllowed {
+                host: "github.com".into(),
+                port: 22,
+                allowed: vec![443],
+            }
+            .to_string(),
+            "port 22 not allowed for github.com (allowed: 443)"
+        );
+        assert_eq!(
+            DenyReason::PortNotAllowed {
+                host: "github.com".into(),
+                port: 22,
+                allowed: vec![80, 443],
+            }
+            .to_string(),
+            "port 22 not allowed for github.com (allowed: 80, 443)"
+        );
+        assert_eq!(
+            DenyReason::NetworkDisabled.to_string(),
+            "network access is disabled for this step (network.mode: none)"
+        );
+        assert_eq!(
+            DenyReason::SpecialAddress {
+                rule: "metadata.example:80".into(),
+                ip: "169.254.169.254".parse().unwrap(),
+                range: "link-local",
+            }
+            .to_string(),
+            "resolved to 169.254.169.254 (link-local) which is not allowed unless a cidr rule names it"
+        );
+    }
+
+    #[test]
+    fn decide_ip_table() {
+        let n = sample();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cases: Vec<(&str, u16, NameDecision)> = vec![
+            ("203.0.113.0", 443, allowed("203.0.113.0/24:443")),
+            ("203.0.113.255", 443, allowed("203.0.113.0/24:443")),
+            ("203.0.112.255", 443, not_allowed()),
+            ("203.0.114.0", 443, not_allowed()),
+            ("203.0.113.1", 22, wrong_port("203.0.113.1", 22, &[443])),
+            // The mapped spelling of an allowed IPv4 address is that address.
+            ("::ffff:203.0.113.1", 443, allowed("203.0.113.0/24:443")),
+            ("2001:db8::", 8080, allowed("[2001:db8::/32]:8080")),
+            (
+                "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+                8080,
+                allowed("[2001:db8::/32]:8080"),
+            ),
+            ("2001:db9::", 8080, not_allowed()),
+            ("2001:db8::1", 443, wrong_port("2001:db8::1", 443, &[8080])),
+            ("10.1.2.3", 5432, allowed("10.1.0.0/16:5432")),
+            // Names never allow addresses, whatever they resolve to.
+            ("140.82.112.3", 443, not_allowed()),
+            ("127.0.0.1", 443, not_allowed()),
+        ];
+        for (addr, port, want) in cases {
+            assert_eq!(n.decide_ip(ip(addr), port), want, "{addr}:{port}");
+        }
+    }
+
+    #[test]
+    fn check_resolved_table() {
+        let n = sample();
+        let special = |s: &str, range: &'static str| {
+            Err(DenyReason::SpecialAddress {
+                rule: "github.com:80,443".into(),
+                ip: s.parse().unwrap(),
+                range,
+            })
+        };
+        let cases: Vec<(&str, Result<(), DenyReason>)> = vec![
+            // The tests' "internet" (documentation ranges) and real public addresses.
+            ("192.0.2.10", Ok(())),
+            ("198.51.100.10", Ok(())),
+            ("203.0.113.10", Ok(())),
+            ("2001:db8::10", Ok(())),
+            ("140.82.112.3", Ok(())),
+            ("2606:50c0:8000::154", Ok(())),
+            ("127.0.0.1", special("127.0.0.1", "loopback")),
+            ("127.1.2.3", special("127.1.2.3", "loopback")),
+            ("::1", special("::1", "loopback")),
+            ("0.0.0.0", special("0.0.0.0", "unspecified")),
+            ("::", special("::", "unspecified")),
+            ("10.0.0.1", special("10.0.0.1", "private")),
+            ("172.16.0.1", special("172.16.0.1", "private")),
+            ("192.168.1.1", special("192.168.1.1", "private")),
+            ("169.254.169.254", special("169.254.169.254", "link-local")),
+            ("fe80::1", special("fe80::1", "link-local")),
+            ("100.64.0.1", special("100.64.0.1", "CGNAT")),
+            ("fd00::1", special("fd00::1", "unique local")),
+            ("224.0.0.1", special("224.0.0.1", "multicast")),
+            ("ff02::1", special("ff02::1", "multicast")),
+            ("255.255.255.255", special("255.255.255.255", "broadcast")),
+            ("240.0.0.1", special("240.0.0.1", "reserved")),
+            ("198.18.0.1", special("198.18.0.1", "benchmarking")),
+            (
+                "192.0.0.170",
+                special("192.0.0.170", "IETF protocol assignments"),
+            ),
+            // IPv4 inside IPv6: refused as whole ranges, whatever they embed.
+            (
+                "::ffff:127.0.0.1",
+                special("::ffff:127.0.0.1", "IPv4-mapped"),
+            ),
+            (
+                "::ffff:192.0.2.1",
+                special("::ffff:192.0.2.1", "IPv4-mapped"),
+            ),
+            ("::127.0.0.1", special("::127.0.0.1", "IPv4-compatible")),
+            ("64:ff9b::7f00:1", special("64:ff9b::7f00:1", "NAT64")),
+            (
+                "64:ff9b:1::a9fe:a9fe",
+                special("64:ff9b:1::a9fe:a9fe", "local-use NAT64"),
+            ),
+            ("2002:7f00:1::", special("2002:7f00:1::", "6to4")),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                special("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo"),
+            ),
+            // A cidr rule in the profile vouches for its range (any port).
+            ("10.1.2.3", Ok(())),
+            ("10.2.0.1", special("10.2.0.1", "private")),
+            ("::ffff:10.1.2.3", Ok(())),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(
+                n.check_resolved("github.com:80,443", addr.parse().unwrap()),
+                want,
+                "{addr}"
+            );
+        }
+        let loopback = net(
+            NetworkMode::Enforce,
+            &[
+                ("localhost", &[8080]),
+                ("127.0.0.0/8", &[8080]),
+                ("::1/128", &[8080]),
+            ],
+        );
+        assert_eq!(
+            loopback.check_resolved("localhost:8080", "127.0.0.1".parse().unwrap()),
+            Ok(())
+        );
+        assert_eq!(
+            loopback.check_resolved("localhost:8080", "::1".parse().unwrap()),
+            Ok(())
+        );
+        assert_eq!(
+            loopback.check_resolved("localhost:8080", "::ffff:127.0.0.1".parse().unwrap()),
+            Ok(())
+        );
+        assert!(
+            loopback
+                .check_resolved("localhost:8080", "169.254.169.254".parse().unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn dns_answers_names_any_rule_names() {
+        let n = sample();
+        let cases: &[(&str, Option<&str>)] = &[
+            ("index.crates.io", Some("index.crates.io:443")),
+            ("Index.Crates.IO.", Some("index.crates.io:443")),
+            ("github.com", Some("github.com:80,443")),
+            (
+                "objects.githubusercontent.com",
+                Some("*.githubusercontent.com:443"),
+            ),
+            ("githubusercontent.com", None),
+            ("bücher.example", Some("xn--bcher-kva.example:443")),
+            ("xn--bcher-kva.example.", Some("xn--bcher-kva.example:443")),
+            ("evil.example", None),
+            ("aGVsbG8.tunnel.evil.example", None),
+            ("203.0.113.5", None),
+            ("", None),
+            ("_dmarc.github.com", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(n.dns_allowed(name).as_deref(), *want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn mode_none_and_empty_allow_refuse_everything() {
+        let none = Network::default();
+        assert_eq!(none.mode(), NetworkMode::None);
+        let disabled = denied(DenyReason::NetworkDisabled);
+        assert_eq!(none.decide_name("github.com", 443), disabled);
+        assert_eq!(
+            none.decide_ip("203.0.113.1".parse().unwrap(), 443),
+            disabled
+        );
+        assert_eq!(
+            none.check_resolved("x", "203.0.113.1".parse().unwrap()),
+            Err(DenyReason::NetworkDisabled)
+        );
+        assert_eq!(none.dns_allowed("github.com"), None);
+
+        let empty = net(NetworkMode::Enforce, &[]);
+        assert_eq!(empty.decide_name("github.com", 443), not_allowed());
+        assert_eq!(
+            empty.decide_ip("203.0.113.1".parse().unwrap(), 443),
+            not_allowed()
+        );
+        assert_eq!(empty.dns_allowed("github.com"), None);
+
+        // Audit mode decides like enforce; the proxy turns Denied into would-deny.
+        let audit = net(NetworkMode::Audit, &[("github.com", &[443])]);
+        assert_eq!(audit.mode(), NetworkMode::Audit);
+        assert_eq!(
+            audit.decide_name("github.com", 443),
+            allowed("github.com:443")
+        );
+        assert_eq!(audit.decide_name("evil.example", 443), not_allowed());
+    }
+}

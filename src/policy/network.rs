@@ -1,0 +1,214 @@
+//! `network.allow` wire entries -> checked [`AllowRule`]s, each error naming the entry's key path
+//! and position.
+//!
+//! Three spellings: `host[:port]` text (no port = 443), `{ host: NAME, ports: [...] }` and
+//! `{ cidr: RANGE, ports: [...] }`. Addresses are only accepted in the explicit `cidr` form, so
+//! that a name rule can never be read as "and whatever address it resolves to".
+
+use std::net::IpAddr;
+
+use serde_saphyr::Spanned;
+
+use super::convert::parse_count;
+use super::egress::rule_text;
+use super::error::PolicyError;
+use super::hosts::parse_pattern;
+use super::model::{AllowRule, Location, RuleTarget};
+use super::wire::{AllowRuleWire, AllowWire, Str};
+use super::yaml;
+
+/// The port a rule allows when it names none: HTTPS, what registries and APIs speak.
+pub(crate) const DEFAULT_PORT: u16 = 443;
+
+/// Convert one `network.allow` list; `prefix` is prepended to key paths (inline profiles).
+pub(crate) fn allow_rules(
+    list: Vec<Spanned<AllowWire>>,
+    file: &str,
+    prefix: &str,
+) -> Result<Vec<AllowRule>, PolicyError> {
+    let mut out: Vec<AllowRule> = Vec::new();
+    for (i, entry) in list.into_iter().enumerate() {
+        let at = yaml::location(file, &entry.referenced);
+        let key = format!("{prefix}network.allow[{i}]");
+        let rule = match entry.value {
+            AllowWire::Text(text) => text_rule(&text, at, key)?,
+            AllowWire::Rule(map) => map_rule(map, at, key, file)?,
+        };
+        if !out.iter().any(|have| have.text == rule.text) {
+            out.push(rule);
+        }
+    }
+    Ok(out)
+}
+
+fn bad(at: &Location, key: &str, raw: &str, reason: impl Into<String>) -> PolicyError {
+    PolicyError::BadAllowRule {
+        at: at.clone(),
+        path: key.to_string(),
+        raw: raw.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn rule(target: RuleTarget, mut ports: Vec<u16>, at: Location, key: String) -> AllowRule {
+    ports.sort_unstable();
+    ports.dedup();
+    AllowRule {
+        text: rule_text(&target, &ports),
+        target,
+        ports,
+        at,
+        key,
+    }
+}
+
+/// `1` to `65535`, digits only.
+fn port(s: &str) -> Option<u16> {
+    parse_count(s)
+        .filter(|p| (1..=65535).contains(p))
+        .map(|p| p as u16)
+}
+
+/// `example.com`, `example.com:8443`, `*.example.com:443`.
+fn text_rule(text: &str, at: Location, key: String) -> Result<AllowRule, PolicyError> {
+    let fail = |reason: String| bad(&at, &key, text, reason);
+    if let Some((_, rest)) = text.split_once("://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        return Err(fail(format!(
+            "a URL; a rule names a host and port, like `{host}` (port 443) or `{host}:80`"
+        )));
+    }
+    // An IPv6 address, bracketed or not, with or without a port: point at the cidr form.
+    let bracketed = text
+        .strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+        .map(|(inside, _)| inside);
+    let ip = bracketed
+        .unwrap_or(text)
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.rsplit_once(':').and_then(|(h, _)| h.parse().ok()));
+    if let Some(ip) = ip {
+        return Err(fail(super::hosts::PatternError::IpLiteral(ip).to_string()));
+    }
+    if bracketed.is_some() {
+        return Err(fail(
+            "brackets are only for IPv6 addresses, and those go in { cidr: ... } rules".into(),
+        ));
+    }
+    let (host, ports) = match text.split_once(':') {
+        None => (text, vec![DEFAULT_PORT]),
+        Some((host, p)) => match port(p) {
+            Some(p) => (host, vec![p]),
+            None => {
+                return Err(fail(format!(
+                    "port `{p}` is not a number from 1 to 65535 (write {{ host: {host}, ports: [...] }} for several ports)"
+                )));
+            }
+        },
+    };
+    let target = parse_pattern(host).map_err(|e| fail(e.to_string()))?;
+    Ok(rule(target, ports, at, key))
+}
+
+/// `{ host: ..., ports: [...] }` or `{ cidr: ..., ports: [...] }`.
+fn map_rule(
+    w: AllowRuleWire,
+    at: Location,
+    key: String,
+    file: &str,
+) -> Result<AllowRule, PolicyError> {
+    let here = |s: &Str| yaml::location(file, &s.referenced);
+    let target = match (&w.host, &w.cidr) {
+        (Some(h), Some(c)) => {
+            return Err(bad(
+                &here(c),
+                &format!("{key}.cidr"),
+                &c.value,
+                format!(
+                    "a rule has `host:` or `cidr:`, not both (this one also has host `{}`); write two rules",
+                    h.value
+                ),
+            ));
+        }
+        (None, None) => {
+            return Err(PolicyError::MissingKey {
+                at,
+                path: key,
+                key: "host".to_string(),
+                why: "a rule mapping needs `host:` (a name) or `cidr:` (an address range)",
+            });
+        }
+        (Some(h), None) => {
+            let hkey = format!("{key}.host");
+            if h.value.contains(':') && h.value.parse::<IpAddr>().is_err() {
+                return Err(bad(
+                    &here(h),
+                    &hkey,
+                    &h.value,
+                    "a host name without `:port` (ports go under `ports:`)",
+                ));
+            }
+            parse_pattern(&h.value).map_err(|e| bad(&here(h), &hkey, &h.value, e.to_string()))?
+        }
+        (None, Some(c)) => cidr(&c.value)
+            .map(RuleTarget::Cidr)
+            .map_err(|reason| bad(&here(c), &format!("{key}.cidr"), &c.value, reason))?,
+    };
+    let ports = match w.ports {
+        None => vec![DEFAULT_PORT],
+        Some(list) if list.is_empty() => {
+            return Err(bad(
+                &at,
+                &format!("{key}.ports"),
+                "[]",
+                "an empty list allows nothing; list at least one port, or drop the rule",
+            ));
+        }
+        Some(list) => {
+            let mut ports = Vec::new();
+            for (j, p) in list.iter().enumerate() {
+                ports.push(
+                    port(p.value.trim()).ok_or_else(|| PolicyError::InvalidValue {
+                        at: here(p),
+                        path: format!("{key}.ports[{j}]"),
+                        expected: "a port number from 1 to 65535".to_string(),
+                        found: p.value.clone(),
+                    })?,
+                );
+            }
+            ports
+        }
+    };
+    Ok(rule(target, ports, at, key))
+}
+
+/// `203.0.113.0/24`, `2001:db8::/32`, or a single address (`/32` or `/128` implied).
+fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let net = match s.parse::<ipnet::IpNet>() {
+        Ok(net) => net,
+        Err(_) => match s.parse::<IpAddr>() {
+            Ok(ip) => ipnet::IpNet::from(ip),
+            Err(_) => {
+                return Err(
+                    "not an address range like 203.0.113.0/24 or 2001:db8::/32 (names go under `host:`)"
+                        .to_string(),
+                );
+            }
+        },
+    };
+    if net.prefix_len() == 0 {
+        return Err(
+            "a /0 range allows every address, loopback and cloud metadata included; name the ranges the step needs"
+                .to_string(),
+        );
+    }
+    if net.trunc() != net {
+        return Err(format!(
+            "has address bits set after the /{} prefix; the range is {}",
+            net.prefix_len(),
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
