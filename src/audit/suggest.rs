@@ -1,0 +1,281 @@
+//! `stepjail audit suggest`: a profile whose allowlist covers what the logged steps reached for.
+//!
+//! The output is a complete profile (`name`, `description`, `extends`, `network.mode`,
+//! `network.allow`) that `stepjail check` accepts. Allow entries are `host:port` strings, or
+//! `{ host: NAME, ports: [..] }` for a host seen on several ports.
+//!
+//! Every name in the output comes from the step's own traffic (SNI, `Host`, DNS queries), so it
+//! is treated as hostile: only strings that are syntactically host names become rules, and the
+//! rest is counted, never echoed. Addresses without a name are never turned into rules either;
+//! allowing an address is a decision for a person, so they are listed as comments.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::event::{Decision, Event, Protocol, Record};
+use super::summarize::{host_of_ip, normalize_name};
+
+/// The suggested profile for `records` (merged from any number of runs), named `name`.
+///
+/// Covers every TCP destination with a name that was allowed, denied or would-denied. Output is
+/// deterministic: hosts by connection count (most first), then by name.
+pub fn suggest(records: &[Record], name: &str) -> String {
+    let mut hosts: BTreeMap<String, HostStats> = BTreeMap::new();
+    let mut by_address: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
+    let mut not_tcp: BTreeMap<(Protocol, String, u16), usize> = BTreeMap::new();
+    let mut looked_up: BTreeSet<String> = BTreeSet::new();
+    let mut connected: BTreeSet<String> = BTreeSet::new();
+    let mut invalid = 0usize;
+    let mut connections = 0usize;
+    let runs: BTreeSet<&str> = records.iter().map(|r| r.step.as_str()).collect();
+
+    for record in records {
+        match &record.event {
+            Event::Connect(c) => {
+                connections += 1;
+                let named = c
+                    .dest_name
+                    .as_deref()
+                    .map(normalize_name)
+                    .filter(|n| n.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
+                let Some(host) = named else {
+                    // No name, or the "name" is an address literal (`CONNECT 203.0.113.7:443`).
+                    let ip = c.dest_ip.or_else(|| {
+                        let name = c.dest_name.as_deref()?;
+                        name.trim_matches(['[', ']']).parse().ok()
+                    });
+                    match ip {
+                        Some(ip) => *by_address.entry((ip, c.dest_port)).or_default() += 1,
+                        None => invalid += 1,
+                    }
+                    continue;
+                };
+                if !is_host_name(&host) {
+                    invalid += 1;
+                    continue;
+                }
+                connected.insert(host.clone());
+                if c.protocol != Protocol::Tcp {
+                    *not_tcp.entry((c.protocol, host, c.dest_port)).or_default() += 1;
+                    continue;
+                }
+                let stats = hosts.entry(host).or_default();
+                stats.ports.insert(c.dest_port);
+                stats.connections += 1;
+                match c.decision {
+                    Decision::Allow => {}
+                    Decision::Deny => stats.denied += 1,
+                    Decision::WouldDeny => stats.would_deny += 1,
+                }
+            }
+            Event::Dns(d) => {
+                let name = normalize_name(&d.name);
+                if is_host_name(&name) {
+                    looked_up.insert(name);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut allow: Vec<(String, HostStats)> = hosts.into_iter().collect();
+    allow.sort_by(|(ha, a), (hb, b)| b.connections.cmp(&a.connections).then_with(|| ha.cmp(hb)));
+    let entries: Vec<(String, String)> = allow
+        .iter()
+        .map(|(host, stats)| (allow_entry(host, &stats.ports), stats.comment()))
+        .collect();
+    let width = entries.iter().map(|(e, _)| e.len()).max().unwrap_or(0);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# suggested by `stepjail audit suggest` from {} ({}, {})",
+        plural(runs.len(), "run"),
+        plural(connections, "connection"),
+        plural(entries.len(), "name"),
+    );
+    let _ = writeln!(out, "name: {}", yaml_scalar(name));
+    out.push_str("description: network allowlist suggested from audit logs\n");
+    out.push_str("extends: default\n");
+    out.push_str("network:\n");
+    out.push_str("  mode: enforce\n");
+    if entries.is_empty() {
+        out.push_str("  allow: []\n");
+    } else {
+        out.push_str("  allow:\n");
+    }
+    for (entry, comment) in &entries {
+        let _ = writeln!(out, "    - {entry:width$}   # {comment}");
+    }
+    for ((ip, port), count) in &by_address {
+        let _ = writeln!(
+            out,
+            "    # {}:{port} seen by address only ({}); add an explicit cidr rule if this is intended",
+            host_of_ip(*ip),
+            plural(*count, "connection"),
+        );
+    }
+    for ((protocol, host, port), count) in &not_tcp {
+        let protocol = protocol.as_str();
+        let _ = writeln!(
+            out,
+            "    # {protocol} to {host}:{port} seen {}; the allowlist above covers TCP only",
+            plural(*count, "time"),
+        );
+    }
+    let unconnected: Vec<&str> = looked_up
+        .iter()
+        .filter(|n| !connected.contains(*n))
+        .map(String::as_str)
+        .collect();
+    if !unconnected.is_empty() {
+        out.push_str(
+            "    # looked up but never connected to (port unknown; run in audit mode to learn it):\n",
+        );
+        for name in unconnected {
+            let _ = writeln!(out, "    #   {name}");
+        }
+    }
+    if invalid > 0 {
+        let _ = writeln!(
+            out,
+            "    # {} to names that are not valid host names left out",
+            plural(invalid, "connection"),
+        );
+    }
+    out
+}
+
+#[derive(Default)]
+struct HostStats {
+    ports: BTreeSet<u16>,
+    connections: usize,
+    denied: usize,
+    would_deny: usize,
+}
+
+impl HostStats {
+    fn comment(&self) -> String {
+        let mut c = plural(self.connections, "connection");
+        if self.denied > 0 {
+            let _ = write!(c, ", {} denied", self.denied);
+        }
+        if self.would_deny > 0 {
+            let _ = write!(c, ", {} would-deny", self.would_deny);
+        }
+        c
+    }
+}
+
+/// `host:port`, or `{ host: NAME, ports: [a, b] }` for several ports.
+fn allow_entry(host: &str, ports: &BTreeSet<u16>) -> String {
+    if let [port] = ports.iter().collect::<Vec<_>>()[..] {
+        return format!("{host}:{port}");
+    }
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    format!("{{ host: {host}, ports: [{}] }}", ports.join(", "))
+}
+
+/// A lowercase DNS host name: dot-separated labels of `a-z 0-9 - _`, no label empty, longer than
+/// 63 or starting or ending with `-`, at most 253 bytes, and a last label that is not all digits.
+///
+/// Such a string is also a plain YAML scalar that cannot be read as anything but a string, which
+/// is what makes writing it unquoted safe.
+fn is_host_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    });
+    let tld_ok = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()));
+    labels_ok && tld_ok
+}
+
+/// `name` as a YAML scalar: bare when it is a simple token, otherwise double-quoted (a JSON
+/// string is a valid YAML double-quoted scalar).
+fn yaml_scalar(s: &str) -> String {
+    let simple = s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+        );
+    if simple {
+        s.to_owned()
+    } else {
+        serde_json::to_string(s).unwrap_or_else(|_| "\"suggested\"".to_owned())
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        for ok in [
+            "a.example",
+            "registry.npmjs.org",
+            "x_y.example",
+            "1password.com",
+            "localhost",
+        ] {
+            assert!(is_host_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "A.example",
+            "a..example",
+            "-a.example",
+            "a-.example",
+            "*.example",
+            "a.example\n  - evil:443",
+            "a example",
+            "a:443",
+            "1.2.3",
+            "123",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_host_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn yaml_scalars() {
+        assert_eq!(yaml_scalar("suggested"), "suggested");
+        assert_eq!(yaml_scalar("ci-build.v2"), "ci-build.v2");
+        assert_eq!(yaml_scalar("yes"), "\"yes\"");
+        assert_eq!(yaml_scalar("a: b\n"), "\"a: b\\n\"");
+        assert_eq!(yaml_scalar("1abc"), "\"1abc\"");
+    }
+
+    #[test]
+    fn several_ports_become_a_map() {
+        let ports: BTreeSet<u16> = [443, 80].into();
+        assert_eq!(
+            allow_entry("github.com", &ports),
+            "{ host: github.com, ports: [80, 443] }"
+        );
+        assert_eq!(allow_entry("github.com", &[443].into()), "github.com:443");
+    }
+}

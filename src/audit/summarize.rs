@@ -1,0 +1,473 @@
+//! Reading audit logs back, and `stepjail audit summarize`: a plain-text table of what a step
+//! talked to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::AuditError;
+use super::event::{Connect, Decision, Event, Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION};
+
+/// The records of one log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadLog {
+    pub records: Vec<Record>,
+    /// Unterminated, unparsable last lines skipped (0 or 1): what a crash mid-write leaves.
+    pub truncated_lines: usize,
+}
+
+/// Reads and checks the audit log at `path`. See [`parse_log`] for what is tolerated.
+pub fn read_log(path: &Path) -> Result<ReadLog, AuditError> {
+    let bytes = std::fs::read(path).map_err(|source| AuditError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_log(&bytes, path)
+}
+
+/// Parses a whole log; `path` is only used in error messages.
+///
+/// - A last line without its `\n` that does not parse is what a crash mid-write leaves: it is
+///   skipped and counted in [`ReadLog::truncated_lines`]. (If it parses, it is kept; if it is a
+///   whole record of another schema version, that is an error as below.)
+/// - Any other line that does not parse is an error naming `path:line`, because the writer never
+///   produces one: the log was damaged or is not an audit log.
+/// - A line of another schema or version is an error, checked before the event itself so that
+///   a newer log gets a version message rather than a confusing field error.
+/// - Blank lines are ignored.
+pub fn parse_log(bytes: &[u8], path: &Path) -> Result<ReadLog, AuditError> {
+    let mut records = Vec::new();
+    let mut truncated_lines = 0;
+    let (complete, last) = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(end) => (&bytes[..end], &bytes[end + 1..]),
+        None => (&bytes[..0], bytes),
+    };
+    // Every `\n` ends one complete line; `complete` splits into exactly that many pieces.
+    let complete_lines = bytes.iter().filter(|&&b| b == b'\n').count();
+    for (index, line) in complete
+        .split(|&b| b == b'\n')
+        .take(complete_lines)
+        .enumerate()
+    {
+        if let Some(record) = parse_line(line, path, index + 1)? {
+            records.push(record);
+        }
+    }
+    if !last.trim_ascii().is_empty() {
+        match parse_line(last, path, complete_lines + 1) {
+            Ok(Some(record)) => records.push(record),
+            Ok(None) => {}
+            // A cut-off line never parses as JSON; a whole line of another version is an error.
+            Err(AuditError::Malformed { .. }) => truncated_lines += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ReadLog {
+        records,
+        truncated_lines,
+    })
+}
+
+/// The envelope alone, to check the schema before the event.
+#[derive(Deserialize)]
+struct Envelope {
+    schema: String,
+    v: u64,
+}
+
+fn parse_line(line: &[u8], path: &Path, number: usize) -> Result<Option<Record>, AuditError> {
+    if line.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    let malformed = |source| AuditError::Malformed {
+        path: path.to_owned(),
+        line: number,
+        source,
+    };
+    let envelope: Envelope = serde_json::from_slice(line).map_err(malformed)?;
+    if envelope.schema != SCHEMA_NAME || envelope.v != u64::from(SCHEMA_VERSION) {
+        return Err(AuditError::WrongSchema {
+            path: path.to_owned(),
+            line: number,
+            schema: envelope.schema,
+            v: envelope.v,
+        });
+    }
+    serde_json::from_slice(line).map(Some).map_err(malformed)
+}
+
+/// A plain-text report of `records` (from one or several logs): steps, one row per destination
+/// with connection counts and bytes, DNS names, and secret leaks.
+///
+/// Names come from the step's own traffic, so control characters are escaped before printing.
+pub fn summarize(records: &[Record]) -> String {
+    if records.is_empty() {
+        return "no audit records\n".to_owned();
+    }
+    let mut steps: BTreeMap<&str, StepRow> = BTreeMap::new();
+    let mut dests: HashMap<String, DestRow> = HashMap::new();
+    // (step, conn) -> destination key, to attribute `close` bytes; the last decision wins.
+    let mut conns: HashMap<(&str, u64), String> = HashMap::new();
+    let mut names: BTreeMap<String, DnsRow> = BTreeMap::new();
+    let mut leaks = Vec::new();
+    let mut totals = [0usize; 3];
+    let mut queries = 0usize;
+
+    for record in records {
+        let step = record.step.as_str();
+        match &record.event {
+            Event::StepStart(s) => {
+                let row = steps.entry(step).or_default();
+                row.profile = Some(s.profile.clone());
+                row.mode = Some(s.mode.as_str().to_owned());
+            }
+            Event::StepEnd(e) => {
+                let row = steps.entry(step).or_default();
+                row.profile.get_or_insert_with(|| e.profile.clone());
+                row.end = Some((e.exit_code, e.duration_ms, e.timed_out));
+            }
+            Event::Connect(c) => {
+                let key = destination(c);
+                let row = dests.entry(key.clone()).or_default();
+                row.counts[decision_index(c.decision)] += 1;
+                totals[decision_index(c.decision)] += 1;
+                conns.insert((step, c.conn), key);
+            }
+            Event::Close(c) => {
+                if let Some(row) = conns.get(&(step, c.conn)).and_then(|k| dests.get_mut(k)) {
+                    row.bytes_up += c.bytes_up;
+                    row.bytes_down += c.bytes_down;
+                }
+            }
+            Event::Dns(d) => {
+                queries += 1;
+                let row = names.entry(normalize_name(&d.name)).or_default();
+                row.counts[decision_index(d.decision)] += 1;
+                row.qtypes.insert(d.qtype.clone());
+            }
+            Event::SecretLeak(l) => leaks.push(l),
+            Event::Http(_) => {}
+        }
+    }
+
+    let mut out = String::new();
+    let connections: usize = totals.iter().sum();
+    let _ = writeln!(
+        out,
+        "{}, {} ({} allowed, {} denied, {} would-deny), {}",
+        plural(records_steps(records), "step"),
+        plural(connections, "connection"),
+        totals[0],
+        totals[1],
+        totals[2],
+        plural(queries, "DNS query"),
+    );
+
+    if !steps.is_empty() {
+        let rows = steps
+            .iter()
+            .map(|(step, row)| {
+                let (exit, duration) = match row.end {
+                    Some((code, ms, timed_out)) => (
+                        if timed_out {
+                            format!("{code} (timed out)")
+                        } else {
+                            code.to_string()
+                        },
+                        duration_ms(ms),
+                    ),
+                    None => ("-".to_owned(), "-".to_owned()),
+                };
+                vec![
+                    clean(step),
+                    clean(row.profile.as_deref().unwrap_or("-")),
+                    row.mode.clone().unwrap_or_else(|| "-".to_owned()),
+                    exit,
+                    duration,
+                ]
+            })
+            .collect();
+        out.push_str("\nsteps\n");
+        out.push_str(&table(
+            &["step", "profile", "mode", "exit", "duration"],
+            rows,
+            "lllrr",
+        ));
+    }
+
+    if !dests.is_empty() {
+        let mut sorted: Vec<_> = dests.into_iter().collect();
+        sorted.sort_by(|(ka, a), (kb, b)| {
+            let (ta, tb): (usize, usize) = (a.counts.iter().sum(), b.counts.iter().sum());
+            tb.cmp(&ta).then_with(|| ka.cmp(kb))
+        });
+        let rows = sorted
+            .into_iter()
+            .map(|(key, row)| {
+                vec![
+                    clean(&key),
+                    row.counts[0].to_string(),
+                    row.counts[1].to_string(),
+                    row.counts[2].to_string(),
+                    human_bytes(row.bytes_up),
+                    human_bytes(row.bytes_down),
+                ]
+            })
+            .collect();
+        out.push_str("\nconnections\n");
+        out.push_str(&table(
+            &[
+                "destination",
+                "allowed",
+                "denied",
+                "would-deny",
+                "bytes up",
+                "bytes down",
+            ],
+            rows,
+            "lrrrrr",
+        ));
+    }
+
+    if !names.is_empty() {
+        let mut sorted: Vec<_> = names.into_iter().collect();
+        sorted.sort_by(|(na, a), (nb, b)| {
+            let (ta, tb): (usize, usize) = (a.counts.iter().sum(), b.counts.iter().sum());
+            tb.cmp(&ta).then_with(|| na.cmp(nb))
+        });
+        let rows = sorted
+            .into_iter()
+            .map(|(name, row)| {
+                let qtypes: Vec<String> = row.qtypes.iter().map(|t| clean(t)).collect();
+                vec![
+                    clean(&name),
+                    row.counts.iter().sum::<usize>().to_string(),
+                    row.counts[0].to_string(),
+                    row.counts[1].to_string(),
+                    row.counts[2].to_string(),
+                    qtypes.join(","),
+                ]
+            })
+            .collect();
+        out.push_str("\ndns\n");
+        out.push_str(&table(
+            &[
+                "name",
+                "queries",
+                "allowed",
+                "denied",
+                "would-deny",
+                "types",
+            ],
+            rows,
+            "lrrrrl",
+        ));
+    }
+
+    if !leaks.is_empty() {
+        out.push_str("\nsecret leaks\n");
+        for leak in leaks {
+            let via = leak.via.as_str();
+            let _ = writeln!(
+                out,
+                "  {} -> {} ({via}): {}",
+                clean(&leak.secret_name),
+                clean(&leak.dest_name),
+                clean(&leak.reason)
+            );
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct StepRow {
+    profile: Option<String>,
+    mode: Option<String>,
+    /// (exit code, duration, timed out)
+    end: Option<(i32, u64, bool)>,
+}
+
+#[derive(Default)]
+struct DestRow {
+    /// allowed, denied, would-deny
+    counts: [usize; 3],
+    bytes_up: u64,
+    bytes_down: u64,
+}
+
+#[derive(Default)]
+struct DnsRow {
+    counts: [usize; 3],
+    qtypes: BTreeSet<String>,
+}
+
+fn decision_index(d: Decision) -> usize {
+    match d {
+        Decision::Allow => 0,
+        Decision::Deny => 1,
+        Decision::WouldDeny => 2,
+    }
+}
+
+fn records_steps(records: &[Record]) -> usize {
+    records
+        .iter()
+        .map(|r| r.step.as_str())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// `host:port` (or `[v6]:port`), with `/udp` or `/icmp` appended for non-TCP.
+fn destination(c: &Connect) -> String {
+    let host = match (&c.dest_name, c.dest_ip) {
+        (Some(name), _) => normalize_name(name),
+        (None, Some(ip)) => host_of_ip(ip),
+        (None, None) => "(unknown)".to_owned(),
+    };
+    let proto = match c.protocol {
+        Protocol::Tcp => "",
+        Protocol::Udp => "/udp",
+        Protocol::Icmp => "/icmp",
+    };
+    format!("{host}:{}{proto}", c.dest_port)
+}
+
+/// An address as the host part of `host:port`: IPv6 in brackets.
+pub(crate) fn host_of_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// DNS names compare case-insensitively and without the root dot.
+pub(crate) fn normalize_name(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// Escapes control characters so a hostile name cannot drive the terminal or fake a row.
+fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn plural(n: usize, word: &str) -> String {
+    match (n, word.strip_suffix('y')) {
+        (1, _) => format!("1 {word}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {word}s"),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// Two-space indented columns; `align` has one `l` (left) or `r` (right) per column.
+fn table(headers: &[&str], rows: Vec<Vec<String>>, align: &str) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(header_row).chain(rows) {
+        let mut line = String::from(" ");
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            let pad = width - cell.chars().count();
+            line.push(' ');
+            if align.as_bytes().get(i) == Some(&b'l') {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            } else {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            }
+            line.push(' ');
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_and_plural_formats() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1_363_149), "1.3 MiB");
+        assert_eq!(plural(1, "DNS query"), "1 DNS query");
+        assert_eq!(plural(2, "DNS query"), "2 DNS queries");
+        assert_eq!(plural(0, "step"), "0 steps");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(clean("plain.example"), "plain.example");
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines() {
+        let text = b"\n\n{\"schema\":\"stepjail.audit\",\"v\":1,\"ts\":\"x\",\"step\":\"s\"}\n";
+        let err = parse_log(text, Path::new("f")).unwrap_err();
+        assert!(err.to_string().starts_with("f:3: malformed"), "{err}");
+    }
+
+    #[test]
+    fn unterminated_last_line_of_another_version_is_an_error() {
+        let text = b"{\"schema\":\"stepjail.audit\",\"v\":2}";
+        let err = parse_log(text, Path::new("f")).unwrap_err();
+        assert!(
+            matches!(err, AuditError::WrongSchema { line: 1, v: 2, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn empty_and_newline_only_logs() {
+        assert_eq!(parse_log(b"", Path::new("f")).unwrap().records, vec![]);
+        assert_eq!(parse_log(b"\n", Path::new("f")).unwrap().records, vec![]);
+        let r = parse_log(b"{\"sch", Path::new("f")).unwrap();
+        assert_eq!((r.records.len(), r.truncated_lines), (0, 1));
+    }
+}

@@ -1,0 +1,288 @@
+//! Appending records to the audit log: one `write(2)` of one whole line per event.
+//!
+//! The file is opened `O_APPEND`, and each record is serialized into one buffer ending in `\n`
+//! and handed to the kernel in a single `write` call, with no userspace buffer in between. So:
+//! - every event is in the kernel page cache as soon as [`AuditLog::write`] returns, and a crash
+//!   of stepjail loses nothing that was written (a crash of the machine is what [`AuditLog::sync`]
+//!   is for);
+//! - writers sharing the file (clones of one [`AuditLog`], or several processes) never interleave
+//!   inside a line, because `O_APPEND` positions and writes each call atomically for regular files;
+//! - the worst a failure can leave is one partial last line, which [`super::read_log`] skips.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::AuditError;
+use super::event::{Event, Record};
+
+/// Where a step's audit records go. Cheap to clone; clones share one file descriptor.
+///
+/// `Send + Sync`: tokio tasks may each hold a clone and call [`AuditLog::write`] directly. A
+/// `write` of one short line to a regular file does not block long enough to matter to the runtime.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    sink: Sink,
+    step: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+enum Sink {
+    /// No `--audit-log` was given: events are dropped.
+    Disabled,
+    File {
+        file: Arc<File>,
+        path: Arc<Path>,
+    },
+    /// Lines kept in memory, for tests.
+    Memory(Arc<Mutex<Vec<u8>>>),
+}
+
+/// Reads back what an in-memory [`AuditLog`] was given. See [`AuditLog::memory`].
+#[derive(Debug, Clone)]
+pub struct MemoryLog {
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+impl AuditLog {
+    /// Opens (creating it with mode 0600 if needed) `path` for appending records of step `step`.
+    ///
+    /// An existing file keeps its mode and contents; records are appended after them.
+    pub fn open(path: &Path, step: &str) -> Result<Self, AuditError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| AuditError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(AuditLog {
+            sink: Sink::File {
+                file: Arc::new(file),
+                path: path.into(),
+            },
+            step: step.into(),
+        })
+    }
+
+    /// A log that drops every event, for runs without `--audit-log`.
+    pub fn disabled() -> Self {
+        AuditLog {
+            sink: Sink::Disabled,
+            step: "".into(),
+        }
+    }
+
+    /// An in-memory log for tests, and the handle that reads its records back.
+    ///
+    /// Records go through the same serialization as the file log, one line each.
+    pub fn memory(step: &str) -> (Self, MemoryLog) {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let log = AuditLog {
+            sink: Sink::Memory(Arc::clone(&buf)),
+            step: step.into(),
+        };
+        (log, MemoryLog { buf })
+    }
+
+    /// Whether events are recorded at all (false for [`AuditLog::disabled`]).
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self.sink, Sink::Disabled)
+    }
+
+    /// The run id stamped on every record.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
+    /// Records `event`, stamped now, as one line.
+    ///
+    /// An error means the event may not be in the log; the caller must fail the step closed.
+    pub fn write(&self, event: Event) -> Result<(), AuditError> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
+        self.write_record(&Record::new(&*self.step, event))
+    }
+
+    /// Records an already built record as one line (its `step` and `ts` are kept as they are).
+    pub fn write_record(&self, record: &Record) -> Result<(), AuditError> {
+        match &self.sink {
+            Sink::Disabled => Ok(()),
+            Sink::File { file, path } => {
+                let line = to_line(record)?;
+                write_once(file, &line).map_err(|e| e.at(path))
+            }
+            Sink::Memory(buf) => {
+                let line = to_line(record)?;
+                lock(buf).extend_from_slice(&line);
+                Ok(())
+            }
+        }
+    }
+
+    /// Forces written records to stable storage (`fdatasync`): for the end of a step, not for
+    /// every event.
+    pub fn sync(&self) -> Result<(), AuditError> {
+        match &self.sink {
+            Sink::File { file, path } => file.sync_data().map_err(|source| AuditError::Sync {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Sink::Disabled | Sink::Memory(_) => Ok(()),
+        }
+    }
+}
+
+impl MemoryLog {
+    /// The raw bytes written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        lock(&self.buf).clone()
+    }
+
+    /// The records written so far, parsed back from their lines.
+    ///
+    /// Panics if a line does not parse: the in-memory log is for tests, where that is a bug.
+    pub fn records(&self) -> Vec<Record> {
+        super::parse_log(&self.bytes(), Path::new("<memory>"))
+            .expect("in-memory audit log parses")
+            .records
+    }
+}
+
+fn lock(buf: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    // A panic while holding the lock cannot leave a half-appended line: extend_from_slice of a
+    // reserved Vec does not panic midway in practice, and the buffer is test-only anyway.
+    buf.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Serializes `record` as one JSON line ending in `\n`.
+fn to_line(record: &Record) -> Result<Vec<u8>, AuditError> {
+    // serde_json escapes control characters inside strings, so the only `\n` is the final one.
+    let mut line = serde_json::to_vec(record).map_err(AuditError::Serialize)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// The two ways a single write can fail, before the path is attached.
+enum WriteError {
+    Io(std::io::Error),
+    Short { written: usize, len: usize },
+}
+
+impl WriteError {
+    fn at(self, path: &Path) -> AuditError {
+        let path = PathBuf::from(path);
+        match self {
+            WriteError::Io(source) => AuditError::Write { path, source },
+            WriteError::Short { written, len } => AuditError::ShortWrite { path, written, len },
+        }
+    }
+}
+
+/// One `write(2)` of the whole line.
+///
+/// Never retries after a partial write: a second call would append the rest of the line after
+/// another writer's record, turning one partial line into a malformed line in the middle.
+fn write_once(mut file: &File, line: &[u8]) -> Result<(), WriteError> {
+    loop {
+        match file.write(line) {
+            Ok(n) if n == line.len() => return Ok(()),
+            Ok(written) => {
+                return Err(WriteError::Short {
+                    written,
+                    len: line.len(),
+                });
+            }
+            // Interrupted before anything was written: retrying cannot split the line.
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(WriteError::Io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::Close;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn close(conn: u64) -> Event {
+        Event::Close(Close {
+            conn,
+            bytes_up: 1,
+            bytes_down: 2,
+            duration_ms: 3,
+        })
+    }
+
+    #[test]
+    fn file_is_created_0600_and_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        AuditLog::open(&path, "a").unwrap().write(close(1)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        AuditLog::open(&path, "b").unwrap().write(close(2)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains(r#""step":"a""#), "{}", lines[0]);
+        assert!(lines[1].contains(r#""step":"b""#), "{}", lines[1]);
+    }
+
+    #[test]
+    fn open_error_names_the_path() {
+        let err = AuditLog::open(Path::new("/nonexistent-dir/audit.jsonl"), "s").unwrap_err();
+        assert!(matches!(err, AuditError::Open { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent-dir/audit.jsonl: cannot open audit log"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn write_error_is_returned_not_swallowed() {
+        // /dev/full fails every write with ENOSPC.
+        let log = AuditLog::open(Path::new("/dev/full"), "s").unwrap();
+        let err = log.write(close(1)).unwrap_err();
+        match &err {
+            AuditError::Write { source, .. } => {
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}")
+            }
+            other => panic!("expected a write error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn disabled_log_accepts_and_drops() {
+        let log = AuditLog::disabled();
+        assert!(!log.is_enabled());
+        log.write(close(1)).unwrap();
+        log.sync().unwrap();
+    }
+
+    #[test]
+    fn memory_log_reads_back_records() {
+        let (log, mem) = AuditLog::memory("run-9");
+        log.write(close(1)).unwrap();
+        log.clone().write(close(2)).unwrap();
+        let records = mem.records();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.step == "run-9"));
+        assert_eq!(records[1].event, close(2));
+        assert_eq!(mem.bytes().iter().filter(|&&b| b == b'\n').count(), 2);
+    }
+
+    #[test]
+    fn audit_log_is_send_sync_clone() {
+        fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+        assert_traits::<AuditLog>();
+        assert_traits::<MemoryLog>();
+    }
+}
