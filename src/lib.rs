@@ -4,6 +4,9 @@
 //! [`sandbox`] plans and applies the sandbox (all syscalls and all `unsafe` live in
 //! `sandbox::sys`), and [`cli`] holds the subcommands `main.rs` dispatches to.
 
+pub mod audit;
 pub mod cli;
+pub mod net;
 pub mod policy;
+pub mod proxy;
 pub mod sandbox;

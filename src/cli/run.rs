@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::policy::model::Vars;
+use crate::audit::{AuditLog, Event, NetMode, StepEnd, StepStart};
+use crate::policy::model::{NetworkMode, Vars};
+use crate::proxy::engine::Engine;
 use crate::sandbox::{self, host, plan::Plan};
 
 #[derive(Debug, clap::Args)]
@@ -17,6 +19,16 @@ pub struct RunArgs {
     /// Defaults to the user who ran sudo, else root (without any capability).
     #[arg(long, short = 'u')]
     pub user: Option<String>,
+    /// Write every DNS query and connection attempt to FILE as JSON Lines.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Override the profile's network mode: `enforce` (only the allowlist), `audit` (everything
+    /// allowed, would-be denials logged), or `none` (no network).
+    #[arg(long, value_parser = ["none", "enforce", "audit"])]
+    pub mode: Option<String>,
+    /// The DNS resolver the proxy asks (ADDR:PORT); defaults to the host's first nameserver.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub resolver: Option<std::net::SocketAddr>,
     /// Print what the sandbox applied (landlock ABI, identity) to stderr.
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -63,9 +75,42 @@ pub fn run(args: RunArgs) -> i32 {
         tmpdir: var("TMPDIR"),
         runner_temp: var("RUNNER_TEMP"),
     };
-    let resolved = match profile.resolve(&vars) {
+    let mut resolved = match profile.resolve(&vars) {
         Ok(r) => r,
         Err(e) => return fail(super::EXIT_USAGE, e),
+    };
+    if let Some(mode) = &args.mode {
+        resolved.network.mode = match mode.as_str() {
+            "enforce" => NetworkMode::Enforce,
+            "audit" => NetworkMode::Audit,
+            _ => NetworkMode::None,
+        };
+    }
+    let audit_mode = match resolved.network.mode {
+        NetworkMode::None => NetMode::None,
+        NetworkMode::Enforce => NetMode::Enforce,
+        NetworkMode::Audit => NetMode::Audit,
+    };
+    let step_id = step_id();
+    let audit = match &args.audit_log {
+        Some(p) => match AuditLog::open(p, &step_id) {
+            Ok(a) => a,
+            Err(e) => return fail(sandbox::EXIT_SETUP, e),
+        },
+        None => AuditLog::disabled(),
+    };
+    let resolver = match (
+        resolved.network.mode,
+        args.resolver.or_else(crate::proxy::dns::host_resolver),
+    ) {
+        (NetworkMode::None, r) => r.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 53))),
+        (_, Some(r)) => r,
+        (_, None) => {
+            return fail(
+                super::EXIT_USAGE,
+                "no DNS resolver found in /etc/resolv.conf; pass --resolver ADDR:PORT",
+            );
+        }
     };
     let paths = resolved
         .read_write
@@ -87,7 +132,38 @@ pub fn run(args: RunArgs) -> i32 {
             plan.profile_name, profile.source, id.uid, id.gid
         );
     }
-    match sandbox::run(&plan) {
+    let started = std::time::Instant::now();
+    let network = resolved.network.clone();
+    let log = |e: Event| {
+        if let Err(err) = audit.write(e) {
+            eprintln!("stepjail: writing the audit log: {err}");
+        }
+    };
+    log(Event::StepStart(StepStart {
+        profile: plan.profile_name.clone(),
+        mode: audit_mode,
+        command: plan.argv[0].clone(),
+        workspace: workspace.display().to_string(),
+    }));
+    let engine_audit = audit.clone();
+    let profile_name = plan.profile_name.clone();
+    let result = sandbox::run(&plan, move |listeners| {
+        crate::proxy::server::start(
+            listeners,
+            Engine::new(network, profile_name, engine_audit, resolver),
+        )
+    });
+    let (code, timed_out) = match &result {
+        Ok(o) => (o.code, o.timed_out),
+        Err(e) => (e.exit_code(), false),
+    };
+    log(Event::StepEnd(StepEnd {
+        profile: plan.profile_name.clone(),
+        exit_code: code,
+        duration_ms: started.elapsed().as_millis() as u64,
+        timed_out,
+    }));
+    match result {
         Ok(outcome) => {
             if args.verbose {
                 for line in &outcome.info {
@@ -105,4 +181,12 @@ pub fn run(args: RunArgs) -> i32 {
         }
         Err(e) => fail(e.exit_code(), e),
     }
+}
+
+/// An identifier for this run, shared by all its audit events: time and pid, in hex.
+fn step_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}-{:x}", t.as_millis(), std::process::id())
 }

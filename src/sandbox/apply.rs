@@ -51,8 +51,8 @@ fn other(msg: String) -> io::Error {
 
 /// The sandbox child: set everything up, start the step, then serve as its PID 1.
 /// Never returns; exits 125 (after reporting why) if setup fails.
-pub fn child(plan: &Plan, sync: OwnedFd, report_fd: OwnedFd) -> ! {
-    match setup(plan, sync, &report_fd) {
+pub fn child(plan: &Plan, sync: OwnedFd, report_fd: OwnedFd, net_fd: Option<OwnedFd>) -> ! {
+    match setup(plan, sync, &report_fd, net_fd) {
         Ok(step_pid) => {
             // The step holds the write end until it execs; ours must go for EOF to mean "started".
             drop(report_fd);
@@ -69,19 +69,46 @@ pub fn child(plan: &Plan, sync: OwnedFd, report_fd: OwnedFd) -> ! {
 }
 
 /// The setup recipe. Returns the PID (in the new namespace) of the started step.
-fn setup(plan: &Plan, sync: OwnedFd, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupError> {
+fn setup(
+    plan: &Plan,
+    sync: OwnedFd,
+    report_fd: &OwnedFd,
+    net_fd: Option<OwnedFd>,
+) -> Result<libc::pid_t, SetupError> {
     // Die with the supervisor. Set before waiting on it, so a supervisor that dies in between
     // is seen as EOF below rather than missed.
     sys::set_pdeathsig(libc::SIGKILL).step(|| "PR_SET_PDEATHSIG".into())?;
     // The supervisor writes our uid/gid maps, then releases us; EOF means it died.
     wait_for_supervisor(sync)?;
     // Descriptors inherited from whoever ran stepjail must not reach the step.
-    sys::close_fds_from(3, &[report_fd.as_raw_fd()])
-        .step(|| "closing inherited descriptors".into())?;
+    let mut keep = vec![report_fd.as_raw_fd()];
+    keep.extend(net_fd.as_ref().map(|f| f.as_raw_fd()));
+    sys::close_fds_from(3, &keep).step(|| "closing inherited descriptors".into())?;
     // Become the step's user before touching the filesystem, so paths resolve with its rights.
     let id = &plan.identity;
     sys::switch_identity(id.uid, id.gid, id.privileged)
         .step(|| format!("switching to uid {} gid {}", id.uid, id.gid))?;
+    nix::unistd::sethostname(&plan.hostname).step(|| "setting the hostname".into())?;
+    sys::loopback_up().step(|| "bringing up lo".into())?;
+    // The egress listeners and the TUN device are made here, inside the namespace, while we
+    // still hold CAP_NET_ADMIN in it (and before /dev is replaced: /dev/net/tun), and handed
+    // to the supervisor; we keep no copy.
+    if let Some(net_fd) = net_fd {
+        let (listeners, capture_off) =
+            crate::net::build_in_namespace().step(|| "building the step's network".into())?;
+        if let Some(why) = capture_off {
+            report::send(
+                report_fd.as_fd(),
+                &report::Message::Warning(format!(
+                    "transparent capture is off ({why}): only tools that use HTTP(S)_PROXY reach the network"
+                )),
+            );
+        }
+        let fds: Vec<OwnedFd> = listeners.into_vec();
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        sys::send_fds(net_fd.as_fd(), &raw)
+            .step(|| "handing the listeners to the supervisor".into())?;
+    }
     // Bind sources are opened before any mount can cover them (a workspace under /tmp).
     let sources: Vec<OwnedFd> = plan
         .sources
@@ -92,8 +119,6 @@ fn setup(plan: &Plan, sync: OwnedFd, report_fd: &OwnedFd) -> Result<libc::pid_t,
         mount_op(op, &sources)?;
     }
     drop(sources);
-    nix::unistd::sethostname(&plan.hostname).step(|| "setting the hostname".into())?;
-    sys::loopback_up().step(|| "bringing up lo".into())?;
     // no_new_privs before landlock and seccomp (both require it without CAP_SYS_ADMIN), and so
     // that setuid binaries and file capabilities gain nothing from here on.
     sys::set_no_new_privs().step(|| "PR_SET_NO_NEW_PRIVS".into())?;
@@ -186,6 +211,7 @@ fn mount_op(op: &MountOp, sources: &[OwnedFd]) -> Result<(), SetupError> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             r => r.step(desc),
         },
+        MountOp::File { target, content } => cover_file(target, content).step(desc),
         MountOp::Seal { target } => {
             sys::mount_setattr(target, false, sys::MOUNT_ATTR_RDONLY, 0).step(desc)
         }
@@ -209,6 +235,19 @@ fn make_mountpoint(target: &Path, dir: bool) -> io::Result<()> {
 }
 
 const HIDDEN_FILE: &str = "/dev/.stepjail-hidden";
+
+/// Binds a read-only file with `content` over `target` (following a symlink at `target`, as
+/// /etc/resolv.conf often is). The content is staged in our /dev before it is sealed.
+fn cover_file(target: &Path, content: &str) -> io::Result<()> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staged = Path::new("/dev").join(format!(".stepjail-{name}"));
+    std::fs::write(&staged, content)?;
+    sys::mount(Some(&staged), target, None, libc::MS_BIND, None)?;
+    sys::mount_setattr(target, false, sys::MOUNT_ATTR_RDONLY, 0)
+}
 
 /// Covers `target`: directories with an empty read-only tmpfs of mode 000, anything else with a
 /// read-only bind of an empty mode-000 file. Neither can be read, listed, connected to, or

@@ -8,7 +8,7 @@ pub mod init;
 pub mod plan;
 pub mod report;
 pub mod seccomp;
-mod sys;
+pub(crate) mod sys;
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -60,6 +60,8 @@ pub enum SandboxError {
     },
     #[error("waiting for the step: {0}")]
     Wait(std::io::Error),
+    #[error("starting the egress proxy: {0} (the step was not started)")]
+    Egress(std::io::Error),
 }
 
 impl SandboxError {
@@ -83,8 +85,14 @@ pub struct Outcome {
 }
 
 /// Runs the plan's command in a new sandbox and waits for it. Must be called while the process
-/// is single-threaded: it forks.
-pub fn run(plan: &Plan) -> Result<Outcome, SandboxError> {
+/// is single-threaded: it forks. When the plan has egress, `start_egress` receives the
+/// listeners the child made inside the step's namespace and starts serving them (this is where
+/// threads may begin: the child exists by then); what it returns is kept alive until the step
+/// ends.
+pub fn run<G>(
+    plan: &Plan,
+    start_egress: impl FnOnce(crate::net::Listeners) -> std::io::Result<G>,
+) -> Result<Outcome, SandboxError> {
     let prep = SandboxError::Prepare;
     let (sync_r, sync_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| prep(e.into()))?;
@@ -98,14 +106,27 @@ pub fn run(plan: &Plan) -> Result<Outcome, SandboxError> {
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| prep(e.into()))?;
 
+    let (net_ours, net_theirs) = if plan.egress {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| prep(e.into()))?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     let child = match sys::clone_process(NAMESPACES).map_err(SandboxError::Clone)? {
         sys::Forked::Child => {
-            drop((sync_w, report_r, sfd));
-            apply::child(plan, sync_r, report_w)
+            drop((sync_w, report_r, sfd, net_ours));
+            apply::child(plan, sync_r, report_w, net_theirs)
         }
         sys::Forked::Parent { child } => child,
     };
-    drop((sync_r, report_w));
+    drop((sync_r, report_w, net_theirs));
     let started = Instant::now();
     if let Err(e) = write_id_maps(child, &plan.identity) {
         sys::kill(child, libc::SIGKILL);
@@ -115,6 +136,24 @@ pub fn run(plan: &Plan) -> Result<Outcome, SandboxError> {
     // Release the child.
     sys::write_all(sync_w.as_fd(), b"1").map_err(SandboxError::Wait)?;
     drop(sync_w);
+    let mut _egress = None;
+    if let Some(sock) = net_ours {
+        // The child sends the listeners before it finishes setup; nothing arrives if it failed,
+        // and then `supervise` collects its report.
+        let fds = sys::recv_fds(sock.as_fd(), crate::net::Listeners::COUNT)
+            .map_err(SandboxError::Wait)?;
+        if let Some(listeners) = crate::net::Listeners::from_vec(fds) {
+            match start_egress(listeners) {
+                Ok(guard) => _egress = Some(guard),
+                Err(e) => {
+                    // Fail closed: no proxy, no step.
+                    sys::kill(child, libc::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(child), None);
+                    return Err(SandboxError::Egress(e));
+                }
+            }
+        }
+    }
     supervise(child, plan.timeout.map(|t| started + t), report_r, sfd)
 }
 
@@ -142,6 +181,7 @@ fn supervise(
     let mut report = std::fs::File::from(report_r);
     let mut report_open = true;
     let mut buf = Vec::new();
+    let mut warned = 0;
     let mut timed_out = false;
     loop {
         let timeout = match deadline {
@@ -176,7 +216,10 @@ fn supervise(
             let mut chunk = [0u8; 4096];
             match report.read(&mut chunk) {
                 Ok(0) => report_open = false,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    print_warnings(&mut buf, &mut warned);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SandboxError::Wait(e)),
             }
@@ -197,6 +240,22 @@ fn supervise(
     }
 }
 
+/// Prints warning lines as soon as they arrive (before the step's own output), once each;
+/// `printed` counts the complete lines already looked at.
+fn print_warnings(buf: &mut [u8], printed: &mut usize) {
+    let text = String::from_utf8_lossy(buf);
+    let complete: Vec<&str> = text
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .collect();
+    for line in complete.iter().skip(*printed) {
+        if let Some(Message::Warning(w)) = Message::decode(line.trim_end_matches('\n')) {
+            eprintln!("stepjail: warning: {w}");
+        }
+    }
+    *printed = complete.len();
+}
+
 fn finish(
     status: WaitStatus,
     timed_out: bool,
@@ -209,6 +268,7 @@ fn finish(
     for line in String::from_utf8_lossy(&buf).lines() {
         match Message::decode(line) {
             Some(Message::Info(s)) => info.push(s),
+            Some(Message::Warning(_)) => {} // printed as it arrived
             Some(Message::SetupFailed(s)) => return Err(SandboxError::Setup(s)),
             Some(Message::ExecFailed { command, error }) => {
                 let code = match status {

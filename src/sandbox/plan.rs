@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::policy::model::{EnvPattern, LandlockPolicy, ResolvedProfile};
+use crate::policy::model::{EnvPattern, LandlockPolicy, NetworkMode, ResolvedProfile};
 
 /// Variables that never reach a step through `env.pass`, whatever pattern matches them: the CI
 /// credentials that GitHub and GitLab put in the environment. (Declaring them as secrets, a later
@@ -87,6 +87,8 @@ pub enum MountOp {
     ReadOnly { target: PathBuf },
     /// Cover a path so that it cannot be read.
     Hide { target: PathBuf, kind: HiddenKind },
+    /// Cover a file with a read-only one holding `content` (the step's /etc/resolv.conf).
+    File { target: PathBuf, content: String },
     /// Remount a tmpfs made above read-only (after its contents are in place).
     Seal { target: PathBuf },
 }
@@ -121,6 +123,9 @@ pub struct Plan {
     pub argv: Vec<String>,
     pub rlimits: Rlimits,
     pub timeout: Option<Duration>,
+    /// Whether the step gets the egress proxy (a TUN device, the proxy and DNS listeners);
+    /// without it the network namespace holds only `lo`.
+    pub egress: bool,
 }
 
 /// Facts about the host the plan depends on, gathered before the sandbox exists.
@@ -162,7 +167,26 @@ impl Plan {
         if argv.is_empty() {
             return Err(PlanError::NoCommand);
         }
-        let (sources, mounts, writable) = mounts(profile, host);
+        let egress = profile.network.mode != NetworkMode::None;
+        let (sources, mut mounts, writable) = mounts(profile, host);
+        if egress {
+            // Before the final Seal of /dev, where the file's content is staged.
+            let at = mounts.len() - 1;
+            mounts.insert(
+                at,
+                MountOp::File {
+                    target: "/etc/resolv.conf".into(),
+                    content: crate::net::resolv_conf(),
+                },
+            );
+        }
+        let mut env = environment(profile, &identity, &host.env);
+        if egress {
+            // Last, so that no profile can point the step's tools anywhere else.
+            env.retain(|(k, _)| !crate::net::proxy_env().iter().any(|(p, _)| p == k));
+            env.extend(crate::net::proxy_env());
+            env.sort();
+        }
         let cwd = if is_hidden(&host.cwd, &hidden_paths(profile, host)) || !host.cwd.is_absolute() {
             workspace.to_path_buf()
         } else {
@@ -170,7 +194,7 @@ impl Plan {
         };
         Ok(Plan {
             profile_name: profile.name.clone(),
-            env: environment(profile, &identity, &host.env),
+            env,
             identity,
             hostname: "stepjail".to_string(),
             sources,
@@ -181,6 +205,7 @@ impl Plan {
             argv,
             rlimits: rlimits(profile),
             timeout: profile.process.timeout,
+            egress,
         })
     }
 }

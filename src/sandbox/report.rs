@@ -9,6 +9,8 @@ use std::os::fd::BorrowedFd;
 pub enum Message {
     /// Something the user may want to know (`-v`): the landlock ABI applied, for instance.
     Info(String),
+    /// Something the user must know even without `-v` (a degraded but closed setup).
+    Warning(String),
     /// A setup step failed; nothing of the step ran.
     SetupFailed(String),
     /// The command could not be executed.
@@ -23,6 +25,7 @@ impl Message {
     pub fn encode(&self) -> String {
         match self {
             Message::Info(s) => format!("info\t{}\n", clean(s)),
+            Message::Warning(s) => format!("warning\t{}\n", clean(s)),
             Message::SetupFailed(s) => format!("setup\t{}\n", clean(s)),
             Message::ExecFailed { command, error } => {
                 format!("exec\t{}\t{}\n", clean(command), clean(error))
@@ -34,6 +37,7 @@ impl Message {
         let mut parts = line.splitn(3, '\t');
         match (parts.next()?, parts.next(), parts.next()) {
             ("info", Some(s), None) => Some(Message::Info(s.into())),
+            ("warning", Some(s), None) => Some(Message::Warning(s.into())),
             ("setup", Some(s), None) => Some(Message::SetupFailed(s.into())),
             ("exec", Some(c), Some(e)) => Some(Message::ExecFailed {
                 command: c.into(),
@@ -57,6 +61,7 @@ mod tests {
     fn messages_round_trip_and_stay_on_one_line() {
         for m in [
             Message::Info("landlock: ABI 6".into()),
+            Message::Warning("capture off".into()),
             Message::SetupFailed("mount\nfailed".into()),
             Message::ExecFailed {
                 command: "no such".into(),

@@ -338,3 +338,189 @@ pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: integer arguments only.
     unsafe { libc::kill(pid, sig) };
 }
+
+fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn dgram_socket(family: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: a plain socket() call; the returned fd is owned below.
+    let fd = check_int(unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd is valid and owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates a TUN device (layer 3, no packet-information header) named `name` in the current
+/// network namespace and returns its queue descriptor.
+pub fn tun_create(name: &str) -> io::Result<OwnedFd> {
+    // SAFETY: the path is a NUL-terminated literal; on success we own the descriptor.
+    let fd =
+        check_int(unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: fd is valid and owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = ifreq_named(name)?;
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads a valid ifreq with name and flags.
+    check_int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &req) })?;
+    Ok(fd)
+}
+
+/// Sets the interface up.
+pub fn link_up(name: &str) -> io::Result<()> {
+    let sock = dgram_socket(libc::AF_INET)?;
+    let mut req = ifreq_named(name)?;
+    // SAFETY: SIOCGIFFLAGS fills `req.ifr_ifru`, a valid ifreq with a name.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads a valid ifreq.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+fn sockaddr_in(ip: std::net::Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size on Linux, and sockaddr is the
+    // generic view of any sockaddr_* the kernel interprets by its family field.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// Gives `name` the IPv4 address `ip/32` and makes it the default route.
+pub fn ipv4_default_via(name: &str, ip: std::net::Ipv4Addr) -> io::Result<()> {
+    let sock = dgram_socket(libc::AF_INET)?;
+    let mut req = ifreq_named(name)?;
+    req.ifr_ifru.ifru_addr = sockaddr_in(ip);
+    // SAFETY: SIOCSIFADDR reads a valid ifreq holding an AF_INET address.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) })?;
+    req.ifr_ifru.ifru_netmask = sockaddr_in(std::net::Ipv4Addr::BROADCAST);
+    // SAFETY: SIOCSIFNETMASK reads a valid ifreq holding an AF_INET netmask.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNETMASK, &req) })?;
+    link_up(name)?;
+    let dev = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `rtentry` is plain old data; all-zero is a valid value.
+    let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+    rt.rt_dst = sockaddr_in(std::net::Ipv4Addr::UNSPECIFIED);
+    rt.rt_genmask = sockaddr_in(std::net::Ipv4Addr::UNSPECIFIED);
+    rt.rt_gateway = sockaddr_in(std::net::Ipv4Addr::UNSPECIFIED);
+    rt.rt_flags = libc::RTF_UP;
+    rt.rt_dev = dev.as_ptr() as *mut libc::c_char;
+    // SAFETY: SIOCADDRT reads `rt`; `rt_dev` points at `dev`, which outlives the call.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) }).map(drop)
+}
+
+fn if_index(name: &str) -> io::Result<i32> {
+    let c = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is NUL-terminated.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i as i32),
+    }
+}
+
+/// Gives `name` the IPv6 address `ip/128` and makes it the default IPv6 route.
+pub fn ipv6_default_via(name: &str, ip: std::net::Ipv6Addr) -> io::Result<()> {
+    let sock = dgram_socket(libc::AF_INET6)?;
+    let ifindex = if_index(name)?;
+    let req = libc::in6_ifreq {
+        ifr6_addr: libc::in6_addr {
+            s6_addr: ip.octets(),
+        },
+        ifr6_prefixlen: 128,
+        ifr6_ifindex: ifindex,
+    };
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads a valid in6_ifreq.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) })?;
+    // `struct in6_rtmsg` from <linux/ipv6_route.h> (libc keeps its fields private).
+    #[repr(C)]
+    struct In6Rtmsg {
+        dst: [u8; 16],
+        src: [u8; 16],
+        gateway: [u8; 16],
+        rtype: u32,
+        dst_len: u16,
+        src_len: u16,
+        metric: u32,
+        info: libc::c_ulong,
+        flags: u32,
+        ifindex: libc::c_int,
+    }
+    let rt = In6Rtmsg {
+        dst: [0; 16], // ::/0
+        src: [0; 16],
+        gateway: [0; 16],
+        rtype: 0,
+        dst_len: 0,
+        src_len: 0,
+        metric: 1,
+        info: 0,
+        flags: libc::RTF_UP as u32,
+        ifindex,
+    };
+    // SAFETY: SIOCADDRT on an AF_INET6 socket reads a valid in6_rtmsg.
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) }).map(drop)
+}
+
+/// Sends descriptors over a unix socket (one message, SCM_RIGHTS).
+pub fn send_fds(sock: BorrowedFd<'_>, fds: &[RawFd]) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let iov = [std::io::IoSlice::new(b"fds")];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// Receives up to `max` descriptors sent with [`send_fds`]. An empty vector means the peer
+/// closed without sending.
+pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> io::Result<Vec<OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 8];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 16]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
+    let mut out = Vec::new();
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in our table for us; nothing else owns it.
+                out.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if out.len() > max {
+        return Err(io::Error::other("too many descriptors received"));
+    }
+    Ok(out)
+}
+
+/// Registers a descriptor with the current tokio reactor (the TUN queue).
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes ownership of `fd`; nothing else holds, closes or replaces the
+    // descriptor while it is registered, which is what `register` requires.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))
+}

@@ -43,6 +43,7 @@ impl Dir {
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         let ws = root.join("ws");
         let home = root.join("home");
+        chown(&root, owner);
         for d in [&ws, &home] {
             std::fs::create_dir(d).unwrap();
             chown(d, owner);
@@ -160,3 +161,4 @@ pub fn syscall_errno(call: &str) -> String {
         "import ctypes,os\nlibc=ctypes.CDLL(None,use_errno=True)\nr={call}\nprint(r, ctypes.get_errno())"
     )
 }
+pub mod inet;

@@ -1,0 +1,149 @@
+//! The step's network namespace when the profile allows egress: what exists inside it, and the
+//! listeners created there and handed to the supervisor.
+//!
+//! Inside the namespace there is `lo` and a TUN device `sj0` that is the default route for IPv4
+//! and IPv6. Nothing is routed anywhere: every packet that leaves a socket of the step ends up
+//! either at a listener on loopback (the explicit proxy, the DNS stub) or in the TUN queue, which
+//! the supervisor reads with a userspace TCP/IP stack. The supervisor, outside, decides and dials
+//! upstream from the host's namespace. No helper process runs in the sandbox.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use crate::sandbox::sys;
+
+/// The explicit proxy's port on 127.0.0.1 and ::1 inside the sandbox.
+pub const PROXY_PORT: u16 = 3128;
+/// The DNS stub's address inside the sandbox (UDP and TCP).
+pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
+/// The TUN device and its addresses (point-to-point; only the default routes point at it).
+pub const TUN_NAME: &str = "sj0";
+pub const TUN_V4: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 1);
+pub const TUN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5a, 0, 0, 0, 0, 0, 1);
+pub const TUN_MTU: u16 = 1500;
+
+/// The proxy URL the step's environment points at.
+pub fn proxy_url() -> String {
+    format!("http://127.0.0.1:{PROXY_PORT}")
+}
+
+/// Environment variables that point tools at the proxy.
+pub fn proxy_env() -> Vec<(String, String)> {
+    let url = proxy_url();
+    let mut out = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        out.push((name.to_string(), url.clone()));
+        out.push((name.to_lowercase(), url.clone()));
+    }
+    let no = "localhost,127.0.0.1,::1".to_string();
+    out.push(("NO_PROXY".into(), no.clone()));
+    out.push(("no_proxy".into(), no));
+    out
+}
+
+/// The step's `/etc/resolv.conf`: only the stub.
+pub fn resolv_conf() -> String {
+    format!(
+        "# written by stepjail: the step's only resolver is its DNS stub\nnameserver {DNS_ADDR}\noptions edns0\n"
+    )
+}
+
+/// The listeners made inside the namespace, in the order they travel to the supervisor.
+pub struct Listeners {
+    pub proxy_v4: OwnedFd,
+    pub proxy_v6: OwnedFd,
+    pub dns_udp: OwnedFd,
+    pub dns_tcp: OwnedFd,
+    /// Absent when `/dev/net/tun` cannot be opened: then the namespace has no route at all and
+    /// only tools that use the proxy reach the network (fail closed, reported to the user).
+    pub tun: Option<OwnedFd>,
+}
+
+impl Listeners {
+    pub const COUNT: usize = 5;
+
+    pub fn into_vec(self) -> Vec<OwnedFd> {
+        let mut v = vec![self.proxy_v4, self.proxy_v6, self.dns_udp, self.dns_tcp];
+        v.extend(self.tun);
+        v
+    }
+
+    pub fn from_vec(v: Vec<OwnedFd>) -> Option<Listeners> {
+        let mut it = v.into_iter();
+        let (proxy_v4, proxy_v6, dns_udp, dns_tcp) =
+            (it.next()?, it.next()?, it.next()?, it.next()?);
+        let tun = it.next();
+        Some(Listeners {
+            proxy_v4,
+            proxy_v6,
+            dns_udp,
+            dns_tcp,
+            tun,
+        })
+    }
+}
+
+/// Builds the namespace's network (run in the sandbox child, which holds CAP_NET_ADMIN and
+/// CAP_NET_BIND_SERVICE in its own user namespace until it drops them).
+/// The second value says why transparent capture is off, when it is.
+pub fn build_in_namespace() -> std::io::Result<(Listeners, Option<String>)> {
+    let (tun, capture_off) = match sys::tun_create(TUN_NAME) {
+        Ok(tun) => {
+            sys::ipv4_default_via(TUN_NAME, TUN_V4)?;
+            sys::ipv6_default_via(TUN_NAME, TUN_V6)?;
+            (Some(tun), None)
+        }
+        // Typically /dev/net/tun with mode 0600 (distributions ship 0666). Without it there is
+        // no default route, so direct connections fail with ENETUNREACH: less access, not more.
+        Err(e) => (None, Some(format!("/dev/net/tun: {e}"))),
+    };
+    let listen = |addr: SocketAddr| -> std::io::Result<OwnedFd> {
+        let l = std::net::TcpListener::bind(addr)?;
+        Ok(OwnedFd::from(l))
+    };
+    let proxy_v4 = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT)))?;
+    let proxy_v6 = listen(SocketAddr::from((Ipv6Addr::LOCALHOST, PROXY_PORT)))?;
+    let dns_tcp = listen(SocketAddr::from((DNS_ADDR, 53)))?;
+    let dns_udp = OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((DNS_ADDR, 53)))?);
+    Ok((
+        Listeners {
+            proxy_v4,
+            proxy_v6,
+            dns_udp,
+            dns_tcp,
+            tun,
+        },
+        capture_off,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_env_sets_both_cases_and_excludes_loopback() {
+        let env = proxy_env();
+        for k in ["HTTP_PROXY", "https_proxy", "ALL_PROXY"] {
+            assert!(
+                env.contains(&(k.to_string(), "http://127.0.0.1:3128".to_string())),
+                "{k}"
+            );
+        }
+        assert!(env.contains(&(
+            "NO_PROXY".to_string(),
+            "localhost,127.0.0.1,::1".to_string()
+        )));
+    }
+
+    #[test]
+    fn resolv_conf_names_only_the_stub() {
+        let r = resolv_conf();
+        assert_eq!(
+            r.lines()
+                .filter(|l| l.starts_with("nameserver"))
+                .collect::<Vec<_>>(),
+            ["nameserver 127.0.0.53"]
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! The proxy's shared state and the one place where a decision becomes what the user sees:
+//! an audit event, a stderr line, and (for the caller) whether to go on.
+//!
+//! Every path into the network (explicit CONNECT, plain HTTP, transparent TCP, UDP, DNS) asks
+//! [`Engine::decide`], then [`Engine::dial`] for the upstream connection, which resolves the
+//! name itself, checks every address against the special ranges, and dials exactly the address
+//! it checked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::audit::{self, AuditLog, Decision, Event, NameSource, Protocol, Via};
+use crate::policy::egress::{NameDecision, normalize_host};
+use crate::policy::model::{Network, NetworkMode};
+
+/// How long an upstream connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a DNS lookup upstream may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Engine {
+    pub network: Network,
+    pub profile: String,
+    pub audit: AuditLog,
+    pub resolver: SocketAddr,
+    next_conn: AtomicU64,
+    /// Set when writing the audit log fails: from then on everything is denied (fail closed).
+    audit_failed: std::sync::atomic::AtomicBool,
+}
+
+/// What one attempt is, for the decision and its event.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub conn: u64,
+    /// Normalised name, when known.
+    pub name: Option<String>,
+    pub source: NameSource,
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub via: Via,
+}
+
+/// The outcome of [`Engine::decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on: `rule` allowed it, or (audit mode) `would_deny` says why enforce would not have.
+    /// The decision is logged by [`Engine::admitted`] once the upstream address is known.
+    Go {
+        rule: Option<String>,
+        would_deny: Option<String>,
+    },
+    /// Refuse, for this reason (already logged and printed).
+    Refuse { reason: String },
+}
+
+impl Engine {
+    pub fn new(network: Network, profile: String, audit: AuditLog, resolver: SocketAddr) -> Engine {
+        Engine {
+            network,
+            profile,
+            audit,
+            resolver,
+            next_conn: AtomicU64::new(1),
+            audit_failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn audit_mode(&self) -> bool {
+        self.network.mode == NetworkMode::Audit
+    }
+
+    /// Writes an event; a failing audit log turns the proxy into deny-everything.
+    pub fn log(&self, event: Event) {
+        if let Err(e) = self.audit.write(event)
+            && !self.audit_failed.swap(true, Ordering::SeqCst)
+        {
+            eprintln!(
+                "stepjail: writing the audit log failed ({e}); denying all further network access"
+            );
+        }
+    }
+
+    fn audit_broken(&self) -> bool {
+        self.audit_failed.load(Ordering::SeqCst)
+    }
+
+    /// Decides an attempt by name (or by address when no name is known). A refusal is logged
+    /// and printed here; a pass is logged by [`Engine::admitted`] after the upstream dial.
+    pub fn decide(&self, a: &Attempt) -> Verdict {
+        let decision = match (&a.name, a.ip) {
+            (Some(name), _) => self.network.decide_name(name, a.port),
+            (None, Some(ip)) => self.network.decide_ip(ip, a.port),
+            (None, None) => NameDecision::Denied {
+                reason: crate::policy::egress::DenyReason::NotAllowed,
+            },
+        };
+        match decision {
+            NameDecision::Allowed { rule } if !self.audit_broken() => Verdict::Go {
+                rule: Some(rule),
+                would_deny: None,
+            },
+            NameDecision::Allowed { .. } => {
+                self.refuse(a, "the audit log cannot be written".into())
+            }
+            NameDecision::Denied { reason } => self.refuse(a, reason.to_string()),
+        }
+    }
+
+    /// Refuses an attempt for `reason` (or, in audit mode, lets it through as would-deny).
+    pub fn refuse(&self, a: &Attempt, reason: String) -> Verdict {
+        let dest = describe(a);
+        if self.audit_mode() && !self.audit_broken() {
+            eprintln!(
+                "stepjail: would deny {dest} ({reason}; profile '{}' is in audit mode)",
+                self.profile
+            );
+            Verdict::Go {
+                rule: None,
+                would_deny: Some(reason),
+            }
+        } else {
+            self.log_connect(a, Decision::Deny, None, Some(reason.clone()));
+            eprintln!(
+                "stepjail: denied {dest} ({reason}; profile '{}')",
+                self.profile
+            );
+            Verdict::Refuse { reason }
+        }
+    }
+
+    /// Logs a passed attempt once its upstream connection is open (so the address is known).
+    pub fn admitted(&self, a: &Attempt, rule: Option<String>, would_deny: Option<String>) {
+        match would_deny {
+            Some(reason) => self.log_connect(a, Decision::WouldDeny, None, Some(reason)),
+            None => self.log_connect(a, Decision::Allow, rule, None),
+        }
+    }
+
+    /// Logs and prints a refusal that audit mode does not turn into a pass (traffic stepjail
+    /// has no way to relay: UDP other than DNS, ICMP, raw IP).
+    pub fn log_refusal_only(&self, a: &Attempt, reason: &str) {
+        self.log_connect(a, Decision::Deny, None, Some(reason.to_string()));
+        let proto = match a.protocol {
+            Protocol::Tcp => String::new(),
+            p => format!("{} ", protocol_name(p)),
+        };
+        eprintln!(
+            "stepjail: denied {proto}{} ({reason}; profile '{}')",
+            describe(a),
+            self.profile
+        );
+    }
+
+    fn log_connect(
+        &self,
+        a: &Attempt,
+        decision: Decision,
+        rule: Option<String>,
+        reason: Option<String>,
+    ) {
+        self.log(Event::Connect(audit::Connect {
+            conn: a.conn,
+            dest_name: a.name.clone(),
+            name_source: a.source,
+            dest_ip: a.ip,
+            dest_port: a.port,
+            protocol: a.protocol,
+            via: a.via,
+            decision,
+            rule,
+            reason,
+        }));
+    }
+
+    /// Resolves `name` with the upstream resolver (A and AAAA), keeping only addresses the
+    /// policy accepts for `rule`. Errors are reasons, ready for [`Engine::refuse`].
+    pub async fn resolve_checked(
+        &self,
+        name: &str,
+        rule: Option<&str>,
+    ) -> Result<Vec<IpAddr>, String> {
+        let mut addrs = Vec::new();
+        let mut last_err = None;
+        for qtype in [1u16, 28u16] {
+            match super::stub::lookup(self.resolver, name, qtype, DNS_TIMEOUT).await {
+                Ok(a) => addrs.extend(a),
+                Err(e) => last_err = Some(e.to_string()),
+            }
+        }
+        if addrs.is_empty() {
+            return Err(match last_err {
+                Some(e) => format!("cannot resolve {name}: {e}"),
+                None => format!("{name} has no address"),
+            });
+        }
+        let mut refused = None;
+        let ok: Vec<IpAddr> = addrs
+            .into_iter()
+            .filter(
+                |ip| match self.network.check_resolved(rule.unwrap_or(""), *ip) {
+                    Ok(()) => true,
+                    Err(r) => {
+                        refused.get_or_insert(r.to_string());
+                        // In audit mode nothing is refused, only noted.
+                        self.audit_mode()
+                    }
+                },
+            )
+            .collect();
+        match (ok.is_empty(), refused) {
+            (true, Some(r)) => Err(r),
+            (true, None) => Err(format!("{name} has no usable address")),
+            _ => Ok(ok),
+        }
+    }
+
+    /// Opens the upstream connection for an allowed attempt: by name (resolved and checked
+    /// here, then that exact address dialled) or, without a name, to the address itself.
+    pub async fn dial(&self, a: &mut Attempt, rule: Option<&str>) -> Result<TcpStream, String> {
+        let candidates = match &a.name {
+            Some(name) => match name.parse::<IpAddr>() {
+                Ok(ip) => vec![ip],
+                Err(_) => self.resolve_checked(name, rule).await?,
+            },
+            None => a.ip.into_iter().collect(),
+        };
+        let mut last = String::from("no address to connect to");
+        for ip in candidates {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, a.port))).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    a.ip = Some(ip);
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = format!("connecting to {ip}:{}: {e}", a.port),
+                Err(_) => last = format!("connecting to {ip}:{} timed out", a.port),
+            }
+        }
+        Err(last)
+    }
+
+    /// Relays bytes both ways until either side closes, then logs the close event.
+    pub async fn relay<A, B>(
+        &self,
+        conn: u64,
+        started: Instant,
+        mut step: A,
+        mut upstream: B,
+        already_up: u64,
+    ) where
+        A: AsyncRead + AsyncWrite + Unpin,
+        B: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (up, down) = tokio::io::copy_bidirectional(&mut step, &mut upstream)
+            .await
+            .unwrap_or((0, 0));
+        self.log(Event::Close(audit::Close {
+            conn,
+            bytes_up: up + already_up,
+            bytes_down: down,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }));
+    }
+}
+
+/// The host part of a `Host` header value: `h`, `h:80`, `[v6]`, `[v6]:80`.
+pub fn host_without_port(h: &str) -> &str {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split_once(']').map_or(h, |(ip, _)| ip);
+    }
+    match h.rsplit_once(':') {
+        Some((host, _)) if !host.contains(':') => host,
+        _ => h,
+    }
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Icmp => "icmp",
+    }
+}
+
+/// `host:port`, `[v6]:port`, or the address when no name is known.
+pub fn describe(a: &Attempt) -> String {
+    match (&a.name, a.ip) {
+        (Some(n), _) if n.contains(':') => format!("[{n}]:{}", a.port),
+        (Some(n), _) => format!("{n}:{}", a.port),
+        (None, Some(IpAddr::V6(ip))) => format!("[{ip}]:{}", a.port),
+        (None, Some(ip)) => format!("{ip}:{}", a.port),
+        (None, None) => format!("?:{}", a.port),
+    }
+}
+
+/// Normalises a host as the step gave it (CONNECT host, SNI, Host header). IP literals are
+/// returned as `Err(ip)`: they are decided by address, never as names.
+pub fn classify_host(raw: &str) -> Result<Result<String, IpAddr>, String> {
+    let trimmed = raw.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = trimmed.parse::<IpAddr>() {
+        return Ok(Err(ip));
+    }
+    normalize_host(raw)
+        .map(Ok)
+        .map_err(|e| format!("invalid host name: {e}"))
+}

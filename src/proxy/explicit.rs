@@ -1,0 +1,374 @@
+//! The explicit proxy on 127.0.0.1:3128 inside the sandbox (what `HTTP(S)_PROXY` point at):
+//! `CONNECT host:port` tunnels and plain-HTTP forwarding of absolute-form requests.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::engine::{Attempt, Engine, Verdict, classify_host};
+use super::sni::{Peek, parse_client_hello};
+use crate::audit::{self, Decision, Event, NameSource, Protocol, Via};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How long a tunnel may stay silent before its first bytes (the ClientHello) arrive.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, engine.clone()));
+            let _ = http1::Builder::new()
+                .preserve_header_case(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, msg: String) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(msg + "\n"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+fn refused(reason: String) -> Response<Body> {
+    text(StatusCode::FORBIDDEN, format!("stepjail: {reason}"))
+}
+
+async fn handle(req: Request<Incoming>, engine: Arc<Engine>) -> Result<Response<Body>, Infallible> {
+    if req.method() == Method::CONNECT {
+        Ok(connect(req, engine).await)
+    } else {
+        Ok(forward(req, engine).await)
+    }
+}
+
+/// Splits the CONNECT authority into a classified host and the port (required).
+fn connect_target(
+    req: &Request<Incoming>,
+) -> Result<(Result<String, std::net::IpAddr>, u16), String> {
+    let auth = req.uri().authority().ok_or("CONNECT needs host:port")?;
+    let port = auth.port_u16().ok_or("CONNECT needs an explicit port")?;
+    Ok((classify_host(auth.host())?, port))
+}
+
+async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> {
+    let conn = engine.conn_id();
+    let started = Instant::now();
+    let (host, port) = match connect_target(&req) {
+        Ok(t) => t,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("stepjail: {e}")),
+    };
+    let (name, ip) = match host {
+        Ok(name) => (Some(name), None),
+        Err(ip) => (None, Some(ip)),
+    };
+    let mut attempt = Attempt {
+        conn,
+        name,
+        source: NameSource::Connect,
+        ip,
+        port,
+        protocol: Protocol::Tcp,
+        via: Via::Proxy,
+    };
+    let (rule, would_deny) = match engine.decide(&attempt) {
+        Verdict::Go { rule, would_deny } => (rule, would_deny),
+        Verdict::Refuse { reason } => return refused(reason),
+    };
+    let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
+        Ok(s) => s,
+        Err(reason) => {
+            // Audit mode cannot make an unreachable (or special) address reachable.
+            engine.log_refusal_only(&attempt, &reason);
+            return text(StatusCode::BAD_GATEWAY, format!("stepjail: {reason}"));
+        }
+    };
+    engine.admitted(&attempt, rule, would_deny);
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let mut step = TokioIo::new(upgraded);
+        // Domain fronting: inside the tunnel, a TLS ClientHello must name the CONNECT host.
+        let mut first = Vec::with_capacity(1024);
+        let verdict = match read_client_hello(&mut step, &mut first).await {
+            FirstBytes::Tls { sni, ech } => tunnel_tls_check(&attempt, sni, ech),
+            FirstBytes::NotTls | FirstBytes::Closed => Ok(()),
+            FirstBytes::Bad(why) => Err(why),
+        };
+        if let Err(reason) = verdict {
+            let mut a = attempt.clone();
+            a.source = NameSource::Sni;
+            match engine.refuse(&a, reason) {
+                Verdict::Refuse { .. } => return,
+                Verdict::Go { would_deny, .. } => engine.admitted(&a, None, would_deny),
+            }
+        }
+        let mut upstream = upstream;
+        if upstream.write_all(&first).await.is_err() {
+            return;
+        }
+        engine
+            .relay(conn, started, step, upstream, first.len() as u64)
+            .await;
+    });
+    Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+}
+
+/// Checks the ClientHello seen inside a CONNECT tunnel against the CONNECT host.
+fn tunnel_tls_check(a: &Attempt, sni: Option<String>, ech: bool) -> Result<(), String> {
+    if ech {
+        return Err(
+            "the TLS ClientHello is encrypted (ECH), which hides the real destination".into(),
+        );
+    }
+    let Some(sni) = sni else { return Ok(()) }; // no SNI: the CONNECT host is all there is
+    let want = match (&a.name, a.ip) {
+        (Some(n), _) => n.clone(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => String::new(),
+    };
+    match classify_host(&sni) {
+        Ok(Ok(n)) if n == want => Ok(()),
+        _ => Err(format!(
+            "TLS server name {sni:?} does not match the CONNECT host {want} (domain fronting)"
+        )),
+    }
+}
+
+pub enum FirstBytes {
+    Tls { sni: Option<String>, ech: bool },
+    NotTls,
+    Closed,
+    Bad(String),
+}
+
+/// Reads from `s` into `buf` until a whole ClientHello is there, or it is clearly not TLS.
+pub async fn read_client_hello<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> FirstBytes {
+    let deadline = tokio::time::Instant::now() + FIRST_BYTES_TIMEOUT;
+    loop {
+        match parse_client_hello(buf) {
+            Peek::Done(info) => {
+                return FirstBytes::Tls {
+                    sni: info.sni,
+                    ech: info.ech,
+                };
+            }
+            Peek::NotThis => return FirstBytes::NotTls,
+            Peek::Malformed(why) => {
+                return FirstBytes::Bad(format!("malformed TLS ClientHello: {why}"));
+            }
+            Peek::NeedMore => {}
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) => {
+                return if buf.is_empty() {
+                    FirstBytes::Closed
+                } else {
+                    FirstBytes::NotTls
+                };
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(_)) => return FirstBytes::Closed,
+            Err(_) => {
+                return if buf.is_empty() {
+                    FirstBytes::NotTls
+                } else {
+                    FirstBytes::Bad("ClientHello incomplete".into())
+                };
+            }
+        }
+    }
+}
+
+/// Plain HTTP through the proxy: `GET http://host/path HTTP/1.1`.
+async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> {
+    let conn = engine.conn_id();
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let url = audit::sanitize_url(&req.uri().to_string());
+    let log_http = |decision: Decision, status: u16| {
+        engine.log(Event::Http(audit::Http {
+            conn,
+            method: method.clone(),
+            url: url.clone(),
+            decision,
+            status: Some(status),
+        }));
+    };
+    let uri = req.uri().clone();
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        log_http(Decision::Deny, 400);
+        return text(
+            StatusCode::BAD_REQUEST,
+            "stepjail: the proxy forwards only absolute http:// URLs; use CONNECT for TLS".into(),
+        );
+    }
+    let auth = uri.authority().expect("checked above").clone();
+    let port = auth.port_u16().unwrap_or(80);
+    let host = match classify_host(auth.host()) {
+        Ok(h) => h,
+        Err(e) => {
+            log_http(Decision::Deny, 400);
+            return text(StatusCode::BAD_REQUEST, format!("stepjail: {e}"));
+        }
+    };
+    let (name, ip) = match host {
+        Ok(n) => (Some(n), None),
+        Err(ip) => (None, Some(ip)),
+    };
+    let mut attempt = Attempt {
+        conn,
+        name,
+        source: NameSource::Host,
+        ip,
+        port,
+        protocol: Protocol::Tcp,
+        via: Via::Proxy,
+    };
+    // Domain fronting in plain HTTP: the Host header must name the request target.
+    let hosts: Vec<_> = req.headers().get_all(hyper::header::HOST).iter().collect();
+    let host_ok = match hosts.as_slice() {
+        [] => true,
+        [h] => h.to_str().ok().is_some_and(|h| same_authority(h, &attempt)),
+        _ => false,
+    };
+    let verdict = if host_ok {
+        engine.decide(&attempt)
+    } else {
+        engine.refuse(
+            &attempt,
+            "the Host header does not match the request target (domain fronting)".into(),
+        )
+    };
+    let (rule, would_deny) = match verdict {
+        Verdict::Go { rule, would_deny } => (rule, would_deny),
+        Verdict::Refuse { reason } => {
+            log_http(Decision::Deny, 403);
+            return refused(reason);
+        }
+    };
+    let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
+        Ok(s) => s,
+        Err(reason) => {
+            engine.log_refusal_only(&attempt, &reason);
+            log_http(Decision::Deny, 502);
+            return text(StatusCode::BAD_GATEWAY, format!("stepjail: {reason}"));
+        }
+    };
+    let decision = if would_deny.is_some() {
+        Decision::WouldDeny
+    } else {
+        Decision::Allow
+    };
+    engine.admitted(&attempt, rule, would_deny);
+    // Origin-form towards the server; hop-by-hop proxy headers stay with us.
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    *req.uri_mut() = path
+        .parse()
+        .unwrap_or_else(|_| hyper::Uri::from_static("/"));
+    for h in [
+        "proxy-authorization",
+        "proxy-connection",
+        "proxy-authenticate",
+    ] {
+        req.headers_mut().remove(h);
+    }
+    if !req.headers().contains_key(hyper::header::HOST)
+        && let Ok(v) = hyper::header::HeaderValue::from_str(auth.as_str())
+    {
+        req.headers_mut().insert(hyper::header::HOST, v);
+    }
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+            Ok(x) => x,
+            Err(e) => {
+                log_http(Decision::Deny, 502);
+                return text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"));
+            }
+        };
+    let engine2 = engine.clone();
+    tokio::spawn(async move {
+        let _ = connection.await;
+        engine2.log(Event::Close(audit::Close {
+            conn,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }));
+    });
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            log_http(decision, resp.status().as_u16());
+            resp.map(|b| b.boxed())
+        }
+        Err(e) => {
+            log_http(decision, 502);
+            text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"))
+        }
+    }
+}
+
+/// Does a Host header value name the same host and port as the attempt's target?
+fn same_authority(host_header: &str, a: &Attempt) -> bool {
+    let (h, p) = if let Some(rest) = host_header.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) => (ip, tail.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match host_header.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_header, None),
+        }
+    };
+    let port = match p {
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
+        None => 80,
+    };
+    if port != a.port {
+        return false;
+    }
+    match (classify_host(h), &a.name, a.ip) {
+        (Ok(Ok(n)), Some(want), _) => &n == want,
+        (Ok(Err(ip)), None, Some(want)) => ip == want,
+        _ => false,
+    }
+}

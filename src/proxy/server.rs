@@ -1,0 +1,56 @@
+//! Starting the proxy: a tokio runtime on its own threads (created only after the sandbox child
+//! exists, see `sandbox::run`) serving the listeners the child made inside the step's namespace.
+
+use std::sync::Arc;
+
+use super::engine::Engine;
+use crate::net::Listeners;
+
+/// Keeps the proxy running; dropping it stops every listener and connection, which leaves the
+/// step with no network at all.
+pub struct Proxy {
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("stepjail-proxy")
+        .enable_all()
+        .build()?;
+    let engine = Arc::new(engine);
+    let Listeners {
+        proxy_v4,
+        proxy_v6,
+        dns_udp,
+        dns_tcp,
+        tun,
+    } = listeners;
+    // Converting the descriptors needs the runtime's reactor.
+    let _guard = rt.enter();
+    let tcp = |fd| -> std::io::Result<tokio::net::TcpListener> {
+        let l = std::net::TcpListener::from(fd);
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    };
+    let udp = std::net::UdpSocket::from(dns_udp);
+    udp.set_nonblocking(true)?;
+    let udp = tokio::net::UdpSocket::from_std(udp)?;
+    rt.spawn(super::explicit::serve(tcp(proxy_v4)?, engine.clone()));
+    rt.spawn(super::explicit::serve(tcp(proxy_v6)?, engine.clone()));
+    rt.spawn(super::stub::serve_udp(udp, engine.clone()));
+    rt.spawn(super::stub::serve_tcp(tcp(dns_tcp)?, engine.clone()));
+    if let Some(tun) = tun {
+        rt.spawn(super::transparent::serve(tun, engine));
+    }
+    drop(_guard);
+    Ok(Proxy { rt: Some(rt) })
+}

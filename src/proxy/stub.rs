@@ -1,0 +1,228 @@
+//! The DNS stub: the step's only resolver. Allowed names (any rule, any port) are resolved
+//! upstream and answered with the A/AAAA addresses the policy accepts; every other name gets
+//! NXDOMAIN without any query leaving the machine, so DNS tunnelling carries nothing out.
+//! Served on 127.0.0.53 (UDP and TCP) and on port 53 of any address the step sends to.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+use super::dns::{self, DnsError, Rcode};
+use super::engine::Engine;
+use super::sni::Peek;
+use crate::audit::{self, Decision, DnsTransport, Event};
+use crate::policy::egress::normalize_host;
+
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle TCP DNS connection is closed after this.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Resolves `name` upstream and returns the filtered answer (CNAMEs followed, only A/AAAA).
+pub async fn lookup_answer(
+    upstream: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: Duration,
+) -> Result<dns::Answer, DnsError> {
+    let resp = dns::resolve_upstream(upstream, name, qtype, timeout).await?;
+    let q = dns::parse_query(&dns::build_upstream_query(name, qtype, 0))?;
+    dns::filter_answer(&q, &resp)
+}
+
+/// The addresses of `name` for `qtype` (1 = A, 28 = AAAA) according to `upstream`.
+pub async fn lookup(
+    upstream: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, DnsError> {
+    Ok(lookup_answer(upstream, name, qtype, timeout).await?.addrs)
+}
+
+fn rcode_name(r: Rcode) -> String {
+    match r {
+        Rcode::NoError => "NOERROR".into(),
+        Rcode::FormErr => "FORMERR".into(),
+        Rcode::ServFail => "SERVFAIL".into(),
+        Rcode::NxDomain => "NXDOMAIN".into(),
+        Rcode::NotImp => "NOTIMP".into(),
+        Rcode::Refused => "REFUSED".into(),
+        Rcode::Other(c) => format!("RCODE{c}"),
+    }
+}
+
+/// Answers one query message from the step.
+pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Option<Vec<u8>> {
+    let q = match dns::parse_query(msg) {
+        Ok(q) => q,
+        Err(e) => return dns::error_answer(msg, &e),
+    };
+    let event = |decision,
+                 answers: Vec<IpAddr>,
+                 rcode: &str,
+                 rule: Option<String>,
+                 reason: Option<String>| {
+        Event::Dns(audit::Dns {
+            name: q.name.clone(),
+            qtype: q.qtype_name.clone(),
+            transport,
+            decision,
+            answers,
+            rcode: rcode.to_string(),
+            rule,
+            reason,
+        })
+    };
+    let rule = normalize_host(&q.name)
+        .ok()
+        .and_then(|n| engine.network.dns_allowed(&n));
+    let decision = match (&rule, engine.audit_mode()) {
+        (Some(_), _) => Decision::Allow,
+        (None, true) => Decision::WouldDeny,
+        (None, false) => Decision::Deny,
+    };
+    let not_allowed = || Some("not allowed by profile".to_string());
+    if decision == Decision::Deny {
+        // Refused here: the upstream resolver never hears of this name.
+        engine.log(event(
+            Decision::Deny,
+            vec![],
+            "NXDOMAIN",
+            None,
+            not_allowed(),
+        ));
+        eprintln!(
+            "stepjail: denied DNS {} {} (not allowed by profile '{}')",
+            q.qtype_name, q.name, engine.profile
+        );
+        return Some(dns::nxdomain(msg));
+    }
+    let reason = if decision == Decision::WouldDeny {
+        not_allowed()
+    } else {
+        None
+    };
+    if q.qtype != 1 && q.qtype != 28 {
+        // Only addresses: TXT and friends are tunnelling channels, HTTPS/SVCB records could
+        // point clients at other endpoints. An allowed name gets an empty answer (NODATA).
+        engine.log(event(decision, vec![], "NOERROR", rule, reason));
+        return Some(dns::build_answer(msg, &q, &[], 0));
+    }
+    match lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await {
+        Ok(ans) if ans.rcode == Rcode::NoError => {
+            let addrs: Vec<IpAddr> = ans
+                .addrs
+                .iter()
+                .copied()
+                .filter(|ip| {
+                    engine.audit_mode()
+                        || engine
+                            .network
+                            .check_resolved(rule.as_deref().unwrap_or(""), *ip)
+                            .is_ok()
+                })
+                .collect();
+            let dropped = ans.addrs.len() - addrs.len();
+            let reason = reason.or_else(|| {
+                (dropped > 0).then(|| format!("{dropped} address(es) in special ranges removed"))
+            });
+            engine.log(event(decision, addrs.clone(), "NOERROR", rule, reason));
+            Some(dns::build_answer(msg, &q, &addrs, ans.ttl))
+        }
+        Ok(ans) => {
+            let rc = rcode_name(ans.rcode);
+            engine.log(event(decision, vec![], &rc, rule, reason));
+            Some(if ans.rcode == Rcode::NxDomain {
+                dns::nxdomain(msg)
+            } else {
+                dns::servfail(msg)
+            })
+        }
+        Err(e) => {
+            engine.log(event(
+                decision,
+                vec![],
+                "SERVFAIL",
+                rule,
+                Some(format!("upstream: {e}")),
+            ));
+            Some(dns::servfail(msg))
+        }
+    }
+}
+
+pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
+    let sock = Arc::new(sock);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        let msg = buf[..n].to_vec();
+        let (sock, engine) = (sock.clone(), engine.clone());
+        tokio::spawn(async move {
+            if let Some(resp) = answer(&engine, &msg, DnsTransport::Udp).await {
+                let _ = sock.send_to(&resp, from).await;
+            }
+        });
+    }
+}
+
+pub async fn serve_tcp(listener: TcpListener, engine: Arc<Engine>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move { serve_tcp_stream(stream, engine).await });
+    }
+}
+
+/// DNS over a stream (two-byte length prefix per message), until idle or closed.
+pub async fn serve_tcp_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    engine: Arc<Engine>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        match dns::tcp_unframe(&buf) {
+            Peek::Done((msg, used)) => {
+                buf.drain(..used);
+                if let Some(resp) = answer(&engine, &msg, DnsTransport::Tcp).await
+                    && s.write_all(&dns::tcp_frame(&resp)).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Peek::NeedMore => {}
+            Peek::NotThis | Peek::Malformed(_) => return,
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(TCP_IDLE, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+}
+
+/// DNS sent over UDP to port 53 of any address (a resolver the step chose itself): the stub
+/// answers it as if it were that resolver.
+pub async fn serve_captured_udp(mut udp: ipstack::IpStackUdpStream, engine: Arc<Engine>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match udp.read(&mut buf).await {
+            Ok(n) if n > 0 => {
+                if let Some(resp) = answer(&engine, &buf[..n], DnsTransport::Udp).await
+                    && udp.write_all(&resp).await.is_err()
+                {
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
+}

