@@ -623,3 +623,106 @@ fn find_stepjail_child(pid: nix::unistd::Pid) -> nix::unistd::Pid {
     assert!(exe.ends_with("stepjail"), "{exe:?}");
     pid
 }
+
+#[test]
+fn audit_logs_summarize_and_suggest_an_allowlist_that_works() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let empty = "name: learn\ndescription: learn what the step needs\nextends: default\nnetwork:\n  allow: []\n";
+    let script = "curl -sSk https://allowed.test/ && curl -sS http://other.test/ && curl -sSk https://a.wild.test/";
+    let out = net.run(&dir, empty, &["--mode", "audit"], script);
+    assert_eq!(out.ok().lines().count(), 3, "{}", out.stderr());
+    let log = dir.root.join("audit.jsonl");
+    let summary = Sj::new(&dir, &["audit", "summarize", log.to_str().unwrap()])
+        .output()
+        .ok();
+    for host in ["allowed.test:443", "other.test:80", "a.wild.test:443"] {
+        assert!(summary.contains(host), "{summary}");
+    }
+    let suggested = Sj::new(
+        &dir,
+        &[
+            "audit",
+            "suggest",
+            "--name",
+            "learned",
+            log.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .ok();
+    assert!(
+        suggested.contains("- allowed.test:443") && suggested.contains("- other.test:80"),
+        "{suggested}"
+    );
+    let p = dir.write("ws/learned.yml", &suggested);
+    Sj::new(&dir, &["check", p.to_str().unwrap()]).output().ok();
+    // The suggestion, enforced, lets the same step through and still denies anything else.
+    std::fs::remove_file(&log).unwrap();
+    let out = net.run(
+        &dir,
+        &suggested,
+        &[],
+        &format!(
+            "{script} && curl -sk -o /dev/null -w '%{{http_connect}}\\n' https://denied.test/; true"
+        ),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert_eq!(out.stdout().lines().last(), Some("403"), "{}", out.stderr());
+    assert!(
+        out.stderr()
+            .contains("denied denied.test:443 (not allowed by profile; profile 'learned')")
+    );
+}
+
+#[test]
+fn the_step_cannot_edit_an_audit_log_in_its_workspace() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let p = dir.write("ws/profile.yml", PROFILE);
+    let log = dir.ws.join("audit.jsonl");
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &net.ns,
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        bin(),
+    ])
+    .args([
+        "run",
+        "--profile",
+        p.to_str().unwrap(),
+        "--resolver",
+        "192.0.2.53:53",
+    ])
+    .args(["--audit-log", log.to_str().unwrap(), "--"])
+    .args([
+        "sh",
+        "-c",
+        "curl -sk https://other.test/ -o /dev/null; (: > audit.jsonl); echo rc=$?",
+    ])
+    .env("HOME", &dir.home)
+    .current_dir(&dir.ws);
+    let out = Out(cmd.output().unwrap());
+    assert!(
+        out.stderr().contains("Read-only file system"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(out.stdout(), "rc=2\n");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("\"dest_name\":\"other.test\"") && text.contains("\"event\":\"step_end\""),
+        "{text}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one function per subcommand. Each returns the exit
 //! code stepjail ends with; `main.rs` only parses and exits.
 
+pub mod audit;
 pub mod check;
 pub mod profiles;
 pub mod run;
@@ -25,6 +26,8 @@ pub enum Command {
     Profiles,
     /// Validate profile and policy files; exits non-zero with precise errors.
     Check(check::CheckArgs),
+    /// Read audit logs: `summarize` them, or `suggest` an allowlist from them.
+    Audit(audit::AuditArgs),
 }
 
 /// Dispatches a parsed command line; returns the process exit code.
@@ -33,5 +36,6 @@ pub fn main(cli: Cli) -> i32 {
         Command::Run(args) => run::run(args),
         Command::Profiles => profiles::run(),
         Command::Check(args) => check::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }

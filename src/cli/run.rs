@@ -99,6 +99,14 @@ pub fn run(args: RunArgs) -> i32 {
         },
         None => AuditLog::disabled(),
     };
+    // The log is the record of what the step did: the step must not be able to edit it, even
+    // when it lies in a writable path (it becomes a read-only hole there).
+    if let Some(p) = &args.audit_log
+        && let Ok(p) = std::fs::canonicalize(p)
+        && resolved.read_write.iter().any(|w| p.starts_with(w))
+    {
+        resolved.read_only.push(p);
+    }
     let resolver = match (
         resolved.network.mode,
         args.resolver.or_else(crate::proxy::dns::host_resolver),

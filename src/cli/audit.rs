@@ -1,0 +1,61 @@
+//! `stepjail audit summarize|suggest FILE...`: read audit logs written with `--audit-log`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// A table per destination: allowed, denied and would-deny attempts, bytes each way.
+    Summarize {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The smallest profile whose `network:` block covers every destination seen (merging
+    /// several runs); the output is a profile `stepjail check` accepts.
+    Suggest {
+        /// The suggested profile's name.
+        #[arg(long, default_value = "suggested")]
+        name: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn read_all(files: &[PathBuf]) -> Result<Vec<crate::audit::Record>, crate::audit::AuditError> {
+    let mut records = Vec::new();
+    for f in files {
+        let log = crate::audit::read_log(f)?;
+        if log.truncated_lines > 0 {
+            eprintln!(
+                "stepjail: {}: skipped {} truncated last line",
+                f.display(),
+                log.truncated_lines
+            );
+        }
+        records.extend(log.records);
+    }
+    Ok(records)
+}
+
+pub fn run(args: AuditArgs) -> i32 {
+    let files = match &args.command {
+        AuditCommand::Summarize { files } | AuditCommand::Suggest { files, .. } => files,
+    };
+    let records = match read_all(files) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stepjail: {e}");
+            return 1;
+        }
+    };
+    match &args.command {
+        AuditCommand::Summarize { .. } => print!("{}", crate::audit::summarize(&records)),
+        AuditCommand::Suggest { name, .. } => print!("{}", crate::audit::suggest(&records, name)),
+    }
+    0
+}
