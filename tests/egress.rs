@@ -88,6 +88,18 @@ fn allowed_host_through_connect_and_transparent_capture() {
             ],
         );
         assert_eq!(http.len(), 1, "{ev:#?}");
+        // Plain HTTP through the proxy is counted on close, both ways.
+        let conn = http[0]["conn"].to_string();
+        let close = find(&ev, "close", &[("conn", conn.as_str())]);
+        assert!(close[0]["bytes_up"].as_u64().unwrap() > 40, "{close:?}");
+        assert!(close[0]["bytes_down"].as_u64().unwrap() > 40, "{close:?}");
+        // Captured plain HTTP is logged with method and URL too.
+        let captured = find(
+            &ev,
+            "http",
+            &[("method", "GET"), ("url", "http://allowed.test/q")],
+        );
+        assert_eq!(captured.len(), 1, "{ev:#?}");
         // The transparent connection was preceded by the stub answering the name.
         let dns = find(
             &ev,

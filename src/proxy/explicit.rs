@@ -313,6 +313,7 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Bo
     {
         req.headers_mut().insert(hyper::header::HOST, v);
     }
+    let (upstream, counters) = super::counting::Counting::new(upstream);
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
             Ok(x) => x,
@@ -326,8 +327,8 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Bo
         let _ = connection.await;
         engine2.log(Event::Close(audit::Close {
             conn,
-            bytes_up: 0,
-            bytes_down: 0,
+            bytes_up: counters.written.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_down: counters.read.load(std::sync::atomic::Ordering::Relaxed),
             duration_ms: started.elapsed().as_millis() as u64,
         }));
     });

@@ -20,7 +20,7 @@ use super::engine::{Attempt, Engine, Verdict, classify_host};
 use super::explicit::{FirstBytes, read_client_hello};
 use super::http_head::parse_request_head;
 use super::sni::Peek;
-use crate::audit::{NameSource, Protocol, Via};
+use crate::audit::{Decision, NameSource, Protocol, Via};
 
 /// How long a captured connection may take to send its first bytes. Protocols where the server
 /// speaks first (SSH, SMTP) send nothing: they are decided by address after this.
@@ -208,7 +208,29 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
             return close_refused(tcp, &first, &reason).await;
         }
     };
+    let decision = if would_deny.is_some() {
+        Decision::WouldDeny
+    } else {
+        Decision::Allow
+    };
     engine.admitted(&attempt, rule, would_deny);
+    // Plain HTTP seen in passing: its method and URL (never the query string) are logged too.
+    if let Peek::Done(head) = parse_request_head(&first)
+        && let Some(name) = &attempt.name
+    {
+        let port = if attempt.port == 80 {
+            String::new()
+        } else {
+            format!(":{}", attempt.port)
+        };
+        engine.log(crate::audit::Event::Http(crate::audit::Http {
+            conn: attempt.conn,
+            method: head.method.clone(),
+            url: crate::audit::sanitize_url(&format!("http://{name}{port}{}", head.target)),
+            decision,
+            status: None,
+        }));
+    }
     if upstream.write_all(&first).await.is_err() {
         return;
     }
