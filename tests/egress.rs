@@ -738,3 +738,38 @@ fn the_step_cannot_edit_an_audit_log_in_its_workspace() {
         "{text}"
     );
 }
+
+#[test]
+fn audit_mode_still_refuses_special_addresses() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let profile =
+        "name: aud\ndescription: empty allowlist\nextends: default\nnetwork:\n  allow: []\n";
+    let out = net.run(
+        &dir,
+        profile,
+        &["--mode", "audit"],
+        "curl -sk -o /dev/null -w '%{http_connect}\\n' https://meta.test/; \
+         curl -s -o /dev/null -w '%{http_code}\\n' http://169.254.169.254/latest/meta-data/; \
+         curl -s --noproxy '*' -o /dev/null -w '%{http_code}\\n' http://169.254.169.254/latest/meta-data/; \
+         curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1:9/",
+    );
+    // CONNECT to a name resolving to the metadata address, plain HTTP to it through the proxy
+    // and captured: all refused. (127.0.0.1 is NO_PROXY: the sandbox's own loopback, refused.)
+    assert_eq!(out.stdout(), "502\n502\n403\n000\n", "{}", out.stderr());
+    let ev = audit_events(&dir);
+    let meta = find(
+        &ev,
+        "connect",
+        &[("dest_ip", "169.254.169.254"), ("decision", "deny")],
+    );
+    assert_eq!(meta.len(), 2, "{ev:#?}");
+    assert!(
+        meta.iter()
+            .all(|e| e["reason"].as_str().unwrap().contains("link-local")),
+        "{meta:?}"
+    );
+}

@@ -209,9 +209,10 @@ impl Engine {
                 |ip| match self.network.check_resolved(rule.unwrap_or(""), *ip) {
                     Ok(()) => true,
                     Err(r) => {
+                        // Refused in audit mode too: audit mode widens the allowlist, not the
+                        // boundary around loopback, link-local (metadata) and private ranges.
                         refused.get_or_insert(r.to_string());
-                        // In audit mode nothing is refused, only noted.
-                        self.audit_mode()
+                        false
                     }
                 },
             )
@@ -233,6 +234,13 @@ impl Engine {
             },
             None => a.ip.into_iter().collect(),
         };
+        // An address given directly (a bare IP, an IP literal in CONNECT) gets the same
+        // special-range check as a resolved one; only a cidr rule naming the range opens it.
+        for ip in &candidates {
+            if let Err(r) = self.network.check_resolved(rule.unwrap_or(""), *ip) {
+                return Err(r.to_string());
+            }
+        }
         let mut last = String::from("no address to connect to");
         for ip in candidates {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, a.port))).await {

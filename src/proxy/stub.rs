@@ -118,11 +118,10 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
                 .iter()
                 .copied()
                 .filter(|ip| {
-                    engine.audit_mode()
-                        || engine
-                            .network
-                            .check_resolved(rule.as_deref().unwrap_or(""), *ip)
-                            .is_ok()
+                    engine
+                        .network
+                        .check_resolved(rule.as_deref().unwrap_or(""), *ip)
+                        .is_ok()
                 })
                 .collect();
             let dropped = ans.addrs.len() - addrs.len();
