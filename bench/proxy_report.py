@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Turns the raw results bench/proxy.sh collected in DIR into the markdown tables
+(`python3 bench/proxy_report.py DIR`). Layout of DIR:
+
+  latency/<who>.<round>.json   {"samples_us": [...]}   (bench/proxy_client.py latency)
+  bulk/<who>.<round>.json      {"seconds": s, "bytes": n}
+  wrk/<who>.txt                wrk --latency output
+  dns/<who>.json               {"samples_us": [...]}
+  mem/<who>.json               {"idle_kib": k | null, "held_kib": k, "tunnels": n, "pid_note": "..."}
+  startup.json                 hyperfine --export-json
+  params.json                  the run's parameters
+"""
+
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+D = sys.argv[1]
+PARAMS = json.load(open(os.path.join(D, "params.json")))
+
+LABEL = {
+    "direct": "direct (no proxy)",
+    "stepjail": "stepjail, explicit proxy (CONNECT 127.0.0.1:3128)",
+    "stepjail-name": "stepjail, explicit proxy, CONNECT by name (web.bench, resolved per CONNECT)",
+    "stepjail-tun": "stepjail, transparent capture (TUN, no proxy variables)",
+    "squid": "squid",
+    "tinyproxy": "tinyproxy",
+}
+ORDER = ["direct", "stepjail", "stepjail-name", "stepjail-tun", "squid", "tinyproxy"]
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def runs(kind):
+    out = {}
+    for f in sorted(glob.glob(os.path.join(D, kind, "*.json"))):
+        who = os.path.basename(f).split(".")[0]
+        out.setdefault(who, []).append(json.load(open(f)))
+    return out
+
+
+def ordered(d):
+    return [w for w in ORDER if w in d]
+
+
+results = {}
+lines = []
+say = lines.append
+
+# 1. Latency
+lat = runs("latency")
+if lat:
+    say(f"CONNECT latency: a fresh TCP connection per sample, CONNECT 192.0.2.10:9000, one byte echoed, "
+        f"close; {PARAMS['lat_rounds']} rounds of {PARAMS['lat_n']} connections, proxies interleaved, "
+        f"{PARAMS['lat_warmup']} unmeasured warm-up connections per round. Times include the Python "
+        f"client's own cost (the same for every row); \"added\" is the row minus direct.")
+    say("")
+    say("| path | p50 (µs) | p99 (µs) | added p50 (µs) | added p99 (µs) | p50 per round, min–max (µs) |")
+    say("|---|---:|---:|---:|---:|---:|")
+    pooled = {w: sum((r["samples_us"] for r in rs), []) for w, rs in lat.items()}
+    d50, d99 = pct(pooled["direct"], 50), pct(pooled["direct"], 99)
+    for w in ordered(pooled):
+        s = pooled[w]
+        p50, p99 = pct(s, 50), pct(s, 99)
+        per = [pct(r["samples_us"], 50) for r in lat[w]]
+        add50 = "—" if w == "direct" else f"{p50 - d50:+.0f}"
+        add99 = "—" if w == "direct" else f"{p99 - d99:+.0f}"
+        say(f"| {LABEL[w]} | {p50:.0f} | {p99:.0f} | {add50} | {add99} | {min(per):.0f}–{max(per):.0f} |")
+        results.setdefault("added_p50", {})[w] = p50 - d50
+    say("")
+
+# 2. Bulk
+bulk = runs("bulk")
+if bulk:
+    mb = PARAMS["bulk_bytes"] / 1e6
+    say(f"Tunnel throughput: one connection downloads {PARAMS['bulk_bytes'] / (1 << 20):.0f} MiB from a "
+        f"source server (Python sender, 1 MiB writes; Python receiver, 4 MiB reads), through CONNECT "
+        f"unless direct; {PARAMS['bulk_rounds']} rounds, proxies interleaved; median and range.")
+    say("")
+    say("| path | MB/s (median) | min–max MB/s | Gbit/s | vs direct |")
+    say("|---|---:|---:|---:|---:|")
+    med = {}
+    for w in ordered(bulk):
+        rates = [r["bytes"] / r["seconds"] / 1e6 for r in bulk[w]]
+        med[w] = statistics.median(rates)
+    for w in ordered(bulk):
+        rates = [r["bytes"] / r["seconds"] / 1e6 for r in bulk[w]]
+        say(f"| {LABEL[w]} | {med[w]:.0f} | {min(rates):.0f}–{max(rates):.0f} | {med[w] * 8 / 1000:.1f} "
+            f"| {med[w] / med['direct']:.2f}x |")
+    results["bulk"] = med
+    say("")
+
+# 3. wrk
+wrk = {}
+for f in sorted(glob.glob(os.path.join(D, "wrk", "*.txt"))):
+    who = os.path.basename(f).split(".")[0]
+    t = open(f).read()
+    m = re.search(r"Requests/sec:\s+([\d.]+)", t)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)", t, re.M)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)", t, re.M)
+    non2 = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    wrk[who] = {
+        "rps": float(m.group(1)) if m else float("nan"),
+        "p50": float(p50.group(1)) * unit[p50.group(2)] if p50 else float("nan"),
+        "p99": float(p99.group(1)) * unit[p99.group(2)] if p99 else float("nan"),
+        "non2xx": int(non2.group(1)) if non2 else 0,
+        "sockerr": sum(int(x) for x in sock.groups()) if sock else 0,
+    }
+if wrk:
+    say(f"Plain-HTTP forwarding: `wrk -t1 -c{PARAMS['wrk_conns']} -d{PARAMS['wrk_secs']}s --latency`, keep-alive, "
+        f"1 KiB static file from nginx at 192.0.2.10:8080; through a proxy wrk sends absolute-form requests "
+        f"(`bench/proxy_wrk.lua`). Socket errors are mostly the proxy closing the connection after a "
+        f"response (wrk then reconnects).")
+    say("")
+    say("| path | requests/s | latency p50 (ms) | p99 (ms) | non-2xx | socket errors | vs direct |")
+    say("|---|---:|---:|---:|---:|---:|---:|")
+    for w in ordered(wrk):
+        r = wrk[w]
+        say(f"| {LABEL[w]} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} | {r['sockerr']} "
+            f"| {r['rps'] / wrk['direct']['rps']:.2f}x |")
+    results["rps"] = {w: r["rps"] for w, r in wrk.items()}
+    say("")
+
+# 4. DNS
+dns = runs("dns")
+if dns:
+    say(f"DNS: {PARAMS['dns_n']} sequential UDP A queries for `web.bench` (one outstanding at a time), "
+        f"after 50 unmeasured ones; the upstream is a Python DNS server on 192.0.2.53.")
+    say("")
+    say("| path | queries/s | p50 (µs) | p99 (µs) |")
+    say("|---|---:|---:|---:|")
+    dl = {
+        "direct": "direct to the upstream (192.0.2.53)",
+        "stepjail": "stepjail DNS stub (127.0.0.53, inside the sandbox)",
+        "stepjail-tun": "stepjail, query sent to 192.0.2.53 from inside the sandbox (captured by TUN)",
+    }
+    for w in [x for x in ("direct", "stepjail", "stepjail-tun") if x in dns]:
+        s = dns[w][0]["samples_us"]
+        say(f"| {dl[w]} | {len(s) / (sum(s) / 1e6):.0f} | {pct(s, 50):.0f} | {pct(s, 99):.0f} |")
+    say("")
+
+# 5. Memory
+mem = runs("mem")
+if mem:
+    n = PARAMS["hold_n"]
+    say(f"Memory: VmRSS from /proc/PID/status, idle (sandbox up, no connection) and holding {n} open "
+        f"CONNECT tunnels to the echo server (each carried one echoed byte).")
+    say("")
+    say(f"| process | idle (MiB) | {n} tunnels (MiB) | per tunnel (KiB) | time to open {n} (s) |")
+    say("|---|---:|---:|---:|---:|")
+    ml = {
+        "stepjail": "stepjail supervisor (proxy)",
+        "squid": "squid (-N)",
+        "tinyproxy": "tinyproxy (threads)",
+    }
+    for w in [x for x in ("stepjail", "squid", "tinyproxy") if x in mem]:
+        m = mem[w][0]
+        idle = m["idle_kib"]
+        per = (m["held_kib"] - idle) / m["tunnels"] if idle is not None and m["tunnels"] else float("nan")
+        procs = m.get("processes", 1)
+        name = ml[w] + (f", {procs} processes summed" if procs > 1 else "")
+        say(f"| {name} | {idle / 1024:.1f} | {m['held_kib'] / 1024:.1f} | {per:.1f} | {m['seconds_to_open']:.2f} |")
+    say("")
+
+# 6. Start-up
+sf = os.path.join(D, "startup.json")
+if os.path.exists(sf):
+    st = json.load(open(sf))["results"]
+    by = {r["command"]: r for r in st}
+    bw = by["bwrap --unshare-all true"]["mean"]
+    say(f"Start-up: `hyperfine -N --warmup {PARAMS['hf_warmup']} --runs {PARAMS['hf_runs']}`, run inside "
+        f"the benchmark namespace, as root.")
+    say("")
+    say("| command | mean (ms) | stddev (ms) | median (ms) | vs bwrap |")
+    say("|---|---:|---:|---:|---:|")
+    for r in st:
+        say(f"| `{r['command']}` | {r['mean'] * 1000:.2f} | {r['stddev'] * 1000:.2f} | {r['median'] * 1000:.2f} "
+            f"| {r['mean'] / bw:.2f}x |")
+    results["startup_ratio"] = by["stepjail run --profile bench -- true"]["mean"] / bw
+    say("")
+
+# Targets (from the proxy issue), stepjail's explicit proxy against the anchors of this run.
+say("Targets (stepjail's explicit proxy; ratios from this run only):")
+say("")
+say("| target | measured | met? |")
+say("|---|---|---|")
+
+
+def row(name, value, ok):
+    say(f"| {name} | {value} | {'**yes**' if ok else '**no**'} |")
+
+
+if "bulk" in results:
+    b = results["bulk"]
+    row("tunnel throughput ≥ 0.8× direct", f"{b['stepjail'] / b['direct']:.2f}× direct "
+        f"({b['stepjail']:.0f} vs {b['direct']:.0f} MB/s)", b["stepjail"] >= 0.8 * b["direct"])
+    row("tunnel throughput ≥ squid", f"{b['stepjail'] / b['squid']:.2f}× squid "
+        f"({b['stepjail']:.0f} vs {b['squid']:.0f} MB/s)", b["stepjail"] >= b["squid"])
+if "added_p50" in results:
+    a = results["added_p50"]
+    row("added CONNECT p50 ≤ tinyproxy's", f"{a['stepjail']:+.0f} µs vs tinyproxy {a['tinyproxy']:+.0f} µs",
+        a["stepjail"] <= a["tinyproxy"])
+if "rps" in results:
+    r = results["rps"]
+    row("forward requests/s ≥ 1.5× squid", f"{r['stepjail'] / r['squid']:.2f}× squid "
+        f"({r['stepjail']:.0f} vs {r['squid']:.0f} rps)", r["stepjail"] >= 1.5 * r["squid"])
+if "startup_ratio" in results:
+    row("start-up with networking ≤ 1.5× bwrap --unshare-all", f"{results['startup_ratio']:.2f}× bwrap",
+        results["startup_ratio"] <= 1.5)
+
+print("\n".join(lines).rstrip("\n"))
