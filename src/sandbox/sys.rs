@@ -370,6 +370,11 @@ pub fn tun_create(name: &str) -> io::Result<OwnedFd> {
     req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
     // SAFETY: TUNSETIFF reads a valid ifreq with name and flags.
     check_int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &req) })?;
+    // Persistent: closing the queue at the end of a run then does not unregister the device
+    // synchronously (an RCU wait of tens of milliseconds in the exiting supervisor); it goes
+    // with its network namespace, which the kernel tears down in the background.
+    // SAFETY: TUNSETPERSIST takes an integer argument.
+    check_int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) })?;
     Ok(fd)
 }
 
