@@ -773,3 +773,56 @@ fn audit_mode_still_refuses_special_addresses() {
         "{meta:?}"
     );
 }
+
+#[test]
+fn keep_alive_through_the_proxy_reuses_upstream_but_decides_every_request() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    // One client connection to the proxy carries all three requests.
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        "curl -s -w ' %{http_code} %{num_connects}\\n' \
+         http://allowed.test/a http://allowed.test/b http://other.test/c",
+    );
+    assert_eq!(
+        out.stdout(),
+        "hello from allowed.test over http\n 200 1\nhello from allowed.test over http\n 200 0\n\
+         stepjail: not allowed by profile\n 403 0\n",
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        net.log("web.log"),
+        "http allowed.test /a\nhttp allowed.test /b\n"
+    );
+    let ev = audit_events(&dir);
+    let dialled = find(
+        &ev,
+        "connect",
+        &[("dest_name", "allowed.test"), ("decision", "allow")],
+    );
+    assert_eq!(
+        dialled.len(),
+        1,
+        "one upstream connection for both requests: {ev:#?}"
+    );
+    let conn = dialled[0]["conn"].to_string();
+    assert_eq!(
+        find(&ev, "http", &[("conn", conn.as_str()), ("status", "200")]).len(),
+        2
+    );
+    assert_eq!(
+        find(
+            &ev,
+            "http",
+            &[("url", "http://other.test/c"), ("status", "403")]
+        )
+        .len(),
+        1
+    );
+}

@@ -21,6 +21,12 @@ use crate::policy::model::{Network, NetworkMode};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a DNS lookup upstream may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the proxy reuses an upstream answer for its own dials.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Buffer per direction for relayed tunnels (tokio's default of 8 KiB costs throughput).
+const RELAY_BUFFER: usize = 64 * 1024;
+
+type DnsCache = std::sync::Mutex<std::collections::HashMap<(String, u16), (Vec<IpAddr>, Instant)>>;
 
 pub struct Engine {
     pub network: Network,
@@ -30,6 +36,7 @@ pub struct Engine {
     next_conn: AtomicU64,
     /// Set when writing the audit log fails: from then on everything is denied (fail closed).
     audit_failed: std::sync::atomic::AtomicBool,
+    dns_cache: DnsCache,
 }
 
 /// What one attempt is, for the decision and its event.
@@ -67,6 +74,7 @@ impl Engine {
             resolver,
             next_conn: AtomicU64::new(1),
             audit_failed: std::sync::atomic::AtomicBool::new(false),
+            dns_cache: DnsCache::default(),
         }
     }
 
@@ -190,10 +198,11 @@ impl Engine {
     ) -> Result<Vec<IpAddr>, String> {
         let mut addrs = Vec::new();
         let mut last_err = None;
-        for qtype in [1u16, 28u16] {
-            match super::stub::lookup(self.resolver, name, qtype, DNS_TIMEOUT).await {
+        let (v4, v6) = tokio::join!(self.lookup_cached(name, 1), self.lookup_cached(name, 28));
+        for r in [v4, v6] {
+            match r {
                 Ok(a) => addrs.extend(a),
-                Err(e) => last_err = Some(e.to_string()),
+                Err(e) => last_err = Some(e),
             }
         }
         if addrs.is_empty() {
@@ -222,6 +231,27 @@ impl Engine {
             (true, None) => Err(format!("{name} has no usable address")),
             _ => Ok(ok),
         }
+    }
+
+    /// Upstream lookup with a small cache honouring the answer's TTL (at most [`CACHE_TTL`]),
+    /// so a build's thousand requests to one registry cost one query, not a thousand.
+    async fn lookup_cached(&self, name: &str, qtype: u16) -> Result<Vec<IpAddr>, String> {
+        let key = (name.to_string(), qtype);
+        if let Some((addrs, until)) = self.dns_cache.lock().expect("cache lock").get(&key)
+            && Instant::now() < *until
+        {
+            return Ok(addrs.clone());
+        }
+        let ans = super::stub::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ttl = Duration::from_secs(u64::from(ans.ttl)).min(CACHE_TTL);
+        let mut cache = self.dns_cache.lock().expect("cache lock");
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(key, (ans.addrs.clone(), Instant::now() + ttl));
+        Ok(ans.addrs)
     }
 
     /// Opens the upstream connection for an allowed attempt: by name (resolved and checked
@@ -268,9 +298,14 @@ impl Engine {
         A: AsyncRead + AsyncWrite + Unpin,
         B: AsyncRead + AsyncWrite + Unpin,
     {
-        let (up, down) = tokio::io::copy_bidirectional(&mut step, &mut upstream)
-            .await
-            .unwrap_or((0, 0));
+        let (up, down) = tokio::io::copy_bidirectional_with_sizes(
+            &mut step,
+            &mut upstream,
+            RELAY_BUFFER,
+            RELAY_BUFFER,
+        )
+        .await
+        .unwrap_or((0, 0));
         self.log(Event::Close(audit::Close {
             conn,
             bytes_up: up + already_up,

@@ -32,7 +32,8 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
         let _ = stream.set_nodelay(true);
         let engine = engine.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, engine.clone()));
+            let pool: Pool = Arc::default();
+            let svc = service_fn(move |req| handle(req, engine.clone(), pool.clone()));
             let _ = http1::Builder::new()
                 .preserve_header_case(true)
                 .serve_connection(TokioIo::new(stream), svc)
@@ -60,11 +61,15 @@ fn refused(reason: String) -> Response<Body> {
     text(StatusCode::FORBIDDEN, format!("stepjail: {reason}"))
 }
 
-async fn handle(req: Request<Incoming>, engine: Arc<Engine>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    engine: Arc<Engine>,
+    pool: Pool,
+) -> Result<Response<Body>, Infallible> {
     if req.method() == Method::CONNECT {
         Ok(connect(req, engine).await)
     } else {
-        Ok(forward(req, engine).await)
+        Ok(forward(req, engine, pool).await)
     }
 }
 
@@ -216,12 +221,12 @@ pub async fn read_client_hello<S: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Plain HTTP through the proxy: `GET http://host/path HTTP/1.1`.
-async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> {
+async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Response<Body> {
     let conn = engine.conn_id();
     let started = Instant::now();
     let method = req.method().to_string();
     let url = audit::sanitize_url(&req.uri().to_string());
-    let log_http = |decision: Decision, status: u16| {
+    let log_http = |conn: u64, decision: Decision, status: u16| {
         engine.log(Event::Http(audit::Http {
             conn,
             method: method.clone(),
@@ -232,7 +237,7 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Bo
     };
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        log_http(Decision::Deny, 400);
+        log_http(conn, Decision::Deny, 400);
         return text(
             StatusCode::BAD_REQUEST,
             "stepjail: the proxy forwards only absolute http:// URLs; use CONNECT for TLS".into(),
@@ -243,7 +248,7 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Bo
     let host = match classify_host(auth.host()) {
         Ok(h) => h,
         Err(e) => {
-            log_http(Decision::Deny, 400);
+            log_http(conn, Decision::Deny, 400);
             return text(StatusCode::BAD_REQUEST, format!("stepjail: {e}"));
         }
     };
@@ -278,16 +283,8 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Bo
     let (rule, would_deny) = match verdict {
         Verdict::Go { rule, would_deny } => (rule, would_deny),
         Verdict::Refuse { reason } => {
-            log_http(Decision::Deny, 403);
+            log_http(conn, Decision::Deny, 403);
             return refused(reason);
-        }
-    };
-    let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
-        Ok(s) => s,
-        Err(reason) => {
-            engine.log_refusal_only(&attempt, &reason);
-            log_http(Decision::Deny, 502);
-            return text(StatusCode::BAD_GATEWAY, format!("stepjail: {reason}"));
         }
     };
     let decision = if would_deny.is_some() {
@@ -295,7 +292,14 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Bo
     } else {
         Decision::Allow
     };
-    engine.admitted(&attempt, rule, would_deny);
+    // Keep-alive towards the server: the client connection's last upstream connection is reused
+    // when the next request (decided again above) goes to the same host and port.
+    let key = (attempt.name.clone(), attempt.ip, port);
+    let last = pool.lock().await.take();
+    let pooled = match last {
+        Some(mut p) if p.key == key => p.sender.ready().await.is_ok().then_some(p),
+        _ => None,
+    };
     // Origin-form towards the server; hop-by-hop proxy headers stay with us.
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     *req.uri_mut() = path
@@ -313,36 +317,63 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>) -> Response<Bo
     {
         req.headers_mut().insert(hyper::header::HOST, v);
     }
-    let (upstream, counters) = super::counting::Counting::new(upstream);
-    let (mut sender, connection) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
-            Ok(x) => x,
-            Err(e) => {
-                log_http(Decision::Deny, 502);
-                return text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"));
-            }
-        };
-    let engine2 = engine.clone();
-    tokio::spawn(async move {
-        let _ = connection.await;
-        engine2.log(Event::Close(audit::Close {
-            conn,
-            bytes_up: counters.written.load(std::sync::atomic::Ordering::Relaxed),
-            bytes_down: counters.read.load(std::sync::atomic::Ordering::Relaxed),
-            duration_ms: started.elapsed().as_millis() as u64,
-        }));
-    });
-    match sender.send_request(req).await {
+    let mut pooled = match pooled {
+        Some(p) => p,
+        None => {
+            let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
+                Ok(s) => s,
+                Err(reason) => {
+                    engine.log_refusal_only(&attempt, &reason);
+                    log_http(conn, Decision::Deny, 502);
+                    return text(StatusCode::BAD_GATEWAY, format!("stepjail: {reason}"));
+                }
+            };
+            engine.admitted(&attempt, rule, would_deny);
+            let (upstream, counters) = super::counting::Counting::new(upstream);
+            let (sender, connection) =
+                match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        log_http(conn, Decision::Deny, 502);
+                        return text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"));
+                    }
+                };
+            let engine2 = engine.clone();
+            tokio::spawn(async move {
+                let _ = connection.await;
+                engine2.log(Event::Close(audit::Close {
+                    conn,
+                    bytes_up: counters.written.load(std::sync::atomic::Ordering::Relaxed),
+                    bytes_down: counters.read.load(std::sync::atomic::Ordering::Relaxed),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                }));
+            });
+            Pooled { key, conn, sender }
+        }
+    };
+    let result = pooled.sender.send_request(req).await;
+    let upstream_conn = pooled.conn;
+    *pool.lock().await = Some(pooled);
+    match result {
         Ok(resp) => {
-            log_http(decision, resp.status().as_u16());
+            log_http(upstream_conn, decision, resp.status().as_u16());
             resp.map(|b| b.boxed())
         }
         Err(e) => {
-            log_http(decision, 502);
+            log_http(upstream_conn, decision, 502);
             text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"))
         }
     }
 }
+
+/// The upstream connection a client connection used last, for keep-alive.
+pub struct Pooled {
+    key: (Option<String>, Option<std::net::IpAddr>, u16),
+    conn: u64,
+    sender: hyper::client::conn::http1::SendRequest<Incoming>,
+}
+
+pub type Pool = Arc<tokio::sync::Mutex<Option<Pooled>>>;
 
 /// Does a Host header value name the same host and port as the attempt's target?
 fn same_authority(host_header: &str, a: &Attempt) -> bool {
