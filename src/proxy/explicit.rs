@@ -119,35 +119,69 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
-        let mut step = TokioIo::new(upgraded);
-        // Domain fronting: inside the tunnel, a TLS ClientHello must name the CONNECT host.
-        let mut first = Vec::with_capacity(1024);
-        let verdict = match read_client_hello(&mut step, &mut first).await {
-            FirstBytes::Tls { sni, ech } => tunnel_tls_check(&attempt, sni, ech),
-            FirstBytes::NotTls | FirstBytes::Closed => Ok(()),
-            FirstBytes::Bad(why) => Err(why),
-        };
-        if let Err(reason) = verdict {
-            let mut a = attempt.clone();
-            a.source = NameSource::Sni;
-            match engine.refuse(&a, reason) {
-                Verdict::Refuse { .. } => return,
-                Verdict::Go { would_deny, .. } => engine.admitted(&a, None, would_deny),
+        let mut upstream = upstream;
+        match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            // The usual case: the client's socket itself, relayed with splice (zero copy).
+            Ok(parts) => {
+                let mut step = parts.io.into_inner();
+                let mut first = parts.read_buf.to_vec();
+                if !first_bytes_allowed(&engine, &attempt, &mut step, &mut first).await
+                    || upstream.write_all(&first).await.is_err()
+                {
+                    return;
+                }
+                let (up, down) = super::splice::relay(&step, &upstream).await;
+                engine.log(Event::Close(audit::Close {
+                    conn,
+                    bytes_up: up + first.len() as u64,
+                    bytes_down: down,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                }));
+            }
+            Err(upgraded) => {
+                let mut step = TokioIo::new(upgraded);
+                let mut first = Vec::with_capacity(1024);
+                if !first_bytes_allowed(&engine, &attempt, &mut step, &mut first).await
+                    || upstream.write_all(&first).await.is_err()
+                {
+                    return;
+                }
+                engine
+                    .relay(conn, started, step, upstream, first.len() as u64)
+                    .await;
             }
         }
-        let mut upstream = upstream;
-        if upstream.write_all(&first).await.is_err() {
-            return;
-        }
-        engine
-            .relay(conn, started, step, upstream, first.len() as u64)
-            .await;
     });
     Response::new(
         Full::new(Bytes::new())
             .map_err(|never| match never {})
             .boxed(),
     )
+}
+
+/// Reads the tunnel's first bytes into `first` and checks them: a TLS ClientHello inside a
+/// CONNECT tunnel must name the CONNECT host (no domain fronting, no ECH).
+async fn first_bytes_allowed<S: tokio::io::AsyncRead + Unpin>(
+    engine: &Engine,
+    attempt: &Attempt,
+    step: &mut S,
+    first: &mut Vec<u8>,
+) -> bool {
+    let verdict = match read_client_hello(step, first).await {
+        FirstBytes::Tls { sni, ech } => tunnel_tls_check(attempt, sni, ech),
+        FirstBytes::NotTls | FirstBytes::Closed => Ok(()),
+        FirstBytes::Bad(why) => Err(why),
+    };
+    let Err(reason) = verdict else { return true };
+    let mut a = attempt.clone();
+    a.source = NameSource::Sni;
+    match engine.refuse(&a, reason) {
+        Verdict::Refuse { .. } => false,
+        Verdict::Go { would_deny, .. } => {
+            engine.admitted(&a, None, would_deny);
+            true
+        }
+    }
 }
 
 /// Checks the ClientHello seen inside a CONNECT tunnel against the CONNECT host.

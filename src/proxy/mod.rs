@@ -5,5 +5,6 @@ pub mod explicit;
 pub mod http_head;
 pub mod server;
 pub mod sni;
+pub mod splice;
 pub mod stub;
 pub mod transparent;
