@@ -13,9 +13,10 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::engine::{Attempt, Engine, Verdict, classify_host};
+use super::http_head::{RequestHead, parse_request_head, target_authority};
 use super::sni::{Peek, parse_client_hello};
 use crate::audit::{self, Decision, Event, NameSource, Protocol, Via};
 
@@ -32,15 +33,135 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
         let _ = stream.set_nodelay(true);
         let engine = engine.clone();
         tokio::spawn(async move {
+            // CONNECT, the common case (every HTTPS request), is handled on the raw socket:
+            // no HTTP machinery in the tunnel's way, and the socket itself is spliced.
+            let (stream, first) = match read_first_head(stream).await {
+                FirstHead::Connect(stream, head, rest) => {
+                    return raw_connect(stream, head, rest, engine).await;
+                }
+                FirstHead::Other(stream, first) => (stream, first),
+                FirstHead::Gone => return,
+            };
             let pool: Pool = Arc::default();
             let svc = service_fn(move |req| handle(req, engine.clone(), pool.clone()));
+            let io = super::prefixed::Prefixed::new(first, stream);
             let _ = http1::Builder::new()
                 .preserve_header_case(true)
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades()
                 .await;
         });
     }
+}
+
+enum FirstHead {
+    /// A CONNECT request head, and any bytes the client sent after it.
+    Connect(TcpStream, RequestHead, Vec<u8>),
+    /// Anything else: the bytes read so far, for hyper to parse again.
+    Other(TcpStream, Vec<u8>),
+    Gone,
+}
+
+/// Reads the connection's first request head (bounded in size and time).
+async fn read_first_head(mut stream: TcpStream) -> FirstHead {
+    let mut buf = Vec::with_capacity(1024);
+    let deadline = tokio::time::Instant::now() + FIRST_BYTES_TIMEOUT;
+    loop {
+        match parse_request_head(&buf) {
+            Peek::Done(head) if head.method == "CONNECT" => {
+                let rest = buf.split_off(head.head_len);
+                return FirstHead::Connect(stream, head, rest);
+            }
+            Peek::NeedMore => {}
+            _ => return FirstHead::Other(stream, buf),
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return FirstHead::Gone,
+        }
+    }
+}
+
+async fn respond_raw(stream: &mut TcpStream, status: &str, body: &str) {
+    let msg = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(msg.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// `CONNECT host:port` on the raw client socket.
+async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, engine: Arc<Engine>) {
+    let conn = engine.conn_id();
+    let started = Instant::now();
+    let target = target_authority(&head)
+        .map_err(|e| e.to_string())
+        .and_then(|(host, port, _)| Ok((classify_host(&host)?, port)));
+    let (host, port) = match target {
+        Ok(t) => t,
+        Err(e) => {
+            return respond_raw(&mut stream, "400 Bad Request", &format!("stepjail: {e}\n")).await;
+        }
+    };
+    let (name, ip) = match host {
+        Ok(name) => (Some(name), None),
+        Err(ip) => (None, Some(ip)),
+    };
+    let mut attempt = Attempt {
+        conn,
+        name,
+        source: NameSource::Connect,
+        ip,
+        port,
+        protocol: Protocol::Tcp,
+        via: Via::Proxy,
+    };
+    let (rule, would_deny) = match engine.decide(&attempt) {
+        Verdict::Go { rule, would_deny } => (rule, would_deny),
+        Verdict::Refuse { reason } => {
+            return respond_raw(
+                &mut stream,
+                "403 Forbidden",
+                &format!("stepjail: {reason}\n"),
+            )
+            .await;
+        }
+    };
+    let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
+        Ok(s) => s,
+        Err(reason) => {
+            engine.log_refusal_only(&attempt, &reason);
+            return respond_raw(
+                &mut stream,
+                "502 Bad Gateway",
+                &format!("stepjail: {reason}\n"),
+            )
+            .await;
+        }
+    };
+    engine.admitted(&attempt, rule, would_deny);
+    if stream
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut first = rest;
+    if !first_bytes_allowed(&engine, &attempt, &mut stream, &mut first).await
+        || upstream.write_all(&first).await.is_err()
+    {
+        return;
+    }
+    let (up, down) = super::splice::relay(&stream, &upstream).await;
+    engine.log(Event::Close(audit::Close {
+        conn,
+        bytes_up: up + first.len() as u64,
+        bytes_down: down,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }));
 }
 
 fn text(status: StatusCode, msg: String) -> Response<Body> {

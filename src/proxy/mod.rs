@@ -3,6 +3,7 @@ pub mod dns;
 pub mod engine;
 pub mod explicit;
 pub mod http_head;
+pub mod prefixed;
 pub mod server;
 pub mod sni;
 pub mod splice;
