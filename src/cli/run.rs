@@ -155,12 +155,16 @@ pub fn run(args: RunArgs) -> i32 {
     }));
     let engine_audit = audit.clone();
     let profile_name = plan.profile_name.clone();
-    let result = sandbox::run(&plan, move |listeners| {
-        crate::proxy::server::start(
-            listeners,
-            Engine::new(network, profile_name, engine_audit, resolver),
-        )
-    });
+    let result = sandbox::run(
+        &plan,
+        move |listeners| {
+            crate::proxy::server::start(
+                listeners,
+                Engine::new(network, profile_name, engine_audit, resolver),
+            )
+        },
+        None,
+    );
     let (code, timed_out) = match &result {
         Ok(o) => (o.code, o.timed_out),
         Err(e) => (e.exit_code(), false),

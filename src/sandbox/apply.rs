@@ -51,7 +51,26 @@ fn other(msg: String) -> io::Error {
 
 /// The sandbox child: set everything up, start the step, then serve as its PID 1.
 /// Never returns; exits 125 (after reporting why) if setup fails.
-pub fn child(plan: &Plan, sync: OwnedFd, report_fd: OwnedFd, net_fd: Option<OwnedFd>) -> ! {
+pub fn child(
+    plan: &Plan,
+    sync: OwnedFd,
+    report_fd: OwnedFd,
+    net_fd: Option<OwnedFd>,
+    output: Option<[OwnedFd; 2]>,
+) -> ! {
+    // The step's stdout and stderr become the supervisor's pipes (to be filtered) before
+    // anything else can write to them.
+    if let Some([out, err]) = output {
+        let moved = nix::unistd::dup2_stdout(out.as_fd())
+            .and_then(|_| nix::unistd::dup2_stderr(err.as_fd()));
+        if let Err(e) = moved {
+            report::send(
+                report_fd.as_fd(),
+                &report::Message::SetupFailed(format!("redirecting output: {e}")),
+            );
+            sys::exit_now(super::EXIT_SETUP);
+        }
+    }
     match setup(plan, sync, &report_fd, net_fd) {
         Ok(step_pid) => {
             // The step holds the write end until it execs; ours must go for EOF to mean "started".

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod host;
 pub mod init;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod seccomp;
@@ -92,6 +93,7 @@ pub struct Outcome {
 pub fn run<G>(
     plan: &Plan,
     start_egress: impl FnOnce(crate::net::Listeners) -> std::io::Result<G>,
+    output_filter: Option<&dyn Fn() -> Box<dyn output::Filter>>,
 ) -> Result<Outcome, SandboxError> {
     let prep = SandboxError::Prepare;
     let (sync_r, sync_w) =
@@ -119,14 +121,29 @@ pub fn run<G>(
     } else {
         (None, None)
     };
+    // With an output filter the step writes into pipes that we copy out through it.
+    let (out_ours, out_theirs) = match output_filter {
+        Some(_) => {
+            let (ours, theirs) = output::pipes().map_err(prep)?;
+            (Some(ours), Some(theirs))
+        }
+        None => (None, None),
+    };
     let child = match sys::clone_process(NAMESPACES).map_err(SandboxError::Clone)? {
         sys::Forked::Child => {
-            drop((sync_w, report_r, sfd, net_ours));
-            apply::child(plan, sync_r, report_w, net_theirs)
+            drop((sync_w, report_r, sfd, net_ours, out_ours));
+            apply::child(plan, sync_r, report_w, net_theirs, out_theirs)
         }
         sys::Forked::Parent { child } => child,
     };
-    drop((sync_r, report_w, net_theirs));
+    drop((sync_r, report_w, net_theirs, out_theirs));
+    let relays: Vec<output::Relay> = match (out_ours, output_filter) {
+        (Some([out, err]), Some(make)) => vec![
+            output::Relay::new(out, Box::new(std::io::stdout()), make()),
+            output::Relay::new(err, Box::new(std::io::stderr()), make()),
+        ],
+        _ => Vec::new(),
+    };
     let started = Instant::now();
     if let Err(e) = write_id_maps(child, &plan.identity) {
         sys::kill(child, libc::SIGKILL);
@@ -154,7 +171,13 @@ pub fn run<G>(
             }
         }
     }
-    supervise(child, plan.timeout.map(|t| started + t), report_r, sfd)
+    supervise(
+        child,
+        plan.timeout.map(|t| started + t),
+        report_r,
+        sfd,
+        relays,
+    )
 }
 
 fn write_id_maps(child: libc::pid_t, id: &plan::Identity) -> Result<(), SandboxError> {
@@ -177,6 +200,7 @@ fn supervise(
     deadline: Option<Instant>,
     report_r: OwnedFd,
     sfd: SignalFd,
+    mut relays: Vec<output::Relay>,
 ) -> Result<Outcome, SandboxError> {
     let mut report = std::fs::File::from(report_r);
     let mut report_open = true;
@@ -199,10 +223,15 @@ fn supervise(
             }
             _ => PollTimeout::NONE,
         };
-        let (sig_ready, report_ready) = {
+        let (sig_ready, report_ready, relay_ready) = {
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
             if report_open {
                 fds.push(PollFd::new(report.as_fd(), PollFlags::POLLIN));
+            }
+            let first_relay = fds.len();
+            let open: Vec<usize> = (0..relays.len()).filter(|&i| relays[i].open).collect();
+            for &i in &open {
+                fds.push(PollFd::new(relays[i].fd(), PollFlags::POLLIN));
             }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -210,8 +239,17 @@ fn supervise(
                 Err(e) => return Err(SandboxError::Wait(e.into())),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+            let relay_ready: Vec<usize> = open
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| ready(&fds[first_relay + k]))
+                .map(|(_, &i)| i)
+                .collect();
+            (ready(&fds[0]), report_open && ready(&fds[1]), relay_ready)
         };
+        for i in relay_ready {
+            relays[i].pump();
+        }
         if report_ready {
             let mut chunk = [0u8; 4096];
             match report.read(&mut chunk) {
@@ -233,7 +271,13 @@ fn supervise(
             }
             match waitpid(Pid::from_raw(child), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => {}
-                Ok(status) => return finish(status, timed_out, &mut report, buf),
+                Ok(status) => {
+                    // Every process of the step is gone: the pipes end; copy what is left.
+                    for r in &mut relays {
+                        r.drain();
+                    }
+                    return finish(status, timed_out, &mut report, buf);
+                }
                 Err(e) => return Err(SandboxError::Wait(e.into())),
             }
         }
