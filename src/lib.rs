@@ -10,3 +10,4 @@ pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod sandbox;
+pub mod secrets;

@@ -145,7 +145,7 @@ fn unknown_key_names_key_position_and_expected_keys() {
         "FILE:4:3: unknown key `read_wrte` in `filesystem` (expected one of: read_write, read_only, hidden)"
     );
     let e = load_err("name: x\ndescription: d\nnetwrk: {}\n");
-    assert!(e.starts_with("FILE:3:1: unknown key `netwrk` in the top level (expected one of: name, description, extends, filesystem, network, env, process, landlock)"), "{e}");
+    assert!(e.starts_with("FILE:3:1: unknown key `netwrk` in the top level (expected one of: name, description, extends, filesystem, network, env, process, landlock, secrets)"), "{e}");
 }
 
 #[test]

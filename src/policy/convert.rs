@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use super::error::PolicyError;
-use super::model::{EnvPattern, Limits, Location, NetworkMode, PathTemplate};
+use super::model::{EnvPattern, Limits, Location, NetworkMode, PathTemplate, SecretDecl};
 use super::network;
 use super::vars::{self, TemplateError};
 use super::wire::{ProfileWire, Str};
 use super::yaml::{self, expected_for};
-use super::{paths, wire};
+use super::{paths, secret_decls, wire};
 
 /// One profile as written in one file, checked but not yet merged with what it extends.
 #[derive(Debug)]
@@ -31,6 +31,10 @@ pub(crate) struct Layer {
     pub timeout: Option<Duration>,
     pub limits: Limits,
     pub min_abi: Option<u32>,
+    /// `env.scrub`, in file order, without duplicates.
+    pub env_scrub: Vec<String>,
+    /// `secrets:`, in file order (YAML refuses a name written twice).
+    pub secrets: Vec<SecretDecl>,
 }
 
 /// Converts within one file; `prefix` is prepended to key paths (`profiles.ci.` for an inline
@@ -192,7 +196,10 @@ pub(crate) fn layer(
         .map(|list| network::allow_rules(list, file, prefix))
         .transpose()?;
 
-    let (pass, set) = w.env.map(|e| (e.pass, e.set)).unwrap_or((None, None));
+    let (pass, set, scrub) = w
+        .env
+        .map(|e| (e.pass, e.set, e.scrub))
+        .unwrap_or((None, None, None));
     let mut env_pass = Vec::new();
     for (i, s) in pass.unwrap_or_default().iter().enumerate() {
         let key = format!("env.pass[{i}]");
@@ -217,6 +224,25 @@ pub(crate) fn layer(
         cx.template(&v, &key)?;
         env_set.push((k.value, v.value.clone(), cx.at(&v)));
     }
+
+    let mut env_scrub: Vec<String> = Vec::new();
+    for (i, s) in scrub.unwrap_or_default().iter().enumerate() {
+        if !valid_env_name(&s.value) {
+            return Err(cx.invalid(
+                s,
+                &format!("env.scrub[{i}]"),
+                Some("a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
+        }
+        if !env_scrub.contains(&s.value) {
+            env_scrub.push(s.value.clone());
+        }
+    }
+    let secrets = w
+        .secrets
+        .map(|m| secret_decls::declarations(m, file, prefix))
+        .transpose()?
+        .unwrap_or_default();
 
     let (timeout, limits) = w
         .process
@@ -262,6 +288,8 @@ pub(crate) fn layer(
         timeout,
         limits,
         min_abi,
+        env_scrub,
+        secrets,
     })
 }
 
@@ -276,7 +304,7 @@ pub(crate) fn valid_profile_name(s: &str) -> bool {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.
-fn valid_env_name(s: &str) -> bool {
+pub(crate) fn valid_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

@@ -124,6 +124,16 @@ pub enum PolicyError {
         reason: String,
     },
 
+    /// A `secrets:` entry that cannot work as written (bad broker host, empty broker list, a
+    /// broker host the network rules never reach).
+    #[error("{at}: `{path}` ({raw}): {reason}")]
+    BadSecret {
+        at: Location,
+        path: String,
+        raw: String,
+        reason: String,
+    },
+
     /// Two rules that cannot both hold (hidden and writable, ...).
     #[error("{at}: `{path}` ({raw}) {} {other}: {}", conflict.relation(), conflict.reason())]
     Contradiction {
@@ -186,6 +196,8 @@ pub enum Conflict {
     HiddenContainsWritable,
     /// `network.mode: none` on a profile whose merged `network.allow` is not empty.
     NoNetworkWithAllow,
+    /// A `secrets:` name that `env.set` also gives a fixed value.
+    SecretAlsoSet,
 }
 
 impl Conflict {
@@ -194,6 +206,7 @@ impl Conflict {
             Conflict::HiddenAndWritable | Conflict::HiddenAndReadOnly => "is also in",
             Conflict::HiddenContainsWritable => "contains",
             Conflict::NoNetworkWithAllow => "contradicts",
+            Conflict::SecretAlsoSet => "is also in",
         }
     }
 
@@ -206,6 +219,9 @@ impl Conflict {
             }
             Conflict::NoNetworkWithAllow => {
                 "mode `none` reaches nothing, so no allow rule could apply (drop `mode: none`, or extend a profile without `allow`)"
+            }
+            Conflict::SecretAlsoSet => {
+                "a variable is either a secret (taken from the secret sources) or a fixed `env.set` value, not both"
             }
         }
     }
@@ -245,6 +261,7 @@ impl PolicyError {
             | PolicyError::UnsetVariable { at, .. }
             | PolicyError::BadPath { at, .. }
             | PolicyError::BadAllowRule { at, .. }
+            | PolicyError::BadSecret { at, .. }
             | PolicyError::Contradiction { at, .. }
             | PolicyError::Extends { at, .. }
             | PolicyError::UnknownProfile { at, .. } => Some(at),

@@ -4,7 +4,9 @@
 //! entries of the child replace the parent's, scalars the child sets replace the parent's,
 //! `name` and `description` are the child's. `network.allow` rules concatenate (a rule with the
 //! same canonical text is kept once); `network.mode` is the child's if written, else `enforce`
-//! when the child adds an `allow` list to a parent without network, else the parent's. The
+//! when the child adds an `allow` list to a parent without network, else the parent's.
+//! `secrets` entries of the child replace the parent's entry of the same name (in place);
+//! `env.scrub` lists concatenate. The
 //! merged profile is checked once, at the end: a child cannot undo a parent's rule, and a
 //! contradiction between them is an error.
 
@@ -17,7 +19,7 @@ use super::error::{Conflict, PolicyError};
 use super::model::{Location, NetworkMode, PathTemplate, Profile};
 use super::paths::{self, Entry};
 use super::wire::ProfileWire;
-use super::{builtin, yaml};
+use super::{builtin, secret_decls, yaml};
 
 /// Longest `extends` chain, counting the profile itself.
 pub const MAX_EXTENDS_DEPTH: usize = 16;
@@ -228,6 +230,7 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
         env: Default::default(),
         process: Default::default(),
         landlock: Default::default(),
+        secrets: Vec::new(),
     });
     p.name = layer.name;
     p.description = layer.description;
@@ -267,6 +270,17 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
         p.env.set.insert(name.clone(), value);
         p.env.set_at.insert(name, at);
     }
+    for name in layer.env_scrub {
+        if !p.env.scrub.contains(&name) {
+            p.env.scrub.push(name);
+        }
+    }
+    for decl in layer.secrets {
+        match p.secrets.iter_mut().find(|have| have.name == decl.name) {
+            Some(have) => *have = decl,
+            None => p.secrets.push(decl),
+        }
+    }
     p.process.timeout = layer.timeout.or(p.process.timeout);
     let (l, new) = (&mut p.process.limits, layer.limits);
     l.open_files = new.open_files.or(l.open_files);
@@ -279,7 +293,7 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
     p
 }
 
-/// The contradiction rules on the merged templates.
+/// The contradiction rules on the merged profile: paths, then secrets.
 pub(crate) fn check(p: &Profile) -> Result<(), PolicyError> {
     fn entries(list: &[PathTemplate]) -> Vec<Entry<'_>> {
         list.iter()
@@ -294,5 +308,6 @@ pub(crate) fn check(p: &Profile) -> Result<(), PolicyError> {
         &entries(&p.filesystem.read_write),
         &entries(&p.filesystem.read_only),
         &entries(&p.filesystem.hidden),
-    )
+    )?;
+    secret_decls::check(p)
 }

@@ -17,6 +17,7 @@ mod network;
 mod paths;
 mod ranges;
 mod resolve;
+mod secret_decls;
 mod vars;
 mod wire;
 mod yaml;

@@ -129,6 +129,34 @@ pub struct EnvPolicy {
     pub set: BTreeMap<String, String>,
     /// Where each `set` entry was written, for error messages at resolve time.
     pub set_at: BTreeMap<String, Location>,
+    /// `env.scrub`: variables never passed to the step, on top of the built-in list of CI
+    /// credentials (`secrets::CI_CREDENTIALS`), unless a `secrets:` entry declares them.
+    /// Parents' names first, without duplicates.
+    pub scrub: Vec<String>,
+}
+
+/// One `secrets:` entry: a variable the step may receive from the secret sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretDecl {
+    /// A valid environment variable name.
+    pub name: String,
+    /// `optional: true`: left unset when no source provides it, instead of an error.
+    pub optional: bool,
+    /// `broker: [host, ...]`: normalised host names (`policy::egress::normalize_host`). Empty
+    /// means the value is injected into the step's environment; non-empty means the step sees
+    /// a placeholder and the proxy writes the value into requests to these hosts only.
+    pub broker: Vec<String>,
+    /// Where the entry's key was written.
+    pub at: Location,
+    /// Key path of the entry, e.g. `secrets.NPM_TOKEN`, for error messages.
+    pub key: String,
+}
+
+impl SecretDecl {
+    /// The value never enters the sandbox; the proxy swaps it in for the bound hosts.
+    pub fn is_brokered(&self) -> bool {
+        !self.broker.is_empty()
+    }
 }
 
 /// rlimits applied to the step. `None` leaves the inherited limit.
@@ -165,6 +193,9 @@ pub struct Profile {
     pub env: EnvPolicy,
     pub process: ProcessPolicy,
     pub landlock: LandlockPolicy,
+    /// `secrets:`, in file order, parents' first; a child's entry replaces the parent's entry
+    /// of the same name in place.
+    pub secrets: Vec<SecretDecl>,
 }
 
 /// Values for the variables a profile may use.
@@ -188,4 +219,8 @@ pub struct ResolvedProfile {
     pub env_set: BTreeMap<String, String>,
     pub process: ProcessPolicy,
     pub landlock: LandlockPolicy,
+    /// Secrets the step declares (values come from `--secrets-file` or the environment).
+    pub secrets: Vec<SecretDecl>,
+    /// Variables never passed to the step, besides the built-in CI credentials.
+    pub env_scrub: Vec<String>,
 }

@@ -112,6 +112,8 @@ impl Profile {
             env_set,
             process: self.process.clone(),
             landlock: self.landlock.clone(),
+            secrets: self.secrets.clone(),
+            env_scrub: self.env.scrub.clone(),
         })
     }
 }

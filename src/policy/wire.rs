@@ -25,6 +25,16 @@ pub(crate) struct ProfileWire {
     pub env: Option<EnvWire>,
     pub process: Option<ProcessWire>,
     pub landlock: Option<LandlockWire>,
+    pub secrets: Option<SpannedMap<Spanned<Option<SecretWire>>>>,
+}
+
+/// One `secrets:` entry: `{}`, `{ optional: true }`, `{ broker: [codecov.io] }`. An empty value
+/// (`NPM_TOKEN:`) means the same as `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretWire {
+    pub optional: Option<Str>,
+    pub broker: Option<Vec<Str>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +93,7 @@ impl<'de> Deserialize<'de> for AllowWire {
 pub(crate) struct EnvWire {
     pub pass: Option<Vec<Str>>,
     pub set: Option<SpannedMap<Str>>,
+    pub scrub: Option<Vec<Str>>,
 }
 
 #[derive(Debug, Deserialize)]

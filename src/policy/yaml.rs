@@ -305,6 +305,11 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
         ("env.pass", false) => "a list of variable names or PREFIX_* patterns",
         ("env.pass", true) => "a variable name or a PREFIX_* pattern",
         ("env.set", _) => "a mapping of variable names to string values",
+        ("env.scrub", false) => "a list of variable names, like [MY_DEPLOY_KEY]",
+        ("env.scrub", true) => "a variable name",
+        ("secrets", _) => {
+            "a mapping of variable names to declarations, like { NPM_TOKEN: {}, SENTRY_DSN: { optional: true } }"
+        }
         ("process.timeout", _) => "a duration like 90s, 30m or 2h",
         (
             "process.limits.file_size"
@@ -327,6 +332,12 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
             Some((_, "ports")) => "a list of ports, like [443] or [80, 443]",
             Some((_, p)) if p.starts_with("ports[") => "a port number from 1 to 65535",
             _ => return None,
+        },
+        _ if rel.starts_with("secrets.") => match no_index.rsplit_once('.') {
+            Some((_, "optional")) => "`true` or `false`",
+            Some((_, "broker")) if is_item => "a host name like `codecov.io`",
+            Some((_, "broker")) => "a list of host names, like [codecov.io]",
+            _ => "a declaration: {}, { optional: true } or { broker: [HOST, ...] }",
         },
         _ if rel.starts_with("jobs.") && rel.ends_with(".profile") => "a profile name",
         _ if rel.starts_with("jobs.") => "a mapping",
