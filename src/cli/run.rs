@@ -29,6 +29,15 @@ pub struct RunArgs {
     /// The DNS resolver the proxy asks (ADDR:PORT); defaults to the host's first nameserver.
     #[arg(long, value_name = "ADDR:PORT")]
     pub resolver: Option<std::net::SocketAddr>,
+    /// Values for the secrets the profile declares: a dotenv file, or JSON as produced by
+    /// `${{ toJSON(secrets) }}` (a file descriptor works too: /dev/fd/N). Undeclared names in
+    /// it never reach the step. Declared secrets not found here are taken from the environment.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Do not replace secret values with *** in the step's output (which otherwise passes
+    /// through pipes, so the step sees no terminal).
+    #[arg(long)]
+    pub no_mask: bool,
     /// Print what the sandbox applied (landlock ABI, identity) to stderr.
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -79,6 +88,36 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(super::EXIT_USAGE, e),
     };
+    // Secrets: fail closed on what is not built yet, then resolve the declared values.
+    if let Some(s) = resolved.secrets.iter().find(|s| !s.broker.is_empty()) {
+        return fail(
+            super::EXIT_USAGE,
+            format!(
+                "{}: secret {} is declared with `broker: [{}]`, and brokered secrets are not \
+                 implemented yet; refusing to run rather than hand the step the real value",
+                s.at,
+                s.name,
+                s.broker.join(", ")
+            ),
+        );
+    }
+    let file_secrets = match &args.secrets_file {
+        Some(p) => match crate::secrets::load_file(p) {
+            Ok(v) => Some(v),
+            Err(e) => return fail(super::EXIT_USAGE, e),
+        },
+        None => None,
+    };
+    // Every name in the secrets file is a secret: undeclared ones never pass, whatever
+    // `env.pass` says.
+    if let Some(f) = &file_secrets {
+        resolved.env_scrub.extend(f.names().map(str::to_string));
+    }
+    let secret_values =
+        match crate::secrets::resolve(&resolved.secrets, file_secrets.as_ref(), &env) {
+            Ok(v) => v,
+            Err(e) => return fail(super::EXIT_USAGE, e),
+        };
     if let Some(mode) = &args.mode {
         resolved.network.mode = match mode.as_str() {
             "enforce" => NetworkMode::Enforce,
@@ -129,10 +168,11 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(f) => f,
         Err(e) => return fail(sandbox::EXIT_SETUP, e),
     };
-    let plan = match Plan::build(&resolved, identity, &workspace, args.command, &facts) {
+    let mut plan = match Plan::build(&resolved, identity, &workspace, args.command, &facts) {
         Ok(p) => p,
         Err(e) => return fail(super::EXIT_USAGE, e),
     };
+    plan.inject_secrets(&secret_values);
     if args.verbose {
         let id = &plan.identity;
         eprintln!(
@@ -155,6 +195,20 @@ pub fn run(args: RunArgs) -> i32 {
     }));
     let engine_audit = audit.clone();
     let profile_name = plan.profile_name.clone();
+    let mask_values: Vec<Vec<u8>> = secret_values
+        .iter()
+        .map(|(_, v)| v.as_bytes().to_vec())
+        .collect();
+    let make_masker = move || -> Box<dyn sandbox::output::Filter> {
+        let refs: Vec<&[u8]> = mask_values.iter().map(Vec::as_slice).collect();
+        Box::new(MaskFilter(crate::secrets::Masker::with_encodings(&refs)))
+    };
+    let filter: Option<&dyn Fn() -> Box<dyn sandbox::output::Filter>> =
+        if secret_values.is_empty() || args.no_mask {
+            None
+        } else {
+            Some(&make_masker)
+        };
     let result = sandbox::run(
         &plan,
         move |listeners| {
@@ -163,7 +217,7 @@ pub fn run(args: RunArgs) -> i32 {
                 Engine::new(network, profile_name, engine_audit, resolver),
             )
         },
-        None,
+        filter,
     );
     let (code, timed_out) = match &result {
         Ok(o) => (o.code, o.timed_out),
@@ -201,4 +255,16 @@ fn step_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     format!("{:x}-{:x}", t.as_millis(), std::process::id())
+}
+
+/// The secret masker as an output filter for the sandbox.
+struct MaskFilter(crate::secrets::Masker);
+
+impl sandbox::output::Filter for MaskFilter {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.0.feed(chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        self.0.finish()
+    }
 }

@@ -11,20 +11,6 @@ use std::time::Duration;
 
 use crate::policy::model::{EnvPattern, LandlockPolicy, NetworkMode, ResolvedProfile};
 
-/// Variables that never reach a step through `env.pass`, whatever pattern matches them: the CI
-/// credentials that GitHub and GitLab put in the environment. (Declaring them as secrets, a later
-/// feature, is the only way in.)
-pub const NEVER_PASS: &[&str] = &[
-    "GITHUB_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "ACTIONS_RUNTIME_TOKEN",
-    "ACTIONS_RUNTIME_URL",
-    "ACTIONS_CACHE_URL",
-    "ACTIONS_RESULTS_URL",
-    "CI_JOB_TOKEN",
-];
-
 /// Variables every step gets when the caller has them, before the profile's `env.pass`.
 pub const SAFE_DEFAULT_ENV: &[&str] = &["PATH", "TERM", "LANG", "TZ"];
 
@@ -301,7 +287,12 @@ pub fn environment(
 ) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in caller {
-        if NEVER_PASS.contains(&k.as_str()) {
+        // CI credentials and the profile's scrub list never pass; declared secrets are
+        // injected by name (see `Plan::inject_secrets`), never picked up by a pattern.
+        if crate::secrets::CI_CREDENTIALS.contains(&k.as_str())
+            || profile.env_scrub.iter().any(|s| s == k)
+            || profile.secrets.iter().any(|d| &d.name == k)
+        {
             continue;
         }
         let passed = SAFE_DEFAULT_ENV.contains(&k.as_str())
@@ -327,6 +318,18 @@ pub fn environment(
         env.insert(k.clone(), v.clone());
     }
     env.into_iter().collect()
+}
+
+impl Plan {
+    /// Adds the step's declared secrets to its environment (after everything else, so a
+    /// declaration wins over `env.set`, which the profile loader already refuses anyway).
+    pub fn inject_secrets(&mut self, values: &[(String, String)]) {
+        for (k, v) in values {
+            self.env.retain(|(name, _)| name != k);
+            self.env.push((k.clone(), v.clone()));
+        }
+        self.env.sort();
+    }
 }
 
 fn rlimits(profile: &ResolvedProfile) -> Rlimits {
@@ -373,6 +376,8 @@ mod tests {
                 .collect(),
             process: ProcessPolicy::default(),
             landlock: LandlockPolicy::default(),
+            secrets: vec![],
+            env_scrub: vec!["GITHUB_DEPLOY_KEY".into()],
         }
     }
 
@@ -522,6 +527,8 @@ mod tests {
             ("GITHUB_SHA", "abc"),
             ("GITHUB_TOKEN", "ghs_secret"),
             ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("GITHUB_TOKEN2", "matched by GITHUB_* and kept"),
+            ("GITHUB_DEPLOY_KEY", "matched by GITHUB_* but scrubbed"),
             ("LC_ALL", "C"),
             ("LANG", "en_US.UTF-8"),
             ("TMPDIR", "/var/tmp"),
@@ -534,6 +541,7 @@ mod tests {
         let want: BTreeMap<String, String> = [
             ("CI", "true"),
             ("GITHUB_SHA", "abc"),
+            ("GITHUB_TOKEN2", "matched by GITHUB_* and kept"),
             ("HOME", "/home/runner"), // the step user's, not the caller's
             ("LANG", "C.UTF-8"),      // env.set wins over the caller's value
             ("LC_ALL", "C"),
