@@ -12,12 +12,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod leak;
 pub mod mask;
+pub mod placeholder;
+pub mod replace;
 pub mod scrub;
 pub mod source;
 mod wipe;
 
+pub use leak::{LeakScanner, LeakStream};
 pub use mask::{MASK, Masker, encodings};
+pub use placeholder::{PlaceholderError, fresh_seed, placeholder};
+pub use replace::{ReplaceError, Replacer};
 pub use scrub::{CI_CREDENTIALS, is_scrubbed};
 pub use source::{MAX_FILE_BYTES, SecretValues, from_dotenv, from_json, load_file, resolve};
 

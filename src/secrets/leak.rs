@@ -1,0 +1,741 @@
+//! Finding secret values, and their placeholders, in what a step sends out.
+//!
+//! The proxy builds a [`LeakScanner`] from the secrets that must not reach a destination (every
+//! secret not bound to that host), each with its needles: the real value and, for a brokered
+//! secret, its placeholder. Each needle is searched for as is and in every form
+//! [`encodings`] lists (base64 in both alphabets and at every byte offset, hex and URL encoding
+//! in both cases), plus base32 (RFC 4648, upper and lower case, at every byte offset mod 5),
+//! which is how data usually travels in DNS names.
+//!
+//! - [`LeakScanner::find`]: one buffer (a request line, headers, a whole body); case-sensitive,
+//!   the case-insensitive encodings being listed in both cases already.
+//! - [`LeakScanner::find_in_dns_name`]: a query name, which DNS compares without case and which
+//!   an exfiltrating step splits into labels: the lower-cased name is searched both as is and
+//!   with its dots removed, for lower-cased needles both as is and with their own dots removed.
+//! - [`LeakStream`]: a body arriving in chunks; a needle split across chunks is found.
+//!
+//! What this does not catch: a value transformed in any other way (encrypted, reversed, split
+//! across requests or queries, encoded in an alphabet not listed). Detection is a tripwire; what
+//! keeps a brokered secret from leaking is that the step only ever holds its placeholder.
+//!
+//! Every non-empty needle is searched for, however short; a one-character value will match
+//! nearly every request and so deny it. That is the price of not leaking it.
+//!
+//! Matching is an Aho-Corasick automaton over all forms of all needles (written here: the crate
+//! is in the lock file only as a dependency of a dependency), so the cost is linear in the
+//! haystack whatever the needles, and a stream carries one automaton state between chunks
+//! instead of a tail of bytes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::mask::{MIN_ENCODED_LEN, encodings};
+
+/// An Aho-Corasick automaton: a trie of the patterns with failure links.
+///
+/// States are `u32` indices, 0 being the root. The root's transitions are a full table, every
+/// other state's a short list sorted by byte (most states have one), which keeps memory at a few
+/// dozen bytes per pattern byte.
+pub(super) struct Automaton {
+    root: Box<[u32; 256]>,
+    children: Vec<Vec<(u8, u32)>>,
+    fail: Vec<u32>,
+    depth: Vec<u32>,
+    /// The pattern spelled by the path to this state, if any.
+    own: Vec<Option<u32>>,
+    /// The nearest state on this state's failure chain (itself excluded) with its own pattern.
+    dict: Vec<Option<u32>>,
+    /// The lowest-numbered pattern ending at this state (its own or one on its failure chain).
+    first: Vec<Option<u32>>,
+    lens: Vec<usize>,
+    longest: usize,
+    built: bool,
+}
+
+impl Automaton {
+    pub(super) fn new() -> Automaton {
+        Automaton {
+            root: Box::new([0; 256]),
+            children: vec![Vec::new()],
+            fail: vec![0],
+            depth: vec![0],
+            own: vec![None],
+            dict: vec![None],
+            first: vec![None],
+            lens: Vec::new(),
+            longest: 0,
+            built: false,
+        }
+    }
+
+    fn child(&self, state: u32, b: u8) -> Option<u32> {
+        let list = &self.children[state as usize];
+        list.binary_search_by_key(&b, |&(c, _)| c)
+            .ok()
+            .map(|i| list[i].1)
+    }
+
+    /// Add a non-empty pattern before [`Automaton::build`]: `Ok(id)` for a new one, ids counting
+    /// from 0, or `Err(id)` of the identical pattern added before.
+    pub(super) fn insert(&mut self, pattern: &[u8]) -> Result<u32, u32> {
+        assert!(!self.built && !pattern.is_empty());
+        let mut state = 0u32;
+        for &b in pattern {
+            state = match self.child(state, b) {
+                Some(next) => next,
+                None => {
+                    let next = self.children.len() as u32;
+                    let depth = self.depth[state as usize] + 1;
+                    self.children.push(Vec::new());
+                    self.fail.push(0);
+                    self.depth.push(depth);
+                    self.own.push(None);
+                    self.dict.push(None);
+                    self.first.push(None);
+                    let list = &mut self.children[state as usize];
+                    let at = list.partition_point(|&(c, _)| c < b);
+                    list.insert(at, (b, next));
+                    next
+                }
+            };
+        }
+        if let Some(id) = self.own[state as usize] {
+            return Err(id);
+        }
+        let id = self.lens.len() as u32;
+        self.own[state as usize] = Some(id);
+        self.first[state as usize] = Some(id);
+        self.lens.push(pattern.len());
+        self.longest = self.longest.max(pattern.len());
+        Ok(id)
+    }
+
+    /// Compute failure links; no pattern can be added afterwards.
+    pub(super) fn build(&mut self) {
+        self.built = true;
+        for &(b, s) in &self.children[0] {
+            self.root[usize::from(b)] = s;
+        }
+        let mut queue: VecDeque<u32> = self.children[0].iter().map(|&(_, s)| s).collect();
+        while let Some(state) = queue.pop_front() {
+            for i in 0..self.children[state as usize].len() {
+                let (b, next) = self.children[state as usize][i];
+                let mut f = self.fail[state as usize];
+                let target = loop {
+                    if f == 0 {
+                        break self.root[usize::from(b)];
+                    }
+                    if let Some(t) = self.child(f, b) {
+                        break t;
+                    }
+                    f = self.fail[f as usize];
+                };
+                let n = next as usize;
+                let t = target as usize;
+                self.fail[n] = target;
+                self.dict[n] = if self.own[t].is_some() {
+                    Some(target)
+                } else {
+                    self.dict[t]
+                };
+                self.first[n] = match (self.own[n], self.first[t]) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                queue.push_back(next);
+            }
+        }
+    }
+
+    /// The state after reading `b` in `state`. Amortised O(1) over a stream.
+    pub(super) fn next(&self, mut state: u32, b: u8) -> u32 {
+        loop {
+            if state == 0 {
+                return self.root[usize::from(b)];
+            }
+            if let Some(t) = self.child(state, b) {
+                return t;
+            }
+            state = self.fail[state as usize];
+        }
+    }
+
+    /// The lowest-numbered pattern the input read so far ends with, in `state`.
+    pub(super) fn first_match(&self, state: u32) -> Option<u32> {
+        self.first[state as usize]
+    }
+
+    /// Every pattern the input read so far ends with, in `state`.
+    pub(super) fn matches(&self, state: u32) -> impl Iterator<Item = u32> + '_ {
+        let s = state as usize;
+        let start = if self.own[s].is_some() {
+            Some(state)
+        } else {
+            self.dict[s]
+        };
+        std::iter::successors(start, |&s| self.dict[s as usize])
+            .filter_map(|s| self.own[s as usize])
+    }
+
+    /// How many bytes of the input read so far may still be the start of an occurrence.
+    pub(super) fn depth(&self, state: u32) -> usize {
+        self.depth[state as usize] as usize
+    }
+
+    pub(super) fn pattern_len(&self, id: u32) -> usize {
+        self.lens[id as usize]
+    }
+
+    pub(super) fn longest(&self) -> usize {
+        self.longest
+    }
+
+    pub(super) fn patterns(&self) -> usize {
+        self.lens.len()
+    }
+}
+
+impl Drop for Automaton {
+    /// The transitions spell the patterns: zero them (best effort, see `wipe.rs`).
+    fn drop(&mut self) {
+        self.root.fill(0);
+        for list in &mut self.children {
+            list.fill((0, 0));
+            std::hint::black_box(list.as_slice());
+        }
+        std::hint::black_box(&self.root[..]);
+    }
+}
+
+/// Base32 (RFC 4648 alphabet, upper and lower case): the unpadded and padded encodings of the
+/// value, and for each byte offset mod 5 the characters that depend only on the value when it
+/// is encoded inside a larger input. Forms shorter than [`MIN_ENCODED_LEN`] are left out.
+fn base32_forms(value: &[u8]) -> Vec<Vec<u8>> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let encode = |input: &[u8]| -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len().div_ceil(5) * 8);
+        let mut acc: u64 = 0;
+        let mut bits = 0;
+        for &b in input {
+            acc = (acc << 8) | u64::from(b);
+            bits += 8;
+            while bits >= 5 {
+                bits -= 5;
+                out.push(ALPHABET[((acc >> bits) & 31) as usize]);
+            }
+        }
+        if bits > 0 {
+            out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize]);
+        }
+        out
+    };
+    let mut forms = Vec::new();
+    if value.is_empty() {
+        return forms;
+    }
+    let full = encode(value);
+    let mut padded = full.clone();
+    while padded.len() % 8 != 0 {
+        padded.push(b'=');
+    }
+    forms.push(full);
+    forms.push(padded);
+    for shift in 1..5 {
+        let mut input = vec![0u8; shift];
+        input.extend_from_slice(value);
+        let encoded = encode(&input);
+        input.fill(0);
+        std::hint::black_box(&input);
+        let first = (8 * shift).div_ceil(5);
+        let end = (8 * (shift + value.len())) / 5;
+        forms.push(encoded.get(first..end).unwrap_or_default().to_vec());
+    }
+    // Shift 0's core is the full encoding without its last, partial character.
+    let end = (8 * value.len()) / 5;
+    forms.push(forms[0][..end].to_vec());
+    let lower: Vec<Vec<u8>> = forms.iter().map(|f| f.to_ascii_lowercase()).collect();
+    forms.extend(lower);
+    forms.retain(|f| f.len() >= MIN_ENCODED_LEN);
+    forms
+}
+
+/// Every form a needle is searched in: itself, [`encodings`] and base32.
+fn forms(needle: &[u8]) -> Vec<Vec<u8>> {
+    let mut all = vec![needle.to_vec()];
+    all.extend(encodings(needle));
+    all.extend(base32_forms(needle));
+    all
+}
+
+/// Best-effort zeroing of a list of forms.
+fn wipe_all(forms: &mut Vec<Vec<u8>>) {
+    for f in forms.iter_mut() {
+        super::wipe::wipe_vec(f);
+    }
+    forms.clear();
+}
+
+struct Tables {
+    names: Vec<String>,
+    /// For each secret, the number of needles it was given (for `Debug`).
+    needles: Vec<usize>,
+    exact: Automaton,
+    /// Pattern id → index in `names`.
+    exact_owner: Vec<u32>,
+    dns: Automaton,
+    dns_owner: Vec<u32>,
+}
+
+/// Finds the values and placeholders of a set of named secrets, in all their forms.
+///
+/// Cheap to clone (the tables are shared). `Debug` shows the names only.
+#[derive(Clone)]
+pub struct LeakScanner {
+    tables: Arc<Tables>,
+}
+
+impl LeakScanner {
+    /// One entry per secret: its name and its needles (its real value, its placeholder if it
+    /// has one). Empty needles are ignored. When a form belongs to several secrets (two secrets
+    /// with the same value), the first of them is the one named.
+    pub fn new(secrets: &[(String, Vec<Vec<u8>>)]) -> LeakScanner {
+        let mut exact = Automaton::new();
+        let mut exact_owner = Vec::new();
+        let mut dns = Automaton::new();
+        let mut dns_owner = Vec::new();
+        for (index, (_, needles)) in secrets.iter().enumerate() {
+            for needle in needles.iter().filter(|n| !n.is_empty()) {
+                let mut all = forms(needle);
+                for form in &all {
+                    if exact.insert(form).is_ok() {
+                        exact_owner.push(index as u32);
+                    }
+                    let mut lower = form.to_ascii_lowercase();
+                    let mut undotted: Vec<u8> =
+                        lower.iter().copied().filter(|&b| b != b'.').collect();
+                    for variant in [&lower, &undotted] {
+                        if !variant.is_empty() && dns.insert(variant).is_ok() {
+                            dns_owner.push(index as u32);
+                        }
+                    }
+                    super::wipe::wipe_vec(&mut lower);
+                    super::wipe::wipe_vec(&mut undotted);
+                }
+                wipe_all(&mut all);
+            }
+        }
+        exact.build();
+        dns.build();
+        LeakScanner {
+            tables: Arc::new(Tables {
+                names: secrets.iter().map(|(name, _)| name.clone()).collect(),
+                needles: secrets.iter().map(|(_, n)| n.len()).collect(),
+                exact,
+                exact_owner,
+                dns,
+                dns_owner,
+            }),
+        }
+    }
+
+    /// True when there is nothing to find.
+    pub fn is_empty(&self) -> bool {
+        self.tables.exact.patterns() == 0
+    }
+
+    /// The name of the secret with the occurrence that ends first in `haystack`.
+    pub fn find(&self, haystack: &[u8]) -> Option<&str> {
+        let t = &*self.tables;
+        let mut state = 0;
+        for &b in haystack {
+            state = t.exact.next(state, b);
+            if let Some(id) = t.exact.first_match(state) {
+                return Some(&t.names[t.exact_owner[id as usize] as usize]);
+            }
+        }
+        None
+    }
+
+    /// The name of a secret found in the DNS name `name`, compared without case, both with its
+    /// dots (a value in one label, or a value with dots) and without them (a value split across
+    /// labels). A trailing dot makes no difference.
+    pub fn find_in_dns_name(&self, name: &str) -> Option<&str> {
+        let t = &*self.tables;
+        let lower = name.to_ascii_lowercase();
+        let undotted: Vec<u8> = lower.bytes().filter(|&b| b != b'.').collect();
+        for haystack in [lower.as_bytes(), &undotted] {
+            let mut state = 0;
+            for &b in haystack {
+                state = t.dns.next(state, b);
+                if let Some(id) = t.dns.first_match(state) {
+                    return Some(&t.names[t.dns_owner[id as usize] as usize]);
+                }
+            }
+        }
+        None
+    }
+
+    /// A stream scanner for one body, sharing these tables.
+    pub fn stream(&self) -> LeakStream {
+        LeakStream {
+            tables: Arc::clone(&self.tables),
+            state: 0,
+        }
+    }
+
+    /// The secrets' names, in the order given.
+    pub fn names(&self) -> &[String] {
+        &self.tables.names
+    }
+}
+
+impl std::fmt::Debug for LeakScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &*self.tables;
+        f.debug_struct("LeakScanner")
+            .field("secrets", &t.names)
+            .field("needles", &t.needles)
+            .field("forms", &t.exact.patterns())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Scans a body chunk by chunk, finding needles split across chunks.
+///
+/// Between chunks it keeps one automaton state (which stands for the longest tail of the input
+/// that may begin an occurrence, at most longest form − 1 bytes, without holding those bytes).
+pub struct LeakStream {
+    tables: Arc<Tables>,
+    state: u32,
+}
+
+impl LeakStream {
+    /// The name of the secret with the first occurrence that ends in `chunk` (it may have begun
+    /// in earlier chunks). Scanning goes on after a find; the next occurrence is reported by a
+    /// later call.
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<String> {
+        let t = &*self.tables;
+        let mut found = None;
+        for &b in chunk {
+            self.state = t.exact.next(self.state, b);
+            if found.is_none()
+                && let Some(id) = t.exact.first_match(self.state)
+            {
+                found = Some(t.names[t.exact_owner[id as usize] as usize].clone());
+            }
+        }
+        found
+    }
+
+    /// Forget the input so far: the next chunk starts a new body.
+    pub fn reset(&mut self) {
+        self.state = 0;
+    }
+
+    /// The longest form searched for; at most this minus one bytes of history matter.
+    pub fn longest(&self) -> usize {
+        self.tables.exact.longest()
+    }
+}
+
+impl std::fmt::Debug for LeakStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeakStream")
+            .field("secrets", &self.tables.names)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALUE: &[u8] = b"ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    const PLACEHOLDER: &[u8] = b"ghp_Xq9Lm20Pz8r5301Kq4468t771236Bw512H7m";
+
+    fn scanner() -> LeakScanner {
+        LeakScanner::new(&[
+            (
+                "GITHUB_TOKEN".to_string(),
+                vec![VALUE.to_vec(), PLACEHOLDER.to_vec()],
+            ),
+            ("NPM_TOKEN".to_string(), vec![b"npm_s3cr3t/v+lue".to_vec()]),
+        ])
+    }
+
+    /// The definition, the slow way: the first end position of any form of any needle.
+    fn reference<'a>(secrets: &'a [(String, Vec<Vec<u8>>)], haystack: &[u8]) -> Option<&'a str> {
+        let mut best: Option<(usize, usize)> = None;
+        for (index, (_, needles)) in secrets.iter().enumerate() {
+            for needle in needles.iter().filter(|n| !n.is_empty()) {
+                for form in forms(needle) {
+                    if let Some(start) = haystack.windows(form.len()).position(|w| w == form) {
+                        let end = start + form.len();
+                        if best.is_none_or(|(e, i)| (end, index) < (e, i)) {
+                            best = Some((end, index));
+                        }
+                    }
+                }
+            }
+        }
+        best.map(|(_, i)| secrets[i].0.as_str())
+    }
+
+    #[test]
+    fn finds_values_and_placeholders_in_every_form() {
+        let s = scanner();
+        for needle in [VALUE, PLACEHOLDER] {
+            for form in forms(needle) {
+                let haystack =
+                    [b"POST /x?q=".to_vec(), form.clone(), b" HTTP/1.1".to_vec()].concat();
+                assert_eq!(
+                    s.find(&haystack),
+                    Some("GITHUB_TOKEN"),
+                    "{}",
+                    String::from_utf8_lossy(&form)
+                );
+            }
+        }
+        for form in forms(b"npm_s3cr3t/v+lue") {
+            assert_eq!(s.find(&form), Some("NPM_TOKEN"));
+        }
+        assert_eq!(s.find(b"nothing here, ghp_16C7e42F292c"), None);
+        assert_eq!(s.find(b""), None);
+    }
+
+    #[test]
+    fn exact_forms_are_case_sensitive() {
+        let s = scanner();
+        assert_eq!(s.find(&VALUE.to_ascii_uppercase()), None);
+        assert_eq!(s.find(&VALUE.to_ascii_lowercase()), None);
+        // Hex in either case is listed.
+        let hex: String = VALUE.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(s.find(hex.as_bytes()), Some("GITHUB_TOKEN"));
+    }
+
+    #[test]
+    fn codecov_style_env_dump_is_caught() {
+        let s = scanner();
+        let body = [
+            b"origin git@github.com:acme/app.git (fetch)\n<<<<<< ENV\nHOME=/home/runner\nGITHUB_TOKEN="
+                .to_vec(),
+            PLACEHOLDER.to_vec(),
+            b"\nPATH=/usr/bin\n".to_vec(),
+        ]
+        .concat();
+        assert_eq!(s.find(&body), Some("GITHUB_TOKEN"));
+        // Sent as `curl -d @-` form data, and as a Basic auth header.
+        let form: Vec<u8> = body
+            .iter()
+            .flat_map(|&b| match b {
+                b'\n' => b"%0A".to_vec(),
+                b'=' => b"%3D".to_vec(),
+                _ => vec![b],
+            })
+            .collect();
+        assert_eq!(s.find(&form), Some("GITHUB_TOKEN"));
+    }
+
+    #[test]
+    fn basic_auth_and_base32_inside_larger_inputs() {
+        let s = scanner();
+        let b32 = |input: &[u8]| -> Vec<u8> {
+            // Reference base32 via the forms of an empty-prefix encode.
+            let mut acc: u64 = 0;
+            let mut bits = 0;
+            let mut out = Vec::new();
+            for &b in input {
+                acc = (acc << 8) | u64::from(b);
+                bits += 8;
+                while bits >= 5 {
+                    bits -= 5;
+                    out.push(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[((acc >> bits) & 31) as usize]);
+                }
+            }
+            if bits > 0 {
+                out.push(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[((acc << (5 - bits)) & 31) as usize]);
+            }
+            out
+        };
+        for prefix in 0..12 {
+            for suffix in 0..6 {
+                let input = [vec![b'x'; prefix], VALUE.to_vec(), vec![b'y'; suffix]].concat();
+                let upper = b32(&input);
+                assert_eq!(s.find(&upper), Some("GITHUB_TOKEN"), "{prefix} {suffix}");
+                assert_eq!(
+                    s.find(&upper.to_ascii_lowercase()),
+                    Some("GITHUB_TOKEN"),
+                    "{prefix} {suffix}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dns_names_without_case_with_and_without_dots() {
+        let s = scanner();
+        let hex: String = PLACEHOLDER.iter().map(|b| format!("{b:02x}")).collect();
+        let labels = |text: &str, n: usize| -> String {
+            text.as_bytes()
+                .chunks(n)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(".")
+        };
+        let value = std::str::from_utf8(VALUE).unwrap();
+        for name in [
+            format!("{hex}.evil.example"),
+            format!("{}.evil.example", labels(&hex, 63)),
+            format!("{}.evil.example.", labels(&hex.to_uppercase(), 7)),
+            format!("{}.evil.example", value.to_ascii_lowercase()),
+            format!("{}.evil.example", labels(&value.to_ascii_uppercase(), 5)),
+        ] {
+            assert_eq!(s.find_in_dns_name(&name), Some("GITHUB_TOKEN"), "{name}");
+        }
+        // Base32 in labels, lower case, the usual exfiltration encoding.
+        let form = base32_forms(VALUE)
+            .into_iter()
+            .find(|f| f.iter().any(u8::is_ascii_lowercase))
+            .unwrap();
+        let name = format!(
+            "{}.x.example",
+            labels(std::str::from_utf8(&form).unwrap(), 9)
+        );
+        assert_eq!(s.find_in_dns_name(&name), Some("GITHUB_TOKEN"), "{name}");
+        // A value with dots, exfiltrated with its dots and re-split.
+        let dotted =
+            LeakScanner::new(&[("JWT".into(), vec![b"eyJhbGc.eyJzdWIi.c2lnbmF0".to_vec()])]);
+        assert_eq!(
+            dotted.find_in_dns_name("eyjhbgc.eyjzdwii.c2lnbmf0.a.example"),
+            Some("JWT")
+        );
+        assert_eq!(
+            dotted.find_in_dns_name("eyjhbgceyj.zdwiic2lnbmf0.a.example"),
+            Some("JWT")
+        );
+        for clean in ["github.com", "registry.npmjs.org.", "a.b.c", ""] {
+            assert_eq!(s.find_in_dns_name(clean), None, "{clean}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_reference_on_random_inputs() {
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for _ in 0..300 {
+            let secrets: Vec<(String, Vec<Vec<u8>>)> = (0..1 + next() % 3)
+                .map(|i| {
+                    let needles = (0..1 + next() % 2)
+                        .map(|_| {
+                            (0..1 + next() % 5)
+                                .map(|_| b"ab="[(next() % 3) as usize])
+                                .collect()
+                        })
+                        .collect();
+                    (format!("S{i}"), needles)
+                })
+                .collect();
+            let haystack: Vec<u8> = (0..next() % 60)
+                .map(|_| b"ab=YWJ"[(next() % 6) as usize])
+                .collect();
+            let s = LeakScanner::new(&secrets);
+            assert_eq!(s.find(&haystack), reference(&secrets, &haystack));
+            // Any chunking of the stream finds something exactly when `find` does.
+            let mut stream = s.stream();
+            let mut found = None;
+            let mut rest = haystack.as_slice();
+            while !rest.is_empty() {
+                let n = (1 + next() % 5).min(rest.len() as u64) as usize;
+                if let Some(name) = stream.feed(&rest[..n]) {
+                    found.get_or_insert(name);
+                }
+                rest = &rest[n..];
+            }
+            assert_eq!(found.as_deref(), s.find(&haystack));
+        }
+    }
+
+    #[test]
+    fn stream_finds_a_needle_split_at_every_point() {
+        let s = scanner();
+        let body = [b"data=".to_vec(), PLACEHOLDER.to_vec(), b"&x=1".to_vec()].concat();
+        for i in 0..=body.len() {
+            for j in i..=body.len() {
+                let mut stream = s.stream();
+                let found: Vec<String> = [&body[..i], &body[i..j], &body[j..]]
+                    .iter()
+                    .filter_map(|c| stream.feed(c))
+                    .collect();
+                assert_eq!(found, ["GITHUB_TOKEN"], "split at {i} and {j}");
+            }
+        }
+        let mut stream = s.stream();
+        assert_eq!(stream.feed(&PLACEHOLDER[..10]), None);
+        stream.reset();
+        assert_eq!(
+            stream.feed(&PLACEHOLDER[10..]),
+            None,
+            "reset forgets the start"
+        );
+        assert!(stream.longest() >= 2 * PLACEHOLDER.len());
+    }
+
+    #[test]
+    fn empty_and_duplicate_needles() {
+        let none = LeakScanner::new(&[("E".into(), vec![Vec::new()])]);
+        assert!(none.is_empty());
+        assert_eq!(none.find(b"anything"), None);
+        assert_eq!(none.find_in_dns_name("anything.example"), None);
+        assert!(LeakScanner::new(&[]).is_empty());
+        let dup = LeakScanner::new(&[
+            ("A".into(), vec![b"same-value".to_vec()]),
+            ("B".into(), vec![b"same-value".to_vec(), b"other".to_vec()]),
+        ]);
+        assert_eq!(dup.find(b"x same-value"), Some("A"));
+        assert_eq!(dup.find(b"x other"), Some("B"));
+        assert_eq!(dup.names(), ["A", "B"]);
+    }
+
+    #[test]
+    fn the_first_occurrence_to_end_is_named() {
+        let s = LeakScanner::new(&[
+            ("LONG".into(), vec![b"abcdefgh".to_vec()]),
+            ("SHORT".into(), vec![b"cde".to_vec()]),
+        ]);
+        assert_eq!(s.find(b"abcdefgh"), Some("SHORT"));
+        assert_eq!(s.find(b"xxabcdefgh cde"), Some("SHORT"));
+        assert_eq!(
+            s.find(b"abcdefgh"),
+            reference(
+                &[
+                    ("LONG".into(), vec![b"abcdefgh".to_vec()]),
+                    ("SHORT".into(), vec![b"cde".to_vec()])
+                ],
+                b"abcdefgh"
+            )
+        );
+    }
+
+    #[test]
+    fn linear_on_adversarial_input() {
+        let s = LeakScanner::new(&[("A".into(), vec![[b"a".repeat(999), b"b".to_vec()].concat()])]);
+        let start = std::time::Instant::now();
+        assert_eq!(s.find(&b"a".repeat(2_000_000)), None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn debug_shows_names_only() {
+        let s = scanner();
+        for shown in [format!("{s:?}"), format!("{:?}", s.stream())] {
+            assert!(shown.contains("GITHUB_TOKEN"), "{shown}");
+            assert!(!shown.contains("ghp_"), "{shown}");
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+        }
+    }
+}
