@@ -115,29 +115,41 @@ fn a_missing_declared_secret_stops_the_step_before_it_runs() {
 }
 
 #[test]
-fn brokered_secrets_are_refused_until_brokering_exists() {
+fn a_brokered_secret_is_a_placeholder_and_the_ca_is_trusted_only_inside() {
     let dir = Dir::new(users()[users().len() - 1]);
     let p = dir.write(
         "ws/b.yml",
         "name: b\ndescription: brokered\nextends: default\nnetwork:\n  allow: [codecov.io]\nsecrets:\n  CODECOV_TOKEN: { broker: [codecov.io] }\n",
     );
-    let marker = dir.ws.join("ran");
+    let host_bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
     let out = Sj::run(
         &dir,
-        &["--profile", p.to_str().unwrap()],
-        &["touch", marker.to_str().unwrap()],
+        &["--profile", p.to_str().unwrap(), "--no-mask", "--resolver", "127.0.0.1:9"],
+        &["sh", "-c", "echo \"$CODECOV_TOKEN\"; echo \"$SSL_CERT_FILE $CURL_CA_BUNDLE $NODE_EXTRA_CA_CERTS\"; grep -c 'BEGIN CERTIFICATE' \"$SSL_CERT_FILE\"; tail -n 30 \"$SSL_CERT_FILE\" | sed -n '/BEGIN/,/END/p' | sed -n 2p"],
     )
     .env("CODECOV_TOKEN", VALUE)
     .output();
-    assert_eq!(out.code(), 2, "{}", out.stderr());
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    // Same length, same prefix, not the value.
+    assert_eq!(lines[0].len(), VALUE.len());
     assert!(
-        out.stderr()
-            .contains("brokered secrets are not implemented yet"),
+        lines[0].starts_with("npm_") && lines[0] != VALUE,
         "{}",
-        out.stderr()
+        lines[0]
     );
-    assert!(!out.stderr().contains(VALUE));
-    assert!(!marker.exists());
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    assert_eq!(lines[1], format!("{bundle} {bundle} {bundle}"));
+    // Inside, the system bundle plus one certificate: the run's CA.
+    let outside = host_bundle.matches("BEGIN CERTIFICATE").count();
+    assert_eq!(lines[2], (outside + 1).to_string());
+    // The host's trust store is untouched and does not hold that CA.
+    assert_eq!(std::fs::read_to_string(bundle).unwrap(), host_bundle);
+    assert!(
+        !host_bundle.contains(lines[3]),
+        "the run's CA is in the host's bundle"
+    );
+    assert!(!text.contains(VALUE));
 }
 
 #[test]

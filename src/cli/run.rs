@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::audit::{AuditLog, Event, NetMode, StepEnd, StepStart};
 use crate::policy::model::{NetworkMode, Vars};
+use crate::proxy::broker::{Broker, BrokeredSecret};
 use crate::proxy::engine::Engine;
 use crate::sandbox::{self, host, plan::Plan};
 
@@ -88,19 +89,7 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(super::EXIT_USAGE, e),
     };
-    // Secrets: fail closed on what is not built yet, then resolve the declared values.
-    if let Some(s) = resolved.secrets.iter().find(|s| !s.broker.is_empty()) {
-        return fail(
-            super::EXIT_USAGE,
-            format!(
-                "{}: secret {} is declared with `broker: [{}]`, and brokered secrets are not \
-                 implemented yet; refusing to run rather than hand the step the real value",
-                s.at,
-                s.name,
-                s.broker.join(", ")
-            ),
-        );
-    }
+    // Secrets: resolve the declared values; brokered ones get placeholders below.
     let file_secrets = match &args.secrets_file {
         Some(p) => match crate::secrets::load_file(p) {
             Ok(v) => Some(v),
@@ -172,7 +161,57 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(super::EXIT_USAGE, e),
     };
-    plan.inject_secrets(&secret_values);
+    // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
+    // here, with the proxy, which swaps it in towards the bound hosts only.
+    let seed = crate::secrets::fresh_seed();
+    let mut brokered = Vec::new();
+    let mut step_values = Vec::new();
+    for (name, value) in &secret_values {
+        match resolved
+            .secrets
+            .iter()
+            .find(|d| &d.name == name && !d.broker.is_empty())
+        {
+            Some(d) => {
+                let placeholder = match crate::secrets::placeholder(value, &seed) {
+                    Ok(p) => p,
+                    Err(e) => return fail(super::EXIT_USAGE, format!("secret {name}: {e}")),
+                };
+                step_values.push((name.clone(), placeholder.clone()));
+                brokered.push(BrokeredSecret {
+                    name: name.clone(),
+                    value: value.clone(),
+                    placeholder,
+                    hosts: d.broker.clone(),
+                });
+            }
+            None => step_values.push((name.clone(), value.clone())),
+        }
+    }
+    plan.inject_secrets(&step_values);
+    let broker = if brokered.is_empty() {
+        None
+    } else {
+        let broker = match Broker::new(brokered) {
+            Ok(b) => b,
+            Err(e) => return fail(sandbox::EXIT_SETUP, e),
+        };
+        let Some(bundle) = sandbox::plan::TRUST_BUNDLES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+        else {
+            return fail(
+                sandbox::EXIT_SETUP,
+                "brokered secrets need a system CA bundle (none of /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt, /etc/ssl/cert.pem)",
+            );
+        };
+        let mut content = std::fs::read_to_string(&bundle).unwrap_or_default();
+        content.push('\n');
+        content.push_str(broker.ca_pem());
+        plan.trust_ca(bundle, content);
+        Some(std::sync::Arc::new(broker))
+    };
     if args.verbose {
         let id = &plan.identity;
         eprintln!(
@@ -195,6 +234,18 @@ pub fn run(args: RunArgs) -> i32 {
     }));
     let engine_audit = audit.clone();
     let profile_name = plan.profile_name.clone();
+    // What must never leave: every declared value, and every placeholder the step holds.
+    let needles: Vec<(String, Vec<Vec<u8>>)> = secret_values
+        .iter()
+        .map(|(name, value)| {
+            let mut n = vec![value.as_bytes().to_vec()];
+            if let Some((_, p)) = step_values.iter().find(|(k, v)| k == name && v != value) {
+                n.push(p.as_bytes().to_vec());
+            }
+            (name.clone(), n)
+        })
+        .collect();
+    let scanner = (!needles.is_empty()).then(|| crate::secrets::LeakScanner::new(&needles));
     let mask_values: Vec<Vec<u8>> = secret_values
         .iter()
         .map(|(_, v)| v.as_bytes().to_vec())
@@ -214,7 +265,9 @@ pub fn run(args: RunArgs) -> i32 {
         move |listeners| {
             crate::proxy::server::start(
                 listeners,
-                Engine::new(network, profile_name, engine_audit, resolver),
+                Engine::new(network, profile_name, engine_audit, resolver)
+                    .with_broker(broker)
+                    .with_leak_scanner(scanner),
             )
         },
         filter,

@@ -7,6 +7,7 @@
 //! it checked.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ pub struct Engine {
     /// Set when writing the audit log fails: from then on everything is denied (fail closed).
     audit_failed: std::sync::atomic::AtomicBool,
     dns_cache: DnsCache,
+    /// Brokered secrets, when the step has any: traffic to their hosts is intercepted.
+    pub broker: Option<Arc<super::broker::Broker>>,
+    /// Every secret value (and placeholder) the step has, to catch them leaving.
+    pub leaks: Option<crate::secrets::LeakScanner>,
 }
 
 /// What one attempt is, for the decision and its event.
@@ -75,7 +80,60 @@ impl Engine {
             next_conn: AtomicU64::new(1),
             audit_failed: std::sync::atomic::AtomicBool::new(false),
             dns_cache: DnsCache::default(),
+            broker: None,
+            leaks: None,
         }
+    }
+
+    pub fn with_broker(mut self, broker: Option<Arc<super::broker::Broker>>) -> Engine {
+        self.broker = broker;
+        self
+    }
+
+    pub fn with_leak_scanner(mut self, leaks: Option<crate::secrets::LeakScanner>) -> Engine {
+        self.leaks = leaks.filter(|l| !l.is_empty());
+        self
+    }
+
+    /// The secret whose value or placeholder appears in `bytes` on its way to `host`, unless
+    /// it is a brokered secret bound to that host and the traffic is intercepted (`bound_ok`).
+    pub fn leaked_secret(&self, bytes: &[u8], host: &str, bound_ok: bool) -> Option<String> {
+        let name = self.leaks.as_ref()?.find(bytes)?;
+        let bound = self.broker.as_ref().is_some_and(|b| {
+            b.secrets()
+                .iter()
+                .any(|s| s.name == name && s.hosts.iter().any(|h| h == host))
+        });
+        (!(bound && bound_ok)).then(|| name.to_string())
+    }
+
+    /// The secret carried in a DNS query name, if any (always a leak: no secret is bound to DNS).
+    pub fn leaked_in_dns(&self, name: &str) -> Option<String> {
+        self.leaks
+            .as_ref()?
+            .find_in_dns_name(name)
+            .map(str::to_string)
+    }
+
+    /// Logs and prints a leak attempt (the secret's name, never its value). The caller refuses
+    /// the request; audit mode does not let leaks through.
+    pub fn report_leak(&self, secret: &str, dest: &str, via: Via, what: &str) {
+        self.log(Event::SecretLeak(audit::SecretLeak {
+            secret_name: secret.to_string(),
+            dest_name: dest.to_string(),
+            via,
+            reason: format!("{what} carries secret {secret}, which is not bound to {dest}"),
+        }));
+        eprintln!(
+            "stepjail: denied {what} to {dest}: it carries secret {secret} (profile '{}')",
+            self.profile
+        );
+    }
+
+    /// The broker, when `name` is a host some secret is bound to.
+    pub fn broker_for(&self, name: Option<&str>) -> Option<Arc<super::broker::Broker>> {
+        let name = name?;
+        self.broker.as_ref().filter(|b| b.is_bound(name)).cloned()
     }
 
     pub fn conn_id(&self) -> u64 {
@@ -104,6 +162,20 @@ impl Engine {
     /// Decides an attempt by name (or by address when no name is known). A refusal is logged
     /// and printed here; a pass is logged by [`Engine::admitted`] after the upstream dial.
     pub fn decide(&self, a: &Attempt) -> Verdict {
+        // A secret spelled into the destination name itself (CONNECT, SNI, Host) is a leak.
+        if let Some(name) = &a.name
+            && let Some(secret) = self.leaked_in_dns(name)
+        {
+            self.report_leak(
+                &secret,
+                &format!("<{secret}>"),
+                a.via,
+                "a connection whose host name",
+            );
+            return Verdict::Refuse {
+                reason: format!("the host name carries secret {secret}"),
+            };
+        }
         let decision = match (&a.name, a.ip) {
             (Some(name), _) => self.network.decide_name(name, a.port),
             (None, Some(ip)) => self.network.decide_ip(ip, a.port),

@@ -129,6 +129,19 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
             .await;
         }
     };
+    // A host a brokered secret is bound to: terminate TLS here and swap the secret in.
+    if let Some(broker) = engine.broker_for(attempt.name.as_deref()) {
+        if stream
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let step = super::prefixed::Prefixed::new(rest, stream);
+        let _ = would_deny;
+        return super::broker::intercept(engine.clone(), broker, step, attempt, rule).await;
+    }
     let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
         Err(reason) => {
@@ -227,6 +240,12 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
         Verdict::Go { rule, would_deny } => (rule, would_deny),
         Verdict::Refuse { reason } => return refused(reason),
     };
+    if engine.broker_for(attempt.name.as_deref()).is_some() {
+        // Interception needs the raw connection; this CONNECT came after other requests.
+        return refused(
+            "CONNECT to a host with brokered secrets must open a new proxy connection".into(),
+        );
+    }
     let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
         Err(reason) => {
@@ -376,7 +395,7 @@ pub async fn read_client_hello<S: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Plain HTTP through the proxy: `GET http://host/path HTTP/1.1`.
-async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Response<Body> {
+async fn forward(req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Response<Body> {
     let conn = engine.conn_id();
     let started = Instant::now();
     let method = req.method().to_string();
@@ -447,6 +466,20 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) ->
     } else {
         Decision::Allow
     };
+    // Secrets must not leave in plain HTTP: the request line, headers and body are checked
+    // (the body is read whole first, up to a limit, when the step holds any secret).
+    let dest = attempt
+        .name
+        .clone()
+        .unwrap_or_else(|| attempt.ip.map(|i| i.to_string()).unwrap_or_default());
+    let req = match check_plain_request(req, &engine, &dest).await {
+        Ok(r) => r,
+        Err((status, why)) => {
+            log_http(conn, Decision::Deny, status.as_u16());
+            return text(status, format!("stepjail: {why}"));
+        }
+    };
+    let mut req = req;
     // Keep-alive towards the server: the client connection's last upstream connection is reused
     // when the next request (decided again above) goes to the same host and port.
     let key = (attempt.name.clone(), attempt.ip, port);
@@ -521,11 +554,59 @@ async fn forward(mut req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) ->
     }
 }
 
+/// The largest plain-HTTP request body read whole to look for secrets in it.
+const MAX_SCANNED_BODY: usize = 16 << 20;
+
+/// Looks for the step's secrets in a plain-HTTP request about to leave; returns the request
+/// (its body buffered when it had to be read), or the status and reason to refuse it with.
+async fn check_plain_request(
+    req: Request<Incoming>,
+    engine: &Engine,
+    dest: &str,
+) -> Result<Request<Body>, (StatusCode, String)> {
+    if engine.leaks.is_none() {
+        return Ok(req.map(|b| b.boxed()));
+    }
+    let (parts, body) = req.into_parts();
+    let mut head = format!("{} {}\r\n", parts.method, parts.uri).into_bytes();
+    for (k, v) in &parts.headers {
+        head.extend_from_slice(k.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    let body = match http_body_util::Limited::new(body, MAX_SCANNED_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "plain-HTTP request body too large to check for secrets".into(),
+            ));
+        }
+    };
+    for part in [&head[..], &body[..]] {
+        if let Some(secret) = engine.leaked_secret(part, dest, false) {
+            engine.report_leak(&secret, dest, Via::Proxy, "a plain-HTTP request");
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("the request carries secret {secret}"),
+            ));
+        }
+    }
+    Ok(Request::from_parts(
+        parts,
+        Full::new(body).map_err(|never| match never {}).boxed(),
+    ))
+}
+
 /// The upstream connection a client connection used last, for keep-alive.
 pub struct Pooled {
     key: (Option<String>, Option<std::net::IpAddr>, u16),
     conn: u64,
-    sender: hyper::client::conn::http1::SendRequest<Incoming>,
+    sender: hyper::client::conn::http1::SendRequest<Body>,
 }
 
 pub type Pool = Arc<tokio::sync::Mutex<Option<Pooled>>>;

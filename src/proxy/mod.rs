@@ -1,3 +1,4 @@
+pub mod broker;
 pub mod counting;
 pub mod dns;
 pub mod engine;

@@ -76,6 +76,19 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             reason,
         })
     };
+    // A secret (or its placeholder) spelled into a query name is exfiltration: refused before
+    // anything else (audit mode included), and no resolver hears of it. The name is not logged:
+    // the leak event names the secret and the domain it was aimed at.
+    if let Some(secret) = engine.leaked_in_dns(&q.name) {
+        let rest = q.name.split_once('.').map_or("", |(_, r)| r);
+        engine.report_leak(
+            &secret,
+            &format!("<{secret}>.{rest}"),
+            crate::audit::Via::Proxy,
+            "a DNS query",
+        );
+        return Some(dns::nxdomain(msg));
+    }
     let rule = normalize_host(&q.name)
         .ok()
         .and_then(|n| engine.network.dns_allowed(&n));

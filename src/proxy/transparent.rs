@@ -199,6 +199,22 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
         Verdict::Go { rule, would_deny } => (rule, would_deny),
         Verdict::Refuse { reason } => return close_refused(tcp, &first, &reason).await,
     };
+    // Captured plain HTTP: the secrets must not be in what the step is sending.
+    if attempt.source == NameSource::Host
+        && let Some(secret) =
+            engine.leaked_secret(&first, attempt.name.as_deref().unwrap_or(""), false)
+    {
+        let dest = attempt.name.clone().unwrap_or_default();
+        engine.report_leak(&secret, &dest, Via::Transparent, "a plain-HTTP request");
+        return close_refused(tcp, &first, &format!("the request carries secret {secret}")).await;
+    }
+    if let Some(broker) = engine.broker_for(attempt.name.as_deref())
+        && attempt.source == NameSource::Sni
+    {
+        let step = super::prefixed::Prefixed::new(first, tcp);
+        let _ = would_deny;
+        return super::broker::intercept(engine.clone(), broker, step, attempt, rule).await;
+    }
     // An allowed name is dialled by name (resolved and checked by us), never at the address
     // the step picked: that address is only trusted when no name is known and a cidr allows it.
     let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {

@@ -320,7 +320,42 @@ pub fn environment(
     env.into_iter().collect()
 }
 
+/// Where tools look for the system's trust bundle, in the order we try them.
+pub const TRUST_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// Variables that point the common tools at a CA bundle.
+pub const CA_BUNDLE_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
+
 impl Plan {
+    /// Makes the step trust an extra CA: the bundle at `bundle` is covered (inside the sandbox
+    /// only) with `content` (the system bundle plus the CA), and the usual variables point at it.
+    pub fn trust_ca(&mut self, bundle: PathBuf, content: String) {
+        let at = self.mounts.len() - 1; // before the final Seal of /dev, where it is staged
+        self.mounts.insert(
+            at,
+            MountOp::File {
+                target: bundle.clone(),
+                content,
+            },
+        );
+        let path = bundle.display().to_string();
+        self.env
+            .retain(|(k, _)| !CA_BUNDLE_VARS.contains(&k.as_str()));
+        self.env
+            .extend(CA_BUNDLE_VARS.iter().map(|k| (k.to_string(), path.clone())));
+        self.env.sort();
+    }
+
     /// Adds the step's declared secrets to its environment (after everything else, so a
     /// declaration wins over `env.set`, which the profile loader already refuses anyway).
     pub fn inject_secrets(&mut self, values: &[(String, String)]) {

@@ -1,0 +1,384 @@
+//! Brokered secrets: for the hosts a secret is bound to, the proxy terminates the step's TLS
+//! with a certificate from an ephemeral CA (generated in memory for this run, trusted only
+//! inside the sandbox), verifies the real server against the system roots, and writes the real
+//! value in place of the placeholder the step holds — in the request line, the headers and the
+//! body — on the way out. Hosts no secret is bound to are never intercepted.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::engine::{Attempt, Engine};
+use crate::audit::{self, Decision, Event};
+use crate::secrets::Replacer;
+
+/// One brokered secret: the step only ever sees `placeholder`.
+pub struct BrokeredSecret {
+    pub name: String,
+    pub value: String,
+    pub placeholder: String,
+    /// Normalised host names the real value may be sent to.
+    pub hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for BrokeredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokeredSecret")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
+
+pub struct Broker {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca_pem: String,
+    secrets: Vec<BrokeredSecret>,
+    leaves: Mutex<HashMap<String, Arc<rustls::ServerConfig>>>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("generating the ephemeral CA: {0}")]
+    Ca(String),
+    #[error("no system trust roots to verify upstream servers with ({0})")]
+    Roots(String),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl Broker {
+    /// Generates the CA (its key stays in this process's memory only) and loads the system
+    /// roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured) for verifying the real servers.
+    pub fn new(secrets: Vec<BrokeredSecret>) -> Result<Broker, BrokerError> {
+        let ca_err = |e: rcgen::Error| BrokerError::Ca(e.to_string());
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(ca_err)?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "stepjail ephemeral CA (one step, in memory only)",
+        );
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().map_err(ca_err)?;
+        let ca = params.self_signed(&key).map_err(ca_err)?;
+        let ca_pem = ca.pem();
+        let issuer = rcgen::Issuer::new(params, key);
+
+        let native = rustls_native_certs::load_native_certs();
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            let why = native
+                .errors
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "none found".into());
+            return Err(BrokerError::Roots(why));
+        }
+        let mut client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BrokerError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Broker {
+            issuer,
+            ca_pem,
+            secrets,
+            leaves: Mutex::default(),
+            client: Arc::new(client),
+        })
+    }
+
+    /// The CA certificate (public), for the sandbox's trust bundle.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Is any secret bound to `host` (so its traffic is intercepted)?
+    pub fn is_bound(&self, host: &str) -> bool {
+        self.secrets
+            .iter()
+            .any(|s| s.hosts.iter().any(|h| h == host))
+    }
+
+    pub fn secrets(&self) -> &[BrokeredSecret] {
+        &self.secrets
+    }
+
+    /// placeholder → real value, for the secrets bound to `host`.
+    fn replacements(&self, host: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.secrets
+            .iter()
+            .filter(|s| s.hosts.iter().any(|h| h == host))
+            .map(|s| {
+                (
+                    s.placeholder.as_bytes().to_vec(),
+                    s.value.as_bytes().to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    /// A server configuration presenting a certificate for `host` signed by the ephemeral CA.
+    fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, BrokerError> {
+        if let Some(c) = self.leaves.lock().expect("leaf cache").get(host) {
+            return Ok(c.clone());
+        }
+        let ca_err = |e: rcgen::Error| BrokerError::Ca(e.to_string());
+        let params = rcgen::CertificateParams::new(vec![host.to_string()]).map_err(ca_err)?;
+        let key = rcgen::KeyPair::generate().map_err(ca_err)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(ca_err)?;
+        let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BrokerError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| BrokerError::Tls(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        self.leaves
+            .lock()
+            .expect("leaf cache")
+            .insert(host.to_string(), config.clone());
+        Ok(config)
+    }
+}
+
+/// A request body with placeholders replaced on the way through.
+struct ReplacingBody {
+    inner: Incoming,
+    replacer: Replacer,
+    done: bool,
+}
+
+impl Body for ReplacingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let out = self.replacer.feed(&data);
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
+                }
+                Err(trailers) => Poll::Ready(Some(Ok(trailers))),
+            },
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => {
+                self.done = true;
+                let tail = self.replacer.finish();
+                if tail.is_empty() {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from(tail)))))
+                }
+            }
+        }
+    }
+}
+
+/// Terminates the step's TLS for `attempt` (a bound host), then relays HTTP/1.1 requests to the
+/// real server with the secrets bound to that host swapped in. `first` holds bytes already read
+/// from `step` (the start of its ClientHello).
+pub async fn intercept<S>(
+    engine: Arc<Engine>,
+    broker: Arc<Broker>,
+    step: S,
+    mut attempt: Attempt,
+    rule: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let host = attempt.name.clone().unwrap_or_default();
+    // The step's ClientHello must name the bound host (no fronting through the intercepting
+    // path either).
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), step);
+    let Ok(start) = acceptor.await else { return };
+    let sni = start.client_hello().server_name().map(str::to_string);
+    if sni
+        .as_deref()
+        .is_some_and(|s| !s.eq_ignore_ascii_case(&host))
+    {
+        engine.log_refusal_only(
+            &attempt,
+            &format!("TLS server name {sni:?} does not match {host} (domain fronting)"),
+        );
+        return;
+    }
+    let config = match broker.server_config(&host) {
+        Ok(c) => c,
+        Err(e) => return engine.log_refusal_only(&attempt, &e.to_string()),
+    };
+    let Ok(step_tls) = start.into_stream(config).await else {
+        return;
+    };
+    // Upstream: the checked address, and the real server's certificate against the system roots.
+    let tcp = match engine.dial(&mut attempt, rule.as_deref()).await {
+        Ok(s) => s,
+        Err(reason) => return engine.log_refusal_only(&attempt, &reason),
+    };
+    let Ok(server_name) = ServerName::try_from(host.clone()) else {
+        return;
+    };
+    let upstream = match tokio_rustls::TlsConnector::from(broker.client.clone())
+        .connect(server_name, tcp)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // Fail closed: never fall back to an unverified connection.
+            return engine.log_refusal_only(
+                &attempt,
+                &format!("upstream certificate verification failed: {e}"),
+            );
+        }
+    };
+    engine.admitted(&attempt, rule, None);
+    let Ok((sender, connection)) =
+        hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await
+    else {
+        return;
+    };
+    tokio::spawn(connection);
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    let conn = attempt.conn;
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (engine, broker, sender, host) =
+            (engine.clone(), broker.clone(), sender.clone(), host.clone());
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                forward_bound(req, &engine, &broker, &sender, &host, conn).await,
+            )
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(step_tls), svc)
+        .await;
+    let _ = started;
+}
+
+type Sender = tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<ReplacingBody>>;
+type Out = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+async fn forward_bound(
+    req: Request<Incoming>,
+    engine: &Engine,
+    broker: &Broker,
+    sender: &Sender,
+    host: &str,
+    conn: u64,
+) -> Response<Out> {
+    let method = req.method().to_string();
+    let url = audit::sanitize_url(&format!("https://{host}{}", req.uri()));
+    let log = |decision, status: u16| {
+        engine.log(Event::Http(audit::Http {
+            conn,
+            method: method.clone(),
+            url: url.clone(),
+            decision,
+            status: Some(status),
+        }));
+    };
+    // Secrets bound elsewhere must not ride along to this host either.
+    let mut head = format!("{} {}\r\n", req.method(), req.uri()).into_bytes();
+    for (k, v) in req.headers() {
+        head.extend_from_slice(k.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(secret) = engine.leaked_secret(&head, host, true) {
+        engine.report_leak(
+            &secret,
+            host,
+            crate::audit::Via::Proxy,
+            "an intercepted request",
+        );
+        log(Decision::Deny, 403);
+        return status(StatusCode::FORBIDDEN);
+    }
+    let pairs = broker.replacements(host);
+    let replacer = match Replacer::new(pairs) {
+        Ok(r) => r,
+        Err(_) => {
+            log(Decision::Deny, 500);
+            return status(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    // Request line and headers: swapped whole here; the body as it streams.
+    let uri = replacer.replace_all(parts.uri.to_string().as_bytes());
+    if let Ok(u) = hyper::Uri::try_from(uri) {
+        parts.uri = u;
+    }
+    for value in parts.headers.values_mut() {
+        let swapped = replacer.replace_all(value.as_bytes());
+        if swapped != value.as_bytes()
+            && let Ok(v) = hyper::header::HeaderValue::from_bytes(&swapped)
+        {
+            *value = v;
+        }
+    }
+    let req = Request::from_parts(
+        parts,
+        ReplacingBody {
+            inner: body,
+            replacer,
+            done: false,
+        },
+    );
+    let mut sender = sender.lock().await;
+    if sender.ready().await.is_err() {
+        log(Decision::Deny, 502);
+        return status(StatusCode::BAD_GATEWAY);
+    }
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            log(Decision::Allow, resp.status().as_u16());
+            resp.map(|b| b.boxed())
+        }
+        Err(_) => {
+            log(Decision::Allow, 502);
+            status(StatusCode::BAD_GATEWAY)
+        }
+    }
+}
+
+fn status(code: StatusCode) -> Response<Out> {
+    let mut r = Response::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = code;
+    r
+}
