@@ -246,3 +246,60 @@ fn an_unverifiable_upstream_is_a_denial_not_a_fallback() {
         "{ev:#?}"
     );
 }
+
+#[test]
+fn method_and_path_rules_are_enforced_on_segment_boundaries() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let profile = "name: gh\ndescription: read one org's repos\nextends: default\nnetwork:\n  allow:\n    - { host: allowed.test, methods: [GET], paths: [\"/repos/acme\"] }\n";
+    let out = run(
+        &net,
+        &dir,
+        profile,
+        "for r in 'GET /repos/acme/app' 'GET /repos/acme-evil/x' 'POST /repos/acme/app'; do \
+         set -- $r; curl -s -o /dev/null -w \"$1 $2 %{http_code}\\n\" -X $1 https://allowed.test$2; done",
+    );
+    assert_eq!(
+        out.stdout(),
+        "GET /repos/acme/app 200\nGET /repos/acme-evil/x 403\nPOST /repos/acme/app 403\n",
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(
+        net.log("requests.log").lines().count(),
+        1,
+        "{}",
+        net.log("requests.log")
+    );
+    let ev = audit_events(&dir);
+    assert_eq!(
+        find(
+            &ev,
+            "http",
+            &[
+                ("method", "POST"),
+                ("url", "https://allowed.test/repos/acme/app"),
+                ("status", "403")
+            ]
+        )
+        .len(),
+        1,
+        "{ev:#?}"
+    );
+    assert_eq!(
+        find(
+            &ev,
+            "http",
+            &[
+                ("method", "GET"),
+                ("url", "https://allowed.test/repos/acme-evil/x"),
+                ("decision", "deny")
+            ]
+        )
+        .len(),
+        1
+    );
+}

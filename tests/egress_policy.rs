@@ -343,7 +343,7 @@ fn bad_host_rules_name_the_entry() {
     // Unquoted, `host:` is a YAML mapping, not a rule with an empty port.
     assert_eq!(
         err(&with_network("  allow:\n    - example.com:\n")),
-        "FILE:5:7: unknown key `example.com` in `network.allow[0]` (expected one of: host, cidr, ports)"
+        "FILE:5:7: unknown key `example.com` in `network.allow[0]` (expected one of: host, cidr, ports, methods, paths)"
     );
 
     let long = format!("{}.example", "a".repeat(64));
@@ -404,7 +404,7 @@ fn bad_mapping_rules_point_at_the_field() {
         ),
         (
             "{ host: github.com, prots: [443] }",
-            "FILE:5:27: unknown key `prots` in `network.allow[0]` (expected one of: host, cidr, ports)",
+            "FILE:5:27: unknown key `prots` in `network.allow[0]` (expected one of: host, cidr, ports, methods, paths)",
         ),
         (
             "{ cidr: 203.0.113.5/24 }",

@@ -189,7 +189,12 @@ pub fn run(args: RunArgs) -> i32 {
         }
     }
     plan.inject_secrets(&step_values);
-    let broker = if brokered.is_empty() {
+    let restricted = resolved
+        .network
+        .allow
+        .iter()
+        .any(|r| !r.methods.is_empty() || !r.paths.is_empty());
+    let broker = if brokered.is_empty() && !restricted {
         None
     } else {
         let broker = match Broker::new(brokered) {

@@ -111,6 +111,53 @@ pub fn rule_text(target: &RuleTarget, ports: &[u16]) -> String {
     }
 }
 
+/// Does `path` fall under `prefix`, on a segment boundary (`/repos/acme` covers `/repos/acme`
+/// and `/repos/acme/x`, not `/repos/acme-evil`)?
+pub fn path_under(path: &str, prefix: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl Network {
+    /// Whether some rule for `host` restricts methods or paths (its TLS is then intercepted).
+    pub fn is_restricted(&self, host: &str) -> bool {
+        self.allow
+            .iter()
+            .any(|r| r.matches_name(host) && (!r.methods.is_empty() || !r.paths.is_empty()))
+    }
+
+    /// Decides one HTTP request to `host:port` against the method and path rules: allowed by
+    /// any matching rule without restrictions, or by one whose methods and paths cover it.
+    pub fn request_allowed(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+        path: &str,
+    ) -> Result<String, String> {
+        let rules: Vec<&AllowRule> = self
+            .allow
+            .iter()
+            .filter(|r| r.matches_name(host) && r.ports.contains(&port))
+            .collect();
+        for r in &rules {
+            let method_ok = r.methods.is_empty() || r.methods.iter().any(|m| m == method);
+            let path_ok = r.paths.is_empty() || r.paths.iter().any(|p| path_under(path, p));
+            if method_ok && path_ok {
+                return Ok(r.text.clone());
+            }
+        }
+        Err(format!(
+            "{method} {path} is outside the method and path rules for {host}"
+        ))
+    }
+}
+
 impl AllowRule {
     /// Whether this rule names `name`, which must already be normalised. Cidr rules never match
     /// names.
@@ -249,6 +296,8 @@ mod tests {
                 column: 1,
             },
             key: "network.allow[0]".into(),
+            methods: vec![],
+            paths: vec![],
         }
     }
 
@@ -639,5 +688,20 @@ mod tests {
             allowed("github.com:443")
         );
         assert_eq!(audit.decide_name("evil.example", 443), not_allowed());
+    }
+}
+
+#[cfg(test)]
+mod method_path_tests {
+    use super::*;
+
+    #[test]
+    fn path_prefixes_match_on_segment_boundaries() {
+        assert!(path_under("/repos/acme", "/repos/acme"));
+        assert!(path_under("/repos/acme/app", "/repos/acme"));
+        assert!(!path_under("/repos/acme-evil", "/repos/acme"));
+        assert!(path_under("/repos/acme/app", "/repos/acme/"));
+        assert!(!path_under("/repos/acme", "/repos/acme/"));
+        assert!(!path_under("/", "/repos"));
     }
 }

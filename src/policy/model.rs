@@ -105,6 +105,10 @@ pub struct AllowRule {
     pub at: Location,
     /// Key path where it was written, e.g. `network.allow[2]`, for error messages.
     pub key: String,
+    /// HTTP methods allowed (upper case); empty = any. With `paths`, makes the host intercepted.
+    pub methods: Vec<String>,
+    /// Path prefixes allowed, matched on segment boundaries; empty = any.
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

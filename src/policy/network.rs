@@ -32,7 +32,7 @@ pub(crate) fn allow_rules(
         let key = format!("{prefix}network.allow[{i}]");
         let rule = match entry.value {
             AllowWire::Text(text) => text_rule(&text, at, key)?,
-            AllowWire::Rule(map) => map_rule(map, at, key, file)?,
+            AllowWire::Rule(map) => map_rule(*map, at, key, file)?,
         };
         if !out.iter().any(|have| have.text == rule.text) {
             out.push(rule);
@@ -59,6 +59,8 @@ fn rule(target: RuleTarget, mut ports: Vec<u16>, at: Location, key: String) -> A
         ports,
         at,
         key,
+        methods: Vec::new(),
+        paths: Vec::new(),
     }
 }
 
@@ -180,7 +182,52 @@ fn map_rule(
             ports
         }
     };
-    Ok(rule(target, ports, at, key))
+    let is_cidr = matches!(target, RuleTarget::Cidr(_));
+    let mut r = rule(target, ports, at, key.clone());
+    // Method and path rules: a name is too broad for some hosts (github.com lets a step push
+    // to any repository); these restrict what may be sent to it.
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    for (j, m) in w.methods.iter().flatten().enumerate() {
+        let up = m.value.trim().to_ascii_uppercase();
+        if !METHODS.contains(&up.as_str()) {
+            return Err(PolicyError::InvalidValue {
+                at: here(m),
+                path: format!("{key}.methods[{j}]"),
+                expected: format!("an HTTP method ({})", METHODS.join(", ")),
+                found: m.value.clone(),
+            });
+        }
+        if !r.methods.contains(&up) {
+            r.methods.push(up);
+        }
+    }
+    for (j, p) in w.paths.iter().flatten().enumerate() {
+        let v = p.value.trim();
+        if !v.starts_with('/') || v.contains(['?', '#']) || v.split('/').any(|seg| seg == "..") {
+            return Err(PolicyError::InvalidValue {
+                at: here(p),
+                path: format!("{key}.paths[{j}]"),
+                expected: "a path prefix starting with `/`, without `?`, `#` or `..`".to_string(),
+                found: p.value.clone(),
+            });
+        }
+        r.paths.push(v.to_string());
+    }
+    if (!r.methods.is_empty() || !r.paths.is_empty()) && is_cidr {
+        return Err(bad(
+            &r.at,
+            &r.key,
+            &r.text,
+            "methods and paths need a `host:` rule (the host's TLS is intercepted by name)",
+        ));
+    }
+    if !r.methods.is_empty() {
+        r.text.push_str(&format!(" {}", r.methods.join(",")));
+    }
+    if !r.paths.is_empty() {
+        r.text.push_str(&format!(" {}", r.paths.join(",")));
+    }
+    Ok(r)
 }
 
 /// `203.0.113.0/24`, `2001:db8::/32`, or a single address (`/32` or `/128` implied).

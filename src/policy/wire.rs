@@ -56,7 +56,7 @@ pub(crate) struct NetworkWire {
 #[derive(Debug)]
 pub(crate) enum AllowWire {
     Text(String),
-    Rule(AllowRuleWire),
+    Rule(Box<AllowRuleWire>),
 }
 
 /// `{ host: github.com, ports: [443, 80] }` or `{ cidr: 203.0.113.0/24, ports: [443] }`.
@@ -66,6 +66,10 @@ pub(crate) struct AllowRuleWire {
     pub host: Option<Str>,
     pub cidr: Option<Str>,
     pub ports: Option<Vec<Str>>,
+    /// HTTP methods this host may be sent (the host's TLS is then intercepted).
+    pub methods: Option<Vec<Str>>,
+    /// Path prefixes this host may be sent, matched on `/` boundaries.
+    pub paths: Option<Vec<Str>>,
 }
 
 impl<'de> Deserialize<'de> for AllowWire {
@@ -81,7 +85,7 @@ impl<'de> Deserialize<'de> for AllowWire {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<AllowWire, A::Error> {
                 AllowRuleWire::deserialize(serde::de::value::MapAccessDeserializer::new(a))
-                    .map(AllowWire::Rule)
+                    .map(|r| AllowWire::Rule(Box::new(r)))
             }
         }
         d.deserialize_any(V)

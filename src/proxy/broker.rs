@@ -271,12 +271,13 @@ pub async fn intercept<S>(
     tokio::spawn(connection);
     let sender = Arc::new(tokio::sync::Mutex::new(sender));
     let conn = attempt.conn;
+    let port = attempt.port;
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (engine, broker, sender, host) =
             (engine.clone(), broker.clone(), sender.clone(), host.clone());
         async move {
             Ok::<_, std::convert::Infallible>(
-                forward_bound(req, &engine, &broker, &sender, &host, conn).await,
+                forward_bound(req, &engine, &broker, &sender, &host, port, conn).await,
             )
         }
     });
@@ -295,6 +296,7 @@ async fn forward_bound(
     broker: &Broker,
     sender: &Sender,
     host: &str,
+    port: u16,
     conn: u64,
 ) -> Response<Out> {
     let method = req.method().to_string();
@@ -308,6 +310,33 @@ async fn forward_bound(
             status: Some(status),
         }));
     };
+    // Method and path rules (hosts where a name is too broad).
+    let path = req.uri().path().to_string();
+    if let Err(reason) = engine
+        .network
+        .request_allowed(host, port, req.method().as_str(), &path)
+    {
+        engine.log_refusal_only(
+            &Attempt {
+                conn,
+                name: Some(host.to_string()),
+                source: crate::audit::NameSource::Sni,
+                ip: None,
+                port,
+                protocol: crate::audit::Protocol::Tcp,
+                via: crate::audit::Via::Proxy,
+            },
+            &reason,
+        );
+        log(Decision::Deny, 403);
+        let mut r = Response::new(
+            http_body_util::Full::new(Bytes::from(format!("stepjail: {reason}\n")))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
     // Secrets bound elsewhere must not ride along to this host either.
     let mut head = format!("{} {}\r\n", req.method(), req.uri()).into_bytes();
     for (k, v) in req.headers() {

@@ -130,10 +130,14 @@ impl Engine {
         );
     }
 
-    /// The broker, when `name` is a host some secret is bound to.
+    /// The broker, when `name` is a host some secret is bound to, or one with method and path
+    /// rules: such hosts are intercepted.
     pub fn broker_for(&self, name: Option<&str>) -> Option<Arc<super::broker::Broker>> {
         let name = name?;
-        self.broker.as_ref().filter(|b| b.is_bound(name)).cloned()
+        self.broker
+            .as_ref()
+            .filter(|b| b.is_bound(name) || self.network.is_restricted(name))
+            .cloned()
     }
 
     pub fn conn_id(&self) -> u64 {
