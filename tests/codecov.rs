@@ -254,17 +254,21 @@ fn method_and_path_rules_are_enforced_on_segment_boundaries() {
     }
     let net = Internet::new();
     let dir = Dir::new(NOBODY);
-    let profile = "name: gh\ndescription: read one org's repos\nextends: default\nnetwork:\n  allow:\n    - { host: allowed.test, methods: [GET], paths: [\"/repos/acme\"] }\n";
+    let profile = "name: gh\ndescription: read one org's repos\nextends: default\nnetwork:\n  allow:\n    - { host: allowed.test, ports: [80, 443], methods: [GET], paths: [\"/repos/acme\"] }\n";
     let out = run(
         &net,
         &dir,
         profile,
         "for r in 'GET /repos/acme/app' 'GET /repos/acme-evil/x' 'POST /repos/acme/app'; do \
-         set -- $r; curl -s -o /dev/null -w \"$1 $2 %{http_code}\\n\" -X $1 https://allowed.test$2; done",
+         set -- $r; curl -s -o /dev/null -w \"$1 $2 %{http_code}\\n\" -X $1 https://allowed.test$2; done; \
+         curl -s -o /dev/null -w 'plain %{http_code}\\n' -X POST http://allowed.test/repos/acme/app; \
+         curl -s --noproxy '*' -o /dev/null -w 'captured %{http_code}\\n' -X POST http://allowed.test/repos/acme/app; \
+         curl -s -o /dev/null -w 'dots %{http_code}\\n' --path-as-is https://allowed.test/repos/acme/../other",
     );
     assert_eq!(
         out.stdout(),
-        "GET /repos/acme/app 200\nGET /repos/acme-evil/x 403\nPOST /repos/acme/app 403\n",
+        "GET /repos/acme/app 200\nGET /repos/acme-evil/x 403\nPOST /repos/acme/app 403\n\
+         plain 403\ncaptured 403\ndots 403\n",
         "{}",
         out.stderr()
     );

@@ -166,7 +166,8 @@ pub struct Close {
     pub duration_ms: u64,
 }
 
-/// A secret placeholder was seen on its way to a host the secret is not bound to.
+/// A secret's value or placeholder (or an encoding of either) was seen on its way to a host
+/// the secret is not bound to, or in a DNS query name.
 ///
 /// Names the secret; never contains its value or the placeholder's surroundings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -163,6 +163,19 @@ pub fn run(args: RunArgs) -> i32 {
     };
     // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
     // here, with the proxy, which swaps it in towards the bound hosts only.
+    // Names the sandbox sets itself cannot be secrets: a secret named HTTPS_PROXY would point
+    // the step's tools around the proxy.
+    let reserved = |n: &str| {
+        crate::net::proxy_env().iter().any(|(k, _)| k == n)
+            || sandbox::plan::CA_BUNDLE_VARS.contains(&n)
+            || ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"].contains(&n)
+    };
+    if let Some((name, _)) = secret_values.iter().find(|(n, _)| reserved(n)) {
+        return fail(
+            super::EXIT_USAGE,
+            format!("secret {name}: stepjail sets this variable itself; rename the secret"),
+        );
+    }
     let seed = crate::secrets::fresh_seed();
     let mut brokered = Vec::new();
     let mut step_values = Vec::new();

@@ -140,6 +140,19 @@ impl Network {
         method: &str,
         path: &str,
     ) -> Result<String, String> {
+        // Servers normalise dot segments and may decode %2e/%2f: such a path could match a
+        // prefix here and mean another one there. Refused whenever rules restrict the host.
+        let lower = path.to_ascii_lowercase();
+        let sneaky = path.split('/').any(|seg| seg == ".." || seg == ".")
+            || lower.contains("%2e")
+            || lower.contains("%2f")
+            || lower.contains("%5c")
+            || path.contains('\\');
+        if sneaky && self.is_restricted(host) {
+            return Err(format!(
+                "{method} {path}: dot segments or encoded separators are refused where method and path rules apply"
+            ));
+        }
         let rules: Vec<&AllowRule> = self
             .allow
             .iter()
@@ -703,5 +716,51 @@ mod method_path_tests {
         assert!(path_under("/repos/acme/app", "/repos/acme/"));
         assert!(!path_under("/repos/acme", "/repos/acme/"));
         assert!(!path_under("/", "/repos"));
+    }
+}
+
+#[cfg(test)]
+mod sneaky_path_tests {
+    use super::*;
+    use crate::policy::model::{Location, RuleTarget};
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_refused_under_rules() {
+        let rule = AllowRule {
+            target: RuleTarget::Exact("api.test".into()),
+            ports: vec![443],
+            text: "api.test:443 GET /repos/acme/".into(),
+            at: Location {
+                file: "t".into(),
+                line: 1,
+                column: 1,
+            },
+            key: "network.allow[0]".into(),
+            methods: vec!["GET".into()],
+            paths: vec!["/repos/acme/".into()],
+        };
+        let net = Network {
+            mode: NetworkMode::Enforce,
+            allow: vec![rule],
+        };
+        assert!(
+            net.request_allowed("api.test", 443, "GET", "/repos/acme/app")
+                .is_ok()
+        );
+        for p in [
+            "/repos/acme/../other",
+            "/repos/acme/%2e%2e/other",
+            "/repos/acme%2fx",
+            "/repos/acme/./x",
+        ] {
+            assert!(
+                net.request_allowed("api.test", 443, "GET", p).is_err(),
+                "{p}"
+            );
+        }
+        assert!(
+            net.request_allowed("api.test", 443, "POST", "/repos/acme/app")
+                .is_err()
+        );
     }
 }

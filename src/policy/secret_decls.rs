@@ -2,8 +2,8 @@
 //! involve secrets: a name that is both a secret and an `env.set` value, and a broker host the
 //! network rules could never reach (a secret that can never be delivered is a mistake).
 //!
-//! Brokering itself is not implemented yet: `broker` is parsed, normalised and checked here,
-//! and the sandbox refuses to run a profile with brokered secrets.
+//! `broker` is parsed, normalised and checked here; the proxy (`crate::proxy::broker`) does the
+//! brokering.
 
 use serde_saphyr::Spanned;
 

@@ -338,13 +338,11 @@ async fn forward_bound(
         return r;
     }
     // Secrets bound elsewhere must not ride along to this host either.
-    let mut head = format!("{} {}\r\n", req.method(), req.uri()).into_bytes();
-    for (k, v) in req.headers() {
-        head.extend_from_slice(k.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(v.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    let head = super::engine::request_head_bytes(
+        req.method().as_str(),
+        &req.uri().to_string(),
+        req.headers(),
+    );
     if let Some(secret) = engine.leaked_secret(&head, host, true) {
         engine.report_leak(
             &secret,

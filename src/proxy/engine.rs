@@ -57,6 +57,42 @@ pub struct Attempt {
     pub via: Via,
 }
 
+impl Attempt {
+    /// A TCP attempt through the proxy to a classified host (a name, or an address literal).
+    pub fn proxied(
+        conn: u64,
+        host: Result<String, IpAddr>,
+        port: u16,
+        source: NameSource,
+    ) -> Attempt {
+        let (name, ip) = match host {
+            Ok(name) => (Some(name), None),
+            Err(ip) => (None, Some(ip)),
+        };
+        Attempt {
+            conn,
+            name,
+            source,
+            ip,
+            port,
+            protocol: Protocol::Tcp,
+            via: Via::Proxy,
+        }
+    }
+}
+
+/// A request's line and headers as bytes, for looking for secrets in them.
+pub fn request_head_bytes(method: &str, uri: &str, headers: &hyper::HeaderMap) -> Vec<u8> {
+    let mut head = format!("{method} {uri}\r\n").into_bytes();
+    for (k, v) in headers {
+        head.extend_from_slice(k.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head
+}
+
 /// The outcome of [`Engine::decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::engine::{Attempt, Engine, Verdict, classify_host};
 use super::http_head::{RequestHead, parse_request_head, target_authority};
 use super::sni::{Peek, parse_client_hello};
-use crate::audit::{self, Decision, Event, NameSource, Protocol, Via};
+use crate::audit::{self, Decision, Event, NameSource, Via};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -105,19 +105,7 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
             return respond_raw(&mut stream, "400 Bad Request", &format!("stepjail: {e}\n")).await;
         }
     };
-    let (name, ip) = match host {
-        Ok(name) => (Some(name), None),
-        Err(ip) => (None, Some(ip)),
-    };
-    let mut attempt = Attempt {
-        conn,
-        name,
-        source: NameSource::Connect,
-        ip,
-        port,
-        protocol: Protocol::Tcp,
-        via: Via::Proxy,
-    };
+    let mut attempt = Attempt::proxied(conn, host, port, NameSource::Connect);
     let (rule, would_deny) = match engine.decide(&attempt) {
         Verdict::Go { rule, would_deny } => (rule, would_deny),
         Verdict::Refuse { reason } => {
@@ -223,19 +211,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
         Ok(t) => t,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("stepjail: {e}")),
     };
-    let (name, ip) = match host {
-        Ok(name) => (Some(name), None),
-        Err(ip) => (None, Some(ip)),
-    };
-    let mut attempt = Attempt {
-        conn,
-        name,
-        source: NameSource::Connect,
-        ip,
-        port,
-        protocol: Protocol::Tcp,
-        via: Via::Proxy,
-    };
+    let mut attempt = Attempt::proxied(conn, host, port, NameSource::Connect);
     let (rule, would_deny) = match engine.decide(&attempt) {
         Verdict::Go { rule, would_deny } => (rule, would_deny),
         Verdict::Refuse { reason } => return refused(reason),
@@ -426,19 +402,7 @@ async fn forward(req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Res
             return text(StatusCode::BAD_REQUEST, format!("stepjail: {e}"));
         }
     };
-    let (name, ip) = match host {
-        Ok(n) => (Some(n), None),
-        Err(ip) => (None, Some(ip)),
-    };
-    let mut attempt = Attempt {
-        conn,
-        name,
-        source: NameSource::Host,
-        ip,
-        port,
-        protocol: Protocol::Tcp,
-        via: Via::Proxy,
-    };
+    let mut attempt = Attempt::proxied(conn, host, port, NameSource::Host);
     // Domain fronting in plain HTTP: the Host header must name the request target.
     let hosts: Vec<_> = req.headers().get_all(hyper::header::HOST).iter().collect();
     let host_ok = match hosts.as_slice() {
@@ -472,6 +436,17 @@ async fn forward(req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Res
         .name
         .clone()
         .unwrap_or_else(|| attempt.ip.map(|i| i.to_string()).unwrap_or_default());
+    // Method and path rules hold for plain HTTP as well as for intercepted HTTPS.
+    if engine.network.is_restricted(&dest)
+        && let Err(reason) =
+            engine
+                .network
+                .request_allowed(&dest, port, req.method().as_str(), uri.path())
+    {
+        engine.log_refusal_only(&attempt, &reason);
+        log_http(conn, Decision::Deny, 403);
+        return refused(reason);
+    }
     let req = match check_plain_request(req, &engine, &dest).await {
         Ok(r) => r,
         Err((status, why)) => {
@@ -568,13 +543,11 @@ async fn check_plain_request(
         return Ok(req.map(|b| b.boxed()));
     }
     let (parts, body) = req.into_parts();
-    let mut head = format!("{} {}\r\n", parts.method, parts.uri).into_bytes();
-    for (k, v) in &parts.headers {
-        head.extend_from_slice(k.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(v.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    let head = super::engine::request_head_bytes(
+        parts.method.as_str(),
+        &parts.uri.to_string(),
+        &parts.headers,
+    );
     let body = match http_body_util::Limited::new(body, MAX_SCANNED_BODY)
         .collect()
         .await

@@ -199,6 +199,21 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
         Verdict::Go { rule, would_deny } => (rule, would_deny),
         Verdict::Refuse { reason } => return close_refused(tcp, &first, &reason).await,
     };
+    // Captured plain HTTP: method and path rules apply to its first request too.
+    if attempt.source == NameSource::Host
+        && let (Some(name), Peek::Done(head)) =
+            (attempt.name.as_deref(), parse_request_head(&first))
+        && engine.network.is_restricted(name)
+    {
+        let path = head.target.split('?').next().unwrap_or("/");
+        if let Err(reason) = engine
+            .network
+            .request_allowed(name, attempt.port, &head.method, path)
+        {
+            engine.log_refusal_only(&attempt, &reason);
+            return close_refused(tcp, &first, &reason).await;
+        }
+    }
     // Captured plain HTTP: the secrets must not be in what the step is sending.
     if attempt.source == NameSource::Host
         && let Some(secret) =

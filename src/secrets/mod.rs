@@ -7,8 +7,8 @@
 //! (best effort, see `wipe.rs`).
 //!
 //! Declarations (`secrets:` in a profile) are parsed by `policy` into
-//! [`crate::policy::model::SecretDecl`]; brokering (`broker: [host]`) is carried in the model
-//! but not implemented: the sandbox refuses profiles with brokered secrets.
+//! [`crate::policy::model::SecretDecl`]; brokering (`broker: [host]`) gives the step a
+//! placeholder (`placeholder.rs`) and the proxy swaps the value in (`crate::proxy::broker`).
 
 #![forbid(unsafe_code)]
 
