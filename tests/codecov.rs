@@ -45,49 +45,16 @@ fn run_with_roots(
         "home/secrets.json",
         &format!("{{\"CODECOV_TOKEN\": \"{TOKEN}\", \"NPM_TOKEN\": \"npm_other\"}}"),
     );
-    let p = dir.write("ws/profile.yml", profile);
-    let audit = dir.root.join("audit.jsonl");
+    let extra = ["--secrets-file", secrets.to_str().unwrap(), "--no-mask"];
+    // stepjail verifies the real servers against the system roots; in this fake internet the
+    // "system" trusts the fake CA (unless the test says otherwise).
     let ca = net.logs.join("ca.pem");
-    let id = dir.owner.to_string();
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &net.ns,
-        "setpriv",
-        "--reuid",
-        &id,
-        "--regid",
-        &id,
-        "--clear-groups",
-        bin(),
-    ])
-    .args([
-        "run",
-        "--profile",
-        p.to_str().unwrap(),
-        "--resolver",
-        "192.0.2.53:53",
-    ])
-    .args([
-        "--audit-log",
-        audit.to_str().unwrap(),
-        "--secrets-file",
-        secrets.to_str().unwrap(),
-        "--no-mask",
-    ])
-    .args(["--", "sh", "-c", script])
-    .env_clear()
-    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-    .env("HOME", &dir.home)
-    .current_dir(&dir.ws)
-    .stdin(std::process::Stdio::null());
-    if trust_fake_ca {
-        // stepjail verifies the real servers against the system roots; in this fake internet
-        // the "system" trusts the fake CA.
-        cmd.env("SSL_CERT_FILE", &ca);
-    }
-    Out(cmd.output().unwrap())
+    let env: &[(&str, &std::path::Path)] = if trust_fake_ca {
+        &[("SSL_CERT_FILE", &ca)]
+    } else {
+        &[]
+    };
+    net.run_env(dir, profile, &extra, script, env)
 }
 
 #[test]

@@ -104,6 +104,18 @@ impl Internet {
     /// `stepjail run --profile <yaml> --resolver 192.0.2.53:53 --audit-log <dir>/audit.jsonl
     /// EXTRA... -- sh -c SCRIPT`, run inside the namespace as the directory's owner.
     pub fn run(&self, dir: &Dir, profile: &str, extra: &[&str], script: &str) -> Out {
+        self.run_env(dir, profile, extra, script, &[])
+    }
+
+    /// [`Internet::run`] with extra environment variables for stepjail itself.
+    pub fn run_env(
+        &self,
+        dir: &Dir,
+        profile: &str,
+        extra: &[&str],
+        script: &str,
+        env: &[(&str, &Path)],
+    ) -> Out {
         let p = dir.write("ws/profile.yml", profile);
         let audit = dir.root.join("audit.jsonl");
         let mut cmd = Command::new("ip");
@@ -128,6 +140,9 @@ impl Internet {
             .env("HOME", &dir.home)
             .current_dir(&dir.ws)
             .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         Out(cmd.output().unwrap())
     }
 }
