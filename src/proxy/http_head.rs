@@ -247,15 +247,24 @@ mod tests {
             split_host_port("[2001:db8::1]", Some(80)),
             Ok(("2001:db8::1".into(), 80))
         );
-        assert!(split_host_port("[2001:db8::1]", None).is_err());
-        assert!(split_host_port("2001:db8::1", Some(80)).is_err());
-        assert!(split_host_port("[fe80::1%eth0]:80", None).is_err());
-        assert!(split_host_port("a.example:0", None).is_err());
-        assert!(split_host_port("a.example:65536", None).is_err());
-        assert!(split_host_port("a.example:+80", None).is_err());
-        assert!(split_host_port("a.example:", Some(80)).is_err());
-        assert!(split_host_port(":80", None).is_err());
-        assert!(split_host_port("a%2eexample:80", None).is_err());
+        assert_eq!(split_host_port("[2001:db8::1]", None), Err("port required"));
+        assert_eq!(
+            split_host_port("2001:db8::1", Some(80)),
+            Err("bare IPv6 literal or extra colon")
+        );
+        assert_eq!(
+            split_host_port("[fe80::1%eth0]:80", None),
+            Err("bad IPv6 literal")
+        );
+        assert_eq!(split_host_port("a.example:0", None), Err("bad port"));
+        assert_eq!(split_host_port("a.example:65536", None), Err("bad port"));
+        assert_eq!(split_host_port("a.example:+80", None), Err("bad port"));
+        assert_eq!(split_host_port("a.example:", Some(80)), Err("bad port"));
+        assert_eq!(split_host_port(":80", None), Err("bad host name"));
+        assert_eq!(
+            split_host_port("a%2eexample:80", None),
+            Err("bad host name")
+        );
         assert_eq!(
             split_host_port("A.Example.:443", None),
             Ok(("A.Example.".into(), 443))
