@@ -177,6 +177,9 @@ mod tests {
                 .unwrap_err()
                 .contains("not an absolute path")
         );
-        assert!(normalise_absolute("/a/../b").unwrap_err().contains(".."), "a `..` component is refused");
+        assert!(
+            normalise_absolute("/a/../b").unwrap_err().contains(".."),
+            "a `..` component is refused"
+        );
     }
 }
