@@ -196,3 +196,21 @@ fn unknown_builtin_names_the_available_ones() {
         out.stderr()
     );
 }
+
+#[test]
+fn every_example_profile_is_valid() {
+    let dir = Dir::new(users()[users().len() - 1]);
+    let mut files: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .filter(|p| p.ends_with(".yml"))
+            .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let out = Sj::new(&dir, &args).output().ok();
+    assert_eq!(out.lines().count(), files.len());
+    assert!(out.lines().all(|l| l.ends_with(": ok")), "{out}");
+}
