@@ -375,7 +375,7 @@ mod tests {
                     check(v, &seed(n));
                 }
             } else {
-                assert!(placeholder(v, &SEED).is_err());
+                assert_eq!(placeholder(v, &SEED), Err(PlaceholderError::NoAlphanumeric));
             }
         }
     }
