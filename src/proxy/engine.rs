@@ -195,7 +195,7 @@ impl Engine {
         }
     }
 
-    fn audit_broken(&self) -> bool {
+    pub fn audit_broken(&self) -> bool {
         self.audit_failed.load(Ordering::SeqCst)
     }
 

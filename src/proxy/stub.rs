@@ -93,6 +93,8 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
         .ok()
         .and_then(|n| engine.network.dns_allowed(&n));
     let decision = match (&rule, engine.audit_mode()) {
+        // A failed audit log denies everything from then on, names included (fail closed).
+        _ if engine.audit_broken() => Decision::Deny,
         (Some(_), _) => Decision::Allow,
         (None, true) => Decision::WouldDeny,
         (None, false) => Decision::Deny,
