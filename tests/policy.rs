@@ -768,14 +768,51 @@ fn check_file_profiles_and_policies() {
 
     let bad = files.write(
         "bad4.yml",
-        "version: 1\njobs:\n  t:\n    steps:\n      s: { profile: x, secrets: {} }\n",
+        "version: 1\njobs:\n  t:\n    steps:\n      s: { profile: offline, secretz: {} }\n",
     );
     assert_eq!(
         check_file(&bad).unwrap_err().to_string(),
         format!(
-            "{}:5:24: unknown key `secrets` in `jobs.t.steps.s` (expected one of: profile)",
+            "{}:5:30: unknown key `secretz` in `jobs.t.steps.s` (expected one of: profile, secrets, allow_env)",
             bad.display()
         )
+    );
+
+    // A step's brokered secret must be deliverable by the step's profile.
+    let bad = files.write(
+        "bad4b.yml",
+        "version: 1\njobs:\n  t:\n    steps:\n      s:\n        profile: offline\n        secrets: { TOKEN: { broker: [codecov.io] } }\n",
+    );
+    let msg = check_file(&bad).unwrap_err().to_string();
+    assert!(
+        msg.contains("jobs.t.steps.s.secrets.TOKEN") && msg.contains("codecov.io"),
+        "{msg}"
+    );
+    let good = files.write(
+        "good4.yml",
+        "version: 1\njobs:\n  t:\n    steps:\n      s:\n        profile: codecov\n        secrets: { TOKEN: { broker: [codecov.io] }, OTHER: {} }\n        allow_env: [LD_LIBRARY_PATH]\n",
+    );
+    check_file(&good).unwrap();
+    let bad = files.write(
+        "bad4c.yml",
+        "version: 1\njobs:\n  t:\n    steps:\n      s: { profile: offline, allow_env: [STEPJAIL_STATE] }\n",
+    );
+    assert!(
+        check_file(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("`jobs.t.steps.s.allow_env`: expected a variable name ([A-Za-z_][A-Za-z0-9_]*), not STEPJAIL_*")
+    );
+    // Frozen policies are self-contained: no `extends:` of files.
+    let bad = files.write(
+        "bad4d.yml",
+        "version: 1\nprofiles:\n  x: { description: d, extends: ./p.yml }\n",
+    );
+    assert!(
+        check_file(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("`profiles.x.extends`: expected a built-in profile")
     );
 
     let bad = files.write(

@@ -125,7 +125,6 @@ pub(crate) struct LandlockWire {
 }
 
 /// A policy file (`.github/stepjail.yml`): which profile each step of each job runs under.
-/// Only the part `stepjail check` needs so far.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyWire {
@@ -145,6 +144,10 @@ pub(crate) struct JobWire {
 #[serde(deny_unknown_fields)]
 pub(crate) struct StepWire {
     pub profile: Str,
+    /// The secrets this step gets, on top of any its profile declares.
+    pub secrets: Option<SpannedMap<Spanned<Option<SecretWire>>>>,
+    /// Names this step may write to `$GITHUB_ENV` although they are on the dangerous list.
+    pub allow_env: Option<Vec<Str>>,
 }
 
 /// Just enough of any file to tell a profile (`name:`) from a policy (`version:`).
