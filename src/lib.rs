@@ -5,6 +5,7 @@
 //! `sandbox::sys`), and [`cli`] holds the subcommands `main.rs` dispatches to.
 
 pub mod audit;
+pub mod ci;
 pub mod cli;
 pub mod net;
 pub mod policy;

@@ -72,6 +72,8 @@ fn every_event() -> Vec<Event> {
             mode: NetMode::Audit,
             command: "npm".into(),
             workspace: "/home/runner/work/app".into(),
+            ci_job: None,
+            ci_step: None,
         }),
         Event::StepEnd(StepEnd {
             profile: "ci".into(),
@@ -422,6 +424,8 @@ fn two_runs() -> Vec<Record> {
                 mode: NetMode::Audit,
                 command: "npm".into(),
                 workspace: "/w".into(),
+                ci_job: None,
+                ci_step: None,
             }),
         ),
         rec(
@@ -514,6 +518,8 @@ fn two_runs() -> Vec<Record> {
                 mode: NetMode::Enforce,
                 command: "npm".into(),
                 workspace: "/w".into(),
+                ci_job: None,
+                ci_step: None,
             }),
         ),
         rec(

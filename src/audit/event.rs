@@ -81,6 +81,12 @@ pub struct StepStart {
     pub command: String,
     /// The workspace directory as the host sees it.
     pub workspace: String,
+    /// The CI job id (`GITHUB_JOB`), for steps run by `stepjail step`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_job: Option<String>,
+    /// The CI step id (`GITHUB_ACTION`), for steps run by `stepjail step`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_step: Option<String>,
 }
 
 /// The step has finished (or was killed).

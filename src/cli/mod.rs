@@ -5,6 +5,8 @@ pub mod audit;
 pub mod check;
 pub mod profiles;
 pub mod run;
+pub mod setup;
+pub mod step;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Read audit logs: `summarize` them, or `suggest` an allowlist from them.
     Audit(audit::AuditArgs),
+    /// GitHub Actions: validate the job's policy and freeze it, with the secrets, for `step`.
+    Setup(setup::SetupArgs),
+    /// GitHub Actions: the `shell:` of a `run:` step; runs it under its policy entry.
+    Step(step::StepArgs),
 }
 
 /// Dispatches a parsed command line; returns the process exit code.
@@ -37,5 +43,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Profiles => profiles::run(),
         Command::Check(args) => check::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Setup(args) => setup::run(args),
+        Command::Step(args) => step::run(args),
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::audit::{AuditLog, Event, NetMode, StepEnd, StepStart};
-use crate::policy::model::{NetworkMode, Vars};
+use crate::policy::model::{NetworkMode, Profile, Vars};
 use crate::proxy::broker::{Broker, BrokeredSecret};
 use crate::proxy::engine::Engine;
 use crate::sandbox::{self, host, plan::Plan};
@@ -57,21 +57,105 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(super::EXIT_USAGE, e),
     };
+    let workspace = args.workspace.clone().unwrap_or_else(|| PathBuf::from("."));
+    let file_secrets = match &args.secrets_file {
+        Some(p) => match crate::secrets::load_file(p) {
+            Ok(v) => Some(v),
+            Err(e) => return fail(super::EXIT_USAGE, e),
+        },
+        None => None,
+    };
+    let mode = args.mode.as_deref().map(|m| match m {
+        "enforce" => NetworkMode::Enforce,
+        "audit" => NetworkMode::Audit,
+        _ => NetworkMode::None,
+    });
+    execute(Request {
+        profile,
+        workspace,
+        user: args.user,
+        audit_log: args.audit_log,
+        mode,
+        resolver: args.resolver,
+        file_secrets,
+        no_mask: args.no_mask,
+        verbose: args.verbose,
+        command: args.command,
+        ci: None,
+    })
+    .code
+}
+
+/// One step to run: what `stepjail run` and `stepjail step` both come down to.
+pub struct Request {
+    pub profile: Profile,
+    pub workspace: PathBuf,
+    pub user: Option<String>,
+    pub audit_log: Option<PathBuf>,
+    /// Overrides the profile's network mode.
+    pub mode: Option<NetworkMode>,
+    pub resolver: Option<std::net::SocketAddr>,
+    /// Secret values (every name in it is scrubbed from the inherited environment).
+    pub file_secrets: Option<crate::secrets::SecretValues>,
+    pub no_mask: bool,
+    pub verbose: bool,
+    pub command: Vec<String>,
+    /// For a CI step: the runner's scratch directory reduced to the step's own files, more
+    /// hidden paths and variables, and the job and step ids for the audit log.
+    pub ci: Option<CiStep>,
+}
+
+/// What `stepjail step` adds to a run.
+pub struct CiStep {
+    pub skeleton: Option<sandbox::plan::Skeleton>,
+    /// Paths hidden on top of the profile's (stepjail's own state).
+    pub hidden: Vec<PathBuf>,
+    /// Variables passed whatever the profile says (`GITHUB_ENV` and the other file commands).
+    pub pass: Vec<String>,
+    pub job: String,
+    pub step: String,
+}
+
+/// How a run ended.
+pub struct Finished {
+    /// The exit code stepjail ends with.
+    pub code: i32,
+    /// The run id of the step's audit records.
+    pub run_id: String,
+    /// The resolved profile's name and network mode (empty when the run failed before that).
+    pub profile: String,
+    pub mode: Option<NetMode>,
+}
+
+/// Runs one step; errors are printed here and turned into the exit code.
+pub fn execute(req: Request) -> Finished {
+    let run_id = step_id();
+    let mut finished = Finished {
+        code: 0,
+        run_id: run_id.clone(),
+        profile: req.profile.name.clone(),
+        mode: None,
+    };
+    let failed = |mut f: Finished, code: i32, msg: &dyn std::fmt::Display| {
+        f.code = fail(code, msg);
+        f
+    };
+    let profile = req.profile;
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let identity = match host::identity(args.user.as_deref(), &env) {
+    let identity = match host::identity(req.user.as_deref(), &env) {
         Ok(i) => i,
-        Err(e) => return fail(super::EXIT_USAGE, e),
+        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
     };
-    let workspace = args.workspace.clone().unwrap_or_else(|| PathBuf::from("."));
-    let workspace = match std::fs::canonicalize(&workspace) {
+    let workspace = match std::fs::canonicalize(&req.workspace) {
         Ok(w) if w.is_dir() => w,
         _ => {
-            return fail(
-                super::EXIT_USAGE,
-                format!("the workspace {} is not a directory", workspace.display()),
+            let msg = format!(
+                "the workspace {} is not a directory",
+                req.workspace.display()
             );
+            return failed(finished, super::EXIT_USAGE, &msg);
         }
     };
     let var = |k: &str| {
@@ -87,16 +171,17 @@ pub fn run(args: RunArgs) -> i32 {
     };
     let mut resolved = match profile.resolve(&vars) {
         Ok(r) => r,
-        Err(e) => return fail(super::EXIT_USAGE, e),
+        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
     };
-    // Secrets: resolve the declared values; brokered ones get placeholders below.
-    let file_secrets = match &args.secrets_file {
-        Some(p) => match crate::secrets::load_file(p) {
-            Ok(v) => Some(v),
-            Err(e) => return fail(super::EXIT_USAGE, e),
-        },
-        None => None,
-    };
+    if let Some(ci) = &req.ci {
+        resolved.hidden.extend(ci.hidden.iter().cloned());
+        for name in &ci.pass {
+            resolved
+                .env_pass
+                .push(crate::policy::model::EnvPattern::Exact(name.clone()));
+        }
+    }
+    let file_secrets = req.file_secrets;
     // Every name in the secrets file is a secret: undeclared ones never pass, whatever
     // `env.pass` says.
     if let Some(f) = &file_secrets {
@@ -105,31 +190,27 @@ pub fn run(args: RunArgs) -> i32 {
     let secret_values =
         match crate::secrets::resolve(&resolved.secrets, file_secrets.as_ref(), &env) {
             Ok(v) => v,
-            Err(e) => return fail(super::EXIT_USAGE, e),
+            Err(e) => return failed(finished, super::EXIT_USAGE, &e),
         };
-    if let Some(mode) = &args.mode {
-        resolved.network.mode = match mode.as_str() {
-            "enforce" => NetworkMode::Enforce,
-            "audit" => NetworkMode::Audit,
-            _ => NetworkMode::None,
-        };
+    if let Some(mode) = req.mode {
+        resolved.network.mode = mode;
     }
     let audit_mode = match resolved.network.mode {
         NetworkMode::None => NetMode::None,
         NetworkMode::Enforce => NetMode::Enforce,
         NetworkMode::Audit => NetMode::Audit,
     };
-    let step_id = step_id();
-    let audit = match &args.audit_log {
-        Some(p) => match AuditLog::open(p, &step_id) {
+    finished.mode = Some(audit_mode);
+    let audit = match &req.audit_log {
+        Some(p) => match AuditLog::open(p, &run_id) {
             Ok(a) => a,
-            Err(e) => return fail(sandbox::EXIT_SETUP, e),
+            Err(e) => return failed(finished, sandbox::EXIT_SETUP, &e),
         },
         None => AuditLog::disabled(),
     };
     // The log is the record of what the step did: the step must not be able to edit it, even
     // when it lies in a writable path (it becomes a read-only hole there).
-    if let Some(p) = &args.audit_log
+    if let Some(p) = &req.audit_log
         && let Ok(p) = std::fs::canonicalize(p)
         && resolved.read_write.iter().any(|w| p.starts_with(w))
     {
@@ -137,29 +218,42 @@ pub fn run(args: RunArgs) -> i32 {
     }
     let resolver = match (
         resolved.network.mode,
-        args.resolver.or_else(crate::proxy::dns::host_resolver),
+        req.resolver.or_else(crate::proxy::dns::host_resolver),
     ) {
         (NetworkMode::None, r) => r.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 53))),
         (_, Some(r)) => r,
         (_, None) => {
-            return fail(
-                super::EXIT_USAGE,
-                "no DNS resolver found in /etc/resolv.conf; pass --resolver ADDR:PORT",
-            );
+            let msg = "no DNS resolver found in /etc/resolv.conf; pass --resolver ADDR:PORT";
+            return failed(finished, super::EXIT_USAGE, &msg);
         }
     };
+    let skeleton_files: Vec<PathBuf> = req
+        .ci
+        .iter()
+        .filter_map(|c| c.skeleton.as_ref())
+        .flat_map(|s| s.read_write.iter().chain(&s.read_only).cloned())
+        .collect();
     let paths = resolved
         .read_write
         .iter()
         .chain(&resolved.read_only)
-        .chain(&resolved.hidden);
+        .chain(&resolved.hidden)
+        .chain(&skeleton_files);
     let facts = match host::facts(paths, env) {
         Ok(f) => f,
-        Err(e) => return fail(sandbox::EXIT_SETUP, e),
+        Err(e) => return failed(finished, sandbox::EXIT_SETUP, &e),
     };
-    let mut plan = match Plan::build(&resolved, identity, &workspace, args.command, &facts) {
+    let skeleton = req.ci.as_ref().and_then(|c| c.skeleton.as_ref());
+    let mut plan = match Plan::build_with(
+        &resolved,
+        identity,
+        &workspace,
+        req.command,
+        &facts,
+        skeleton,
+    ) {
         Ok(p) => p,
-        Err(e) => return fail(super::EXIT_USAGE, e),
+        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
     };
     // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
     // here, with the proxy, which swaps it in towards the bound hosts only.
@@ -171,10 +265,8 @@ pub fn run(args: RunArgs) -> i32 {
             || ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"].contains(&n)
     };
     if let Some((name, _)) = secret_values.iter().find(|(n, _)| reserved(n)) {
-        return fail(
-            super::EXIT_USAGE,
-            format!("secret {name}: stepjail sets this variable itself; rename the secret"),
-        );
+        let msg = format!("secret {name}: stepjail sets this variable itself; rename the secret");
+        return failed(finished, super::EXIT_USAGE, &msg);
     }
     let seed = crate::secrets::fresh_seed();
     let mut brokered = Vec::new();
@@ -188,7 +280,10 @@ pub fn run(args: RunArgs) -> i32 {
             Some(d) => {
                 let placeholder = match crate::secrets::placeholder(value, &seed) {
                     Ok(p) => p,
-                    Err(e) => return fail(super::EXIT_USAGE, format!("secret {name}: {e}")),
+                    Err(e) => {
+                        let msg = format!("secret {name}: {e}");
+                        return failed(finished, super::EXIT_USAGE, &msg);
+                    }
                 };
                 step_values.push((name.clone(), placeholder.clone()));
                 brokered.push(BrokeredSecret {
@@ -212,17 +307,15 @@ pub fn run(args: RunArgs) -> i32 {
     } else {
         let broker = match Broker::new(brokered) {
             Ok(b) => b,
-            Err(e) => return fail(sandbox::EXIT_SETUP, e),
+            Err(e) => return failed(finished, sandbox::EXIT_SETUP, &e),
         };
         let Some(bundle) = sandbox::plan::TRUST_BUNDLES
             .iter()
             .map(PathBuf::from)
             .find(|p| p.is_file())
         else {
-            return fail(
-                sandbox::EXIT_SETUP,
-                "brokered secrets need a system CA bundle (none of /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt, /etc/ssl/cert.pem)",
-            );
+            let msg = "brokered secrets need a system CA bundle (none of /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt, /etc/ssl/cert.pem)";
+            return failed(finished, sandbox::EXIT_SETUP, &msg);
         };
         let mut content = std::fs::read_to_string(&bundle).unwrap_or_default();
         content.push('\n');
@@ -230,7 +323,7 @@ pub fn run(args: RunArgs) -> i32 {
         plan.trust_ca(bundle, content);
         Some(std::sync::Arc::new(broker))
     };
-    if args.verbose {
+    if req.verbose {
         let id = &plan.identity;
         eprintln!(
             "stepjail: profile {} ({}), step runs as uid {} gid {}",
@@ -249,6 +342,8 @@ pub fn run(args: RunArgs) -> i32 {
         mode: audit_mode,
         command: plan.argv[0].clone(),
         workspace: workspace.display().to_string(),
+        ci_job: req.ci.as_ref().map(|c| c.job.clone()),
+        ci_step: req.ci.as_ref().map(|c| c.step.clone()),
     }));
     let engine_audit = audit.clone();
     let profile_name = plan.profile_name.clone();
@@ -273,7 +368,7 @@ pub fn run(args: RunArgs) -> i32 {
         Box::new(MaskFilter(crate::secrets::Masker::with_encodings(&refs)))
     };
     let filter: Option<&dyn Fn() -> Box<dyn sandbox::output::Filter>> =
-        if secret_values.is_empty() || args.no_mask {
+        if secret_values.is_empty() || req.no_mask {
             None
         } else {
             Some(&make_masker)
@@ -300,9 +395,9 @@ pub fn run(args: RunArgs) -> i32 {
         duration_ms: started.elapsed().as_millis() as u64,
         timed_out,
     }));
-    match result {
+    finished.code = match result {
         Ok(outcome) => {
-            if args.verbose {
+            if req.verbose {
                 for line in &outcome.info {
                     eprintln!("stepjail: {line}");
                 }
@@ -317,7 +412,8 @@ pub fn run(args: RunArgs) -> i32 {
             outcome.code
         }
         Err(e) => fail(e.exit_code(), e),
-    }
+    };
+    finished
 }
 
 /// An identifier for this run, shared by all its audit events: time and pid, in hex.

@@ -234,6 +234,27 @@ fn mount_op(op: &MountOp, sources: &[OwnedFd]) -> Result<(), SetupError> {
         MountOp::Seal { target } => {
             sys::mount_setattr(target, false, sys::MOUNT_ATTR_RDONLY, 0).step(desc)
         }
+        MountOp::BindFile {
+            source,
+            target,
+            writable,
+        } => {
+            make_mountpoint(target, false).step(desc)?;
+            sys::mount(
+                Some(&proc_fd(&sources[*source])),
+                target,
+                None,
+                MS_BIND,
+                None,
+            )
+            .step(desc)?;
+            let (set, clear) = if *writable {
+                (0, sys::MOUNT_ATTR_RDONLY)
+            } else {
+                (sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOEXEC, 0)
+            };
+            sys::mount_setattr(target, false, set, clear).step(desc)
+        }
     }
 }
 
@@ -400,7 +421,15 @@ fn apply_landlock(plan: &Plan) -> Result<String, SetupError> {
         ))
         .map_err(err)?;
     for p in &writable {
-        rs = rs.add_rule(PathBeneath::new(pfd(p)?, all)).map_err(err)?;
+        // A file rule may only hold file rights (a step's own GITHUB_ENV, for one).
+        let rights = if p.is_dir() {
+            all
+        } else {
+            AccessFs::from_file(abi)
+        };
+        rs = rs
+            .add_rule(PathBeneath::new(pfd(p)?, rights))
+            .map_err(err)?;
     }
     let status = rs.restrict_self().map_err(err)?;
     let state = match status.ruleset {

@@ -77,6 +77,25 @@ pub enum MountOp {
     File { target: PathBuf, content: String },
     /// Remount a tmpfs made above read-only (after its contents are in place).
     Seal { target: PathBuf },
+    /// Bind one host file (opened before any mount) at the same path, writable or read-only;
+    /// the mountpoint is created when missing (inside a [`Skeleton`]'s tmpfs).
+    BindFile {
+        source: usize,
+        target: PathBuf,
+        writable: bool,
+    },
+}
+
+/// A directory the step sees as an empty, read-only skeleton holding only the listed files at
+/// their own paths: GitHub's `RUNNER_TEMP`, which holds every step's scripts and file-command
+/// files, reduced to this step's script and its own file-command files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skeleton {
+    pub dir: PathBuf,
+    /// Files inside `dir` the step may write (its `GITHUB_ENV`, `GITHUB_OUTPUT`, ...).
+    pub read_write: Vec<PathBuf>,
+    /// Files inside `dir` the step may read (its script).
+    pub read_only: Vec<PathBuf>,
 }
 
 /// rlimit settings as (resource, value).
@@ -150,11 +169,23 @@ impl Plan {
         argv: Vec<String>,
         host: &HostFacts,
     ) -> Result<Plan, PlanError> {
+        Plan::build_with(profile, identity, workspace, argv, host, None)
+    }
+
+    /// [`Plan::build`] with a directory reduced to a [`Skeleton`].
+    pub fn build_with(
+        profile: &ResolvedProfile,
+        identity: Identity,
+        workspace: &Path,
+        argv: Vec<String>,
+        host: &HostFacts,
+        skeleton: Option<&Skeleton>,
+    ) -> Result<Plan, PlanError> {
         if argv.is_empty() {
             return Err(PlanError::NoCommand);
         }
         let egress = profile.network.mode != NetworkMode::None;
-        let (sources, mut mounts, writable) = mounts(profile, host);
+        let (sources, mut mounts, writable) = mounts(profile, host, skeleton);
         if egress {
             // Before the final Seal of /dev, where the file's content is staged.
             let at = mounts.len() - 1;
@@ -214,6 +245,7 @@ fn is_hidden(path: &Path, hidden: &[PathBuf]) -> bool {
 fn mounts(
     profile: &ResolvedProfile,
     host: &HostFacts,
+    skeleton: Option<&Skeleton>,
 ) -> (Vec<PathBuf>, Vec<MountOp>, Vec<PathBuf>) {
     let mut ops = vec![
         // First, so nothing below ever shows up in the host's mount table.
@@ -242,6 +274,22 @@ fn mounts(
         sources.push(p.clone());
         writable.push(p);
     }
+    // The skeleton after the writable binds (one of them may contain its directory), then the
+    // writable paths inside it bound again on top.
+    if let Some(sk) = skeleton {
+        ops.push(MountOp::Tmpfs {
+            target: sk.dir.clone(),
+            mode: 0o755,
+        });
+        for (i, w) in writable.iter().enumerate() {
+            if w.starts_with(&sk.dir) && *w != sk.dir {
+                ops.push(MountOp::BindWritable {
+                    source: i,
+                    target: w.clone(),
+                });
+            }
+        }
+    }
     // Read-only holes after the writable binds they punch through.
     for p in dedup(&profile.read_only) {
         if host.kinds.contains_key(&p) && writable.iter().any(|w| p.starts_with(w)) {
@@ -262,6 +310,32 @@ fn mounts(
                 kind: *kind,
             });
         }
+    }
+    // The skeleton's files last, so no hidden path covers them, then the skeleton is sealed.
+    if let Some(sk) = skeleton {
+        let files = sk
+            .read_write
+            .iter()
+            .map(|f| (f, true))
+            .chain(sk.read_only.iter().map(|f| (f, false)));
+        for (f, w) in files {
+            // Only files inside the skeleton, and only regular files that exist.
+            if !f.starts_with(&sk.dir) || host.kinds.get(f) != Some(&HiddenKind::File) {
+                continue;
+            }
+            ops.push(MountOp::BindFile {
+                source: sources.len(),
+                target: f.clone(),
+                writable: w,
+            });
+            sources.push(f.clone());
+            if w {
+                writable.push(f.clone());
+            }
+        }
+        ops.push(MountOp::Seal {
+            target: sk.dir.clone(),
+        });
     }
     ops.push(MountOp::Seal {
         target: "/dev".into(),

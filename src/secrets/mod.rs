@@ -25,7 +25,9 @@ pub use mask::{MASK, Masker, encodings};
 pub use placeholder::{PlaceholderError, fresh_seed, placeholder};
 pub use replace::{ReplaceError, Replacer};
 pub use scrub::{CI_CREDENTIALS, is_scrubbed};
-pub use source::{MAX_FILE_BYTES, SecretValues, from_dotenv, from_json, load_file, resolve};
+pub use source::{
+    MAX_FILE_BYTES, SecretValues, from_dotenv, from_json, load_file, parse_text, resolve,
+};
 
 /// Everything that can go wrong reading secret sources or resolving declarations.
 ///

@@ -392,14 +392,19 @@ pub fn load_file(path: &Path) -> Result<SecretValues, SecretsError> {
             });
         }
     };
-    let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let parsed = if body.trim_start().starts_with('{') {
-        from_json(&text, &file)
-    } else {
-        from_dotenv(&text, &file)
-    };
+    let parsed = parse_text(&text, &file);
     wipe_string(&mut text);
     parsed
+}
+
+/// Parse secrets text: JSON when its first non-blank character is `{`, dotenv otherwise.
+pub fn parse_text(text: &str, origin: &str) -> Result<SecretValues, SecretsError> {
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if body.trim_start().starts_with('{') {
+        from_json(text, origin)
+    } else {
+        from_dotenv(text, origin)
+    }
 }
 
 /// The value of each declared secret: from `file` when it has a non-empty one, else from the

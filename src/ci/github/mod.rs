@@ -1,0 +1,8 @@
+//! GitHub Actions: the frozen policy (`stepjail setup`), the `shell:` wrapper (`stepjail step`),
+//! file-command sanitizing, the job summary and annotations.
+
+pub mod filecmd;
+pub mod report;
+pub mod setup;
+pub mod state;
+pub mod step;

@@ -1,0 +1,578 @@
+//! What a GitHub user sees of a step: workflow-command annotations for denials and a compact
+//! section in the step's summary (`$GITHUB_STEP_SUMMARY`).
+//!
+//! Every host name here comes from the step's own traffic, so it is hostile input: names are
+//! reduced to host-name characters before they reach Markdown or a workflow command, and a
+//! step cannot grow the summary past GitHub's 1 MiB limit through us.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::audit::{Decision, Event, NetMode, Record};
+
+/// GitHub's limit on one step's summary.
+pub const SUMMARY_LIMIT: u64 = 1024 * 1024;
+/// The most stepjail adds to one step's summary.
+pub const SECTION_LIMIT: usize = 64 * 1024;
+/// Rows per table before "and N more".
+const MAX_ROWS: usize = 40;
+/// Annotations per step: GitHub shows 10 errors per step anyway.
+pub const MAX_ANNOTATIONS: usize = 10;
+
+/// One destination (name or address, port).
+type Dest = (String, u16);
+
+/// What one step did on the network, from its audit records.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// Allowed destinations: connections, bytes sent, bytes received.
+    pub reached: BTreeMap<Dest, (u64, u64, u64)>,
+    /// Denied (or would-be denied) destinations: attempts and the first reason.
+    pub denied: BTreeMap<Dest, (u64, String)>,
+    /// Secret names seen on their way somewhere they may not go.
+    pub leaks: BTreeMap<String, u64>,
+}
+
+/// Reduces a name from the step's traffic to characters that are safe in Markdown and in
+/// workflow commands: letters, digits, `.-_:[]` (IPv6 brackets); anything else becomes `?`.
+pub fn safe_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(253)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_:[]".contains(c) {
+                c.to_ascii_lowercase()
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push('?');
+    }
+    out
+}
+
+fn dest_of(name: Option<&str>, ip: Option<IpAddr>, port: u16) -> Dest {
+    let host = match (name, ip) {
+        (Some(n), _) => safe_name(n),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => "?".to_string(),
+    };
+    (host, port)
+}
+
+impl StepReport {
+    /// Builds the report from the records of one run (`run_id`).
+    pub fn from_records(records: &[Record], run_id: &str) -> StepReport {
+        let mut r = StepReport::default();
+        let mut conns: BTreeMap<u64, Dest> = BTreeMap::new();
+        let mut dns_denied: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        for rec in records.iter().filter(|x| x.step == run_id) {
+            match &rec.event {
+                Event::Connect(c) => {
+                    let d = dest_of(c.dest_name.as_deref(), c.dest_ip, c.dest_port);
+                    match c.decision {
+                        Decision::Allow => {
+                            r.reached.entry(d.clone()).or_default().0 += 1;
+                            conns.insert(c.conn, d);
+                        }
+                        Decision::Deny | Decision::WouldDeny => {
+                            let e = r
+                                .denied
+                                .entry(d.clone())
+                                .or_insert_with(|| (0, c.reason.clone().unwrap_or_default()));
+                            e.0 += 1;
+                            if c.decision == Decision::WouldDeny {
+                                // Let through in audit mode: its bytes count as reached.
+                                conns.insert(c.conn, d);
+                            }
+                        }
+                    }
+                }
+                Event::Close(c) => {
+                    if let Some(d) = conns.get(&c.conn) {
+                        let e = r.reached.entry(d.clone()).or_default();
+                        e.1 += c.bytes_up;
+                        e.2 += c.bytes_down;
+                    }
+                }
+                Event::Http(h) if h.decision != Decision::Allow => {
+                    let (scheme, rest) = h.url.split_once("://").unwrap_or(("http", &h.url));
+                    let authority = rest.split('/').next().unwrap_or("?");
+                    let default_port = if scheme == "https" { 443 } else { 80 };
+                    let (name, port) = match authority.rsplit_once(':') {
+                        Some((n, p)) if !p.contains(']') => (n, p.parse().unwrap_or(default_port)),
+                        _ => (authority, default_port),
+                    };
+                    let path = h.url.splitn(4, '/').nth(3).unwrap_or("");
+                    let why = format!(
+                        "{} /{} not allowed",
+                        safe_name(&h.method).to_uppercase(),
+                        safe_name(path)
+                    );
+                    let e = r
+                        .denied
+                        .entry((safe_name(name), port))
+                        .or_insert_with(|| (0, why));
+                    e.0 += 1;
+                }
+                Event::Dns(d) if d.decision != Decision::Allow => {
+                    let name = safe_name(d.name.trim_end_matches('.'));
+                    let e = dns_denied
+                        .entry(name)
+                        .or_insert_with(|| (0, d.reason.clone().unwrap_or_default()));
+                    e.0 += 1;
+                }
+                Event::SecretLeak(l) => *r.leaks.entry(safe_name(&l.secret_name)).or_default() += 1,
+                _ => {}
+            }
+        }
+        // A name refused by DNS is an attempt of its own, unless a connection to it was denied
+        // too (then that row says it all).
+        for (name, (n, why)) in dns_denied {
+            if !r.denied.keys().any(|(h, _)| *h == name) {
+                let why = if why.is_empty() {
+                    "name not allowed (DNS)".to_string()
+                } else {
+                    format!("{why} (DNS)")
+                };
+                r.denied.insert((name, 53), (n, why));
+            }
+        }
+        r
+    }
+}
+
+/// [`safe_name`] for a path a step wrote: `/` kept as well.
+pub fn safe_path(s: &str) -> String {
+    s.chars()
+        .take(1024)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "./-_+~@=,".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Escapes workflow-command data (`%`, CR, LF).
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a workflow-command property value (data escapes plus `:` and `,`).
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// One workflow command, `::error title=...::message`.
+pub fn command(kind: &str, title: &str, message: &str) -> String {
+    format!(
+        "::{kind} title={}::{}",
+        escape_property(title),
+        escape_data(message)
+    )
+}
+
+/// One annotation per distinct denial (`::error`, or `::warning` in audit mode), at most
+/// [`MAX_ANNOTATIONS`], then one saying how many more are in the summary.
+pub fn annotations(
+    report: &StepReport,
+    step: &str,
+    profile: &str,
+    mode: Option<NetMode>,
+) -> Vec<String> {
+    let audit = mode == Some(NetMode::Audit);
+    let (kind, verb) = if audit {
+        ("warning", "would deny")
+    } else {
+        ("error", "denied")
+    };
+    let mut out: Vec<String> = report
+        .denied
+        .iter()
+        .take(MAX_ANNOTATIONS)
+        .map(|((host, port), (n, why))| {
+            let why = if why.is_empty() { "no rule" } else { why };
+            command(
+                kind,
+                &format!("stepjail {verb} egress"),
+                &format!(
+                    "step {step}: {verb} {host}:{port} ({why}; profile '{profile}'){}",
+                    if *n > 1 {
+                        format!(", {n} attempts")
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        })
+        .collect();
+    if report.denied.len() > MAX_ANNOTATIONS {
+        out.push(command(
+            kind,
+            &format!("stepjail {verb} egress"),
+            &format!(
+                "step {step}: {} more destinations {verb}; see the job summary",
+                report.denied.len() - MAX_ANNOTATIONS
+            ),
+        ));
+    }
+    for (name, n) in &report.leaks {
+        out.push(command(
+            "error",
+            "stepjail secret leak",
+            &format!("step {step}: secret {name} was on its way to a host it is not for ({n}x); the request was refused"),
+        ));
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+/// How the step is named in the summary and annotations: `job/step`.
+pub struct Header<'a> {
+    pub step: &'a str,
+    pub profile: &'a str,
+    pub mode: Option<NetMode>,
+    pub exit_code: i32,
+    /// Entries stepjail removed from `$GITHUB_ENV` / `$GITHUB_PATH`.
+    pub removed: &'a [String],
+}
+
+/// The step's summary section (Markdown), at most [`SECTION_LIMIT`] bytes.
+pub fn summary(report: &StepReport, h: &Header<'_>) -> String {
+    let mode = match h.mode {
+        Some(NetMode::Enforce) => "enforce",
+        Some(NetMode::Audit) => "audit",
+        Some(NetMode::None) => "no network",
+        None => "not started",
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "#### stepjail · `{}` · profile `{}` · {mode} · exit {}\n",
+        h.step
+            .split('/')
+            .map(safe_name)
+            .collect::<Vec<_>>()
+            .join("/"),
+        safe_name(h.profile),
+        h.exit_code
+    );
+    if report.reached.is_empty() {
+        s.push_str("No hosts reached.\n\n");
+    } else {
+        let (n, up, down) = report
+            .reached
+            .values()
+            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2));
+        let _ = writeln!(
+            s,
+            "Reached {} hosts ({n} connections, {} sent, {} received):\n",
+            report.reached.len(),
+            bytes(up),
+            bytes(down)
+        );
+        s.push_str("| host | port | connections | sent | received |\n|---|---|---|---|---|\n");
+        for ((host, port), (n, up, down)) in report.reached.iter().take(MAX_ROWS) {
+            let _ = writeln!(
+                s,
+                "| {host} | {port} | {n} | {} | {} |",
+                bytes(*up),
+                bytes(*down)
+            );
+        }
+        if report.reached.len() > MAX_ROWS {
+            let _ = writeln!(s, "\n…and {} more.", report.reached.len() - MAX_ROWS);
+        }
+        s.push('\n');
+    }
+    let audit = h.mode == Some(NetMode::Audit);
+    if !report.denied.is_empty() {
+        let _ = writeln!(
+            s,
+            "**{} ({}):**\n",
+            if audit { "Would deny" } else { "Denied" },
+            report.denied.len()
+        );
+        s.push_str("| host | port | attempts | reason |\n|---|---|---|---|\n");
+        for ((host, port), (n, why)) in report.denied.iter().take(MAX_ROWS) {
+            let why = if why.is_empty() {
+                "no rule".to_string()
+            } else {
+                why.replace(['|', '<', '>', '`', '[', ']', '\n', '\r'], " ")
+            };
+            let _ = writeln!(s, "| {host} | {port} | {n} | {why} |");
+        }
+        if report.denied.len() > MAX_ROWS {
+            let _ = writeln!(s, "\n…and {} more.", report.denied.len() - MAX_ROWS);
+        }
+        s.push('\n');
+        if audit {
+            s.push_str("Allowlist lines that would let these through (add to the step's profile under `network.allow`):\n\n```yaml\n");
+            for line in allow_lines(report).iter().take(MAX_ROWS) {
+                let _ = writeln!(s, "- {line}");
+            }
+            s.push_str("```\n\n");
+        }
+    }
+    for (name, n) in &report.leaks {
+        let _ = writeln!(
+            s,
+            "**Secret `{name}` was refused {n}x on its way to a host it is not for.**\n"
+        );
+    }
+    for r in h.removed {
+        let _ = writeln!(s, "- removed from file commands: {r}");
+    }
+    if !h.removed.is_empty() {
+        s.push('\n');
+    }
+    if s.len() > SECTION_LIMIT {
+        let mut cut = SECTION_LIMIT - 40;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("\n\n…(truncated)\n");
+    }
+    s
+}
+
+/// `host:port` allow rules for the denied destinations (names only; an address gets a `cidr`
+/// rule, which a person should think twice about; DNS-only rows allow port 443).
+pub fn allow_lines(report: &StepReport) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (host, port) in report.denied.keys() {
+        let line = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => format!("{{ cidr: {ip}/32, ports: [{port}] }}"),
+            Ok(IpAddr::V6(ip)) => format!("{{ cidr: \"{ip}/128\", ports: [{port}] }}"),
+            Err(_) if is_host_name(host) => {
+                let port = if *port == 53 { 443 } else { *port };
+                format!("{host}:{port}")
+            }
+            Err(_) => continue,
+        };
+        if !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
+}
+
+fn is_host_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Appends `section` to the summary file at `path`, keeping the file within GitHub's limit:
+/// when the step's own summary leaves too little room, a one-line note goes in instead, and
+/// nothing when even that does not fit.
+pub fn append_summary(path: &std::path::Path, section: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Ok(());
+    }
+    let have = f.metadata()?.len();
+    let room = SUMMARY_LIMIT.saturating_sub(have);
+    let note =
+        "\n_stepjail: the step's summary is near GitHub's 1 MiB limit; see the audit log._\n";
+    let text = if (section.len() as u64) < room {
+        format!("\n{section}")
+    } else if note.len() as u64 <= room {
+        note.to_string()
+    } else {
+        return Ok(());
+    };
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Close, Connect, Dns, DnsTransport, NameSource, Protocol, Via};
+
+    fn rec(event: Event) -> Record {
+        Record::new("run-1", event)
+    }
+
+    fn connect(conn: u64, name: &str, port: u16, decision: Decision) -> Event {
+        Event::Connect(Connect {
+            conn,
+            dest_name: Some(name.into()),
+            name_source: NameSource::Connect,
+            dest_ip: None,
+            dest_port: port,
+            protocol: Protocol::Tcp,
+            via: Via::Proxy,
+            decision,
+            rule: None,
+            reason: (decision != Decision::Allow).then(|| "no rule".into()),
+        })
+    }
+
+    fn sample() -> Vec<Record> {
+        vec![
+            rec(connect(1, "registry.npmjs.org", 443, Decision::Allow)),
+            rec(Event::Close(Close {
+                conn: 1,
+                bytes_up: 1000,
+                bytes_down: 5000,
+                duration_ms: 3,
+            })),
+            rec(connect(2, "evil.example", 443, Decision::Deny)),
+            rec(connect(3, "evil.example", 443, Decision::Deny)),
+            rec(connect(4, "x|<b>`y`", 80, Decision::Deny)),
+            rec(Event::Dns(Dns {
+                name: "tunnel.attacker.example".into(),
+                qtype: "TXT".into(),
+                transport: DnsTransport::Udp,
+                decision: Decision::Deny,
+                answers: vec![],
+                rcode: "NXDOMAIN".into(),
+                rule: None,
+                reason: Some("no rule".into()),
+            })),
+            Record::new(
+                "other-run",
+                connect(9, "other.example", 443, Decision::Deny),
+            ),
+        ]
+    }
+
+    #[test]
+    fn report_counts_this_run_only() {
+        let r = StepReport::from_records(&sample(), "run-1");
+        assert_eq!(
+            r.reached[&("registry.npmjs.org".to_string(), 443)],
+            (1, 1000, 5000)
+        );
+        assert_eq!(r.denied[&("evil.example".to_string(), 443)].0, 2);
+        assert!(r.denied.contains_key(&("x??b???y?".to_string(), 80)));
+        assert!(
+            r.denied
+                .contains_key(&("tunnel.attacker.example".to_string(), 53))
+        );
+        assert!(!r.denied.keys().any(|(h, _)| h == "other.example"));
+    }
+
+    #[test]
+    fn annotations_name_step_host_and_port_and_escape() {
+        let r = StepReport::from_records(&sample(), "run-1");
+        let a = annotations(&r, "test/deps", "npm", Some(NetMode::Enforce));
+        assert_eq!(a.len(), 3);
+        assert_eq!(
+            a[0],
+            "::error title=stepjail denied egress::step test/deps: denied evil.example:443 (no rule; profile 'npm'), 2 attempts"
+        );
+        let w = annotations(&r, "t/s", "npm", Some(NetMode::Audit));
+        assert!(
+            w[0].starts_with("::warning title=stepjail would deny egress::step t/s: would deny")
+        );
+        assert_eq!(
+            command("error", "a:b,c", "x\ny%"),
+            "::error title=a%3Ab%2Cc::x%0Ay%25"
+        );
+    }
+
+    #[test]
+    fn summary_has_tables_and_audit_suggestions() {
+        let r = StepReport::from_records(&sample(), "run-1");
+        let removed = vec![
+            "GITHUB_ENV LD_PRELOAD (line 1): changes how later programs load code".to_string(),
+        ];
+        let s = summary(
+            &r,
+            &Header {
+                step: "test/deps",
+                profile: "npm",
+                mode: Some(NetMode::Audit),
+                exit_code: 0,
+                removed: &removed,
+            },
+        );
+        assert!(
+            s.contains("#### stepjail · `test/deps` · profile `npm` · audit · exit 0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| registry.npmjs.org | 443 | 1 | 1000 B | 4.9 KiB |"),
+            "{s}"
+        );
+        assert!(s.contains("| evil.example | 443 | 2 | no rule |"), "{s}");
+        assert!(s.contains("- evil.example:443\n"), "{s}");
+        assert!(s.contains("- tunnel.attacker.example:443\n"), "{s}");
+        assert!(!s.contains("<b>"), "{s}");
+        assert!(s.contains("LD_PRELOAD"));
+    }
+
+    #[test]
+    fn summary_section_is_bounded() {
+        let mut recs = Vec::new();
+        for i in 0..5000 {
+            recs.push(rec(connect(
+                i,
+                &format!("h{i}.example"),
+                443,
+                Decision::Deny,
+            )));
+        }
+        let r = StepReport::from_records(&recs, "run-1");
+        let s = summary(
+            &r,
+            &Header {
+                step: "a/b",
+                profile: "p",
+                mode: Some(NetMode::Enforce),
+                exit_code: 1,
+                removed: &[],
+            },
+        );
+        assert!(s.len() <= SECTION_LIMIT);
+        assert!(s.contains("…and 4960 more."));
+        assert_eq!(annotations(&r, "a/b", "p", None).len(), MAX_ANNOTATIONS + 1);
+    }
+
+    #[test]
+    fn append_respects_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("summary");
+        std::fs::write(&p, vec![b'x'; (SUMMARY_LIMIT - 100) as usize]).unwrap();
+        append_summary(&p, &"y".repeat(500)).unwrap();
+        let len = std::fs::metadata(&p).unwrap().len();
+        assert!(len <= SUMMARY_LIMIT, "{len}");
+        assert!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .contains("near GitHub's 1 MiB limit")
+        );
+        std::fs::write(&p, vec![b'x'; (SUMMARY_LIMIT - 10) as usize]).unwrap();
+        append_summary(&p, "y").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), SUMMARY_LIMIT - 10 + 2);
+    }
+}

@@ -1,0 +1,284 @@
+//! `stepjail step -- SHELL... SCRIPT`: the `shell:` of every `run:` step.
+//!
+//! The runner writes the step's script to `$RUNNER_TEMP/<guid>` and runs this with the script's
+//! path in place of `{0}`. We find the step's entry in the frozen policy (by `GITHUB_JOB` and
+//! `GITHUB_ACTION`), run the command in the sandbox with `RUNNER_TEMP` reduced to the script
+//! and the step's own file-command files, then — before the runner reads them — remove what
+//! would poison later steps from `$GITHUB_ENV` and `$GITHUB_PATH`, add the step's section to
+//! its summary, print one annotation per denial, and exit with the step's code.
+
+use std::path::{Path, PathBuf};
+
+use super::filecmd;
+use super::report::{self, Header, StepReport};
+use super::state::{self, JobMode};
+use crate::cli::run::{CiStep, Request};
+use crate::policy::Policy;
+use crate::policy::model::NetworkMode;
+use crate::sandbox::plan::Skeleton;
+
+/// The file-command variables: each names a file of this step the step may write.
+pub const FILE_COMMANDS: &[&str] = &[
+    "GITHUB_ENV",
+    "GITHUB_OUTPUT",
+    "GITHUB_PATH",
+    "GITHUB_STATE",
+    "GITHUB_STEP_SUMMARY",
+];
+
+/// Programs a `$GITHUB_PATH` entry may not shadow.
+pub const SHADOWED: &[&str] = &["stepjail", "bash", "sh", "env", "sudo"];
+
+/// Exit code when the frozen state is missing, unreadable or was changed.
+pub const EXIT_STATE: i32 = 125;
+
+pub struct StepRequest {
+    pub state_dir: Option<PathBuf>,
+    pub verbose: bool,
+    pub command: Vec<String>,
+}
+
+fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
+    // Once as an annotation (so it shows on the run's page), once as plain text.
+    println!("{}", report::command("error", "stepjail", &msg.to_string()));
+    eprintln!("stepjail: {msg}");
+    code
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Runs one step; returns the exit code stepjail ends with.
+pub fn run(req: StepRequest) -> i32 {
+    let Some(dir) = state::state_dir(req.state_dir.as_deref()) else {
+        return fail(
+            EXIT_STATE,
+            "no state directory: STEPJAIL_STATE and RUNNER_TEMP are unset (add the stepjail action before this step, or pass --state-dir)",
+        );
+    };
+    let expected = env(state::DIGEST_VAR);
+    let frozen = match state::load(&dir, expected.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return fail(EXIT_STATE, e),
+    };
+    let policy_path = dir.join(state::POLICY_FILE);
+    let label = format!(
+        "frozen policy {} (from {})",
+        policy_path.display(),
+        frozen.state.policy_source
+    );
+    let policy = match Policy::parse(&policy_path, &frozen.policy, &label) {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_STATE, e),
+    };
+    let job = env("GITHUB_JOB").unwrap_or_default();
+    let step = env("GITHUB_ACTION").unwrap_or_default();
+    let chosen = match policy.for_step(&job, &step) {
+        Ok(c) => c,
+        Err(e) => return fail(crate::cli::EXIT_USAGE, e),
+    };
+    let shown = format!("{job}/{step}");
+    if req.verbose {
+        eprintln!(
+            "stepjail: step {shown}: profile {} ({})",
+            chosen.profile.name,
+            if chosen.entry.is_some() {
+                "from the policy"
+            } else {
+                "the policy's default"
+            }
+        );
+    }
+    let secrets_path = dir.join(state::SECRETS_FILE);
+    let file_secrets = if secrets_path.exists() {
+        match crate::secrets::load_file(&secrets_path) {
+            Ok(v) => Some(v),
+            Err(e) => return fail(EXIT_STATE, e),
+        }
+    } else {
+        None
+    };
+    let runner_temp = env("RUNNER_TEMP").map(PathBuf::from);
+    let files: Vec<PathBuf> = FILE_COMMANDS
+        .iter()
+        .filter_map(|v| env(v))
+        .map(PathBuf::from)
+        .collect();
+    let skeleton = runner_temp.as_ref().map(|t| {
+        let t = std::fs::canonicalize(t).unwrap_or_else(|_| t.clone());
+        let inside = |p: &Path| {
+            let p = std::fs::canonicalize(p).ok()?;
+            (p.starts_with(&t) && p.is_file()).then_some(p)
+        };
+        Skeleton {
+            read_write: files.iter().filter_map(|f| inside(f)).collect(),
+            // The script: whatever argument names a file in RUNNER_TEMP.
+            read_only: req
+                .command
+                .iter()
+                .skip(1)
+                .filter_map(|a| inside(Path::new(a)))
+                .collect(),
+            dir: t,
+        }
+    });
+    let mut hidden = vec![dir.clone()];
+    if let Some(t) = &runner_temp {
+        // Every step's file-command files: this step's own are bound back on top.
+        hidden.push(t.join("_runner_file_commands"));
+    }
+    let workspace = env("GITHUB_WORKSPACE")
+        .map(PathBuf::from)
+        .filter(|w| w.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mode = match frozen.state.mode {
+        JobMode::Audit => Some(NetworkMode::Audit),
+        JobMode::Enforce => None,
+    };
+    let audit_path = dir.join(state::AUDIT_FILE);
+    let offset = std::fs::metadata(&audit_path).map(|m| m.len()).unwrap_or(0);
+    let mut pass: Vec<String> = FILE_COMMANDS.iter().map(|s| s.to_string()).collect();
+    pass.push("GITHUB_ACTION".into());
+    let finished = crate::cli::run::execute(Request {
+        profile: chosen.profile,
+        workspace,
+        user: None,
+        audit_log: Some(audit_path.clone()),
+        mode,
+        resolver: env("STEPJAIL_RESOLVER").and_then(|r| r.parse().ok()),
+        file_secrets,
+        no_mask: false,
+        verbose: req.verbose,
+        command: req.command,
+        ci: Some(CiStep {
+            skeleton,
+            hidden,
+            pass,
+            job: job.clone(),
+            step: step.clone(),
+        }),
+    });
+    let mut code = finished.code;
+
+    // File commands: what this step leaves for later steps.
+    let mut removed_lines = Vec::new();
+    if let Some(p) = env("GITHUB_ENV") {
+        match filecmd::sanitize_env_file(Path::new(&p), &chosen.allow_env) {
+            Ok(s) => {
+                for r in &s.removed {
+                    let line = format!("GITHUB_ENV: {} (line {}): {}", r.name, r.line, r.reason);
+                    println!(
+                        "{}",
+                        report::command(
+                            "error",
+                            "stepjail removed a GITHUB_ENV entry",
+                            &format!(
+                                "step {shown} wrote {} to GITHUB_ENV (line {}): {}; removed, later steps will not see it (allow it by name with `allow_env` in the policy if it is intended)",
+                                r.name, r.line, r.reason
+                            ),
+                        )
+                    );
+                    removed_lines.push(line);
+                }
+            }
+            Err(e) => {
+                println!(
+                    "{}",
+                    report::command(
+                        "error",
+                        "stepjail discarded GITHUB_ENV",
+                        &format!("step {shown}: {e}; nothing it wrote to GITHUB_ENV is kept"),
+                    )
+                );
+                removed_lines.push(format!("GITHUB_ENV: all of it ({e})"));
+                if code == 0 {
+                    code = 1;
+                }
+            }
+        }
+    }
+    if let Some(p) = env("GITHUB_PATH") {
+        match filecmd::sanitize_path_file(Path::new(&p), SHADOWED) {
+            Ok((_, removed)) => {
+                for r in &removed {
+                    println!(
+                        "{}",
+                        report::command(
+                            "error",
+                            "stepjail removed a GITHUB_PATH entry",
+                            &format!(
+                                "step {shown} added {} to GITHUB_PATH (line {}): {}; removed",
+                                report::safe_path(&r.entry),
+                                r.line,
+                                r.reason
+                            ),
+                        )
+                    );
+                    removed_lines.push(format!(
+                        "GITHUB_PATH: {} (line {}): {}",
+                        report::safe_path(&r.entry),
+                        r.line,
+                        r.reason
+                    ));
+                }
+            }
+            Err(e) => {
+                println!(
+                    "{}",
+                    report::command(
+                        "error",
+                        "stepjail discarded GITHUB_PATH",
+                        &format!("step {shown}: {e}; nothing it wrote to GITHUB_PATH is kept"),
+                    )
+                );
+                removed_lines.push(format!("GITHUB_PATH: all of it ({e})"));
+                if code == 0 {
+                    code = 1;
+                }
+            }
+        }
+    }
+
+    // What the step did on the network: this run's records only.
+    let records = read_from(&audit_path, offset);
+    let rep = StepReport::from_records(&records, &finished.run_id);
+    for a in report::annotations(&rep, &shown, &finished.profile, finished.mode) {
+        println!("{a}");
+    }
+    if let Some(p) = env("GITHUB_STEP_SUMMARY") {
+        let section = report::summary(
+            &rep,
+            &Header {
+                step: &shown,
+                profile: &finished.profile,
+                mode: finished.mode,
+                exit_code: code,
+                removed: &removed_lines,
+            },
+        );
+        if let Err(e) = report::append_summary(Path::new(&p), &section) {
+            eprintln!("stepjail: writing the step summary: {e}");
+        }
+    }
+    code
+}
+
+/// The records appended to the log at `path` after `offset` (a record boundary).
+fn read_from(path: &Path, offset: u64) -> Vec<crate::audit::Record> {
+    use std::io::{Read as _, Seek as _};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let mut bytes = Vec::new();
+    if f.seek(std::io::SeekFrom::Start(offset)).is_err() || f.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    match crate::audit::parse_log(&bytes, path) {
+        Ok(log) => log.records,
+        Err(e) => {
+            eprintln!("stepjail: reading the audit log back: {e}");
+            Vec::new()
+        }
+    }
+}

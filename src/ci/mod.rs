@@ -1,0 +1,3 @@
+//! CI integrations: GitHub Actions (`stepjail setup`, `stepjail step`).
+
+pub mod github;

@@ -1,0 +1,661 @@
+//! GitHub Actions integration, on a simulated runner: a `RUNNER_TEMP` with the runner's
+//! file-command files and step scripts, the variables the runner sets, and `stepjail step --
+//! bash --noprofile --norc -eo pipefail <script>` invoked exactly as the runner does, as an
+//! unprivileged user (and as root, as on a self-hosted runner that runs as root).
+//!
+//! Between steps the simulated runner does what the real one does after a step exits: it reads
+//! the step's `GITHUB_ENV` and `GITHUB_PATH` files into the next steps' environment.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::inet::{self, Internet};
+use common::{Dir, Out, bin, chown, users};
+use stepjail::ci::github::filecmd;
+
+const SHELL: [&str; 4] = ["bash", "--noprofile", "--norc", "-eo"];
+
+struct Runner {
+    dir: Dir,
+    temp: PathBuf,
+    job: String,
+    /// The job's environment as later steps get it (GITHUB_ENV entries applied).
+    env: BTreeMap<String, String>,
+    /// GITHUB_PATH entries applied, newest first.
+    path: Vec<String>,
+    n: usize,
+    /// `ip netns exec NS` for steps that need the fake internet.
+    netns: Option<String>,
+}
+
+/// What one step left behind.
+struct Step {
+    out: Out,
+    output_file: String,
+    summary: String,
+}
+
+impl Runner {
+    fn new(owner: u32, policy: &str) -> Runner {
+        let dir = Dir::new(owner);
+        dir.write("ws/.github/stepjail.yml", policy);
+        let temp = dir.root.join("_temp");
+        std::fs::create_dir_all(temp.join("_runner_file_commands")).unwrap();
+        chown(&temp, owner);
+        chown(&temp.join("_runner_file_commands"), owner);
+        Runner {
+            dir,
+            temp,
+            job: "test".into(),
+            env: BTreeMap::new(),
+            path: Vec::new(),
+            n: 0,
+            netns: None,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]);
+                if self.dir.owner != 0 {
+                    let id = self.dir.owner.to_string();
+                    c.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
+                }
+                c.arg(bin());
+                c
+            }
+            None => {
+                let mut c = Command::new(bin());
+                if self.dir.owner != 0 {
+                    c.uid(self.dir.owner).gid(self.dir.owner);
+                }
+                c
+            }
+        };
+        let mut path = self.path.join(":");
+        if !path.is_empty() {
+            path.push(':');
+        }
+        path.push_str("/usr/local/bin:/usr/bin:/bin");
+        cmd.args(args)
+            .env_clear()
+            .envs(&self.env)
+            .env("PATH", path)
+            .env("HOME", &self.dir.home)
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_JOB", &self.job)
+            .env("GITHUB_WORKSPACE", &self.dir.ws)
+            .env("RUNNER_TEMP", &self.temp)
+            .current_dir(&self.dir.ws)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        let p = self.temp.join("_runner_file_commands").join(name);
+        std::fs::write(&p, "").unwrap();
+        chown(&p, self.dir.owner);
+        p
+    }
+
+    /// The action's setup step (`stepjail setup`), with its own GITHUB_ENV applied afterwards.
+    fn setup(&mut self, extra: &[&str], secrets_json: Option<&str>) -> Out {
+        self.n += 1;
+        let env_file = self.file(&format!("set_env_{}", self.n));
+        let mut args = vec!["setup"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.command(&args);
+        cmd.env("GITHUB_ENV", &env_file)
+            .env("GITHUB_ACTION", "__stepjail");
+        if let Some(s) = secrets_json {
+            cmd.env("STEPJAIL_SECRETS_JSON", s);
+            cmd.args(["--secrets-env", "STEPJAIL_SECRETS_JSON"]);
+        }
+        let out = Out(cmd.output().unwrap());
+        self.apply(&env_file, None);
+        out
+    }
+
+    /// Reads a step's GITHUB_ENV / GITHUB_PATH into the job's environment, as the runner does.
+    fn apply(&mut self, env_file: &PathBuf, path_file: Option<&PathBuf>) {
+        let text = std::fs::read_to_string(env_file).unwrap();
+        for e in filecmd::parse_env_file(&text).expect("the runner would fail on this GITHUB_ENV") {
+            // The runner refuses NODE_OPTIONS; everything else is applied.
+            self.env.insert(e.name, e.value);
+        }
+        if let Some(p) = path_file {
+            for line in std::fs::read_to_string(p).unwrap().lines() {
+                if !line.trim().is_empty() {
+                    self.path.insert(0, line.trim().to_string());
+                }
+            }
+        }
+    }
+
+    /// One `run:` step with id `id` (None: the runner's `__run_N`) and script `script`.
+    fn step(&mut self, id: Option<&str>, script: &str, extra_env: &[(&str, &str)]) -> Step {
+        self.n += 1;
+        let n = self.n;
+        let files = [
+            ("GITHUB_ENV", self.file(&format!("set_env_{n}"))),
+            ("GITHUB_OUTPUT", self.file(&format!("set_output_{n}"))),
+            ("GITHUB_PATH", self.file(&format!("add_path_{n}"))),
+            ("GITHUB_STATE", self.file(&format!("save_state_{n}"))),
+            (
+                "GITHUB_STEP_SUMMARY",
+                self.file(&format!("step_summary_{n}")),
+            ),
+        ];
+        // The runner writes the script to RUNNER_TEMP/<guid>, without an extension for a
+        // custom shell.
+        let script_path = self.temp.join(format!("0000-step-{n}-guid"));
+        std::fs::write(&script_path, script).unwrap();
+        chown(&script_path, self.dir.owner);
+        let action = id
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("__run_{n}"));
+        let mut args = vec!["step", "--"];
+        args.extend_from_slice(&SHELL);
+        args.push("pipefail");
+        let sp = script_path.to_str().unwrap().to_string();
+        args.push(&sp);
+        let mut cmd = self.command(&args);
+        cmd.env("GITHUB_ACTION", &action);
+        for (k, v) in &files {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let out = Out(cmd.output().unwrap());
+        let read = |k: &str| {
+            let p = &files.iter().find(|(n, _)| *n == k).unwrap().1;
+            std::fs::read_to_string(p).unwrap()
+        };
+        let step = Step {
+            output_file: read("GITHUB_OUTPUT"),
+            summary: read("GITHUB_STEP_SUMMARY"),
+            out,
+        };
+        let (env_file, path_file) = (files[0].1.clone(), files[2].1.clone());
+        self.apply(&env_file, Some(&path_file));
+        step
+    }
+
+    fn state(&self) -> PathBuf {
+        self.temp.join("stepjail")
+    }
+}
+
+const POLICY: &str = "version: 1
+default: offline
+profiles:
+  deps-profile:
+    description: the deps step
+    extends: default
+    env: { set: { MARK: deps-profile } }
+  test-profile:
+    description: the test step
+    extends: default
+    env: { set: { MARK: test-profile } }
+jobs:
+  test:
+    steps:
+      deps: { profile: deps-profile }
+      test: { profile: test-profile }
+";
+
+#[test]
+fn profile_is_chosen_by_job_and_step_id_and_the_default_otherwise() {
+    for uid in users() {
+        let mut r = Runner::new(uid, POLICY);
+        let out = r.setup(&[], None);
+        let text = out.ok();
+        assert!(text.contains("test/deps -> deps-profile"), "{text}");
+        assert!(
+            text.contains("any other step -> offline (no network)"),
+            "{text}"
+        );
+        assert_eq!(
+            r.env.get("STEPJAIL_STATE").map(String::as_str),
+            r.state().to_str()
+        );
+        assert_eq!(r.env["STEPJAIL_POLICY_SHA256"].len(), 64);
+
+        let script = "echo \"mark=${MARK:-none}\"";
+        let s = r.step(Some("deps"), script, &[]);
+        assert!(s.out.ok().contains("mark=deps-profile"), "uid {uid}");
+        assert!(
+            s.summary.contains(
+                "#### stepjail · `test/deps` · profile `deps-profile` · no network · exit 0"
+            ),
+            "{}",
+            s.summary
+        );
+        let s = r.step(Some("test"), script, &[]);
+        assert!(s.out.ok().contains("mark=test-profile"));
+        // Not listed, or listed under another job: the default.
+        let s = r.step(None, script, &[]);
+        assert!(s.out.ok().contains("mark=none"));
+        assert!(s.summary.contains("profile `offline`"), "{}", s.summary);
+        r.job = "lint".into();
+        let s = r.step(Some("deps"), script, &[]);
+        assert!(s.out.ok().contains("mark=none"));
+
+        // The audit log says which step ran under what.
+        let log = std::fs::read_to_string(r.state().join("audit.jsonl")).unwrap();
+        let starts: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|e: &serde_json::Value| e["event"] == "step_start")
+            .collect();
+        assert_eq!(starts.len(), 4);
+        assert_eq!(starts[0]["ci_job"], "test");
+        assert_eq!(starts[0]["ci_step"], "deps");
+        assert_eq!(starts[0]["profile"], "deps-profile");
+        assert_eq!(starts[3]["ci_job"], "lint");
+        assert_eq!(starts[3]["profile"], "offline");
+    }
+}
+
+#[test]
+fn outputs_and_env_reach_later_steps_but_poison_is_removed_and_reported() {
+    for uid in users() {
+        let mut r = Runner::new(
+            uid,
+            "version: 1\njobs:\n  test:\n    steps:\n      lib: { profile: default, allow_env: [LD_LIBRARY_PATH] }\n",
+        );
+        r.setup(&[], None).ok();
+        std::fs::create_dir_all(r.dir.ws.join("bin")).unwrap();
+        let s = r.step(
+            Some("write"),
+            "echo 'FOO=bar' >> \"$GITHUB_ENV\"
+             printf 'MULTI<<EOF\\nline one\\nline two\\nEOF\\n' >> \"$GITHUB_ENV\"
+             echo 'LD_PRELOAD=/tmp/evil.so' >> \"$GITHUB_ENV\"
+             echo 'BASH_ENV=/tmp/evil.sh' >> \"$GITHUB_ENV\"
+             echo 'STEPJAIL_STATE=/tmp/fake' >> \"$GITHUB_ENV\"
+             echo 'result=42' >> \"$GITHUB_OUTPUT\"
+             echo \"$GITHUB_WORKSPACE/bin\" >> \"$GITHUB_PATH\"
+             echo 'relative/bin' >> \"$GITHUB_PATH\"",
+            &[],
+        );
+        let stdout = s.out.ok();
+        assert_eq!(s.output_file, "result=42\n");
+        assert!(
+            stdout.contains("::error title=stepjail removed a GITHUB_ENV entry::step test/write wrote LD_PRELOAD to GITHUB_ENV (line 6): changes how later programs load code; removed"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("wrote BASH_ENV to GITHUB_ENV"), "{stdout}");
+        assert!(
+            stdout.contains("wrote STEPJAIL_STATE to GITHUB_ENV"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("::error title=stepjail removed a GITHUB_PATH entry::step test/write added relative/bin"),
+            "{stdout}"
+        );
+        assert!(
+            s.summary
+                .contains("removed from file commands: GITHUB_ENV: LD_PRELOAD (line 6)"),
+            "{}",
+            s.summary
+        );
+        // What the runner applied for the next steps.
+        assert_eq!(r.env.get("FOO").map(String::as_str), Some("bar"));
+        assert_eq!(
+            r.env.get("MULTI").map(String::as_str),
+            Some("line one\nline two")
+        );
+        assert!(!r.env.contains_key("LD_PRELOAD"));
+        assert!(!r.env.contains_key("BASH_ENV"));
+        assert_eq!(r.env["STEPJAIL_STATE"], r.state().to_str().unwrap());
+        assert_eq!(r.path, vec![format!("{}/bin", r.dir.ws.display())]);
+
+        // A policy exception by name.
+        let s = r.step(
+            Some("lib"),
+            "echo 'LD_LIBRARY_PATH=/opt/lib' >> \"$GITHUB_ENV\"",
+            &[],
+        );
+        assert!(!s.out.ok().contains("::error"));
+        assert_eq!(r.env["LD_LIBRARY_PATH"], "/opt/lib");
+        // An unparsable GITHUB_ENV is discarded whole and fails the step (the runner would).
+        let s = r.step(
+            Some("bad"),
+            "echo 'A=1' >> $GITHUB_ENV; echo 'B<<EOF' >> $GITHUB_ENV",
+            &[],
+        );
+        assert_eq!(s.out.code(), 1);
+        assert!(
+            s.out
+                .stdout()
+                .contains("::error title=stepjail discarded GITHUB_ENV::")
+        );
+        assert!(!r.env.contains_key("A"));
+    }
+}
+
+#[test]
+fn the_step_reaches_its_own_files_only() {
+    for uid in users() {
+        let mut r = Runner::new(uid, POLICY);
+        r.setup(&[], Some(r#"{"TOKEN":"s3cr3t-value-123"}"#)).ok();
+        let other = r.file("set_env_other_step");
+        std::fs::write(&other, "SECRET_OF_OTHER=1\n").unwrap();
+        std::fs::write(r.temp.join("checkout-credentials"), "token").unwrap();
+        let s = r.step(
+            Some("peek"),
+            "ls -A \"$RUNNER_TEMP\" | tr '\\n' ' '; echo
+             ls -A \"$RUNNER_TEMP/_runner_file_commands\" | tr '\\n' ' '; echo
+             cat \"$RUNNER_TEMP/stepjail/secrets.json\" 2>&1 || true
+             cat \"$RUNNER_TEMP/_runner_file_commands/set_env_other_step\" 2>&1 || true
+             touch \"$RUNNER_TEMP/new\" 2>&1 || true
+             echo written >> \"$GITHUB_STEP_SUMMARY\"
+             echo \"script=$(head -c 2 \"$0\")\"",
+            &[],
+        );
+        let out = s.out.ok();
+        let mut lines = out.lines();
+        // The script and this step's own file-command directory, nothing else.
+        assert_eq!(
+            lines.next().unwrap().trim(),
+            format!("0000-step-{}-guid _runner_file_commands", r.n)
+        );
+        let n = r.n;
+        assert_eq!(
+            lines.next().unwrap().trim(),
+            format!("add_path_{n} save_state_{n} set_env_{n} set_output_{n} step_summary_{n}")
+        );
+        assert!(
+            out.contains("secrets.json: No such file or directory"),
+            "{out}"
+        );
+        assert!(
+            out.contains("set_env_other_step: No such file or directory"),
+            "{out}"
+        );
+        assert!(out.contains("Read-only file system"), "{out}");
+        assert!(out.contains("script=ls"), "{out}");
+        assert!(s.summary.starts_with("written\n"), "{}", s.summary);
+    }
+}
+
+#[test]
+fn editing_the_workspace_policy_changes_nothing_for_later_steps() {
+    for uid in users() {
+        let mut r = Runner::new(uid, POLICY);
+        r.setup(&[], None).ok();
+        let s = r.step(
+            Some("deps"),
+            "sed -i 's/deps-profile }/test-profile }/; s/default: offline/default: cargo/' .github/stepjail.yml
+             grep -q 'deps: { profile: test-profile }' .github/stepjail.yml && echo edited",
+            &[],
+        );
+        assert_eq!(s.out.ok().trim(), "edited");
+        let s = r.step(Some("deps"), "echo mark=$MARK", &[]);
+        assert!(s.out.ok().contains("mark=deps-profile"));
+
+        // Changing the frozen copy (which no sandboxed step can reach) is refused, not obeyed.
+        std::fs::write(r.state().join("policy.yml"), "version: 1\ndefault: cargo\n").unwrap();
+        let s = r.step(Some("deps"), "echo ran", &[]);
+        assert_eq!(s.out.code(), 125);
+        assert!(!s.out.stdout().contains("ran\n"));
+        assert!(
+            s.out
+                .stderr()
+                .contains("was changed after setup; refusing to run the step"),
+            "{}",
+            s.out.stderr()
+        );
+    }
+}
+
+#[test]
+fn without_setup_no_step_runs() {
+    let mut r = Runner::new(users()[users().len() - 1], POLICY);
+    let s = r.step(Some("deps"), "echo ran", &[]);
+    assert_eq!(s.out.code(), 125);
+    assert!(!s.out.stdout().contains("ran\n"));
+    assert!(
+        s.out
+            .stdout()
+            .contains("::error title=stepjail::no frozen policy in"),
+        "{}",
+        s.out.stdout()
+    );
+}
+
+#[test]
+fn secrets_reach_only_the_steps_that_declare_them() {
+    let policy = "version: 1
+jobs:
+  test:
+    steps:
+      publish:
+        profile: default
+        secrets: { NPM_TOKEN: {} }
+      upload:
+        profile: codecov
+        secrets: { CODECOV_TOKEN: { broker: [codecov.io] } }
+";
+    let npm = "npm_AbCdEf0123456789AbCdEf0123456789AbCd";
+    let codecov = "0c9a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b";
+    let json = format!(
+        r#"{{"NPM_TOKEN":"{npm}","CODECOV_TOKEN":"{codecov}","github_token":"ghs_xyz0123456789"}}"#
+    );
+    let hash = |s: &str| {
+        let o = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        o.stdin.as_ref().unwrap().write_all(s.as_bytes()).unwrap();
+        String::from_utf8(o.wait_with_output().unwrap().stdout).unwrap()[..64].to_string()
+    };
+    for uid in users() {
+        let mut r = Runner::new(uid, policy);
+        let out = r.setup(&[], Some(&json)).ok();
+        assert!(out.contains(&format!("::add-mask::{npm}")), "{out}");
+        assert!(out.contains(&format!("::add-mask::{codecov}")));
+        let script = "for v in NPM_TOKEN CODECOV_TOKEN github_token; do
+               printf '%s=' $v; printf '%s' \"${!v-}\" | sha256sum | cut -c1-64; done
+             echo \"raw=$NPM_TOKEN\"";
+        // Job-level `env:` puts the secrets in every step's environment; only declared ones pass.
+        let job_env = [("NPM_TOKEN", npm), ("CODECOV_TOKEN", codecov)];
+        let empty = hash("");
+        let s = r.step(Some("publish"), script, &job_env);
+        let o = s.out.ok();
+        assert!(o.contains(&format!("NPM_TOKEN={}", hash(npm))), "{o}");
+        assert!(o.contains(&format!("CODECOV_TOKEN={empty}")), "{o}");
+        assert!(o.contains(&format!("github_token={empty}")), "{o}");
+        assert!(o.contains("raw=***"), "the value is masked in the log: {o}");
+        let s = r.step(Some("upload"), script, &job_env);
+        let o = s.out.ok();
+        // Brokered: the step holds a placeholder, not the value.
+        assert!(o.contains(&format!("NPM_TOKEN={empty}")), "{o}");
+        assert!(!o.contains(&format!("CODECOV_TOKEN={empty}")), "{o}");
+        assert!(
+            !o.contains(&format!("CODECOV_TOKEN={}", hash(codecov))),
+            "{o}"
+        );
+        let s = r.step(None, script, &job_env);
+        let o = s.out.ok();
+        assert!(o.contains(&format!("NPM_TOKEN={empty}")), "{o}");
+        assert!(o.contains(&format!("CODECOV_TOKEN={empty}")), "{o}");
+        // The frozen secrets file is the runner user's alone.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(r.state().join("secrets.json"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o077, 0);
+    }
+}
+
+#[test]
+fn the_exit_code_is_the_scripts() {
+    for uid in users() {
+        let mut r = Runner::new(uid, POLICY);
+        r.setup(&[], None).ok();
+        assert_eq!(r.step(None, "exit 3", &[]).out.code(), 3);
+        // -e: the first failing command ends the script with its status.
+        let s = r.step(None, "false\necho not-reached", &[]);
+        assert_eq!(s.out.code(), 1);
+        assert!(!s.out.stdout().contains("not-reached"));
+        // pipefail
+        assert_eq!(r.step(None, "false | true", &[]).out.code(), 1);
+        let s = r.step(None, "exit 0", &[]);
+        assert_eq!(s.out.code(), 0);
+        assert!(s.summary.contains("exit 0"));
+    }
+}
+
+#[test]
+fn summary_and_annotations_report_denials_enforce_and_audit() {
+    if !inet::needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let policy = "version: 1
+profiles:
+  web:
+    description: the allowed test host
+    extends: default
+    network: { allow: [allowed.test:443] }
+jobs:
+  test:
+    steps:
+      fetch: { profile: web }
+";
+    let script = "curl -sSk -o /dev/null https://allowed.test/ && echo fetched
+                  curl -sk -o /dev/null https://other.test/ || echo refused";
+    for uid in inet::egress_users() {
+        let mut r = Runner::new(uid, policy);
+        r.netns = Some(net.ns.clone());
+        r.setup(&[], None).ok();
+        let resolver = [("STEPJAIL_RESOLVER", "192.0.2.53:53")];
+        let s = r.step(Some("fetch"), script, &resolver);
+        let o = s.out.ok();
+        assert!(o.contains("fetched") && o.contains("refused"), "{o}");
+        assert!(
+            o.contains("::error title=stepjail denied egress::step test/fetch: denied other.test:443 (not allowed by profile; profile 'web')"),
+            "{o}"
+        );
+        assert!(
+            s.summary
+                .contains("#### stepjail · `test/fetch` · profile `web` · enforce · exit 0"),
+            "{}",
+            s.summary
+        );
+        assert!(
+            s.summary.contains("Reached 1 hosts (1 connections"),
+            "{}",
+            s.summary
+        );
+        assert!(
+            s.summary.contains("| allowed.test | 443 | 1 |"),
+            "{}",
+            s.summary
+        );
+        assert!(s.summary.contains("**Denied (1):**"), "{}", s.summary);
+        assert!(
+            s.summary
+                .contains("| other.test | 443 | 1 | not allowed by profile |"),
+            "{}",
+            s.summary
+        );
+        assert!(net.log("attacker").is_empty());
+
+        // Audit mode: the request goes through, the annotation is a warning, and the summary
+        // gives the allowlist line that would let it pass.
+        let mut r = Runner::new(uid, policy);
+        r.netns = Some(net.ns.clone());
+        r.setup(&["--mode", "audit"], None).ok();
+        let s = r.step(
+            Some("fetch"),
+            "curl -sSk -o /dev/null https://other.test/ && echo through",
+            &resolver,
+        );
+        let o = s.out.ok();
+        assert!(o.contains("through"), "{o}");
+        assert!(
+            o.contains("::warning title=stepjail would deny egress::step test/fetch: would deny other.test:443"),
+            "{o}"
+        );
+        assert!(s.summary.contains("· audit · exit 0"), "{}", s.summary);
+        assert!(s.summary.contains("**Would deny (1):**"), "{}", s.summary);
+        assert!(
+            s.summary.contains("```yaml\n- other.test:443\n```"),
+            "{}",
+            s.summary
+        );
+    }
+}
+
+#[test]
+fn policy_from_the_base_branch() {
+    let uid = users()[users().len() - 1];
+    let mut r = Runner::new(uid, POLICY);
+    let git = |args: &[&str]| {
+        let mut c = Command::new("git");
+        c.args(args)
+            .current_dir(&r.dir.ws)
+            .env("HOME", &r.dir.home)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t");
+        if uid != 0 {
+            c.uid(uid).gid(uid);
+        }
+        let o = c.output().unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    // The pull request loosens its own policy in the working tree.
+    r.dir.write(
+        "ws/.github/stepjail.yml",
+        &POLICY.replace(
+            "deps: { profile: deps-profile }",
+            "deps: { profile: cargo }",
+        ),
+    );
+    let out = r.setup(&["--policy-ref", "main"], None).ok();
+    assert!(out.contains("main:./.github/stepjail.yml"), "{out}");
+    assert!(out.contains("test/deps -> deps-profile"), "{out}");
+    let s = r.step(Some("deps"), "echo mark=$MARK", &[]);
+    assert!(s.out.ok().contains("mark=deps-profile"));
+    // A bad ref is an error, and nothing is frozen from it.
+    let mut r2 = Runner::new(uid, POLICY);
+    let out = r2.setup(&["--policy-ref", "no-such-branch"], None);
+    assert_eq!(out.code(), 2);
+    assert!(!r2.state().join("state.json").exists());
+}
+
+#[test]
+fn setup_refuses_an_invalid_policy_and_freezes_nothing() {
+    let uid = users()[users().len() - 1];
+    let mut r = Runner::new(
+        uid,
+        "version: 1\njobs:\n  test:\n    steps:\n      deps: { profile: nmp }\n",
+    );
+    let out = r.setup(&[], None);
+    assert_eq!(out.code(), 2);
+    assert!(out.stdout().contains("::error title=stepjail setup::.github/stepjail.yml:5:24: `jobs.test.steps.deps.profile`: unknown profile `nmp`"), "{}", out.stdout());
+    assert!(!r.state().join("state.json").exists());
+    assert!(!r.env.contains_key("STEPJAIL_STATE"));
+}
