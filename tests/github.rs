@@ -350,6 +350,9 @@ fn the_step_reaches_its_own_files_only() {
         let other = r.file("set_env_other_step");
         std::fs::write(&other, "SECRET_OF_OTHER=1\n").unwrap();
         std::fs::write(r.temp.join("checkout-credentials"), "token").unwrap();
+        let event = r
+            .dir
+            .write("_temp/_github_workflow/event.json", "{\"number\": 7}");
         let s = r.step(
             Some("peek"),
             "ls -A \"$RUNNER_TEMP\" | tr '\\n' ' '; echo
@@ -358,15 +361,21 @@ fn the_step_reaches_its_own_files_only() {
              cat \"$RUNNER_TEMP/_runner_file_commands/set_env_other_step\" 2>&1 || true
              touch \"$RUNNER_TEMP/new\" 2>&1 || true
              echo written >> \"$GITHUB_STEP_SUMMARY\"
-             echo \"script=$(head -c 2 \"$0\")\"",
-            &[],
+             echo \"script=$(head -c 2 \"$0\")\"
+             echo \"event=$(cat \"$GITHUB_EVENT_PATH\")\"
+             { echo x >> \"$GITHUB_EVENT_PATH\"; } 2>&1 || true",
+            &[("GITHUB_EVENT_PATH", event.to_str().unwrap())],
         );
         let out = s.out.ok();
         let mut lines = out.lines();
-        // The script and this step's own file-command directory, nothing else.
+        // The script, the event payload and this step's own file-command directory, nothing
+        // else.
         assert_eq!(
             lines.next().unwrap().trim(),
-            format!("0000-step-{}-guid _runner_file_commands", r.n)
+            format!(
+                "0000-step-{}-guid _github_workflow _runner_file_commands",
+                r.n
+            )
         );
         let n = r.n;
         assert_eq!(
@@ -383,6 +392,8 @@ fn the_step_reaches_its_own_files_only() {
         );
         assert!(out.contains("Read-only file system"), "{out}");
         assert!(out.contains("script=ls"), "{out}");
+        assert!(out.contains("event={\"number\": 7}"), "{out}");
+        assert_eq!(out.matches("Read-only file system").count(), 2, "{out}");
         assert!(s.summary.starts_with("written\n"), "{}", s.summary);
     }
 }

@@ -473,7 +473,7 @@ mod tests {
             (1, 1000, 5000)
         );
         assert_eq!(r.denied[&("evil.example".to_string(), 443)].0, 2);
-        assert!(r.denied.contains_key(&("x??b???y?".to_string(), 80)));
+        assert!(r.denied.contains_key(&("x??b??y?".to_string(), 80)));
         assert!(
             r.denied
                 .contains_key(&("tunnel.attacker.example".to_string(), 53))

@@ -113,12 +113,15 @@ pub fn run(req: StepRequest) -> i32 {
         };
         Skeleton {
             read_write: files.iter().filter_map(|f| inside(f)).collect(),
-            // The script: whatever argument names a file in RUNNER_TEMP.
+            // The script (whatever argument names a file in RUNNER_TEMP) and the event's
+            // payload (`GITHUB_EVENT_PATH`, public data scripts often read).
             read_only: req
                 .command
                 .iter()
                 .skip(1)
-                .filter_map(|a| inside(Path::new(a)))
+                .map(PathBuf::from)
+                .chain(env("GITHUB_EVENT_PATH").map(PathBuf::from))
+                .filter_map(|a| inside(&a))
                 .collect(),
             dir: t,
         }
@@ -140,6 +143,7 @@ pub fn run(req: StepRequest) -> i32 {
     let offset = std::fs::metadata(&audit_path).map(|m| m.len()).unwrap_or(0);
     let mut pass: Vec<String> = FILE_COMMANDS.iter().map(|s| s.to_string()).collect();
     pass.push("GITHUB_ACTION".into());
+    pass.push("GITHUB_EVENT_PATH".into());
     let finished = crate::cli::run::execute(Request {
         profile: chosen.profile,
         workspace,
