@@ -537,3 +537,26 @@ fn host_unix_sockets_are_covered() {
         drop(listener);
     }
 }
+
+#[test]
+fn missing_cache_directories_under_home_are_created() {
+    for uid in users() {
+        let dir = Dir::new(uid);
+        let p = dir.write(
+            "p.yml",
+            "name: c\ndescription: d\nextends: default\nfilesystem:\n  read_write: [$HOME/.cache/tool]\n",
+        );
+        let out = Sj::run(
+            &dir,
+            &["--profile", p.to_str().unwrap()],
+            &[
+                "sh",
+                "-c",
+                "echo x > \"$HOME/.cache/tool/f\" && cat \"$HOME/.cache/tool/f\"",
+            ],
+        )
+        .output();
+        assert_eq!(out.ok(), "x\n", "uid {uid}");
+        assert!(dir.home.join(".cache/tool/f").is_file());
+    }
+}

@@ -181,6 +181,30 @@ pub fn execute(req: Request) -> Finished {
                 .push(crate::policy::model::EnvPattern::Exact(name.clone()));
         }
     }
+    // Caches a profile makes writable under the step user's home (`~/.npm`, `~/.cache/pip`)
+    // are created when missing, as a fresh runner has none of them yet: a writable path that
+    // does not exist would grant nothing and the tool would fail. Only when stepjail runs as
+    // that user, so they are the user's own; never inside a hidden path.
+    if let Some(home) = &identity.home
+        && nix::unistd::geteuid().as_raw() == identity.uid
+    {
+        for p in &resolved.read_write {
+            if p.starts_with(home)
+                && p != home
+                && !resolved.hidden.iter().any(|h| p.starts_with(h))
+                && std::fs::symlink_metadata(p).is_err()
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                if let Err(e) = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(p)
+                {
+                    eprintln!("stepjail: creating {}: {e}", p.display());
+                }
+            }
+        }
+    }
     let file_secrets = req.file_secrets;
     // Every name in the secrets file is a secret: undeclared ones never pass, whatever
     // `env.pass` says.
