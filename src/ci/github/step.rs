@@ -99,7 +99,8 @@ pub fn run(req: StepRequest) -> i32 {
     } else {
         None
     };
-    let runner_temp = env("RUNNER_TEMP").map(PathBuf::from);
+    // The runner's scratch directory, when there is one to reduce.
+    let runner_temp = env("RUNNER_TEMP").map(PathBuf::from).filter(|t| t.is_dir());
     let files: Vec<PathBuf> = FILE_COMMANDS
         .iter()
         .filter_map(|v| env(v))
