@@ -204,7 +204,14 @@ impl Plan {
             env.extend(crate::net::proxy_env());
             env.sort();
         }
-        let cwd = if is_hidden(&host.cwd, &hidden_paths(profile, host)) || !host.cwd.is_absolute() {
+        // The caller's directory, unless the step cannot see it: hidden, or under /tmp (the
+        // sandbox's own, empty) outside any writable bind.
+        let in_private_tmp =
+            host.cwd.starts_with("/tmp") && !writable.iter().any(|w| host.cwd.starts_with(w));
+        let cwd = if is_hidden(&host.cwd, &hidden_paths(profile, host))
+            || in_private_tmp
+            || !host.cwd.is_absolute()
+        {
             workspace.to_path_buf()
         } else {
             host.cwd.clone()
@@ -619,6 +626,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.cwd, PathBuf::from("/ws"));
+    }
+
+    #[test]
+    fn cwd_in_the_private_tmp_falls_back_to_the_workspace() {
+        let mut h = host();
+        h.cwd = "/tmp/checkout".into();
+        let build = |h: &HostFacts| {
+            Plan::build(
+                &profile(),
+                ident(),
+                Path::new("/ws"),
+                vec!["true".into()],
+                h,
+            )
+            .unwrap()
+            .cwd
+        };
+        assert_eq!(build(&h), PathBuf::from("/ws"));
+        // Inside a writable bind under /tmp, the directory is there: it stays.
+        let mut p = profile();
+        p.read_write.push("/tmp/checkout".into());
+        h.kinds.insert("/tmp/checkout".into(), HiddenKind::Dir);
+        let plan = Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
+        assert_eq!(plan.cwd, PathBuf::from("/tmp/checkout"));
     }
 
     #[test]
