@@ -200,7 +200,8 @@ fn denied_host_bare_ip_and_port_reach_nothing() {
             ]
         )
         .len(),
-        1
+        2,
+        "the proxied and the captured request: {ev:#?}"
     );
     let doh = find(
         &ev,
@@ -758,8 +759,9 @@ fn audit_mode_still_refuses_special_addresses() {
          curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.1:9/",
     );
     // CONNECT to a name resolving to the metadata address, plain HTTP to it through the proxy
-    // and captured: all refused. (127.0.0.1 is NO_PROXY: the sandbox's own loopback, refused.)
-    assert_eq!(out.stdout(), "502\n502\n403\n000\n", "{}", out.stderr());
+    // and captured: all refused when dialling. (127.0.0.1 is NO_PROXY: the sandbox's own
+    // loopback, refused.)
+    assert_eq!(out.stdout(), "502\n502\n502\n000\n", "{}", out.stderr());
     let ev = audit_events(&dir);
     let meta = find(
         &ev,
@@ -824,5 +826,70 @@ fn keep_alive_through_the_proxy_reuses_upstream_but_decides_every_request() {
         )
         .len(),
         1
+    );
+}
+
+/// A tool that ignores the proxy variables keeps one plain-HTTP connection open to an allowed
+/// host and sends a second request naming another host (fronting on a shared address): every
+/// request on a captured connection is decided, not only the first.
+#[test]
+fn every_request_on_a_captured_keep_alive_connection_is_decided() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    dir.write(
+        "ws/ka.py",
+        r#"
+import socket
+s = socket.create_connection(("192.0.2.10", 80), timeout=5)
+def req(host, path):
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            return "closed"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            n = int(v)
+    while len(body) < n:
+        body += s.recv(4096)
+    return head.split(b" ")[1].decode()
+print(req("allowed.test", "/first"), req("other.test", "/second"), req("allowed.test", "/third"))
+"#,
+    );
+    let out = net.run(&dir, PROFILE, &[], "/usr/bin/python3 ka.py");
+    assert_eq!(out.stdout(), "200 403 200\n", "{}", out.stderr());
+    assert_eq!(
+        net.log("web.log"),
+        "http allowed.test /first\nhttp allowed.test /third\n",
+        "the second request reached a server"
+    );
+    let ev = audit_events(&dir);
+    let denied = find(
+        &ev,
+        "connect",
+        &[
+            ("dest_name", "other.test"),
+            ("decision", "deny"),
+            ("via", "transparent"),
+        ],
+    );
+    assert_eq!(denied.len(), 1, "{ev:#?}");
+    assert_eq!(
+        find(
+            &ev,
+            "http",
+            &[("url", "http://other.test/second"), ("status", "403")]
+        )
+        .len(),
+        1,
+        "{ev:#?}"
     );
 }

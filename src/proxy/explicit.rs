@@ -191,8 +191,75 @@ async fn handle(
     if req.method() == Method::CONNECT {
         Ok(connect(req, engine).await)
     } else {
-        Ok(forward(req, engine, pool).await)
+        Ok(forward(req, engine, pool, Via::Proxy).await)
     }
+}
+
+/// Captured plain HTTP (a tool that ignored the proxy variables and connected to port `port`
+/// itself): the connection is served request by request, each one turned into absolute form
+/// from its `Host` header and decided, checked and logged exactly as a proxied request is. A
+/// second request on a kept-alive connection to an allowed host cannot name another host.
+pub async fn serve_captured<S>(engine: Arc<Engine>, io: S, port: u16)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let pool: Pool = Arc::default();
+    let svc = service_fn(move |req| {
+        let (engine, pool) = (engine.clone(), pool.clone());
+        async move { Ok::<_, Infallible>(captured(req, engine, pool, port).await) }
+    });
+    let _ = http1::Builder::new()
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
+async fn captured(
+    mut req: Request<Incoming>,
+    engine: Arc<Engine>,
+    pool: Pool,
+    port: u16,
+) -> Response<Body> {
+    if req.uri().authority().is_none() {
+        let hosts: Vec<_> = req.headers().get_all(hyper::header::HOST).iter().collect();
+        let host = match hosts.as_slice() {
+            [h] => h.to_str().ok().map(str::to_string),
+            _ => None,
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let absolute = host.and_then(|h| {
+            // The connection's port unless the Host header names one (then that one is
+            // decided and dialled: the step gains nothing by it).
+            let authority = if h.starts_with('[') && h.ends_with(']') || !h.contains(':') {
+                if port == 80 { h } else { format!("{h}:{port}") }
+            } else {
+                h
+            };
+            format!("http://{authority}{path}")
+                .parse::<hyper::Uri>()
+                .ok()
+        });
+        let Some(uri) = absolute else {
+            engine.log(Event::Http(audit::Http {
+                conn: engine.conn_id(),
+                method: req.method().to_string(),
+                url: audit::sanitize_url(&format!("http://?{path}")),
+                decision: Decision::Deny,
+                status: Some(400),
+            }));
+            return text(
+                StatusCode::BAD_REQUEST,
+                "stepjail: a captured plain-HTTP request needs exactly one valid Host header"
+                    .into(),
+            );
+        };
+        *req.uri_mut() = uri;
+    }
+    forward(req, engine, pool, Via::Transparent).await
 }
 
 /// Splits the CONNECT authority into a classified host and the port (required).
@@ -371,7 +438,12 @@ pub async fn read_client_hello<S: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Plain HTTP through the proxy: `GET http://host/path HTTP/1.1`.
-async fn forward(req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Response<Body> {
+async fn forward(
+    req: Request<Incoming>,
+    engine: Arc<Engine>,
+    pool: Pool,
+    via: Via,
+) -> Response<Body> {
     let conn = engine.conn_id();
     let started = Instant::now();
     let method = req.method().to_string();
@@ -403,6 +475,7 @@ async fn forward(req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Res
         }
     };
     let mut attempt = Attempt::proxied(conn, host, port, NameSource::Host);
+    attempt.via = via;
     // Domain fronting in plain HTTP: the Host header must name the request target.
     let hosts: Vec<_> = req.headers().get_all(hyper::header::HOST).iter().collect();
     let host_ok = match hosts.as_slice() {
@@ -447,7 +520,7 @@ async fn forward(req: Request<Incoming>, engine: Arc<Engine>, pool: Pool) -> Res
         log_http(conn, Decision::Deny, 403);
         return refused(reason);
     }
-    let req = match check_plain_request(req, &engine, &dest).await {
+    let req = match check_plain_request(req, &engine, &dest, via).await {
         Ok(r) => r,
         Err((status, why)) => {
             log_http(conn, Decision::Deny, status.as_u16());
@@ -538,6 +611,7 @@ async fn check_plain_request(
     req: Request<Incoming>,
     engine: &Engine,
     dest: &str,
+    via: Via,
 ) -> Result<Request<Body>, (StatusCode, String)> {
     if engine.leaks.is_none() {
         return Ok(req.map(|b| b.boxed()));
@@ -562,7 +636,7 @@ async fn check_plain_request(
     };
     for part in [&head[..], &body[..]] {
         if let Some(secret) = engine.leaked_secret(part, dest, false) {
-            engine.report_leak(&secret, dest, Via::Proxy, "a plain-HTTP request");
+            engine.report_leak(&secret, dest, via, "a plain-HTTP request");
             return Err((
                 StatusCode::FORBIDDEN,
                 format!("the request carries secret {secret}"),

@@ -20,7 +20,7 @@ use super::engine::{Attempt, Engine, Verdict, classify_host};
 use super::explicit::{FirstBytes, read_client_hello};
 use super::http_head::parse_request_head;
 use super::sni::Peek;
-use crate::audit::{Decision, NameSource, Protocol, Via};
+use crate::audit::{NameSource, Protocol, Via};
 
 /// How long a captured connection may take to send its first bytes. Protocols where the server
 /// speaks first (SSH, SMTP) send nothing: they are decided by address after this.
@@ -178,7 +178,14 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
         protocol: Protocol::Tcp,
         via: Via::Transparent,
     };
-    let verdict = match peeked.unwrap_or(Peeked::Nothing) {
+    let peeked = peeked.unwrap_or(Peeked::Nothing);
+    // Plain HTTP is served request by request, each one decided and checked as a proxied
+    // request is, never relayed as a byte stream after its first request.
+    if let Peeked::Name(NameSource::Host, _) = &peeked {
+        let io = super::prefixed::Prefixed::new(first, tcp);
+        return super::explicit::serve_captured(engine, io, dst.port()).await;
+    }
+    let verdict = match peeked {
         Peeked::Name(source, host) => match classify_host(&host) {
             Ok(Ok(name)) => {
                 attempt.name = Some(name);
@@ -199,30 +206,6 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
         Verdict::Go { rule, would_deny } => (rule, would_deny),
         Verdict::Refuse { reason } => return close_refused(tcp, &first, &reason).await,
     };
-    // Captured plain HTTP: method and path rules apply to its first request too.
-    if attempt.source == NameSource::Host
-        && let (Some(name), Peek::Done(head)) =
-            (attempt.name.as_deref(), parse_request_head(&first))
-        && engine.network.is_restricted(name)
-    {
-        let path = head.target.split('?').next().unwrap_or("/");
-        if let Err(reason) = engine
-            .network
-            .request_allowed(name, attempt.port, &head.method, path)
-        {
-            engine.log_refusal_only(&attempt, &reason);
-            return close_refused(tcp, &first, &reason).await;
-        }
-    }
-    // Captured plain HTTP: the secrets must not be in what the step is sending.
-    if attempt.source == NameSource::Host
-        && let Some(secret) =
-            engine.leaked_secret(&first, attempt.name.as_deref().unwrap_or(""), false)
-    {
-        let dest = attempt.name.clone().unwrap_or_default();
-        engine.report_leak(&secret, &dest, Via::Transparent, "a plain-HTTP request");
-        return close_refused(tcp, &first, &format!("the request carries secret {secret}")).await;
-    }
     if let Some(broker) = engine.broker_for(attempt.name.as_deref())
         && attempt.source == NameSource::Sni
     {
@@ -239,29 +222,7 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
             return close_refused(tcp, &first, &reason).await;
         }
     };
-    let decision = if would_deny.is_some() {
-        Decision::WouldDeny
-    } else {
-        Decision::Allow
-    };
     engine.admitted(&attempt, rule, would_deny);
-    // Plain HTTP seen in passing: its method and URL (never the query string) are logged too.
-    if let Peek::Done(head) = parse_request_head(&first)
-        && let Some(name) = &attempt.name
-    {
-        let port = if attempt.port == 80 {
-            String::new()
-        } else {
-            format!(":{}", attempt.port)
-        };
-        engine.log(crate::audit::Event::Http(crate::audit::Http {
-            conn: attempt.conn,
-            method: head.method.clone(),
-            url: crate::audit::sanitize_url(&format!("http://{name}{port}{}", head.target)),
-            decision,
-            status: None,
-        }));
-    }
     if upstream.write_all(&first).await.is_err() {
         return;
     }
