@@ -307,3 +307,36 @@ fn an_intercepted_body_carrying_another_secret_is_cut_off() {
     );
     assert_eq!(leak.len(), 1, "{ev:#?}");
 }
+
+/// Fronting inside an intercepted connection: TLS to the bound host, but a `Host` header (or an
+/// absolute-form target) naming another site. On a shared CDN the request would be routed to
+/// that site with the real token swapped in; it is refused before any swap.
+#[test]
+fn an_intercepted_request_must_name_the_bound_host() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = run(
+        &net,
+        &dir,
+        PROFILE,
+        "curl -s -o /dev/null -w '%{http_code}\\n' -H 'Host: other.test' -H \"Authorization: token $CODECOV_TOKEN\" https://codecov.test/upload
+         curl -s -o /dev/null -w '%{http_code}\\n' --request-target https://other.test/upload -H \"Authorization: token $CODECOV_TOKEN\" https://codecov.test/
+         curl -s -o /dev/null -w '%{http_code}\\n' -H 'Host: codecov.test:443' -H \"Authorization: token $CODECOV_TOKEN\" https://codecov.test/ok",
+    );
+    assert_eq!(out.stdout(), "403\n403\n200\n", "{}", out.stderr());
+    let got = net.log("requests.log");
+    assert_eq!(got.lines().count(), 1, "{got}");
+    assert!(got.contains("/ok"), "{got}");
+    let ev = audit_events(&dir);
+    let denied = find(&ev, "http", &[("decision", "deny"), ("status", "403")]);
+    assert_eq!(denied.len(), 2, "{ev:#?}");
+    assert!(
+        out.stderr()
+            .contains("does not match the intercepted host codecov.test (domain fronting)"),
+        "{}",
+        out.stderr()
+    );
+}

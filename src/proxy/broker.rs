@@ -347,12 +347,16 @@ async fn forward_bound(
             status: Some(status),
         }));
     };
-    // Method and path rules (hosts where a name is too broad).
+    // Fronting inside the terminated TLS: the request itself must be for the bound host, or a
+    // shared front end (a CDN) would route it, with the real value swapped in, to another site.
+    // Then the method and path rules (hosts where a name is too broad).
     let path = req.uri().path().to_string();
-    if let Err(reason) = engine
-        .network
-        .request_allowed(host, port, req.method().as_str(), &path)
-    {
+    let allowed = names_host(&req, host, port).and_then(|()| {
+        engine
+            .network
+            .request_allowed(host, port, req.method().as_str(), &path)
+    });
+    if let Err(reason) = allowed {
         engine.log_refusal_only(
             &Attempt {
                 conn,
@@ -439,6 +443,42 @@ async fn forward_bound(
             log(Decision::Allow, 502);
             status(StatusCode::BAD_GATEWAY)
         }
+    }
+}
+
+/// Does the request name `host` (and `port`, when it names one) in its target and its `Host`
+/// header? A request without a `Host` header (HTTP/1.0) goes to the host the TLS was for.
+fn names_host(req: &Request<Incoming>, host: &str, port: u16) -> Result<(), String> {
+    let same = |authority: &str| {
+        let (h, p) = match authority.strip_prefix('[') {
+            Some(rest) => match rest.split_once(']') {
+                Some((h, tail)) => (h, tail.strip_prefix(':')),
+                None => return false,
+            },
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
+        };
+        h.trim_end_matches('.').eq_ignore_ascii_case(host)
+            && p.is_none_or(|p| p.parse::<u16>() == Ok(port))
+    };
+    let fronting = || {
+        format!(
+            "the Host header or request target does not match the intercepted host {host} (domain fronting)"
+        )
+    };
+    if let Some(a) = req.uri().authority()
+        && !same(a.as_str())
+    {
+        return Err(fronting());
+    }
+    let hosts: Vec<_> = req.headers().get_all(hyper::header::HOST).iter().collect();
+    match hosts.as_slice() {
+        [] => Ok(()),
+        [h] if h.to_str().is_ok_and(same) => Ok(()),
+        [_] => Err(fronting()),
+        _ => Err(format!("several Host headers in a request to {host}")),
     }
 }
 
