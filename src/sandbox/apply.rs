@@ -568,7 +568,7 @@ pub fn exec_candidates(cmd: &str, path: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-fn rlimit_resource(r: Rlimit) -> libc::__rlimit_resource_t {
+fn rlimit_resource(r: Rlimit) -> sys::RlimitResource {
     match r {
         Rlimit::OpenFiles => libc::RLIMIT_NOFILE,
         Rlimit::FileSize => libc::RLIMIT_FSIZE,

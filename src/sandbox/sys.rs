@@ -201,7 +201,10 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
             };
             // SAFETY: close_range only closes descriptors; the kept ones are outside the range.
             // Nothing in this single-threaded process holds borrowed fds in that range.
-            check_int(unsafe { libc::close_range(lo as libc::c_uint, hi, 0) })?;
+            // (The raw syscall: musl has no close_range wrapper.)
+            check(unsafe {
+                libc::syscall(libc::SYS_close_range, lo as libc::c_uint, hi, 0 as libc::c_uint)
+            })?;
         }
         lo = k.saturating_add(1);
     }
@@ -222,12 +225,12 @@ pub fn loopback_up() -> io::Result<()> {
         *dst = *src as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS reads the flags into `req`, which is a valid ifreq with a name.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as IoctlRequest, &mut req) })?;
     // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq with name and flags set.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as IoctlRequest, &req) }).map(drop)
 }
 
 /// The landlock ABI version the running kernel supports (0 when landlock is unavailable).
@@ -305,7 +308,19 @@ pub fn setsid() -> io::Result<()> {
     nix::unistd::setsid().map(drop).map_err(io::Error::from)
 }
 
-pub fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+/// The type `setrlimit` takes its resource as: an enum type in glibc, `c_int` in musl.
+#[cfg(target_env = "gnu")]
+pub type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type RlimitResource = libc::c_int;
+
+/// The type `ioctl` takes its request as: `c_ulong` in glibc, `c_int` in musl.
+#[cfg(target_env = "gnu")]
+type IoctlRequest = libc::c_ulong;
+#[cfg(not(target_env = "gnu"))]
+type IoctlRequest = libc::c_int;
+
+pub fn set_rlimit(resource: RlimitResource, value: u64) -> io::Result<()> {
     let lim = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,
@@ -383,12 +398,12 @@ pub fn link_up(name: &str) -> io::Result<()> {
     let sock = dgram_socket(libc::AF_INET)?;
     let mut req = ifreq_named(name)?;
     // SAFETY: SIOCGIFFLAGS fills `req.ifr_ifru`, a valid ifreq with a name.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as IoctlRequest, &mut req) })?;
     // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads a valid ifreq.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as IoctlRequest, &req) }).map(drop)
 }
 
 fn sockaddr_in(ip: std::net::Ipv4Addr) -> libc::sockaddr {
@@ -411,10 +426,10 @@ pub fn ipv4_default_via(name: &str, ip: std::net::Ipv4Addr) -> io::Result<()> {
     let mut req = ifreq_named(name)?;
     req.ifr_ifru.ifru_addr = sockaddr_in(ip);
     // SAFETY: SIOCSIFADDR reads a valid ifreq holding an AF_INET address.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) })?;
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR as IoctlRequest, &req) })?;
     req.ifr_ifru.ifru_netmask = sockaddr_in(std::net::Ipv4Addr::BROADCAST);
     // SAFETY: SIOCSIFNETMASK reads a valid ifreq holding an AF_INET netmask.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNETMASK, &req) })?;
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNETMASK as IoctlRequest, &req) })?;
     link_up(name)?;
     let dev = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `rtentry` is plain old data; all-zero is a valid value.
@@ -425,7 +440,7 @@ pub fn ipv4_default_via(name: &str, ip: std::net::Ipv4Addr) -> io::Result<()> {
     rt.rt_flags = libc::RTF_UP;
     rt.rt_dev = dev.as_ptr() as *mut libc::c_char;
     // SAFETY: SIOCADDRT reads `rt`; `rt_dev` points at `dev`, which outlives the call.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as IoctlRequest, &rt) }).map(drop)
 }
 
 fn if_index(name: &str) -> io::Result<i32> {
@@ -449,7 +464,7 @@ pub fn ipv6_default_via(name: &str, ip: std::net::Ipv6Addr) -> io::Result<()> {
         ifr6_ifindex: ifindex,
     };
     // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads a valid in6_ifreq.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) })?;
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR as IoctlRequest, &req) })?;
     // `struct in6_rtmsg` from <linux/ipv6_route.h> (libc keeps its fields private).
     #[repr(C)]
     struct In6Rtmsg {
@@ -477,7 +492,7 @@ pub fn ipv6_default_via(name: &str, ip: std::net::Ipv6Addr) -> io::Result<()> {
         ifindex,
     };
     // SAFETY: SIOCADDRT on an AF_INET6 socket reads a valid in6_rtmsg.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as IoctlRequest, &rt) }).map(drop)
 }
 
 /// Sends descriptors over a unix socket (one message, SCM_RIGHTS).
