@@ -455,6 +455,9 @@ jobs:
       upload:
         profile: codecov
         secrets: { CODECOV_TOKEN: { broker: [codecov.io] } }
+      gh:
+        profile: default
+        secrets: { GITHUB_TOKEN: {} }
 ";
     let npm = "npm_AbCdEf0123456789AbCdEf0123456789AbCd";
     let codecov = "0c9a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b";
@@ -501,6 +504,21 @@ jobs:
         let o = s.out.ok();
         assert!(o.contains(&format!("NPM_TOKEN={empty}")), "{o}");
         assert!(o.contains(&format!("CODECOV_TOKEN={empty}")), "{o}");
+        // `toJSON(secrets)` calls the job's token `github_token`; a step declares it by the
+        // name tools read, and only that step gets it.
+        let gh =
+            "printf 'GITHUB_TOKEN='; printf '%s' \"${GITHUB_TOKEN-}\" | sha256sum | cut -c1-64";
+        let o = r.step(Some("gh"), gh, &[]).out.ok();
+        assert_eq!(o, format!("GITHUB_TOKEN={}\n", hash("ghs_xyz0123456789")));
+        let o = r
+            .step(
+                Some("publish"),
+                gh,
+                &[("GITHUB_TOKEN", "ghs_xyz0123456789")],
+            )
+            .out
+            .ok();
+        assert_eq!(o, format!("GITHUB_TOKEN={empty}\n"));
         // The frozen secrets file is the runner user's alone.
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(r.state().join("secrets.json"))

@@ -203,7 +203,12 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
             // Nothing in this single-threaded process holds borrowed fds in that range.
             // (The raw syscall: musl has no close_range wrapper.)
             check(unsafe {
-                libc::syscall(libc::SYS_close_range, lo as libc::c_uint, hi, 0 as libc::c_uint)
+                libc::syscall(
+                    libc::SYS_close_range,
+                    lo as libc::c_uint,
+                    hi,
+                    0 as libc::c_uint,
+                )
             })?;
         }
         lo = k.saturating_add(1);
@@ -225,12 +230,19 @@ pub fn loopback_up() -> io::Result<()> {
         *dst = *src as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS reads the flags into `req`, which is a valid ifreq with a name.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as IoctlRequest, &mut req) })?;
+    check_int(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS as IoctlRequest,
+            &mut req,
+        )
+    })?;
     // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq with name and flags set.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as IoctlRequest, &req) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as IoctlRequest, &req) })
+        .map(drop)
 }
 
 /// The landlock ABI version the running kernel supports (0 when landlock is unavailable).
@@ -398,12 +410,19 @@ pub fn link_up(name: &str) -> io::Result<()> {
     let sock = dgram_socket(libc::AF_INET)?;
     let mut req = ifreq_named(name)?;
     // SAFETY: SIOCGIFFLAGS fills `req.ifr_ifru`, a valid ifreq with a name.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as IoctlRequest, &mut req) })?;
+    check_int(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS as IoctlRequest,
+            &mut req,
+        )
+    })?;
     // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads a valid ifreq.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as IoctlRequest, &req) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as IoctlRequest, &req) })
+        .map(drop)
 }
 
 fn sockaddr_in(ip: std::net::Ipv4Addr) -> libc::sockaddr {
@@ -429,7 +448,9 @@ pub fn ipv4_default_via(name: &str, ip: std::net::Ipv4Addr) -> io::Result<()> {
     check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR as IoctlRequest, &req) })?;
     req.ifr_ifru.ifru_netmask = sockaddr_in(std::net::Ipv4Addr::BROADCAST);
     // SAFETY: SIOCSIFNETMASK reads a valid ifreq holding an AF_INET netmask.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNETMASK as IoctlRequest, &req) })?;
+    check_int(unsafe {
+        libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNETMASK as IoctlRequest, &req)
+    })?;
     link_up(name)?;
     let dev = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `rtentry` is plain old data; all-zero is a valid value.
@@ -440,7 +461,8 @@ pub fn ipv4_default_via(name: &str, ip: std::net::Ipv4Addr) -> io::Result<()> {
     rt.rt_flags = libc::RTF_UP;
     rt.rt_dev = dev.as_ptr() as *mut libc::c_char;
     // SAFETY: SIOCADDRT reads `rt`; `rt_dev` points at `dev`, which outlives the call.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as IoctlRequest, &rt) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as IoctlRequest, &rt) })
+        .map(drop)
 }
 
 fn if_index(name: &str) -> io::Result<i32> {
@@ -492,7 +514,8 @@ pub fn ipv6_default_via(name: &str, ip: std::net::Ipv6Addr) -> io::Result<()> {
         ifindex,
     };
     // SAFETY: SIOCADDRT on an AF_INET6 socket reads a valid in6_rtmsg.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as IoctlRequest, &rt) }).map(drop)
+    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as IoctlRequest, &rt) })
+        .map(drop)
 }
 
 /// Sends descriptors over a unix socket (one message, SCM_RIGHTS).

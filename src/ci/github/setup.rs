@@ -94,15 +94,30 @@ pub fn setup(req: &SetupRequest) -> Result<SetupOutcome, SetupError> {
     // The secrets: checked by the same reader `stepjail step` uses, before anything is frozen.
     let secrets_text = req.secrets.as_deref().filter(|s| !s.trim().is_empty());
     let mut masks = Vec::new();
+    // What is frozen: the values as JSON. `toJSON(secrets)` names the job's token
+    // `github_token`; it is also frozen as `GITHUB_TOKEN`, the name tools read, so a step can
+    // declare it under that name.
+    let mut frozen: Option<String> = None;
     if let Some(t) = secrets_text {
         let values = crate::secrets::parse_text(t, "the action's `secrets` input")
             .map_err(|e| SetupError::Secrets(e.to_string()))?;
+        let mut map = serde_json::Map::new();
         for name in values.names() {
             let v = values.get(name).unwrap_or_default();
             for line in v.lines().map(str::trim).filter(|l| l.len() >= 3) {
                 masks.push(format!("::add-mask::{line}"));
             }
+            map.insert(name.to_string(), serde_json::Value::String(v.to_string()));
         }
+        if let Some(token) = values.get("github_token")
+            && !values.contains("GITHUB_TOKEN")
+        {
+            map.insert(
+                "GITHUB_TOKEN".to_string(),
+                serde_json::Value::String(token.to_string()),
+            );
+        }
+        frozen = Some(serde_json::Value::Object(map).to_string());
     }
     let dir = &req.state_dir;
     if dir.to_str().is_none_or(|d| d.contains(['\n', '\r'])) {
@@ -113,7 +128,7 @@ pub fn setup(req: &SetupRequest) -> Result<SetupOutcome, SetupError> {
     }
     state::prepare_dir(dir)?;
     let digest = state::sha256_hex(text.as_bytes());
-    match secrets_text {
+    match &frozen {
         Some(t) => state::write_atomic(dir, state::SECRETS_FILE, t.as_bytes(), 0o600)?,
         None => match std::fs::remove_file(dir.join(state::SECRETS_FILE)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
