@@ -251,6 +251,7 @@ pub async fn intercept<S>(
     step: S,
     mut attempt: Attempt,
     rule: Option<String>,
+    would_deny: Option<String>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -299,7 +300,7 @@ pub async fn intercept<S>(
             );
         }
     };
-    engine.admitted(&attempt, rule, None);
+    engine.admitted(&attempt, rule, would_deny);
     let Ok((sender, connection)) =
         hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await
     else {

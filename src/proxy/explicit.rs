@@ -127,8 +127,8 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
             return;
         }
         let step = super::prefixed::Prefixed::new(rest, stream);
-        let _ = would_deny;
-        return super::broker::intercept(engine.clone(), broker, step, attempt, rule).await;
+        return super::broker::intercept(engine.clone(), broker, step, attempt, rule, would_deny)
+            .await;
     }
     let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,

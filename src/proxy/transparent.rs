@@ -210,8 +210,8 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
         && attempt.source == NameSource::Sni
     {
         let step = super::prefixed::Prefixed::new(first, tcp);
-        let _ = would_deny;
-        return super::broker::intercept(engine.clone(), broker, step, attempt, rule).await;
+        return super::broker::intercept(engine.clone(), broker, step, attempt, rule, would_deny)
+            .await;
     }
     // An allowed name is dialled by name (resolved and checked by us), never at the address
     // the step picked: that address is only trusted when no name is known and a cidr allows it.
