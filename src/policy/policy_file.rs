@@ -63,7 +63,48 @@ impl Policy {
     /// Parse and check a policy; every step's profile (with its secrets) is built once here, so
     /// a policy that passes cannot fail later for any step.
     pub fn parse(path: &Path, text: &str, label: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse_only(path, text, label, None)?;
+        // Build every step's profile now: a broker host its profile cannot reach is an error
+        // at setup, not in the middle of the job.
+        policy.profile_named(&policy.default)?;
+        for rule in &policy.steps {
+            policy.for_step(&rule.job, &rule.step)?;
+        }
+        Ok(policy)
+    }
+
+    /// Parse a policy that [`Policy::parse`] has accepted before (the frozen copy, whose digest
+    /// was checked) for one step: only the inline profile that step (job, step) runs under is
+    /// built, so a long policy costs each step little. [`Policy::for_step`] of the returned
+    /// policy answers for that step only.
+    pub fn parse_frozen(
+        path: &Path,
+        text: &str,
+        label: &str,
+        job: &str,
+        step: &str,
+    ) -> Result<Policy, PolicyError> {
+        Policy::parse_only(path, text, label, Some((job, step)))
+    }
+
+    fn parse_only(
+        path: &Path,
+        text: &str,
+        label: &str,
+        only: Option<(&str, &str)>,
+    ) -> Result<Policy, PolicyError> {
         let w: PolicyWire = yaml::parse(text, label)?;
+        // The one inline profile to build, when parsing for one step.
+        let wanted: Option<String> = only.map(|(job, step)| {
+            w.jobs
+                .as_ref()
+                .and_then(|j| j.0.iter().find(|(k, _)| k.value == job))
+                .and_then(|(_, j)| j.steps.0.iter().find(|(k, _)| k.value == step))
+                .map(|(_, s)| s.profile.value.clone())
+                .or_else(|| w.default.as_ref().map(|d| d.value.clone()))
+                .unwrap_or_else(|| "default".to_string())
+        });
+        let mut names = Vec::new();
         let at = |s: &Str| yaml::location(label, &s.referenced);
         if w.version.value.trim() != "1" {
             return Err(PolicyError::InvalidValue {
@@ -111,6 +152,10 @@ impl Policy {
                     found: parent.value.clone(),
                 });
             }
+            names.push(key.value.clone());
+            if wanted.as_ref().is_some_and(|want| *want != key.value) {
+                continue;
+            }
             let prefix = format!("{path_key}.");
             let layer = convert::layer(
                 profile.value,
@@ -131,7 +176,7 @@ impl Policy {
             profiles.push((key.value, merged));
         }
         let mut available: Vec<String> = builtin::names().iter().map(|s| s.to_string()).collect();
-        available.extend(profiles.iter().map(|(n, _)| n.clone()));
+        available.extend(names);
         let exists = |name: &Str, path: String| -> Result<(), PolicyError> {
             if available.contains(&name.value) {
                 Ok(())
@@ -184,18 +229,11 @@ impl Policy {
                 });
             }
         }
-        let policy = Policy {
+        Ok(Policy {
             default,
             profiles,
             steps,
-        };
-        // Build every step's profile now: a broker host its profile cannot reach is an error
-        // at setup, not in the middle of the job.
-        policy.profile_named(&policy.default)?;
-        for rule in &policy.steps {
-            policy.for_step(&rule.job, &rule.step)?;
-        }
-        Ok(policy)
+        })
     }
 
     /// Read and parse a policy file.

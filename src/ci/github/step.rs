@@ -68,12 +68,12 @@ pub fn run(req: StepRequest) -> i32 {
         policy_path.display(),
         frozen.state.policy_source
     );
-    let policy = match Policy::parse(&policy_path, &frozen.policy, &label) {
+    let job = env("GITHUB_JOB").unwrap_or_default();
+    let step = env("GITHUB_ACTION").unwrap_or_default();
+    let policy = match Policy::parse_frozen(&policy_path, &frozen.policy, &label, &job, &step) {
         Ok(p) => p,
         Err(e) => return fail(EXIT_STATE, e),
     };
-    let job = env("GITHUB_JOB").unwrap_or_default();
-    let step = env("GITHUB_ACTION").unwrap_or_default();
     let chosen = match policy.for_step(&job, &step) {
         Ok(c) => c,
         Err(e) => return fail(crate::cli::EXIT_USAGE, e),
