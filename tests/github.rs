@@ -262,6 +262,24 @@ fn profile_is_chosen_by_job_and_step_id_and_the_default_otherwise() {
         assert_eq!(starts[0]["profile"], "deps-profile");
         assert_eq!(starts[3]["ci_job"], "lint");
         assert_eq!(starts[3]["profile"], "offline");
+        // `stepjail audit summarize` on the job's log names the steps by job and step id.
+        let out = Out(Command::new(bin())
+            .args(["audit", "summarize"])
+            .arg(r.state().join("audit.jsonl"))
+            .output()
+            .unwrap());
+        let text = out.ok();
+        assert!(text.contains("job/step"), "{text}");
+        for (ci, profile) in [
+            ("test/deps", "deps-profile"),
+            ("test/test", "test-profile"),
+            ("lint/deps", "offline"),
+        ] {
+            assert!(
+                text.lines().any(|l| l.contains(ci) && l.contains(profile)),
+                "{ci} {profile}: {text}"
+            );
+        }
     }
 }
 

@@ -123,6 +123,9 @@ pub fn summarize(records: &[Record]) -> String {
                 let row = steps.entry(step).or_default();
                 row.profile = Some(s.profile.clone());
                 row.mode = Some(s.mode.as_str().to_owned());
+                if let (Some(job), Some(ci_step)) = (&s.ci_job, &s.ci_step) {
+                    row.ci = Some(format!("{job}/{ci_step}"));
+                }
             }
             Event::StepEnd(e) => {
                 let row = steps.entry(step).or_default();
@@ -167,6 +170,8 @@ pub fn summarize(records: &[Record]) -> String {
     );
 
     if !steps.is_empty() {
+        // Steps run by `stepjail step` also carry their CI job and step id.
+        let with_ci = steps.values().any(|r| r.ci.is_some());
         let rows = steps
             .iter()
             .map(|(step, row)| {
@@ -181,21 +186,33 @@ pub fn summarize(records: &[Record]) -> String {
                     ),
                     None => ("-".to_owned(), "-".to_owned()),
                 };
-                vec![
-                    clean(step),
+                let mut cells = vec![clean(step)];
+                if with_ci {
+                    cells.push(clean(row.ci.as_deref().unwrap_or("-")));
+                }
+                cells.extend([
                     clean(row.profile.as_deref().unwrap_or("-")),
                     row.mode.clone().unwrap_or_else(|| "-".to_owned()),
                     exit,
                     duration,
-                ]
+                ]);
+                cells
             })
             .collect();
         out.push_str("\nsteps\n");
-        out.push_str(&table(
-            &["step", "profile", "mode", "exit", "duration"],
-            rows,
-            "lllrr",
-        ));
+        if with_ci {
+            out.push_str(&table(
+                &["step", "job/step", "profile", "mode", "exit", "duration"],
+                rows,
+                "llllrr",
+            ));
+        } else {
+            out.push_str(&table(
+                &["step", "profile", "mode", "exit", "duration"],
+                rows,
+                "lllrr",
+            ));
+        }
     }
 
     if !dests.is_empty() {
@@ -286,6 +303,8 @@ pub fn summarize(records: &[Record]) -> String {
 #[derive(Default)]
 struct StepRow {
     profile: Option<String>,
+    /// `job/step` for steps run by `stepjail step`.
+    ci: Option<String>,
     mode: Option<String>,
     /// (exit code, duration, timed out)
     end: Option<(i32, u64, bool)>,
