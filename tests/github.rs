@@ -706,3 +706,87 @@ fn setup_refuses_an_invalid_policy_and_freezes_nothing() {
     assert!(!r.state().join("state.json").exists());
     assert!(!r.env.contains_key("STEPJAIL_STATE"));
 }
+
+#[test]
+fn an_audit_mode_job_log_suggests_a_policy_that_enforces_what_the_steps_did() {
+    if !inet::needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let policy = "version: 1\njobs:\n  test:\n    steps:\n      fetch: { profile: default }\n      build: { profile: default }\n";
+    let fetch = "curl -sSk -o /dev/null https://allowed.test/ && curl -sSk -o /dev/null https://other.test/ && echo fetched";
+    let resolver = [("STEPJAIL_RESOLVER", "192.0.2.53:53")];
+    let uid = common::NOBODY;
+    let mut r = Runner::new(uid, policy);
+    r.netns = Some(net.ns.clone());
+    r.setup(&["--mode", "audit"], None).ok();
+    assert!(
+        r.step(Some("fetch"), fetch, &resolver)
+            .out
+            .ok()
+            .contains("fetched")
+    );
+    assert!(
+        r.step(Some("build"), "echo built", &resolver)
+            .out
+            .ok()
+            .contains("built")
+    );
+
+    let out = Out(Command::new(bin())
+        .args(["audit", "suggest", "--policy"])
+        .arg(r.state().join("audit.jsonl"))
+        .output()
+        .unwrap());
+    let suggested = out.ok();
+    assert!(
+        suggested.contains("      fetch: { profile: test-fetch }"),
+        "{suggested}"
+    );
+    assert!(
+        suggested.contains("      build: { profile: default }"),
+        "{suggested}"
+    );
+    assert!(suggested.contains("    extends: default"), "{suggested}");
+    assert!(suggested.contains("- allowed.test:443"), "{suggested}");
+    assert!(suggested.contains("- other.test:443"), "{suggested}");
+
+    // Enforced as it is, the suggestion lets the same step through and nothing else.
+    let mut r2 = Runner::new(uid, &suggested);
+    r2.netns = Some(net.ns.clone());
+    let checked = Out(Command::new(bin())
+        .arg("check")
+        .arg(r2.dir.ws.join(".github/stepjail.yml"))
+        .output()
+        .unwrap());
+    checked.ok();
+    r2.setup(&[], None).ok();
+    assert!(
+        r2.step(Some("fetch"), fetch, &resolver)
+            .out
+            .ok()
+            .contains("fetched")
+    );
+    let s = r2.step(
+        Some("fetch"),
+        "curl -sk -o /dev/null https://a.wild.test/ || echo refused",
+        &resolver,
+    );
+    let o = s.out.ok();
+    assert!(
+        o.contains("refused") && o.contains("denied a.wild.test:443"),
+        "{o}"
+    );
+    // Without CI step ids there is nothing to key a policy on.
+    let plain = r.dir.write("plain.jsonl", "");
+    let out = Out(Command::new(bin())
+        .args(["audit", "suggest", "--policy"])
+        .arg(&plain)
+        .output()
+        .unwrap());
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr()
+            .contains("none of these records comes from `stepjail step`")
+    );
+}

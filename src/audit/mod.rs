@@ -18,6 +18,7 @@
 
 pub mod event;
 pub mod suggest;
+pub mod suggest_policy;
 pub mod summarize;
 pub mod writer;
 
@@ -29,6 +30,7 @@ pub use event::{
     sanitize_url,
 };
 pub use suggest::suggest;
+pub use suggest_policy::suggest_policy;
 pub use summarize::{ReadLog, parse_log, read_log, summarize};
 pub use writer::{AuditLog, MemoryLog};
 

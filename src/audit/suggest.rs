@@ -21,6 +21,11 @@ use super::summarize::{host_of_ip, normalize_name};
 /// Covers every TCP destination with a name that was allowed, denied or would-denied. Output is
 /// deterministic: hosts by connection count (most first), then by name.
 pub fn suggest(records: &[Record], name: &str) -> String {
+    suggest_extending(records, name, "default")
+}
+
+/// [`suggest`] with another parent profile than `default`.
+pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> String {
     let mut hosts: BTreeMap<String, HostStats> = BTreeMap::new();
     let mut by_address: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
     let mut not_tcp: BTreeMap<(Protocol, String, u16), usize> = BTreeMap::new();
@@ -97,7 +102,7 @@ pub fn suggest(records: &[Record], name: &str) -> String {
     );
     let _ = writeln!(out, "name: {}", yaml_scalar(name));
     out.push_str("description: network allowlist suggested from audit logs\n");
-    out.push_str("extends: default\n");
+    let _ = writeln!(out, "extends: {}", yaml_scalar(extends));
     out.push_str("network:\n");
     out.push_str("  mode: enforce\n");
     if entries.is_empty() {
@@ -204,7 +209,7 @@ fn is_host_name(name: &str) -> bool {
 
 /// `name` as a YAML scalar: bare when it is a simple token, otherwise double-quoted (a JSON
 /// string is a valid YAML double-quoted scalar).
-fn yaml_scalar(s: &str) -> String {
+pub(crate) fn yaml_scalar(s: &str) -> String {
     let simple = s.starts_with(|c: char| c.is_ascii_alphabetic())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))

@@ -21,6 +21,10 @@ pub enum AuditCommand {
         /// The suggested profile's name.
         #[arg(long, default_value = "suggested")]
         name: String,
+        /// Suggest a policy file (`.github/stepjail.yml`) with one profile per CI step,
+        /// from the log of a job run by `stepjail step`, instead of one profile.
+        #[arg(long, conflicts_with = "name")]
+        policy: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -55,7 +59,20 @@ pub fn run(args: AuditArgs) -> i32 {
     };
     match &args.command {
         AuditCommand::Summarize { .. } => print!("{}", crate::audit::summarize(&records)),
-        AuditCommand::Suggest { name, .. } => print!("{}", crate::audit::suggest(&records, name)),
+        AuditCommand::Suggest {
+            policy: false,
+            name,
+            ..
+        } => print!("{}", crate::audit::suggest(&records, name)),
+        AuditCommand::Suggest { policy: true, .. } => {
+            match crate::audit::suggest_policy(&records) {
+                Ok(text) => print!("{text}"),
+                Err(e) => {
+                    eprintln!("stepjail: {e}");
+                    return 1;
+                }
+            }
+        }
     }
     0
 }
