@@ -790,3 +790,30 @@ fn an_audit_mode_job_log_suggests_a_policy_that_enforces_what_the_steps_did() {
             .contains("none of these records comes from `stepjail step`")
     );
 }
+
+#[test]
+fn a_shell_line_naming_stepjail_state_does_not_expose_it() {
+    let uid = users()[users().len() - 1];
+    let mut r = Runner::new(uid, POLICY);
+    r.setup(&[], Some(r#"{"TOKEN":"s3cr3t-value-123"}"#)).ok();
+    let script = r.temp.join("0000-extra-arg");
+    std::fs::write(&script, "cat \"$1\" 2>&1 || true\n").unwrap();
+    chown(&script, uid);
+    let secrets = r.state().join("secrets.json");
+    let out = Out(r
+        .command(&[
+            "step",
+            "--",
+            "bash",
+            "--noprofile",
+            "--norc",
+            script.to_str().unwrap(),
+            secrets.to_str().unwrap(),
+        ])
+        .env("GITHUB_ACTION", "peek")
+        .output()
+        .unwrap());
+    let o = out.ok();
+    assert!(o.contains("No such file or directory"), "{o}");
+    assert!(!o.contains("s3cr3t"), "{o}");
+}

@@ -106,12 +106,16 @@ pub fn run(req: StepRequest) -> i32 {
         .filter_map(|v| env(v))
         .map(PathBuf::from)
         .collect();
+    let state_real = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
     let skeleton = runner_temp.as_ref().map(|t| {
         let t = std::fs::canonicalize(t).unwrap_or_else(|_| t.clone());
+        // A file of RUNNER_TEMP, never one of stepjail's own state (whatever the shell line
+        // names) and, for the read-only list, never another step's file-command file.
         let inside = |p: &Path| {
             let p = std::fs::canonicalize(p).ok()?;
-            (p.starts_with(&t) && p.is_file()).then_some(p)
+            (p.starts_with(&t) && p.is_file() && !p.starts_with(&state_real)).then_some(p)
         };
+        let commands = t.join("_runner_file_commands");
         Skeleton {
             read_write: files.iter().filter_map(|f| inside(f)).collect(),
             // The script (whatever argument names a file in RUNNER_TEMP) and the event's
@@ -123,6 +127,7 @@ pub fn run(req: StepRequest) -> i32 {
                 .map(PathBuf::from)
                 .chain(env("GITHUB_EVENT_PATH").map(PathBuf::from))
                 .filter_map(|a| inside(&a))
+                .filter(|p| !p.starts_with(&commands))
                 .collect(),
             dir: t,
         }
