@@ -817,3 +817,209 @@ fn a_shell_line_naming_stepjail_state_does_not_expose_it() {
     assert!(o.contains("No such file or directory"), "{o}");
     assert!(!o.contains("s3cr3t"), "{o}");
 }
+
+/// A JavaScript action, as `run-action` fetches it, run by `stepjail action` under a step's
+/// policy entry: inputs arrive as the runner would pass them, outputs go to the step's
+/// GITHUB_OUTPUT, and the action is as confined as a `run:` step.
+#[test]
+fn a_javascript_action_runs_in_the_sandbox_under_its_step_entry() {
+    if Command::new("node").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs node");
+        eprintln!("skipped: no node");
+        return;
+    }
+    for uid in users() {
+        let mut r = Runner::new(
+            uid,
+            "version: 1\nprofiles:\n  act:\n    description: the action\n    extends: default\n    env: { set: { MARK: act-profile } }\njobs:\n  test:\n    steps:\n      greet: { profile: act }\n",
+        );
+        r.setup(&[], None).ok();
+        r.dir.write(
+            "actions/greet/action.yml",
+            "name: greet\ndescription: says hello\ninputs:\n  who:\n    default: world\n  num-octocats:\n    required: true\n  token:\n    default: ${{ github.token }}\noutputs:\n  greeting: { description: the greeting }\nruns:\n  using: node20\n  main: dist/index.js\n  post: dist/post.js\n",
+        );
+        r.dir.write(
+            "actions/greet/dist/index.js",
+            r#"const fs = require('fs');
+const out = process.env.GITHUB_OUTPUT;
+fs.appendFileSync(out, `greeting=hello ${process.env.INPUT_WHO}\n`);
+console.log(`octocats=${process.env['INPUT_NUM-OCTOCATS']} token=${process.env.INPUT_TOKEN || 'unset'} mark=${process.env.MARK}`);
+console.log(`path=${process.env.GITHUB_ACTION_PATH}`);
+try { fs.readFileSync('/proc/1/environ'); console.log('environ=read'); } catch (e) { console.log('environ=' + e.code); }
+try { fs.writeFileSync(process.env.GITHUB_ACTION_PATH + '/dist/index.js', 'x'); console.log('tamper=ok'); } catch (e) { console.log('tamper=' + e.code); }
+fs.appendFileSync(process.env.GITHUB_ENV, 'NODE_OPTIONS=--require /tmp/evil.js\n');
+process.exit(3);
+"#,
+        );
+        let action_dir = r.dir.root.join("actions/greet");
+        let n = r.n + 1;
+        let out_file = r.file(&format!("set_output_{n}"));
+        let env_file = r.file(&format!("set_env_{n}"));
+        r.n = n;
+        let out = Out(r
+            .command(&[
+                "action",
+                "--step",
+                "greet",
+                "--input",
+                "who=stepjail",
+                "--input",
+                "NUM-OCTOCATS=2",
+                action_dir.to_str().unwrap(),
+            ])
+            .env("GITHUB_ACTION", "__stepjail_run-action")
+            .env("GITHUB_OUTPUT", &out_file)
+            .env("GITHUB_ENV", &env_file)
+            .output()
+            .unwrap());
+        assert_eq!(out.code(), 3, "{}\n{}", out.stdout(), out.stderr());
+        let o = out.stdout();
+        assert!(o.contains("octocats=2 token=unset mark=act-profile"), "{o}");
+        assert!(o.contains(&format!("path={}", action_dir.display())), "{o}");
+        assert!(o.contains("environ=EACCES"), "{o}");
+        assert!(o.contains("tamper=EROFS"), "{o}");
+        assert!(
+            o.contains("::warning title=stepjail action::the action's `post` script (dist/post.js) is not run"),
+            "{o}"
+        );
+        assert!(o.contains("wrote NODE_OPTIONS to GITHUB_ENV"), "{o}");
+        assert_eq!(
+            std::fs::read_to_string(&out_file).unwrap(),
+            "greeting=hello stepjail\n"
+        );
+        assert_eq!(std::fs::read_to_string(&env_file).unwrap(), "");
+    }
+    // Only JavaScript actions.
+    let mut r = Runner::new(users()[0], POLICY);
+    r.setup(&[], None).ok();
+    r.dir.write(
+        "actions/dock/action.yml",
+        "name: d\nruns:\n  using: docker\n  image: Dockerfile\n",
+    );
+    let out = Out(r
+        .command(&[
+            "action",
+            "--step",
+            "x",
+            r.dir.root.join("actions/dock").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr().contains("only JavaScript actions"),
+        "{}",
+        out.stderr()
+    );
+    r.dir.write(
+        "actions/esc/action.yml",
+        "name: e\nruns:\n  using: node20\n  main: ../../ws/x.js\n",
+    );
+    r.dir.write("ws/x.js", "");
+    let out = Out(r
+        .command(&[
+            "action",
+            "--step",
+            "x",
+            r.dir.root.join("actions/esc").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr().contains("is not a file inside the action"),
+        "{}",
+        out.stderr()
+    );
+}
+
+/// `run-action/action.yml`'s script, run as the runner would run it (bash, its env), with a
+/// stand-in `git` that "fetches" a local copy of the action instead of github.com.
+#[test]
+fn the_run_action_composite_fetches_and_runs_the_action_in_stepjail() {
+    if Command::new("node").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs node");
+        return;
+    }
+    let yml: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/run-action/action.yml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let script = yml["runs"]["steps"][0]["run"].as_str().unwrap().to_string();
+    let uid = users()[users().len() - 1];
+    let mut r = Runner::new(
+        uid,
+        "version: 1\njobs:\n  test:\n    steps:\n      hello: { profile: default }\n",
+    );
+    r.setup(&[], None).ok();
+    r.dir.write(
+        "src-action/sub/action.yml",
+        "name: hello\ninputs:\n  who: { default: world }\nruns: { using: node20, main: index.js }\n",
+    );
+    r.dir.write(
+        "src-action/sub/index.js",
+        "require('fs').appendFileSync(process.env.GITHUB_OUTPUT, `said=hi ${process.env.INPUT_WHO}\\n`);\n",
+    );
+    // The stand-in tools: `git` copies the local action, `stepjail` is the binary under test.
+    let tools = r.dir.write(
+        "tools/git",
+        &format!(
+            "#!/bin/sh\nset -e\nif [ \"$1\" = -C ]; then cd \"$2\"; shift 2; fi\ncase \"$1\" in fetch) cp -R {}/. . ;; esac\n",
+            r.dir.root.join("src-action").display()
+        ),
+    );
+    std::fs::set_permissions(&tools, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(bin(), r.dir.root.join("tools/stepjail")).unwrap();
+    r.path
+        .insert(0, r.dir.root.join("tools").display().to_string());
+    let script_file = r.dir.write("run-action.sh", &script);
+    let n = r.n + 1;
+    let out_file = r.file(&format!("set_output_{n}"));
+    let mut cmd = r.command(&[]);
+    cmd.env("GITHUB_OUTPUT", &out_file)
+        .env("GITHUB_ACTION", "__stepjail_run-action")
+        .env("STEPJAIL_STEP", "hello")
+        .env("STEPJAIL_ACTION", "acme/hello/sub@v1")
+        .env("STEPJAIL_WITH", "who: composite\n");
+    // `command()` runs stepjail; run bash instead, with the same environment.
+    let mut cmd = cmd_with_program(cmd, "bash", &[script_file.to_str().unwrap()]);
+    if uid != 0 {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = Out(cmd_output(cmd));
+    let o = out.ok();
+    assert!(o.contains("is not pinned to a full commit SHA"), "{o}");
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap(),
+        "said=hi composite\n"
+    );
+    assert!(
+        r.dir
+            .root
+            .join("_stepjail_actions/acme/hello/v1/.stepjail-fetched")
+            .exists()
+    );
+}
+
+/// A copy of `cmd`'s environment and directory, running `program args` instead.
+fn cmd_with_program(cmd: Command, program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args).env_clear().stdin(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
+}
+
+fn cmd_output(mut cmd: Command) -> std::process::Output {
+    cmd.output().unwrap()
+}

@@ -627,7 +627,11 @@ fn committed_checksums_file_parses() {
 }
 
 fn action() -> serde_json::Value {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("action.yml")).unwrap();
+    action_at("action.yml")
+}
+
+fn action_at(rel: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(Path::new(ROOT).join(rel)).unwrap();
     serde_saphyr::from_str::<serde_json::Value>(&text).expect("action.yml parses")
 }
 
@@ -676,7 +680,25 @@ fn action_is_a_composite_with_the_documented_inputs_and_outputs() {
 /// script-injection hole. Every script also parses with `bash -n`.
 #[test]
 fn action_scripts_use_bash_and_no_expression_interpolation() {
-    let a = action();
+    check_scripts(&action(), 3);
+    check_scripts(&action_at("run-action/action.yml"), 1);
+}
+
+#[test]
+fn run_action_is_a_composite_with_step_action_and_with() {
+    let a = action_at("run-action/action.yml");
+    assert_eq!(a["runs"]["using"], "composite");
+    let inputs = a["inputs"].as_object().expect("inputs");
+    assert_eq!(inputs["step"]["required"], true);
+    assert_eq!(inputs["action"]["required"], true);
+    assert_eq!(inputs["with"]["default"], "");
+    assert_eq!(
+        a["outputs"]["outputs"]["value"],
+        "${{ toJSON(steps.run.outputs) }}"
+    );
+}
+
+fn check_scripts(a: &serde_json::Value, min_runs: usize) {
     let steps = a["runs"]["steps"].as_array().unwrap();
     let tmp = tempdir();
     let mut runs = 0;
@@ -699,5 +721,5 @@ fn action_scripts_use_bash_and_no_expression_interpolation() {
         let out = Command::new("bash").arg("-n").arg(&file).output().unwrap();
         assert!(out.status.success(), "step {i}: {}", stderr(&out));
     }
-    assert!(runs >= 3, "expected install, self-test and setup steps");
+    assert!(runs >= min_runs, "expected at least {min_runs} run steps");
 }

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one function per subcommand. Each returns the exit
 //! code stepjail ends with; `main.rs` only parses and exits.
 
+pub mod action;
 pub mod audit;
 pub mod check;
 pub mod profiles;
@@ -34,6 +35,9 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// GitHub Actions: the `shell:` of a `run:` step; runs it under its policy entry.
     Step(step::StepArgs),
+    /// GitHub Actions: run a JavaScript action's `main` in the sandbox under a step's policy
+    /// entry (what the `run-action` composite calls).
+    Action(action::ActionArgs),
 }
 
 /// Dispatches a parsed command line; returns the process exit code.
@@ -45,5 +49,6 @@ pub fn main(cli: Cli) -> i32 {
         Command::Audit(args) => audit::run(args),
         Command::Setup(args) => setup::run(args),
         Command::Step(args) => step::run(args),
+        Command::Action(args) => action::run(args),
     }
 }

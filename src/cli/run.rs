@@ -112,6 +112,8 @@ pub struct CiStep {
     pub hidden: Vec<PathBuf>,
     /// Variables passed whatever the profile says (`GITHUB_ENV` and the other file commands).
     pub pass: Vec<String>,
+    /// Variables set for the step (a JavaScript action's `INPUT_*`).
+    pub set: Vec<(String, String)>,
     pub job: String,
     pub step: String,
 }
@@ -179,6 +181,9 @@ pub fn execute(req: Request) -> Finished {
             resolved
                 .env_pass
                 .push(crate::policy::model::EnvPattern::Exact(name.clone()));
+        }
+        for (k, v) in &ci.set {
+            resolved.env_set.insert(k.clone(), v.clone());
         }
     }
     // Caches a profile makes writable under the step user's home (`~/.npm`, `~/.cache/pip`)

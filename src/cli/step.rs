@@ -23,5 +23,7 @@ pub fn run(args: StepArgs) -> i32 {
         state_dir: args.state_dir,
         verbose: args.verbose,
         command: args.command,
+        step_id: None,
+        set: Vec::new(),
     })
 }

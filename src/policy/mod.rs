@@ -27,3 +27,19 @@ pub use check::check_file;
 pub use error::{Conflict, PolicyError};
 pub use load::{MAX_EXTENDS_DEPTH, builtins, load, load_builtin, load_file};
 pub use policy_file::{Chosen, Policy, StepRule};
+
+/// Reads and parses any YAML file into `T` with the same limits and error messages as profiles
+/// (for other YAML the product reads, such as a JavaScript action's `action.yml`).
+pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, PolicyError> {
+    let label = path.display().to_string();
+    let text = yaml::read_file(path, &label)?;
+    yaml::parse(&text, &label)
+}
+
+/// Parses YAML text (`label` names it in errors) with the same limits as profiles.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    label: &str,
+) -> Result<T, PolicyError> {
+    yaml::parse(text, label)
+}

@@ -1,6 +1,7 @@
 //! GitHub Actions: the frozen policy (`stepjail setup`), the `shell:` wrapper (`stepjail step`),
 //! file-command sanitizing, the job summary and annotations.
 
+pub mod action;
 pub mod filecmd;
 pub mod report;
 pub mod setup;

@@ -36,6 +36,10 @@ pub struct StepRequest {
     pub state_dir: Option<PathBuf>,
     pub verbose: bool,
     pub command: Vec<String>,
+    /// The policy key of the step, instead of `GITHUB_ACTION` (a wrapped action's step).
+    pub step_id: Option<String>,
+    /// Variables set for the step (a JavaScript action's `INPUT_*`, `GITHUB_ACTION_PATH`).
+    pub set: Vec<(String, String)>,
 }
 
 fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
@@ -69,7 +73,11 @@ pub fn run(req: StepRequest) -> i32 {
         frozen.state.policy_source
     );
     let job = env("GITHUB_JOB").unwrap_or_default();
-    let step = env("GITHUB_ACTION").unwrap_or_default();
+    let step = req
+        .step_id
+        .clone()
+        .or_else(|| env("GITHUB_ACTION"))
+        .unwrap_or_default();
     let policy = match Policy::parse_frozen(&policy_path, &frozen.policy, &label, &job, &step) {
         Ok(p) => p,
         Err(e) => return fail(EXIT_STATE, e),
@@ -165,6 +173,7 @@ pub fn run(req: StepRequest) -> i32 {
             skeleton,
             hidden,
             pass,
+            set: req.set,
             job: job.clone(),
             step: step.clone(),
         }),
