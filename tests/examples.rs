@@ -271,3 +271,27 @@ fn workflows_pass_actionlint_when_it_is_installed() {
         String::from_utf8_lossy(&out.stderr),
     );
 }
+
+/// The policy shown in the README's "GitHub Actions" section is one `stepjail check` accepts.
+#[test]
+fn the_readme_policy_example_checks() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("# .github/stepjail.yml\nversion: 1\n")
+        .expect("the README shows a policy");
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stepjail.yml");
+    std::fs::write(&file, &readme[start..end]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stepjail"))
+        .arg("check")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
