@@ -159,6 +159,22 @@ pub fn safe_path(s: &str) -> String {
         .collect()
 }
 
+/// Free text that may hold the step's own bytes (an error quoting a variable name), made
+/// inert in Markdown: no HTML, code, link, emphasis or table syntax (intraword `_` is kept:
+/// GitHub does not emphasise it), no control characters, at most 300 characters.
+pub fn safe_text(s: &str) -> String {
+    s.chars()
+        .take(300)
+        .map(|c| {
+            if c.is_control() || "|<>`[]*#!\\".contains(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// Escapes workflow-command data (`%`, CR, LF).
 fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
@@ -336,7 +352,7 @@ pub fn summary(report: &StepReport, h: &Header<'_>) -> String {
         );
     }
     for r in h.removed {
-        let _ = writeln!(s, "- removed from file commands: {r}");
+        let _ = writeln!(s, "- removed from file commands: {}", safe_text(r));
     }
     if !h.removed.is_empty() {
         s.push('\n');
@@ -529,6 +545,15 @@ mod tests {
         assert!(s.contains("- tunnel.attacker.example:443\n"), "{s}");
         assert!(!s.contains("<b>"), "{s}");
         assert!(s.contains("LD_PRELOAD"));
+    }
+
+    #[test]
+    fn free_text_is_inert_markdown() {
+        assert_eq!(
+            safe_text("A<img src=x>|`b`[l](u)*e*\n"),
+            "A img src=x   b  l (u) e  "
+        );
+        assert_eq!(safe_text("LD_PRELOAD"), "LD_PRELOAD");
     }
 
     #[test]

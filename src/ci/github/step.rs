@@ -180,83 +180,63 @@ pub fn run(req: StepRequest) -> i32 {
     });
     let mut code = finished.code;
 
-    // File commands: what this step leaves for later steps.
-    let mut removed_lines = Vec::new();
+    // File commands: what this step leaves for later steps. Names and paths come from the
+    // step: reduced to plain characters before they reach annotations and the summary.
+    // (title, annotation, summary line) per removal.
+    let mut notes: Vec<(&str, String, String)> = Vec::new();
+    let mut discarded = false;
+    let mut discard = |file: &str, e: &dyn std::fmt::Display| {
+        discarded = true;
+        (
+            if file == "GITHUB_ENV" {
+                "stepjail discarded GITHUB_ENV"
+            } else {
+                "stepjail discarded GITHUB_PATH"
+            },
+            format!("step {shown}: {e}; nothing it wrote to {file} is kept"),
+            format!("{file}: all of it ({e})"),
+        )
+    };
     if let Some(p) = env("GITHUB_ENV") {
         match filecmd::sanitize_env_file(Path::new(&p), &chosen.allow_env) {
-            Ok(s) => {
-                for r in &s.removed {
-                    let line = format!("GITHUB_ENV: {} (line {}): {}", r.name, r.line, r.reason);
-                    println!(
-                        "{}",
-                        report::command(
-                            "error",
-                            "stepjail removed a GITHUB_ENV entry",
-                            &format!(
-                                "step {shown} wrote {} to GITHUB_ENV (line {}): {}; removed, later steps will not see it (allow it by name with `allow_env` in the policy if it is intended)",
-                                r.name, r.line, r.reason
-                            ),
-                        )
-                    );
-                    removed_lines.push(line);
-                }
-            }
-            Err(e) => {
-                println!(
-                    "{}",
-                    report::command(
-                        "error",
-                        "stepjail discarded GITHUB_ENV",
-                        &format!("step {shown}: {e}; nothing it wrote to GITHUB_ENV is kept"),
-                    )
-                );
-                removed_lines.push(format!("GITHUB_ENV: all of it ({e})"));
-                if code == 0 {
-                    code = 1;
-                }
-            }
+            Ok(s) => notes.extend(s.removed.iter().map(|r| {
+                let name = report::safe_path(&r.name);
+                (
+                    "stepjail removed a GITHUB_ENV entry",
+                    format!(
+                        "step {shown} wrote {name} to GITHUB_ENV (line {}): {}; removed, later steps will not see it (allow it by name with `allow_env` in the policy if it is intended)",
+                        r.line, r.reason
+                    ),
+                    format!("GITHUB_ENV: {name} (line {}): {}", r.line, r.reason),
+                )
+            })),
+            Err(e) => notes.push(discard("GITHUB_ENV", &e)),
         }
     }
     if let Some(p) = env("GITHUB_PATH") {
         match filecmd::sanitize_path_file(Path::new(&p), SHADOWED) {
-            Ok((_, removed)) => {
-                for r in &removed {
-                    println!(
-                        "{}",
-                        report::command(
-                            "error",
-                            "stepjail removed a GITHUB_PATH entry",
-                            &format!(
-                                "step {shown} added {} to GITHUB_PATH (line {}): {}; removed",
-                                report::safe_path(&r.entry),
-                                r.line,
-                                r.reason
-                            ),
-                        )
-                    );
-                    removed_lines.push(format!(
-                        "GITHUB_PATH: {} (line {}): {}",
-                        report::safe_path(&r.entry),
-                        r.line,
-                        r.reason
-                    ));
-                }
-            }
-            Err(e) => {
-                println!(
-                    "{}",
-                    report::command(
-                        "error",
-                        "stepjail discarded GITHUB_PATH",
-                        &format!("step {shown}: {e}; nothing it wrote to GITHUB_PATH is kept"),
-                    )
-                );
-                removed_lines.push(format!("GITHUB_PATH: all of it ({e})"));
-                if code == 0 {
-                    code = 1;
-                }
-            }
+            Ok((_, removed)) => notes.extend(removed.iter().map(|r| {
+                let entry = report::safe_path(&r.entry);
+                (
+                    "stepjail removed a GITHUB_PATH entry",
+                    format!(
+                        "step {shown} added {entry} to GITHUB_PATH (line {}): {}; removed",
+                        r.line, r.reason
+                    ),
+                    format!("GITHUB_PATH: {entry} (line {}): {}", r.line, r.reason),
+                )
+            })),
+            Err(e) => notes.push(discard("GITHUB_PATH", &e)),
         }
+    }
+    let mut removed_lines = Vec::new();
+    for (title, message, line) in notes {
+        println!("{}", report::command("error", title, &message));
+        removed_lines.push(line);
+    }
+    if discarded && code == 0 {
+        // The runner would have failed the step on a file it cannot parse.
+        code = 1;
     }
 
     // What the step did on the network: this run's records only.
