@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use stepjail::audit::{
-    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsTransport, Event, Http, NameSource,
-    NetMode, Protocol, Record, SecretLeak, StepEnd, StepStart, Via, read_log, sanitize_url,
-    suggest, summarize,
+    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsTransport, Event, FileCommand, Http,
+    NameSource, NetMode, Protocol, Record, SecretLeak, StepEnd, StepStart, Via, read_log,
+    sanitize_url, suggest, summarize,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -129,6 +129,12 @@ fn every_event() -> Vec<Event> {
             dest_name: "evil.example".into(),
             via: Via::Transparent,
             reason: "placeholder sent to a host the secret is not bound to".into(),
+        }),
+        Event::FileCommand(FileCommand {
+            file: "GITHUB_ENV".into(),
+            name: "LD_PRELOAD".into(),
+            line: 2,
+            reason: "changes how later programs load code".into(),
         }),
     ]
 }

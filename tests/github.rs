@@ -325,6 +325,30 @@ fn outputs_and_env_reach_later_steps_but_poison_is_removed_and_reported() {
             "{}",
             s.summary
         );
+        // The removals are in the job's audit log (names, never values) and its summary.
+        let log = std::fs::read_to_string(r.state().join("audit.jsonl")).unwrap();
+        let removed: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|e: &serde_json::Value| e["event"] == "file_command")
+            .collect();
+        assert_eq!(removed.len(), 4, "{log}");
+        assert_eq!(removed[0]["file"], "GITHUB_ENV");
+        assert_eq!(removed[0]["name"], "LD_PRELOAD");
+        assert_eq!(removed[0]["line"], 6);
+        assert!(!log.contains("/tmp/evil.so"), "a value reached the log");
+        assert_eq!(removed[3]["file"], "GITHUB_PATH");
+        assert_eq!(removed[3]["name"], "relative/bin");
+        let out = Out(Command::new(bin())
+            .args(["audit", "summarize"])
+            .arg(r.state().join("audit.jsonl"))
+            .output()
+            .unwrap());
+        let text = out.ok();
+        assert!(
+            text.contains("removed from file commands\n  GITHUB_ENV LD_PRELOAD (line 6): changes how later programs load code"),
+            "{text}"
+        );
         // What the runner applied for the next steps.
         assert_eq!(r.env.get("FOO").map(String::as_str), Some("bar"));
         assert_eq!(

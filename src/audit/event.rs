@@ -69,6 +69,7 @@ pub enum Event {
     Http(Http),
     Close(Close),
     SecretLeak(SecretLeak),
+    FileCommand(FileCommand),
 }
 
 /// The step is about to run.
@@ -181,6 +182,20 @@ pub struct SecretLeak {
     pub secret_name: String,
     pub dest_name: String,
     pub via: Via,
+    pub reason: String,
+}
+
+/// An entry a step wrote to a GitHub file command (`GITHUB_ENV`, `GITHUB_PATH`) that stepjail
+/// removed before later steps could get it: a poisoning attempt, or a legitimate one the policy
+/// does not allow. Names the variable (or the path entry), never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCommand {
+    /// `GITHUB_ENV` or `GITHUB_PATH`.
+    pub file: String,
+    /// The variable name, or the `GITHUB_PATH` entry; empty when the whole file was discarded.
+    pub name: String,
+    /// The entry's line in the file; 0 when the whole file was discarded.
+    pub line: u64,
     pub reason: String,
 }
 

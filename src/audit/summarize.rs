@@ -113,6 +113,7 @@ pub fn summarize(records: &[Record]) -> String {
     let mut conns: HashMap<(&str, u64), String> = HashMap::new();
     let mut names: BTreeMap<String, DnsRow> = BTreeMap::new();
     let mut leaks = Vec::new();
+    let mut removed = Vec::new();
     let mut totals = [0usize; 3];
     let mut queries = 0usize;
 
@@ -152,6 +153,7 @@ pub fn summarize(records: &[Record]) -> String {
                 row.qtypes.insert(d.qtype.clone());
             }
             Event::SecretLeak(l) => leaks.push(l),
+            Event::FileCommand(f) => removed.push(f),
             Event::Http(_) => {}
         }
     }
@@ -282,6 +284,24 @@ pub fn summarize(records: &[Record]) -> String {
             rows,
             "lrrrrl",
         ));
+    }
+
+    if !removed.is_empty() {
+        out.push_str("\nremoved from file commands\n");
+        for f in removed {
+            let _ = writeln!(
+                out,
+                "  {} {} (line {}): {}",
+                clean(&f.file),
+                clean(if f.name.is_empty() {
+                    "(all of it)"
+                } else {
+                    &f.name
+                }),
+                f.line,
+                clean(&f.reason)
+            );
+        }
     }
 
     if !leaks.is_empty() {

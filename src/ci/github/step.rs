@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::filecmd;
 use super::report::{self, Header, StepReport};
 use super::state::{self, JobMode};
+use crate::audit::{AuditLog, Event, FileCommand};
 use crate::cli::run::{CiStep, Request};
 use crate::policy::Policy;
 use crate::policy::model::NetworkMode;
@@ -182,8 +183,8 @@ pub fn run(req: StepRequest) -> i32 {
 
     // File commands: what this step leaves for later steps. Names and paths come from the
     // step: reduced to plain characters before they reach annotations and the summary.
-    // (title, annotation, summary line) per removal.
-    let mut notes: Vec<(&str, String, String)> = Vec::new();
+    // (title, annotation, summary line, audit event) per removal.
+    let mut notes: Vec<(&str, String, String, FileCommand)> = Vec::new();
     let mut discarded = false;
     let mut discard = |file: &str, e: &dyn std::fmt::Display| {
         discarded = true;
@@ -195,6 +196,12 @@ pub fn run(req: StepRequest) -> i32 {
             },
             format!("step {shown}: {e}; nothing it wrote to {file} is kept"),
             format!("{file}: all of it ({e})"),
+            FileCommand {
+                file: file.to_string(),
+                name: String::new(),
+                line: 0,
+                reason: e.to_string(),
+            },
         )
     };
     if let Some(p) = env("GITHUB_ENV") {
@@ -208,6 +215,12 @@ pub fn run(req: StepRequest) -> i32 {
                         r.line, r.reason
                     ),
                     format!("GITHUB_ENV: {name} (line {}): {}", r.line, r.reason),
+                    FileCommand {
+                        file: "GITHUB_ENV".into(),
+                        name: r.name.clone(),
+                        line: r.line as u64,
+                        reason: r.reason.clone(),
+                    },
                 )
             })),
             Err(e) => notes.push(discard("GITHUB_ENV", &e)),
@@ -224,15 +237,28 @@ pub fn run(req: StepRequest) -> i32 {
                         r.line, r.reason
                     ),
                     format!("GITHUB_PATH: {entry} (line {}): {}", r.line, r.reason),
+                    FileCommand {
+                        file: "GITHUB_PATH".into(),
+                        name: r.entry.clone(),
+                        line: r.line as u64,
+                        reason: r.reason.clone(),
+                    },
                 )
             })),
             Err(e) => notes.push(discard("GITHUB_PATH", &e)),
         }
     }
     let mut removed_lines = Vec::new();
-    for (title, message, line) in notes {
+    // Removals go to the job's audit log too, under the step's run id: they are attempts.
+    let log = AuditLog::open(&audit_path, &finished.run_id).ok();
+    for (title, message, line, event) in notes {
         println!("{}", report::command("error", title, &message));
         removed_lines.push(line);
+        if let Some(log) = &log
+            && let Err(e) = log.write(Event::FileCommand(event))
+        {
+            eprintln!("stepjail: writing the audit log: {e}");
+        }
     }
     if discarded && code == 0 {
         // The runner would have failed the step on a file it cannot parse.
