@@ -1047,3 +1047,41 @@ fn cmd_with_program(cmd: Command, program: &str, args: &[&str]) -> Command {
 fn cmd_output(mut cmd: Command) -> std::process::Output {
     cmd.output().unwrap()
 }
+
+/// The same policy entry on a laptop: no runner, no RUNNER_TEMP, an explicit state directory.
+#[test]
+fn a_ci_step_reproduces_locally_under_its_policy_entry() {
+    let uid = users()[users().len() - 1];
+    let dir = Dir::new(uid);
+    dir.write("ws/.github/stepjail.yml", POLICY);
+    let state = dir.root.join("state");
+    let local = |args: &[&str]| {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &dir.home)
+            .env("GITHUB_JOB", "test")
+            .env("GITHUB_ACTION", "deps")
+            .current_dir(&dir.ws)
+            .stdin(Stdio::null());
+        if uid != 0 {
+            c.uid(uid).gid(uid);
+        }
+        Out(c.output().unwrap())
+    };
+    local(&["setup", "--state-dir", state.to_str().unwrap()]).ok();
+    let out = local(&[
+        "step",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--",
+        "bash",
+        "-c",
+        "echo mark=$MARK; cat \"$0\" 2>&1 || true",
+        state.join("policy.yml").to_str().unwrap(),
+    ]);
+    let o = out.ok();
+    assert!(o.contains("mark=deps-profile"), "{o}");
+    assert!(o.contains("policy.yml: Permission denied"), "{o}");
+}
