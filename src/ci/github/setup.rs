@@ -104,7 +104,7 @@ pub fn setup(req: &SetupRequest) -> Result<SetupOutcome, SetupError> {
         let mut map = serde_json::Map::new();
         for name in values.names() {
             let v = values.get(name).unwrap_or_default();
-            for line in v.lines().map(str::trim).filter(|l| l.len() >= 3) {
+            for line in v.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 masks.push(format!("::add-mask::{line}"));
             }
             map.insert(name.to_string(), serde_json::Value::String(v.to_string()));
