@@ -300,8 +300,9 @@ fn outputs_and_env_reach_later_steps_but_poison_is_removed_and_reported() {
              echo 'BASH_ENV=/tmp/evil.sh' >> \"$GITHUB_ENV\"
              echo 'STEPJAIL_STATE=/tmp/fake' >> \"$GITHUB_ENV\"
              echo 'result=42' >> \"$GITHUB_OUTPUT\"
-             echo \"$GITHUB_WORKSPACE/bin\" >> \"$GITHUB_PATH\"
-             echo 'relative/bin' >> \"$GITHUB_PATH\"",
+             echo \"$HOME/.local/bin\" >> \"$GITHUB_PATH\"
+             echo 'relative/bin' >> \"$GITHUB_PATH\"
+             echo \"$GITHUB_WORKSPACE/bin\" >> \"$GITHUB_PATH\"",
             &[],
         );
         let stdout = s.out.ok();
@@ -332,7 +333,7 @@ fn outputs_and_env_reach_later_steps_but_poison_is_removed_and_reported() {
             .map(|l| serde_json::from_str(l).unwrap())
             .filter(|e: &serde_json::Value| e["event"] == "file_command")
             .collect();
-        assert_eq!(removed.len(), 4, "{log}");
+        assert_eq!(removed.len(), 5, "{log}");
         assert_eq!(removed[0]["file"], "GITHUB_ENV");
         assert_eq!(removed[0]["name"], "LD_PRELOAD");
         assert_eq!(removed[0]["line"], 6);
@@ -358,7 +359,16 @@ fn outputs_and_env_reach_later_steps_but_poison_is_removed_and_reported() {
         assert!(!r.env.contains_key("LD_PRELOAD"));
         assert!(!r.env.contains_key("BASH_ENV"));
         assert_eq!(r.env["STEPJAIL_STATE"], r.state().to_str().unwrap());
-        assert_eq!(r.path, vec![format!("{}/bin", r.dir.ws.display())]);
+        // Not the workspace: a later step could plant a `stepjail` there for the runner to run.
+        assert_eq!(r.path, vec![format!("{}/.local/bin", r.dir.home.display())]);
+        assert_eq!(removed[4]["name"], format!("{}/bin", r.dir.ws.display()));
+        assert!(
+            removed[4]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("which sandboxed steps may write"),
+            "{removed:?}"
+        );
 
         // A policy exception by name.
         let s = r.step(

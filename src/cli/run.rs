@@ -127,6 +127,8 @@ pub struct Finished {
     /// The resolved profile's name and network mode (empty when the run failed before that).
     pub profile: String,
     pub mode: Option<NetMode>,
+    /// The paths the step could write (the profile's `read_write`, resolved).
+    pub writable: Vec<PathBuf>,
 }
 
 /// Runs one step; errors are printed here and turned into the exit code.
@@ -137,6 +139,7 @@ pub fn execute(req: Request) -> Finished {
         run_id: run_id.clone(),
         profile: req.profile.name.clone(),
         mode: None,
+        writable: Vec::new(),
     };
     let failed = |mut f: Finished, code: i32, msg: &dyn std::fmt::Display| {
         f.code = fail(code, msg);
@@ -210,6 +213,7 @@ pub fn execute(req: Request) -> Finished {
             }
         }
     }
+    finished.writable = resolved.read_write.clone();
     let file_secrets = req.file_secrets;
     // Every name in the secrets file is a secret: undeclared ones never pass, whatever
     // `env.pass` says.

@@ -649,6 +649,32 @@ fn ancestor_problem(dir: &Path) -> Option<String> {
 }
 
 /// Why `entry` must not be put in front of `PATH` for later steps, or `None` if it may.
+/// An entry inside a directory sandboxed steps may write (the workspace, the step's writable
+/// paths): a later step could put a `stepjail`, `tar` or `node` there, which the runner (it
+/// resolves the `shell:` command on this PATH) and unsandboxed `uses:` steps would then run
+/// outside any sandbox. Symlinks are followed (for a path not created yet: its nearest existing
+/// ancestor), so a link elsewhere that points inside counts too.
+fn in_writable_root(entry: &str, roots: &[std::path::PathBuf]) -> Option<String> {
+    let path = Path::new(entry);
+    let resolved = match fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(_) => {
+            let nearest = path.ancestors().find(|a| fs::metadata(a).is_ok())?;
+            let rest = path.strip_prefix(nearest).ok()?;
+            fs::canonicalize(nearest).ok()?.join(rest)
+        }
+    };
+    roots.iter().find_map(|root| {
+        let root = fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+        resolved.starts_with(&root).then(|| {
+            format!(
+                "lies in {}, which sandboxed steps may write: a later step could put programs there that the runner and unsandboxed steps would run",
+                root.display()
+            )
+        })
+    })
+}
+
 fn path_problem(entry: &str, shadowed: &[&str]) -> Option<String> {
     if entry.contains(':') {
         return Some("contains `:`, which separates PATH entries".to_string());
@@ -720,6 +746,7 @@ fn path_problem(entry: &str, shadowed: &[&str]) -> Option<String> {
 pub fn sanitize_path_file(
     path: &Path,
     shadowed: &[&str],
+    writable_roots: &[std::path::PathBuf],
 ) -> Result<(Vec<String>, Vec<PathRemoved>), FileCommandError> {
     let Some((mut file, text)) = read_command_file(path)? else {
         return Ok((Vec::new(), Vec::new()));
@@ -731,7 +758,7 @@ pub fn sanitize_path_file(
         if entry.is_empty() {
             continue;
         }
-        match path_problem(entry, shadowed) {
+        match path_problem(entry, shadowed).or_else(|| in_writable_root(entry, writable_roots)) {
             Some(reason) => removed.push(PathRemoved {
                 entry: entry.to_string(),
                 line,
@@ -1187,7 +1214,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            sanitize_path_file(&link, &[]),
+            sanitize_path_file(&link, &[], &[]),
             Err(FileCommandError::NotRegular { .. })
         ));
         assert_eq!(fs::read(&target).unwrap(), b"not an env file\n");
@@ -1219,7 +1246,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("none");
         assert_eq!(sanitize_env_file(&path, &[]).unwrap(), Sanitized::default());
-        assert_eq!(sanitize_path_file(&path, &[]).unwrap(), (vec![], vec![]));
+        assert_eq!(
+            sanitize_path_file(&path, &[], &[]).unwrap(),
+            (vec![], vec![])
+        );
         assert!(!path.exists());
     }
 
@@ -1293,7 +1323,7 @@ mod tests {
         ];
         let path = dir.path().join("add_path");
         fs::write(&path, lines.join("\n")).unwrap();
-        let (kept, removed) = sanitize_path_file(&path, SHADOWED).unwrap();
+        let (kept, removed) = sanitize_path_file(&path, SHADOWED, &[]).unwrap();
         assert_eq!(kept, [d(&good), d(&below_sticky), d(&later), d(&good)]);
         let above_open = format!("{:?} above it is writable by other users", d(&open));
         let creatable = format!(
@@ -1343,7 +1373,7 @@ mod tests {
         let path = dir.path().join("add_path");
         let text = format!("\u{feff}{0}\r\n\n{0}\r{0}", good.display());
         fs::write(&path, &text).unwrap();
-        let (kept, removed) = sanitize_path_file(&path, SHADOWED).unwrap();
+        let (kept, removed) = sanitize_path_file(&path, SHADOWED, &[]).unwrap();
         assert_eq!(kept.len(), 3);
         assert!(removed.is_empty(), "{removed:?}");
         assert_eq!(fs::read_to_string(&path).unwrap(), text);
@@ -1355,9 +1385,41 @@ mod tests {
         let path = dir.path().join("add_path");
         fs::write(&path, b"/usr/bin\n/tmp/\xc3\n").unwrap();
         assert!(matches!(
-            sanitize_path_file(&path, SHADOWED),
+            sanitize_path_file(&path, SHADOWED, &[]),
             Err(FileCommandError::NotUtf8 { offset: 14, .. })
         ));
         assert_eq!(fs::read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn path_entries_in_writable_roots_are_removed_through_symlinks_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let outside = dir.path().join("tools");
+        fs::create_dir_all(ws.join("bin")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        let link = dir.path().join("link");
+        symlink(ws.join("bin"), &link).unwrap();
+        let file = dir.path().join("add_path");
+        let text = format!(
+            "{}\n{}\n{}\n{}\n",
+            ws.join("bin").display(),
+            ws.join("later/bin").display(),
+            link.display(),
+            outside.display()
+        );
+        fs::write(&file, text).unwrap();
+        let (kept, removed) = sanitize_path_file(&file, &[], &[ws.clone()]).unwrap();
+        assert_eq!(kept, vec![outside.display().to_string()]);
+        assert_eq!(removed.len(), 3, "{removed:?}");
+        assert!(
+            removed
+                .iter()
+                .all(|r| r.reason.contains("sandboxed steps may write"))
+        );
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("{}\n", outside.display())
+        );
     }
 }

@@ -150,6 +150,7 @@ pub fn run(req: StepRequest) -> i32 {
         .map(PathBuf::from)
         .filter(|w| w.is_dir())
         .unwrap_or_else(|| PathBuf::from("."));
+    let workspace_dir = std::fs::canonicalize(&workspace).unwrap_or_else(|_| workspace.clone());
     let mode = match frozen.state.mode {
         JobMode::Audit => Some(NetworkMode::Audit),
         JobMode::Enforce => None,
@@ -227,7 +228,10 @@ pub fn run(req: StepRequest) -> i32 {
         }
     }
     if let Some(p) = env("GITHUB_PATH") {
-        match filecmd::sanitize_path_file(Path::new(&p), SHADOWED) {
+        // Directories sandboxed steps may write: never on the PATH of later steps.
+        let mut roots = finished.writable.clone();
+        roots.push(workspace_dir.clone());
+        match filecmd::sanitize_path_file(Path::new(&p), SHADOWED, &roots) {
             Ok((_, removed)) => notes.extend(removed.iter().map(|r| {
                 let entry = report::safe_path(&r.entry);
                 (
