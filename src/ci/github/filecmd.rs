@@ -1409,7 +1409,7 @@ mod tests {
             outside.display()
         );
         fs::write(&file, text).unwrap();
-        let (kept, removed) = sanitize_path_file(&file, &[], &[ws.clone()]).unwrap();
+        let (kept, removed) = sanitize_path_file(&file, &[], std::slice::from_ref(&ws)).unwrap();
         assert_eq!(kept, vec![outside.display().to_string()]);
         assert_eq!(removed.len(), 3, "{removed:?}");
         assert!(
