@@ -1095,3 +1095,20 @@ fn a_ci_step_reproduces_locally_under_its_policy_entry() {
     assert!(o.contains("mark=deps-profile"), "{o}");
     assert!(o.contains("policy.yml: Permission denied"), "{o}");
 }
+
+#[test]
+fn a_writable_directory_on_the_runners_path_is_reported() {
+    let uid = users()[users().len() - 1];
+    let mut r = Runner::new(uid, POLICY);
+    r.setup(&[], None).ok();
+    // As if an unsandboxed step had put the workspace's bin/ on PATH.
+    r.path.insert(0, format!("{}/bin", r.dir.ws.display()));
+    let o = r.step(None, "true", &[]).out.ok();
+    assert!(
+        o.contains("::warning title=stepjail%3A writable PATH directory::")
+            && o.contains("this step could put programs there that later unsandboxed steps run"),
+        "{o}"
+    );
+    r.path.clear();
+    assert!(!r.step(None, "true", &[]).out.ok().contains("writable PATH"));
+}

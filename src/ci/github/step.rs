@@ -269,6 +269,32 @@ pub fn run(req: StepRequest) -> i32 {
         code = 1;
     }
 
+    // Programs on the runner's PATH that this step could have replaced: later unsandboxed
+    // steps (and the runner resolving `shell:`) would run them. Worth a warning.
+    if let Some(path) = env("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let real = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            let inside = |w: &&PathBuf| {
+                real.starts_with(std::fs::canonicalize(w).unwrap_or_else(|_| (*w).clone()))
+            };
+            if let Some(w) = finished.writable.iter().find(inside) {
+                println!(
+                    "{}",
+                    report::command(
+                        "warning",
+                        "stepjail: writable PATH directory",
+                        &format!(
+                            "step {shown}: profile '{}' makes {} writable, and {} is on the runner's PATH: this step could put programs there that later unsandboxed steps run",
+                            finished.profile,
+                            w.display(),
+                            dir.display()
+                        ),
+                    )
+                );
+            }
+        }
+    }
+
     // What the step did on the network: this run's records only.
     let records = read_from(&audit_path, offset);
     let rep = StepReport::from_records(&records, &finished.run_id);
