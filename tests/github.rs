@@ -879,6 +879,7 @@ const out = process.env.GITHUB_OUTPUT;
 fs.appendFileSync(out, `greeting=hello ${process.env.INPUT_WHO}\n`);
 console.log(`octocats=${process.env['INPUT_NUM-OCTOCATS']} token=${process.env.INPUT_TOKEN || 'unset'} mark=${process.env.MARK}`);
 console.log(`path=${process.env.GITHUB_ACTION_PATH}`);
+console.log(`server=${process.env.GITHUB_SERVER_URL} token=${process.env.GITHUB_TOKEN || 'unset'}`);
 try { fs.readFileSync('/proc/1/environ'); console.log('environ=read'); } catch (e) { console.log('environ=' + e.code); }
 try { fs.writeFileSync(process.env.GITHUB_ACTION_PATH + '/dist/index.js', 'x'); console.log('tamper=ok'); } catch (e) { console.log('tamper=' + e.code); }
 fs.appendFileSync(process.env.GITHUB_ENV, 'NODE_OPTIONS=--require /tmp/evil.js\n');
@@ -904,6 +905,8 @@ process.exit(3);
             .env("GITHUB_ACTION", "__stepjail_run-action")
             .env("GITHUB_OUTPUT", &out_file)
             .env("GITHUB_ENV", &env_file)
+            .env("GITHUB_SERVER_URL", "https://github.com")
+            .env("GITHUB_TOKEN", "ghs_jobtoken0123456789")
             .output()
             .unwrap());
         assert_eq!(out.code(), 3, "{}\n{}", out.stdout(), out.stderr());
@@ -911,6 +914,8 @@ process.exit(3);
         assert!(o.contains("octocats=2 token=unset mark=act-profile"), "{o}");
         assert!(o.contains(&format!("path={}", action_dir.display())), "{o}");
         assert!(o.contains("environ=EACCES"), "{o}");
+        // The action's context, never the job token.
+        assert!(o.contains("server=https://github.com token=unset"), "{o}");
         assert!(o.contains("tamper=EROFS"), "{o}");
         assert!(
             o.contains("::warning title=stepjail action::the action's `post` script (dist/post.js) is not run"),

@@ -25,5 +25,6 @@ pub fn run(args: StepArgs) -> i32 {
         command: args.command,
         step_id: None,
         set: Vec::new(),
+        pass: Vec::new(),
     })
 }

@@ -17,6 +17,44 @@ use serde::Deserialize;
 use super::report;
 use super::step::{self, StepRequest};
 
+/// The runner's default variables an action's toolkit reads for its context (`@actions/github`
+/// builds `context` from them). None is a credential: `GITHUB_TOKEN` and the `ACTIONS_*`
+/// tokens are never passed unless the policy declares them as secrets.
+pub const ACTION_CONTEXT: &[&str] = &[
+    "GITHUB_ACTOR",
+    "GITHUB_ACTOR_ID",
+    "GITHUB_API_URL",
+    "GITHUB_BASE_REF",
+    "GITHUB_EVENT_NAME",
+    "GITHUB_GRAPHQL_URL",
+    "GITHUB_HEAD_REF",
+    "GITHUB_REF",
+    "GITHUB_REF_NAME",
+    "GITHUB_REF_PROTECTED",
+    "GITHUB_REF_TYPE",
+    "GITHUB_REPOSITORY",
+    "GITHUB_REPOSITORY_ID",
+    "GITHUB_REPOSITORY_OWNER",
+    "GITHUB_REPOSITORY_OWNER_ID",
+    "GITHUB_RUN_ATTEMPT",
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_NUMBER",
+    "GITHUB_SERVER_URL",
+    "GITHUB_SHA",
+    "GITHUB_TRIGGERING_ACTOR",
+    "GITHUB_WORKFLOW",
+    "GITHUB_WORKFLOW_REF",
+    "GITHUB_WORKFLOW_SHA",
+    "GITHUB_WORKSPACE",
+    "RUNNER_ARCH",
+    "RUNNER_DEBUG",
+    "RUNNER_ENVIRONMENT",
+    "RUNNER_NAME",
+    "RUNNER_OS",
+    "RUNNER_TEMP",
+    "RUNNER_TOOL_CACHE",
+];
+
 /// The parts of `action.yml` stepjail reads; everything else (name, branding, outputs...) is
 /// ignored.
 #[derive(Debug, Deserialize)]
@@ -195,6 +233,7 @@ pub fn run(req: ActionRequest) -> i32 {
         command: vec!["node".into(), main_path.display().to_string()],
         step_id: Some(req.step),
         set,
+        pass: ACTION_CONTEXT.iter().map(|s| s.to_string()).collect(),
     })
 }
 

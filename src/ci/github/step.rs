@@ -41,6 +41,8 @@ pub struct StepRequest {
     pub step_id: Option<String>,
     /// Variables set for the step (a JavaScript action's `INPUT_*`, `GITHUB_ACTION_PATH`).
     pub set: Vec<(String, String)>,
+    /// More variables passed from the runner whatever the profile says (an action's context).
+    pub pass: Vec<String>,
 }
 
 fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
@@ -160,6 +162,7 @@ pub fn run(req: StepRequest) -> i32 {
     let mut pass: Vec<String> = FILE_COMMANDS.iter().map(|s| s.to_string()).collect();
     pass.push("GITHUB_ACTION".into());
     pass.push("GITHUB_EVENT_PATH".into());
+    pass.extend(req.pass.iter().cloned());
     let finished = crate::cli::run::execute(Request {
         profile: chosen.profile,
         workspace,
