@@ -1029,7 +1029,7 @@ fn the_run_action_composite_fetches_and_runs_the_action_in_stepjail() {
     if uid != 0 {
         cmd.uid(uid).gid(uid);
     }
-    let out = Out(cmd_output(cmd));
+    let out = Out(cmd.output().unwrap());
     let o = out.ok();
     assert!(o.contains("is not pinned to a full commit SHA"), "{o}");
     assert_eq!(
@@ -1057,10 +1057,6 @@ fn cmd_with_program(cmd: Command, program: &str, args: &[&str]) -> Command {
         c.current_dir(d);
     }
     c
-}
-
-fn cmd_output(mut cmd: Command) -> std::process::Output {
-    cmd.output().unwrap()
 }
 
 /// The same policy entry on a laptop: no runner, no RUNNER_TEMP, an explicit state directory.

@@ -187,7 +187,7 @@ fn allow_entry(host: &str, ports: &BTreeSet<u16>) -> String {
 ///
 /// Such a string is also a plain YAML scalar that cannot be read as anything but a string, which
 /// is what makes writing it unquoted safe.
-fn is_host_name(name: &str) -> bool {
+pub(crate) fn is_host_name(name: &str) -> bool {
     if name.is_empty() || name.len() > 253 {
         return false;
     }

@@ -33,8 +33,7 @@ pub struct SetupArgs {
 
 pub fn run(args: SetupArgs) -> i32 {
     let fail = |msg: String| {
-        println!("{}", report::command("error", "stepjail setup", &msg));
-        eprintln!("stepjail: {msg}");
+        report::error("stepjail setup", &msg);
         super::EXIT_USAGE
     };
     // Only `stepjail setup` itself reads these variables; nothing is inherited by steps.

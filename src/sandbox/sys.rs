@@ -218,31 +218,7 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
 
 /// Brings the loopback interface up in the current network namespace.
 pub fn loopback_up() -> io::Result<()> {
-    // SAFETY: a plain socket() call; the returned fd is owned below.
-    let fd = check_int(unsafe {
-        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-    })?;
-    // SAFETY: fd is valid and owned by nothing else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads the flags into `req`, which is a valid ifreq with a name.
-    check_int(unsafe {
-        libc::ioctl(
-            sock.as_raw_fd(),
-            libc::SIOCGIFFLAGS as IoctlRequest,
-            &mut req,
-        )
-    })?;
-    // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq with name and flags set.
-    check_int(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as IoctlRequest, &req) })
-        .map(drop)
+    link_up("lo")
 }
 
 /// The landlock ABI version the running kernel supports (0 when landlock is unavailable).

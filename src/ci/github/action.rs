@@ -91,11 +91,7 @@ pub struct ActionRequest {
 }
 
 fn fail(msg: impl std::fmt::Display) -> i32 {
-    println!(
-        "{}",
-        report::command("error", "stepjail action", &msg.to_string())
-    );
-    eprintln!("stepjail: {msg}");
+    report::error("stepjail action", &msg);
     crate::cli::EXIT_USAGE
 }
 
@@ -287,8 +283,14 @@ mod tests {
                 ("who".into(), "stepjail".into()),
             ]
         );
-        assert!(parse_inputs("a: [1]\n", "with").is_err());
-        assert!(parse_input_arg("=x").is_err());
+        assert_eq!(
+            parse_inputs("a: [1]\n", "with").unwrap_err(),
+            "with: input `a` is not a string, number or boolean"
+        );
+        assert_eq!(
+            parse_input_arg("=x").unwrap_err(),
+            "`=x`: expected NAME=VALUE"
+        );
         assert_eq!(
             parse_input_arg("a=b=c").unwrap(),
             ("a".into(), "b=c".into())

@@ -187,6 +187,12 @@ fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// Reports an error twice: as an `::error` annotation (on the run's page) and on stderr.
+pub fn error(title: &str, msg: &dyn std::fmt::Display) {
+    println!("{}", command("error", title, &msg.to_string()));
+    eprintln!("stepjail: {msg}");
+}
+
 /// One workflow command, `::error title=...::message`.
 pub fn command(kind: &str, title: &str, message: &str) -> String {
     format!(
@@ -376,7 +382,7 @@ pub fn allow_lines(report: &StepReport) -> Vec<String> {
         let line = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) => format!("{{ cidr: {ip}/32, ports: [{port}] }}"),
             Ok(IpAddr::V6(ip)) => format!("{{ cidr: \"{ip}/128\", ports: [{port}] }}"),
-            Err(_) if is_host_name(host) => {
+            Err(_) if crate::audit::suggest::is_host_name(host) => {
                 let port = if *port == 53 { 443 } else { *port };
                 format!("{host}:{port}")
             }
@@ -387,18 +393,6 @@ pub fn allow_lines(report: &StepReport) -> Vec<String> {
         }
     }
     out
-}
-
-fn is_host_name(s: &str) -> bool {
-    s.len() <= 253
-        && s.contains('.')
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 /// Appends `section` to the summary file at `path`, keeping the file within GitHub's limit:

@@ -46,9 +46,7 @@ pub struct StepRequest {
 }
 
 fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
-    // Once as an annotation (so it shows on the run's page), once as plain text.
-    println!("{}", report::command("error", "stepjail", &msg.to_string()));
-    eprintln!("stepjail: {msg}");
+    report::error("stepjail", &msg);
     code
 }
 
@@ -257,7 +255,9 @@ pub fn run(req: StepRequest) -> i32 {
     }
     let mut removed_lines = Vec::new();
     // Removals go to the job's audit log too, under the step's run id: they are attempts.
-    let log = AuditLog::open(&audit_path, &finished.run_id).ok();
+    let log = AuditLog::open(&audit_path, &finished.run_id)
+        .inspect_err(|e| eprintln!("stepjail: opening the audit log: {e}"))
+        .ok();
     for (title, message, line, event) in notes {
         println!("{}", report::command("error", title, &message));
         removed_lines.push(line);
