@@ -723,3 +723,63 @@ fn check_scripts(a: &serde_json::Value, min_runs: usize) {
     }
     assert!(runs >= min_runs, "expected at least {min_runs} run steps");
 }
+
+/// Every `${{` in an action file at a path where runners evaluate expressions; none elsewhere.
+///
+/// A runner loads `action.yml` before any step runs and evaluates `${{ }}` wherever it finds
+/// one. In metadata that is not a template (names, descriptions, input defaults) that fails
+/// the whole job at "Set up job": act refuses the file (`expressions are not allowed here`)
+/// and GitHub's runner stops with `Unrecognized named-value`. The places meant for
+/// expressions are the composite's steps (`runs.steps[*]`: `env`, `with`, `if`, ...) and an
+/// output's `value`. (Inside a step, `run:` itself must still not interpolate: see
+/// `action_scripts_use_bash_and_no_expression_interpolation`.)
+#[test]
+fn expressions_appear_only_where_runners_evaluate_them() {
+    fn walk(v: &serde_json::Value, path: &str, bad: &mut Vec<String>) {
+        let allowed = path.starts_with("runs.steps[")
+            || (path.starts_with("outputs.") && path.ends_with(".value"));
+        match v {
+            serde_json::Value::String(s) if s.contains("${{") && !allowed => {
+                bad.push(format!("{path}: {s}"));
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), bad);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, item) in map {
+                    // A key with an expression is never valid.
+                    if k.contains("${{") {
+                        bad.push(format!("{path}: key {k}"));
+                    }
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(item, &p, bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    for file in ["action.yml", "run-action/action.yml"] {
+        let mut bad = Vec::new();
+        walk(&action_at(file), "", &mut bad);
+        assert!(
+            bad.is_empty(),
+            "{file}: expressions where a runner refuses them: {bad:#?}"
+        );
+        // And the check sees one when it is there (the description act refused in 0.2.89).
+        let mut planted = action_at(file);
+        planted["inputs"]["x"] =
+            serde_json::json!({"description": "usually ${{ toJSON(secrets) }}"});
+        let mut bad = Vec::new();
+        walk(&planted, "", &mut bad);
+        assert_eq!(
+            bad,
+            ["inputs.x.description: usually ${{ toJSON(secrets) }}"]
+        );
+    }
+}
