@@ -141,8 +141,15 @@ pub fn execute(req: Request) -> Finished {
         mode: None,
         writable: Vec::new(),
     };
+    // A CI step's setup failure is an annotation on the step too, not only a log line.
+    let ci = req.ci.is_some();
     let failed = |mut f: Finished, code: i32, msg: &dyn std::fmt::Display| {
-        f.code = fail(code, msg);
+        if ci {
+            crate::ci::github::report::error("stepjail", msg);
+            f.code = code;
+        } else {
+            f.code = fail(code, msg);
+        }
         f
     };
     let profile = req.profile;

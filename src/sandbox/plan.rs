@@ -86,13 +86,17 @@ pub enum MountOp {
     },
 }
 
-/// A directory the step sees as an empty, read-only skeleton holding only the listed files at
-/// their own paths: GitHub's `RUNNER_TEMP`, which holds every step's scripts and file-command
-/// files, reduced to this step's script and its own file-command files.
+/// A CI step's own runner files. `dir` (GitHub's `RUNNER_TEMP`, which holds every step's
+/// scripts and file-command files) is seen as an empty, read-only skeleton holding only the
+/// listed read-only files at their own paths; the step's file-command files are bound
+/// writable at their own paths wherever the runner put them (GitHub: inside `dir`, under
+/// `_runner_file_commands`; act: in its own workflow directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skeleton {
-    pub dir: PathBuf,
-    /// Files inside `dir` the step may write (its `GITHUB_ENV`, `GITHUB_OUTPUT`, ...).
+    /// The directory to reduce; `None` when the runner has none.
+    pub dir: Option<PathBuf>,
+    /// Files the step may write (its `GITHUB_ENV`, `GITHUB_OUTPUT`, ...), inside `dir` or not.
+    /// Never inside a writable or hidden path of the profile ([`PlanError::StepFile`]).
     pub read_write: Vec<PathBuf>,
     /// Files inside `dir` the step may read (its script).
     pub read_only: Vec<PathBuf>,
@@ -159,6 +163,13 @@ pub const RUNNER_CREDENTIAL_FILES: &[&str] = &[
 pub enum PlanError {
     #[error("no command given to run")]
     NoCommand,
+    /// A runner file the step must write lies where binding it would be wrong.
+    #[error("{} (the step's file-command file) lies inside {what} {}; it is not bound into the sandbox, so the step is not run", .file.display(), .inside.display())]
+    StepFile {
+        file: PathBuf,
+        what: &'static str,
+        inside: PathBuf,
+    },
 }
 
 impl Plan {
@@ -183,6 +194,9 @@ impl Plan {
     ) -> Result<Plan, PlanError> {
         if argv.is_empty() {
             return Err(PlanError::NoCommand);
+        }
+        if let Some(sk) = skeleton {
+            check_step_files(sk, profile, host)?;
         }
         let egress = profile.network.mode != NetworkMode::None;
         let (sources, mut mounts, writable) = mounts(profile, host, skeleton);
@@ -283,13 +297,13 @@ fn mounts(
     }
     // The skeleton after the writable binds (one of them may contain its directory), then the
     // writable paths inside it bound again on top.
-    if let Some(sk) = skeleton {
+    if let Some(dir) = skeleton.and_then(|sk| sk.dir.as_ref()) {
         ops.push(MountOp::Tmpfs {
-            target: sk.dir.clone(),
+            target: dir.clone(),
             mode: 0o755,
         });
         for (i, w) in writable.iter().enumerate() {
-            if w.starts_with(&sk.dir) && *w != sk.dir {
+            if w.starts_with(dir) && w != dir {
                 ops.push(MountOp::BindWritable {
                     source: i,
                     target: w.clone(),
@@ -318,16 +332,18 @@ fn mounts(
             });
         }
     }
-    // The skeleton's files last, so no hidden path covers them, then the skeleton is sealed.
+    // The step's files last, so no hidden path covers them, then the skeleton is sealed.
     if let Some(sk) = skeleton {
+        let in_dir = |f: &Path| sk.dir.as_ref().is_some_and(|d| f.starts_with(d));
         let files = sk
             .read_write
             .iter()
             .map(|f| (f, true))
             .chain(sk.read_only.iter().map(|f| (f, false)));
         for (f, w) in files {
-            // Only files inside the skeleton, and only regular files that exist.
-            if !f.starts_with(&sk.dir) || host.kinds.get(f) != Some(&HiddenKind::File) {
+            // Only regular files that exist; read-only ones only inside the skeleton. A
+            // writable one outside it is bound on itself (its mountpoint exists).
+            if (!w && !in_dir(f)) || host.kinds.get(f) != Some(&HiddenKind::File) {
                 continue;
             }
             ops.push(MountOp::BindFile {
@@ -340,14 +356,50 @@ fn mounts(
                 writable.push(f.clone());
             }
         }
-        ops.push(MountOp::Seal {
-            target: sk.dir.clone(),
-        });
+        if let Some(dir) = &sk.dir {
+            ops.push(MountOp::Seal {
+                target: dir.clone(),
+            });
+        }
     }
     ops.push(MountOp::Seal {
         target: "/dev".into(),
     });
     (sources, ops, writable)
+}
+
+/// A step's writable runner file inside a writable path would be the step's to replace (a
+/// symlink planted there is followed when stepjail reads it back); inside a hidden path it
+/// could not be bound. Inside the skeleton only what is bound again on top of its tmpfs counts.
+fn check_step_files(
+    sk: &Skeleton,
+    profile: &ResolvedProfile,
+    host: &HostFacts,
+) -> Result<(), PlanError> {
+    let hidden = hidden_paths(profile, host);
+    for f in &sk.read_write {
+        let in_dir = sk.dir.as_ref().filter(|d| f.starts_with(d));
+        let found = |paths: &[PathBuf], what| {
+            paths
+                .iter()
+                .filter(|p| in_dir.is_none_or(|d| p.starts_with(d) && *p != d))
+                .find(|p| f.starts_with(p))
+                .map(|p| PlanError::StepFile {
+                    file: f.clone(),
+                    what,
+                    inside: p.clone(),
+                })
+        };
+        let hidden_found = if in_dir.is_some() {
+            None // covered by the skeleton's own tmpfs, on which the file is bound
+        } else {
+            found(&hidden, "the hidden path")
+        };
+        if let Some(e) = found(&profile.read_write, "the writable path").or(hidden_found) {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 fn dedup(paths: &[PathBuf]) -> Vec<PathBuf> {
@@ -531,6 +583,126 @@ mod tests {
             home: Some("/home/runner".into()),
             privileged: false,
         }
+    }
+
+    fn with_files(host: &mut HostFacts, files: &[&str]) {
+        for f in files {
+            host.kinds.insert(PathBuf::from(f), HiddenKind::File);
+        }
+    }
+
+    fn binds(plan: &Plan) -> Vec<(PathBuf, bool)> {
+        plan.mounts
+            .iter()
+            .filter_map(|m| match m {
+                MountOp::BindFile {
+                    source,
+                    target,
+                    writable,
+                } => {
+                    assert_eq!(&plan.sources[*source], target);
+                    Some((target.clone(), *writable))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn file_command_files_are_bound_writable_wherever_the_runner_put_them() {
+        // act's layout: RUNNER_TEMP empty, the file commands and the script in its own
+        // workflow directory.
+        let mut h = host();
+        with_files(
+            &mut h,
+            &["/act/wf/envs.txt", "/act/wf/outputcmd.txt", "/act/wf/a.sh"],
+        );
+        let sk = Skeleton {
+            dir: Some("/rt".into()),
+            read_write: vec!["/act/wf/envs.txt".into(), "/act/wf/outputcmd.txt".into()],
+            // Read-only files outside the skeleton are visible anyway: never bound.
+            read_only: vec!["/act/wf/a.sh".into()],
+        };
+        let plan = Plan::build_with(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &h,
+            Some(&sk),
+        )
+        .unwrap();
+        assert_eq!(
+            binds(&plan),
+            vec![
+                ("/act/wf/envs.txt".into(), true),
+                ("/act/wf/outputcmd.txt".into(), true)
+            ]
+        );
+        assert!(plan.writable.contains(&"/act/wf/envs.txt".into()));
+        // Without a RUNNER_TEMP there is no skeleton tmpfs, the files are still bound.
+        let sk = Skeleton { dir: None, ..sk };
+        let plan = Plan::build_with(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &h,
+            Some(&sk),
+        )
+        .unwrap();
+        assert_eq!(binds(&plan).len(), 2);
+        assert!(
+            !plan
+                .mounts
+                .iter()
+                .any(|m| matches!(m, MountOp::Seal { target } if target != Path::new("/dev")))
+        );
+    }
+
+    #[test]
+    fn file_command_files_inside_writable_or_hidden_paths_are_refused() {
+        let mut h = host();
+        with_files(
+            &mut h,
+            &["/ws/env.txt", "/home/u/.ssh/env.txt", "/rt/cmd/env"],
+        );
+        let build = |file: &str, hidden: &[&str]| {
+            let mut p = profile();
+            p.hidden.extend(hidden.iter().map(PathBuf::from));
+            let sk = Skeleton {
+                dir: Some("/rt".into()),
+                read_write: vec![file.into()],
+                read_only: vec![],
+            };
+            Plan::build_with(
+                &p,
+                ident(),
+                Path::new("/ws"),
+                vec!["true".into()],
+                &h,
+                Some(&sk),
+            )
+            .map(|_| ())
+        };
+        assert_eq!(
+            build("/ws/env.txt", &[]),
+            Err(PlanError::StepFile {
+                file: "/ws/env.txt".into(),
+                what: "the writable path",
+                inside: "/ws".into()
+            })
+        );
+        assert_eq!(
+            build("/home/u/.ssh/env.txt", &[]),
+            Err(PlanError::StepFile {
+                file: "/home/u/.ssh/env.txt".into(),
+                what: "the hidden path",
+                inside: "/home/u/.ssh".into()
+            })
+        );
+        // GitHub's layout: every step's files hidden, this step's bound on the skeleton.
+        assert_eq!(build("/rt/cmd/env", &["/rt/cmd"]), Ok(()));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// Largest file-command file read. Anything bigger is not an environment: the file is emptied.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -494,6 +494,30 @@ fn open_command_file(path: &Path) -> Result<Option<File>, FileCommandError> {
         )));
     }
     Ok(Some(file))
+}
+
+/// A file-command file the runner named for a step, checked before it is bound into the
+/// sandbox: a regular file with one link, not a symbolic link. Returns its path with the
+/// directories resolved (what the sandbox binds); `Ok(None)`: no such file.
+pub fn step_file(path: &Path) -> Result<Option<PathBuf>, FileCommandError> {
+    let Some(_file) = open_command_file(path)? else {
+        return Ok(None);
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(None);
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    fs::canonicalize(parent)
+        .map(|p| Some(p.join(name)))
+        .map_err(|source| FileCommandError::Io {
+            path: path.display().to_string(),
+            action: "resolve its directory",
+            source,
+        })
 }
 
 /// Empty `file` because of `rejected`, and return the error to report.

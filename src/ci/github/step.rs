@@ -108,49 +108,76 @@ pub fn run(req: StepRequest) -> i32 {
     } else {
         None
     };
-    // The runner's scratch directory, when there is one to reduce.
-    let runner_temp = env("RUNNER_TEMP").map(PathBuf::from).filter(|t| t.is_dir());
-    let files: Vec<PathBuf> = FILE_COMMANDS
-        .iter()
-        .filter_map(|v| env(v))
-        .map(PathBuf::from)
-        .collect();
-    let state_real = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-    let skeleton = runner_temp.as_ref().map(|t| {
-        let t = std::fs::canonicalize(t).unwrap_or_else(|_| t.clone());
-        // A file of RUNNER_TEMP, never one of stepjail's own state (whatever the shell line
-        // names) and, for the read-only list, never another step's file-command file.
-        let inside = |p: &Path| {
-            let p = std::fs::canonicalize(p).ok()?;
-            (p.starts_with(&t) && p.is_file() && !p.starts_with(&state_real)).then_some(p)
-        };
-        let commands = t.join("_runner_file_commands");
-        Skeleton {
-            read_write: files.iter().filter_map(|f| inside(f)).collect(),
-            // The script (whatever argument names a file in RUNNER_TEMP) and the event's
-            // payload (`GITHUB_EVENT_PATH`, public data scripts often read).
-            read_only: req
-                .command
-                .iter()
-                .skip(1)
-                .map(PathBuf::from)
-                .chain(env("GITHUB_EVENT_PATH").map(PathBuf::from))
-                .filter_map(|a| inside(&a))
-                .filter(|p| !p.starts_with(&commands))
-                .collect(),
-            dir: t,
-        }
-    });
-    let mut hidden = vec![dir.clone()];
-    if let Some(t) = &runner_temp {
-        // Every step's file-command files: this step's own are bound back on top.
-        hidden.push(t.join("_runner_file_commands"));
-    }
     let workspace = env("GITHUB_WORKSPACE")
         .map(PathBuf::from)
         .filter(|w| w.is_dir())
         .unwrap_or_else(|| PathBuf::from("."));
     let workspace_dir = std::fs::canonicalize(&workspace).unwrap_or_else(|_| workspace.clone());
+    let state_real = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+    // The step's file-command files, wherever the runner put them (GitHub: under
+    // RUNNER_TEMP/_runner_file_commands; act: its own workflow directory). The runner names
+    // them; each must be a plain file of its own outside anything the step could replace.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for var in FILE_COMMANDS {
+        let Some(p) = env(var) else { continue };
+        let refused = |why: &dyn std::fmt::Display| {
+            fail(
+                EXIT_STATE,
+                format!(
+                    "{var}={}: {why}; the step is not run",
+                    report::safe_path(&p)
+                ),
+            )
+        };
+        match filecmd::step_file(Path::new(&p)) {
+            Ok(Some(real)) if real.starts_with(&state_real) => {
+                return refused(&"it lies in stepjail's own state directory");
+            }
+            Ok(Some(real)) if real.starts_with(&workspace_dir) => {
+                return refused(&format!(
+                    "it lies inside the workspace {}, which the step can write",
+                    workspace_dir.display()
+                ));
+            }
+            Ok(Some(real)) => files.push(real),
+            Ok(None) => {} // not created by the runner: nothing to bind
+            Err(e) => return refused(&e),
+        }
+    }
+    // The runner's scratch directory, when there is one to reduce.
+    let runner_temp = env("RUNNER_TEMP")
+        .map(PathBuf::from)
+        .filter(|t| t.is_dir())
+        .map(|t| std::fs::canonicalize(&t).unwrap_or(t));
+    let commands = runner_temp
+        .as_ref()
+        .map(|t| t.join("_runner_file_commands"));
+    let skeleton = Skeleton {
+        // The script (whatever argument names a file in RUNNER_TEMP) and the event's payload
+        // (`GITHUB_EVENT_PATH`, public data scripts often read): never stepjail's own state
+        // (whatever the shell line names), nor another step's file-command file.
+        read_only: runner_temp
+            .as_ref()
+            .map(|t| {
+                req.command
+                    .iter()
+                    .skip(1)
+                    .map(PathBuf::from)
+                    .chain(env("GITHUB_EVENT_PATH").map(PathBuf::from))
+                    .filter_map(|a| std::fs::canonicalize(a).ok())
+                    .filter(|p| p.starts_with(t) && p.is_file() && !p.starts_with(&state_real))
+                    .filter(|p| commands.as_ref().is_none_or(|c| !p.starts_with(c)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        read_write: files,
+        dir: runner_temp,
+    };
+    let mut hidden = vec![dir.clone()];
+    if let Some(c) = commands {
+        // Every step's file-command files: this step's own are bound back on top.
+        hidden.push(c);
+    }
     let mode = match frozen.state.mode {
         JobMode::Audit => Some(NetworkMode::Audit),
         JobMode::Enforce => None,
@@ -173,7 +200,7 @@ pub fn run(req: StepRequest) -> i32 {
         verbose: req.verbose,
         command: req.command,
         ci: Some(CiStep {
-            skeleton,
+            skeleton: Some(skeleton),
             hidden,
             pass,
             set: req.set,
