@@ -199,14 +199,18 @@ fn mount_op(op: &MountOp, sources: &[OwnedFd]) -> Result<(), SetupError> {
             None,
         )
         .step(desc),
-        MountOp::Tmpfs { target, mode } => sys::mount(
-            Some(Path::new("tmpfs")),
-            target,
-            Some("tmpfs"),
-            MS_NOSUID | MS_NODEV,
-            Some(&format!("mode={mode:o}")),
-        )
-        .step(desc),
+        MountOp::Tmpfs { target, mode } => {
+            // A skeleton directory under /tmp is missing from the step's private /tmp.
+            make_mountpoint(target, true).step(desc)?;
+            sys::mount(
+                Some(Path::new("tmpfs")),
+                target,
+                Some("tmpfs"),
+                MS_NOSUID | MS_NODEV,
+                Some(&format!("mode={mode:o}")),
+            )
+            .step(desc)
+        }
         MountOp::Dev => minimal_dev().step(desc),
         MountOp::BindWritable { source, target } => {
             make_mountpoint(target, true).step(desc)?;
