@@ -30,6 +30,9 @@ struct Runner {
     n: usize,
     /// `ip netns exec NS` for steps that need the fake internet.
     netns: Option<String>,
+    /// Give steps one file for stdout and stderr, as the runner's log merges both (the step's
+    /// `Out` then holds everything as stdout).
+    merged: bool,
 }
 
 /// What one step left behind.
@@ -55,6 +58,7 @@ impl Runner {
             path: Vec::new(),
             n: 0,
             netns: None,
+            merged: false,
         }
     }
 
@@ -174,7 +178,19 @@ impl Runner {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let out = Out(cmd.output().unwrap());
+        let out = if self.merged {
+            let log = self.dir.root.join(format!("step-{n}.log"));
+            let file = std::fs::File::create(&log).unwrap();
+            cmd.stdout(file.try_clone().unwrap()).stderr(file);
+            let status = cmd.status().unwrap();
+            Out(std::process::Output {
+                status,
+                stdout: std::fs::read(&log).unwrap(),
+                stderr: Vec::new(),
+            })
+        } else {
+            Out(cmd.output().unwrap())
+        };
         let read = |k: &str| {
             let p = &files.iter().find(|(n, _)| *n == k).unwrap().1;
             std::fs::read_to_string(p).unwrap()
@@ -579,6 +595,55 @@ jobs:
         );
         assert_eq!(mode & 0o077, 0);
     }
+}
+
+#[test]
+fn a_secret_split_across_stdout_and_stderr_is_masked_in_the_merged_log() {
+    let policy = "version: 1
+jobs:
+  test:
+    steps:
+      split:
+        profile: default
+        secrets: { T: {} }
+";
+    let value = "tok3nPrefixXsuffix0123456789";
+    let json = format!(r#"{{"T":"{value}"}}"#);
+    for uid in users() {
+        let mut r = Runner::new(uid, policy);
+        r.setup(&[], Some(&json)).ok();
+        r.merged = true;
+        let script = "printf '%s' \"${T%%X*}\"; printf '%s\\n' \"X${T#*X}\" >&2";
+        let s = r.step(Some("split"), script, &[]);
+        let log = s.out.ok();
+        assert!(!log.contains(value), "uid {uid}: the runner's log shows {log:?}");
+        assert!(!log.contains("suffix0123456789"), "uid {uid}: {log:?}");
+        assert!(log.contains("***"), "uid {uid}: {log:?}");
+    }
+}
+
+#[test]
+fn a_secret_named_like_a_variable_stepjail_sets_is_refused_by_setup() {
+    let uid = users()[users().len() - 1];
+    let policy = "version: 1
+jobs:
+  test:
+    steps:
+      deps:
+        profile: default
+        secrets: { SSL_CERT_FILE: {} }
+";
+    let mut r = Runner::new(uid, policy);
+    let out = r.setup(&[], Some(r#"{"SSL_CERT_FILE":"/tmp/evil.pem"}"#));
+    assert_eq!(out.code(), 2, "{}", out.stdout());
+    assert!(
+        out.stdout().contains(
+            ".github/stepjail.yml:7:20: `jobs.test.steps.deps.secrets.SSL_CERT_FILE`"
+        ) && out.stdout().contains("stepjail sets this variable itself"),
+        "{}",
+        out.stdout()
+    );
+    assert!(!r.state().join("state.json").exists());
 }
 
 #[test]
