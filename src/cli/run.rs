@@ -1,6 +1,6 @@
 //! `stepjail run [--profile P] [--workspace DIR] [--user U] [-v] -- COMMAND...`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::audit::{AuditLog, Event, NetMode, StepEnd, StepStart};
 use crate::policy::model::{NetworkMode, Profile, Vars};
@@ -234,6 +234,15 @@ pub fn execute(req: Request) -> Finished {
         NetworkMode::Audit => NetMode::Audit,
     };
     finished.mode = Some(audit_mode);
+    // The log is the record of what the step did: after the run, the path the user named must
+    // hold what we wrote. Checked before the file is created.
+    let guard = match &req.audit_log {
+        Some(p) => match audit_log_guard(p, &resolved.read_write) {
+            Ok(g) => Some(g),
+            Err(msg) => return failed(finished, super::EXIT_USAGE, &msg),
+        },
+        None => None,
+    };
     let audit = match &req.audit_log {
         Some(p) => match AuditLog::open(p, &run_id) {
             Ok(a) => a,
@@ -241,13 +250,14 @@ pub fn execute(req: Request) -> Finished {
         },
         None => AuditLog::disabled(),
     };
-    // The log is the record of what the step did: the step must not be able to edit it, even
-    // when it lies in a writable path (it becomes a read-only hole there).
-    if let Some(p) = &req.audit_log
-        && let Ok(p) = std::fs::canonicalize(p)
-        && resolved.read_write.iter().any(|w| p.starts_with(w))
-    {
-        resolved.read_only.push(p);
+    if let Some(g) = guard {
+        // The file becomes a read-only hole in a writable path, and each directory between that
+        // path and the file a mountpoint of its own (bound writable onto itself), which the
+        // step can neither rename nor remove (EBUSY): no `mv logs logs.old; mkdir logs`.
+        if g.inside_writable {
+            resolved.read_only.push(g.file);
+        }
+        resolved.read_write.extend(g.pinned);
     }
     let resolver = match (
         resolved.network.mode,
@@ -447,6 +457,61 @@ pub fn execute(req: Request) -> Finished {
         Err(e) => fail(e.exit_code(), e),
     };
     finished
+}
+
+/// Where the audit log goes, and what keeps it there for the length of the run.
+#[derive(Debug, PartialEq, Eq)]
+struct LogGuard {
+    /// The log's real path (its directory resolved).
+    file: PathBuf,
+    /// Whether the file lies inside a writable path.
+    inside_writable: bool,
+    /// The directories between a writable path and the file, shallowest first.
+    pinned: Vec<PathBuf>,
+}
+
+/// Checks the audit log path `path` against the step's writable paths: a symbolic link on the
+/// way that lies inside a writable path is refused (the step could replace it, and the path
+/// would then lead to a file of the step's making); the directories to pin are returned.
+fn audit_log_guard(path: &Path, writable: &[PathBuf]) -> Result<LogGuard, String> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let writable: Vec<PathBuf> = writable.iter().map(|w| real(w)).collect();
+    let in_writable = |p: &Path| writable.iter().find(|w| p.starts_with(w));
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
+        return Err(format!("--audit-log {}: not a file name", path.display()));
+    };
+    let mut prefix = PathBuf::new();
+    for part in dir.components() {
+        prefix.push(part);
+        let is_link = std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.is_symlink());
+        if let (true, Some(parent)) = (is_link, prefix.parent())
+            && let Some(w) = in_writable(&real(parent))
+        {
+            return Err(format!(
+                "--audit-log {}: {} is a symbolic link inside {}, which the step can write, so the \
+                 step could replace it; name the directory it leads to ({}) instead",
+                path.display(),
+                prefix.display(),
+                w.display(),
+                real(&prefix).display()
+            ));
+        }
+    }
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| format!("--audit-log {}: {}: {e}", path.display(), dir.display()))?;
+    let mut pinned: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|a| in_writable(a).is_some() && !writable.iter().any(|w| w == a))
+        .map(Path::to_path_buf)
+        .collect();
+    pinned.reverse();
+    let file = dir.join(name);
+    Ok(LogGuard {
+        inside_writable: in_writable(&file).is_some(),
+        file,
+        pinned,
+    })
 }
 
 /// An identifier for this run, shared by all its audit events: time and pid, in hex.
