@@ -145,6 +145,7 @@ for f in list(range(0,64))+[0xffff,0x7fffffff,-1]:
 print('refused-wrongly', bad)
 ok=[]
 for f,t in ((1,1),(2,1),(2,2),(10,1),(16,3)):
+  ctypes.set_errno(0)
   r=libc.socket(f,t,0); ok.append((f,t,r>=0,ctypes.get_errno()))
   if r>=0: os.close(r)
 sv=(ctypes.c_int*2)()
