@@ -340,6 +340,9 @@ pub fn execute(req: Request) -> Finished {
         }
     }
     plan.inject_secrets(&step_values);
+    // A CI runner keeps one log of both streams: mask them as one, or a value printed half to
+    // stdout and half to stderr would be whole in that log.
+    plan.merge_output = req.ci.is_some();
     let restricted = resolved
         .network
         .allow

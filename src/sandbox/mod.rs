@@ -124,7 +124,7 @@ pub fn run<G>(
     // With an output filter the step writes into pipes that we copy out through it.
     let (out_ours, out_theirs) = match output_filter {
         Some(_) => {
-            let (ours, theirs) = output::pipes().map_err(prep)?;
+            let (ours, theirs) = output::pipes(plan.merge_output).map_err(prep)?;
             (Some(ours), Some(theirs))
         }
         None => (None, None),
@@ -137,11 +137,20 @@ pub fn run<G>(
         sys::Forked::Parent { child } => child,
     };
     drop((sync_r, report_w, net_theirs, out_theirs));
+    // One relay, and one filter, per pipe: stdout's first (with merged output, the only one).
     let relays: Vec<output::Relay> = match (out_ours, output_filter) {
-        (Some([out, err]), Some(make)) => vec![
-            output::Relay::new(out, Box::new(std::io::stdout()), make()),
-            output::Relay::new(err, Box::new(std::io::stderr()), make()),
-        ],
+        (Some(fds), Some(make)) => fds
+            .into_iter()
+            .enumerate()
+            .map(|(i, fd)| {
+                let to: Box<dyn std::io::Write + Send> = if i == 0 {
+                    Box::new(std::io::stdout())
+                } else {
+                    Box::new(std::io::stderr())
+                };
+                output::Relay::new(fd, to, make())
+            })
+            .collect(),
         _ => Vec::new(),
     };
     let started = Instant::now();

@@ -131,6 +131,10 @@ pub struct Plan {
     /// Whether the step gets the egress proxy (a TUN device, the proxy and DNS listeners);
     /// without it the network namespace holds only `lo`.
     pub egress: bool,
+    /// When output is filtered: the step's stderr goes into the same pipe as its stdout, so one
+    /// masker sees one stream (a value split across the two is still one value). For CI steps,
+    /// whose runner merges both into one log anyway.
+    pub merge_output: bool,
 }
 
 /// Facts about the host the plan depends on, gathered before the sandbox exists.
@@ -230,6 +234,7 @@ impl Plan {
             rlimits: rlimits(profile),
             timeout: profile.process.timeout,
             egress,
+            merge_output: false,
         })
     }
 }
