@@ -431,15 +431,17 @@ pub fn execute(req: Request) -> Finished {
         },
         filter,
     );
-    let (code, timed_out) = match &result {
-        Ok(o) => (o.code, o.timed_out),
-        Err(e) => (e.exit_code(), false),
+    let (code, timed_out, cancel_signal, init_signal) = match &result {
+        Ok(o) => (o.code, o.timed_out, o.cancel_signal, o.init_signal),
+        Err(e) => (e.exit_code(), false, None, None),
     };
     log(Event::StepEnd(StepEnd {
         profile: plan.profile_name.clone(),
         exit_code: code,
         duration_ms: started.elapsed().as_millis() as u64,
         timed_out,
+        cancel_signal,
+        init_signal,
     }));
     finished.code = match result {
         Ok(outcome) => {
@@ -453,6 +455,19 @@ pub fn execute(req: Request) -> Finished {
                 eprintln!(
                     "stepjail: the step timed out after {}s and was killed",
                     t.as_secs_f64()
+                );
+            }
+            if let Some(sig) = outcome.init_signal {
+                let name = nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {sig}"));
+                eprintln!(
+                    "stepjail: the step sent {name} to its own init (PID 1), which forwarded it to the step; it was not cancelled{}",
+                    if outcome.code == sandbox::EXIT_INIT_SIGNALLED {
+                        format!(" (exit code {}, not {})", outcome.code, 128 + sig)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             outcome.code
