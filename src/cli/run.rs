@@ -302,12 +302,11 @@ pub fn execute(req: Request) -> Finished {
     // here, with the proxy, which swaps it in towards the bound hosts only.
     // Names the sandbox sets itself cannot be secrets: a secret named HTTPS_PROXY would point
     // the step's tools around the proxy.
-    let reserved = |n: &str| {
-        crate::net::proxy_env().iter().any(|(k, _)| k == n)
-            || sandbox::plan::CA_BUNDLE_VARS.contains(&n)
-            || ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"].contains(&n)
-    };
-    if let Some((name, _)) = secret_values.iter().find(|(n, _)| reserved(n)) {
+    // (The profile loader refuses such declarations already; names from elsewhere, never.)
+    if let Some((name, _)) = secret_values
+        .iter()
+        .find(|(n, _)| sandbox::plan::sets_itself(n))
+    {
         let msg = format!("secret {name}: stepjail sets this variable itself; rename the secret");
         return failed(finished, super::EXIT_USAGE, &msg);
     }
