@@ -623,6 +623,35 @@ jobs:
 }
 
 #[test]
+fn file_command_and_summary_paths_that_link_elsewhere_are_not_written() {
+    for uid in users() {
+        let mut r = Runner::new(uid, POLICY);
+        let victim = r.dir.write("elsewhere/victim", "precious\n");
+        // setup appends to GITHUB_ENV: a symbolic link there is refused, its target untouched.
+        let env_link = r.temp.join("_runner_file_commands/set_env_link");
+        std::os::unix::fs::symlink(&victim, &env_link).unwrap();
+        chown(&env_link, uid);
+        let out = Out(r
+            .command(&["setup"])
+            .env("GITHUB_ENV", &env_link)
+            .env("GITHUB_ACTION", "__stepjail")
+            .output()
+            .unwrap());
+        assert_ne!(out.code(), 0, "uid {uid}: {}", out.stdout());
+        assert!(out.stdout().contains("a symbolic link"), "uid {uid}: {}", out.stdout());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        r.setup(&[], None).ok();
+        // The step summary as a hard link to a file elsewhere: the summary is not appended.
+        let summary = r.temp.join("_runner_file_commands/step_summary_hard");
+        std::fs::hard_link(&victim, &summary).unwrap();
+        let s = r.step(None, "true", &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())]);
+        assert_eq!(s.out.code(), 0, "uid {uid}: {}", s.out.stderr());
+        assert!(s.out.stderr().contains("has 2 hard links"), "uid {uid}: {}", s.out.stderr());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+}
+
+#[test]
 fn a_secret_named_like_a_variable_stepjail_sets_is_refused_by_setup() {
     let uid = users()[users().len() - 1];
     let policy = "version: 1
