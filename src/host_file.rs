@@ -122,7 +122,11 @@ mod tests {
             .write_all(b"b")
             .unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"ab");
-        assert!(open(&dir.path().join("none"), Access::Append).unwrap().is_none());
+        assert!(
+            open(&dir.path().join("none"), Access::Append)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -145,7 +149,11 @@ mod tests {
             (&fifo, "not a regular file"),
             (&dir.path().to_path_buf(), "not a regular file"),
         ] {
-            for access in [Access::AppendCreate(0o600), Access::Append, Access::ReadWrite] {
+            for access in [
+                Access::AppendCreate(0o600),
+                Access::Append,
+                Access::ReadWrite,
+            ] {
                 let err = open(p, access).unwrap_err();
                 assert!(err.to_string().contains(what), "{}: {err}", p.display());
             }

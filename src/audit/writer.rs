@@ -274,7 +274,8 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let err = AuditLog::open(&link, "s").unwrap_err();
         assert!(
-            err.to_string().ends_with("refusing to write it: a symbolic link"),
+            err.to_string()
+                .ends_with("refusing to write it: a symbolic link"),
             "{err}"
         );
         let err = AuditLog::open(Path::new("/dev/full"), "s").unwrap_err();

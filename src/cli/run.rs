@@ -550,3 +550,45 @@ impl sandbox::output::Filter for MaskFilter {
         self.0.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_log_guard_pins_directories_inside_writable_paths_and_refuses_links_there() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let ws = root.join("ws");
+        std::fs::create_dir_all(ws.join("a/b")).unwrap();
+        let w = std::slice::from_ref(&ws);
+        let g = audit_log_guard(&ws.join("a/b/log.jsonl"), w).unwrap();
+        assert_eq!(
+            g,
+            LogGuard {
+                file: ws.join("a/b/log.jsonl"),
+                inside_writable: true,
+                pinned: vec![ws.join("a"), ws.join("a/b")],
+            }
+        );
+        // Directly in the writable path: that is a mountpoint already.
+        let g = audit_log_guard(&ws.join("log.jsonl"), w).unwrap();
+        assert!(g.inside_writable && g.pinned.is_empty(), "{g:?}");
+        let g = audit_log_guard(&root.join("log.jsonl"), w).unwrap();
+        assert!(!g.inside_writable && g.pinned.is_empty(), "{g:?}");
+        // A link the step could replace is refused; one outside writable paths is followed.
+        std::os::unix::fs::symlink("a", ws.join("l")).unwrap();
+        let err = audit_log_guard(&ws.join("l/b/log.jsonl"), w).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "{} is a symbolic link inside",
+                ws.join("l").display()
+            )),
+            "{err}"
+        );
+        std::os::unix::fs::symlink(ws.join("a"), root.join("out")).unwrap();
+        let g = audit_log_guard(&root.join("out/log.jsonl"), w).unwrap();
+        assert_eq!(g.file, ws.join("a/log.jsonl"));
+        assert_eq!(g.pinned, vec![ws.join("a")]);
+    }
+}
