@@ -33,10 +33,7 @@ fn an_audit_log_path_that_is_a_link_out_of_the_workspace_is_refused() {
         // ...and a hard link to a file of the same user on the same filesystem.
         let hard = dir.ws.join("hard.jsonl");
         std::fs::hard_link(&victim, &hard).unwrap();
-        for (log, why) in [
-            (&planted, "a symbolic link"),
-            (&hard, "has 2 hard links"),
-        ] {
+        for (log, why) in [(&planted, "a symbolic link"), (&hard, "has 2 hard links")] {
             let out = Sj::run(&dir, &["--audit-log", log.to_str().unwrap()], &["true"]).output();
             assert_eq!(
                 std::fs::read(&victim).unwrap(),
@@ -56,7 +53,12 @@ fn an_audit_log_path_that_is_a_link_out_of_the_workspace_is_refused() {
         let target = dir.root.join("elsewhere/new.jsonl");
         symlink(&target, &dangling).unwrap();
         chown(&dangling, uid);
-        let out = Sj::run(&dir, &["--audit-log", dangling.to_str().unwrap()], &["true"]).output();
+        let out = Sj::run(
+            &dir,
+            &["--audit-log", dangling.to_str().unwrap()],
+            &["true"],
+        )
+        .output();
         assert_eq!(out.code(), 125, "uid {uid}: {}", out.stderr());
         assert!(!target.exists(), "uid {uid}: created {}", target.display());
     }
@@ -179,7 +181,8 @@ fn a_step_that_signals_its_own_init_is_not_reported_as_cancelled() {
         .output();
         assert_eq!(out.code(), 123, "uid {uid}: {}", out.stderr());
         assert!(
-            out.stderr().contains("the step sent SIGTERM to its own init"),
+            out.stderr()
+                .contains("the step sent SIGTERM to its own init"),
             "uid {uid}: {}",
             out.stderr()
         );

@@ -616,7 +616,10 @@ jobs:
         let script = "printf '%s' \"${T%%X*}\"; printf '%s\\n' \"X${T#*X}\" >&2";
         let s = r.step(Some("split"), script, &[]);
         let log = s.out.ok();
-        assert!(!log.contains(value), "uid {uid}: the runner's log shows {log:?}");
+        assert!(
+            !log.contains(value),
+            "uid {uid}: the runner's log shows {log:?}"
+        );
         assert!(!log.contains("suffix0123456789"), "uid {uid}: {log:?}");
         assert!(log.contains("***"), "uid {uid}: {log:?}");
     }
@@ -638,15 +641,27 @@ fn file_command_and_summary_paths_that_link_elsewhere_are_not_written() {
             .output()
             .unwrap());
         assert_ne!(out.code(), 0, "uid {uid}: {}", out.stdout());
-        assert!(out.stdout().contains("a symbolic link"), "uid {uid}: {}", out.stdout());
+        assert!(
+            out.stdout().contains("a symbolic link"),
+            "uid {uid}: {}",
+            out.stdout()
+        );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
         r.setup(&[], None).ok();
         // The step summary as a hard link to a file elsewhere: the summary is not appended.
         let summary = r.temp.join("_runner_file_commands/step_summary_hard");
         std::fs::hard_link(&victim, &summary).unwrap();
-        let s = r.step(None, "true", &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())]);
+        let s = r.step(
+            None,
+            "true",
+            &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())],
+        );
         assert_eq!(s.out.code(), 0, "uid {uid}: {}", s.out.stderr());
-        assert!(s.out.stderr().contains("has 2 hard links"), "uid {uid}: {}", s.out.stderr());
+        assert!(
+            s.out.stderr().contains("has 2 hard links"),
+            "uid {uid}: {}",
+            s.out.stderr()
+        );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     }
 }
@@ -666,9 +681,9 @@ jobs:
     let out = r.setup(&[], Some(r#"{"SSL_CERT_FILE":"/tmp/evil.pem"}"#));
     assert_eq!(out.code(), 2, "{}", out.stdout());
     assert!(
-        out.stdout().contains(
-            ".github/stepjail.yml:7:20: `jobs.test.steps.deps.secrets.SSL_CERT_FILE`"
-        ) && out.stdout().contains("stepjail sets this variable itself"),
+        out.stdout()
+            .contains(".github/stepjail.yml:7:20: `jobs.test.steps.deps.secrets.SSL_CERT_FILE`")
+            && out.stdout().contains("stepjail sets this variable itself"),
         "{}",
         out.stdout()
     );
