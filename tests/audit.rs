@@ -80,6 +80,8 @@ fn every_event() -> Vec<Event> {
             exit_code: -1,
             duration_ms: 5300,
             timed_out: true,
+            cancel_signal: Some(2),
+            init_signal: Some(15),
         }),
         Event::Dns(Dns {
             rule: Some("registry.npmjs.org:443".into()),
@@ -514,6 +516,8 @@ fn two_runs() -> Vec<Record> {
                 exit_code: 0,
                 duration_ms: 5300,
                 timed_out: false,
+                cancel_signal: None,
+                init_signal: None,
             }),
         ),
         rec(
@@ -597,6 +601,8 @@ fn two_runs() -> Vec<Record> {
                 exit_code: 1,
                 duration_ms: 800,
                 timed_out: false,
+                cancel_signal: None,
+                init_signal: None,
             }),
         ),
     ]

@@ -126,6 +126,43 @@ fn contradictions_are_refused() {
 }
 
 #[test]
+fn a_secret_named_like_a_variable_stepjail_sets_is_refused_by_check() {
+    let dir = Dir::new(users()[users().len() - 1]);
+    for name in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "NODE_EXTRA_CA_CERTS",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "USER",
+        "LOGNAME",
+    ] {
+        let p = dir.write(
+            "ws/p.yml",
+            &format!("name: p\ndescription: x\nsecrets:\n  {name}: {{}}\n"),
+        );
+        let out = Sj::new(&dir, &["check", p.to_str().unwrap()]).output();
+        assert_eq!(out.code(), 1, "{name}: {}", out.stderr());
+        let want = format!("stepjail: {}:4:3: `secrets.{name}`", p.display());
+        assert!(
+            out.stderr().starts_with(&want)
+                && out.stderr().contains("stepjail sets this variable itself"),
+            "{name}: {}",
+            out.stderr()
+        );
+    }
+}
+
+#[test]
 fn check_reports_each_file_and_fails_if_any_is_bad() {
     let dir = Dir::new(users()[users().len() - 1]);
     let good = dir.write(

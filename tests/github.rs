@@ -30,6 +30,9 @@ struct Runner {
     n: usize,
     /// `ip netns exec NS` for steps that need the fake internet.
     netns: Option<String>,
+    /// Give steps one file for stdout and stderr, as the runner's log merges both (the step's
+    /// `Out` then holds everything as stdout).
+    merged: bool,
 }
 
 /// What one step left behind.
@@ -55,6 +58,7 @@ impl Runner {
             path: Vec::new(),
             n: 0,
             netns: None,
+            merged: false,
         }
     }
 
@@ -174,7 +178,19 @@ impl Runner {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let out = Out(cmd.output().unwrap());
+        let out = if self.merged {
+            let log = self.dir.root.join(format!("step-{n}.log"));
+            let file = std::fs::File::create(&log).unwrap();
+            cmd.stdout(file.try_clone().unwrap()).stderr(file);
+            let status = cmd.status().unwrap();
+            Out(std::process::Output {
+                status,
+                stdout: std::fs::read(&log).unwrap(),
+                stderr: Vec::new(),
+            })
+        } else {
+            Out(cmd.output().unwrap())
+        };
         let read = |k: &str| {
             let p = &files.iter().find(|(n, _)| *n == k).unwrap().1;
             std::fs::read_to_string(p).unwrap()
@@ -579,6 +595,99 @@ jobs:
         );
         assert_eq!(mode & 0o077, 0);
     }
+}
+
+#[test]
+fn a_secret_split_across_stdout_and_stderr_is_masked_in_the_merged_log() {
+    let policy = "version: 1
+jobs:
+  test:
+    steps:
+      split:
+        profile: default
+        secrets: { T: {} }
+";
+    let value = "tok3nPrefixXsuffix0123456789";
+    let json = format!(r#"{{"T":"{value}"}}"#);
+    for uid in users() {
+        let mut r = Runner::new(uid, policy);
+        r.setup(&[], Some(&json)).ok();
+        r.merged = true;
+        let script = "printf '%s' \"${T%%X*}\"; printf '%s\\n' \"X${T#*X}\" >&2";
+        let s = r.step(Some("split"), script, &[]);
+        let log = s.out.ok();
+        assert!(
+            !log.contains(value),
+            "uid {uid}: the runner's log shows {log:?}"
+        );
+        assert!(!log.contains("suffix0123456789"), "uid {uid}: {log:?}");
+        assert!(log.contains("***"), "uid {uid}: {log:?}");
+    }
+}
+
+#[test]
+fn file_command_and_summary_paths_that_link_elsewhere_are_not_written() {
+    for uid in users() {
+        let mut r = Runner::new(uid, POLICY);
+        let victim = r.dir.write("elsewhere/victim", "precious\n");
+        // setup appends to GITHUB_ENV: a symbolic link there is refused, its target untouched.
+        let env_link = r.temp.join("_runner_file_commands/set_env_link");
+        std::os::unix::fs::symlink(&victim, &env_link).unwrap();
+        chown(&env_link, uid);
+        let out = Out(r
+            .command(&["setup"])
+            .env("GITHUB_ENV", &env_link)
+            .env("GITHUB_ACTION", "__stepjail")
+            .output()
+            .unwrap());
+        assert_ne!(out.code(), 0, "uid {uid}: {}", out.stdout());
+        assert!(
+            out.stdout().contains("a symbolic link"),
+            "uid {uid}: {}",
+            out.stdout()
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        r.setup(&[], None).ok();
+        // The step summary as a hard link to a file elsewhere: the summary is not appended.
+        let summary = r.temp.join("_runner_file_commands/step_summary_hard");
+        std::fs::hard_link(&victim, &summary).unwrap();
+        let s = r.step(
+            None,
+            "true",
+            &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())],
+        );
+        assert_eq!(s.out.code(), 0, "uid {uid}: {}", s.out.stderr());
+        assert!(
+            s.out.stderr().contains("has 2 hard links"),
+            "uid {uid}: {}",
+            s.out.stderr()
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+}
+
+#[test]
+fn a_secret_named_like_a_variable_stepjail_sets_is_refused_by_setup() {
+    let uid = users()[users().len() - 1];
+    let policy = "version: 1
+jobs:
+  test:
+    steps:
+      deps:
+        profile: default
+        secrets: { SSL_CERT_FILE: {} }
+";
+    let mut r = Runner::new(uid, policy);
+    let out = r.setup(&[], Some(r#"{"SSL_CERT_FILE":"/tmp/evil.pem"}"#));
+    assert_eq!(out.code(), 2, "{}", out.stdout());
+    assert!(
+        out.stdout()
+            .contains(".github/stepjail.yml:7:20: `jobs.test.steps.deps.secrets.SSL_CERT_FILE`")
+            && out.stdout().contains("stepjail sets this variable itself"),
+        "{}",
+        out.stdout()
+    );
+    assert!(!r.state().join("state.json").exists());
 }
 
 #[test]

@@ -98,6 +98,13 @@ pub struct StepEnd {
     pub exit_code: i32,
     pub duration_ms: u64,
     pub timed_out: bool,
+    /// The signal stepjail received and relayed to the step (the runner cancelling it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_signal: Option<i32>,
+    /// The signal a process of the step sent to the sandbox's PID 1 (`kill -TERM 1`), which
+    /// forwards it to the step: the step signalled itself and was not cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_signal: Option<i32>,
 }
 
 /// One DNS query the stub resolver answered or refused.

@@ -49,6 +49,10 @@ pub enum AuditError {
         source: std::io::Error,
     },
 
+    /// The path is a symbolic link, a hard link, or not a regular file: refused, untouched.
+    #[error("cannot open audit log: {0}")]
+    Unsafe(crate::host_file::HostFileError),
+
     /// A record could not be written.
     #[error("{}: cannot write audit record: {source}", path.display())]
     Write {

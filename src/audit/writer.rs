@@ -9,9 +9,8 @@
 //!   inside a line, because `O_APPEND` positions and writes each call atomically for regular files;
 //! - the worst a failure can leave is one partial last line, which [`super::read_log`] skips.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -49,24 +48,29 @@ pub struct MemoryLog {
 impl AuditLog {
     /// Opens (creating it with mode 0600 if needed) `path` for appending records of step `step`.
     ///
-    /// An existing file keeps its mode and contents; records are appended after them.
+    /// An existing file keeps its mode and contents; records are appended after them. The path
+    /// may lie in a directory a step controls: a symbolic link, a file with another hard link,
+    /// or anything but a regular file is refused (see [`crate::host_file`]).
     pub fn open(path: &Path, step: &str) -> Result<Self, AuditError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| AuditError::Open {
+        use crate::host_file::{HostFileError, open_append_create};
+        let file = open_append_create(path, 0o600).map_err(|e| match e {
+            HostFileError::Io { source, .. } => AuditError::Open {
                 path: path.to_owned(),
                 source,
-            })?;
-        Ok(AuditLog {
+            },
+            unsafe_path => AuditError::Unsafe(unsafe_path),
+        })?;
+        Ok(Self::from_file(file, path, step))
+    }
+
+    fn from_file(file: File, path: &Path, step: &str) -> Self {
+        AuditLog {
             sink: Sink::File {
                 file: Arc::new(file),
                 path: path.into(),
             },
             step: step.into(),
-        })
+        }
     }
 
     /// A log that drops every event, for runs without `--audit-log`.
@@ -248,8 +252,10 @@ mod tests {
 
     #[test]
     fn write_error_is_returned_not_swallowed() {
-        // /dev/full fails every write with ENOSPC.
-        let log = AuditLog::open(Path::new("/dev/full"), "s").unwrap();
+        // /dev/full fails every write with ENOSPC (`open` refuses it: not a regular file).
+        let full = Path::new("/dev/full");
+        let file = std::fs::OpenOptions::new().append(true).open(full).unwrap();
+        let log = AuditLog::from_file(file, full, "s");
         let err = log.write(close(1)).unwrap_err();
         match &err {
             AuditError::Write { source, .. } => {
@@ -257,6 +263,24 @@ mod tests {
             }
             other => panic!("expected a write error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_link_or_a_device_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "x").unwrap();
+        let link = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = AuditLog::open(&link, "s").unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("refusing to write it: a symbolic link"),
+            "{err}"
+        );
+        let err = AuditLog::open(Path::new("/dev/full"), "s").unwrap_err();
+        assert!(matches!(err, AuditError::Unsafe(_)), "{err:?}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `stepjail run [--profile P] [--workspace DIR] [--user U] [-v] -- COMMAND...`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::audit::{AuditLog, Event, NetMode, StepEnd, StepStart};
 use crate::policy::model::{NetworkMode, Profile, Vars};
@@ -241,6 +241,15 @@ pub fn execute(req: Request) -> Finished {
         NetworkMode::Audit => NetMode::Audit,
     };
     finished.mode = Some(audit_mode);
+    // The log is the record of what the step did: after the run, the path the user named must
+    // hold what we wrote. Checked before the file is created.
+    let guard = match &req.audit_log {
+        Some(p) => match audit_log_guard(p, &resolved.read_write) {
+            Ok(g) => Some(g),
+            Err(msg) => return failed(finished, super::EXIT_USAGE, &msg),
+        },
+        None => None,
+    };
     let audit = match &req.audit_log {
         Some(p) => match AuditLog::open(p, &run_id) {
             Ok(a) => a,
@@ -248,13 +257,14 @@ pub fn execute(req: Request) -> Finished {
         },
         None => AuditLog::disabled(),
     };
-    // The log is the record of what the step did: the step must not be able to edit it, even
-    // when it lies in a writable path (it becomes a read-only hole there).
-    if let Some(p) = &req.audit_log
-        && let Ok(p) = std::fs::canonicalize(p)
-        && resolved.read_write.iter().any(|w| p.starts_with(w))
-    {
-        resolved.read_only.push(p);
+    if let Some(g) = guard {
+        // The file becomes a read-only hole in a writable path, and each directory between that
+        // path and the file a mountpoint of its own (bound writable onto itself), which the
+        // step can neither rename nor remove (EBUSY): no `mv logs logs.old; mkdir logs`.
+        if g.inside_writable {
+            resolved.read_only.push(g.file);
+        }
+        resolved.read_write.extend(g.pinned);
     }
     let resolver = match (
         resolved.network.mode,
@@ -299,12 +309,11 @@ pub fn execute(req: Request) -> Finished {
     // here, with the proxy, which swaps it in towards the bound hosts only.
     // Names the sandbox sets itself cannot be secrets: a secret named HTTPS_PROXY would point
     // the step's tools around the proxy.
-    let reserved = |n: &str| {
-        crate::net::proxy_env().iter().any(|(k, _)| k == n)
-            || sandbox::plan::CA_BUNDLE_VARS.contains(&n)
-            || ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"].contains(&n)
-    };
-    if let Some((name, _)) = secret_values.iter().find(|(n, _)| reserved(n)) {
+    // (The profile loader refuses such declarations already; names from elsewhere, never.)
+    if let Some((name, _)) = secret_values
+        .iter()
+        .find(|(n, _)| sandbox::plan::sets_itself(n))
+    {
         let msg = format!("secret {name}: stepjail sets this variable itself; rename the secret");
         return failed(finished, super::EXIT_USAGE, &msg);
     }
@@ -337,6 +346,9 @@ pub fn execute(req: Request) -> Finished {
         }
     }
     plan.inject_secrets(&step_values);
+    // A CI runner keeps one log of both streams: mask them as one, or a value printed half to
+    // stdout and half to stderr would be whole in that log.
+    plan.merge_output = req.ci.is_some();
     let restricted = resolved
         .network
         .allow
@@ -425,15 +437,17 @@ pub fn execute(req: Request) -> Finished {
         },
         filter,
     );
-    let (code, timed_out) = match &result {
-        Ok(o) => (o.code, o.timed_out),
-        Err(e) => (e.exit_code(), false),
+    let (code, timed_out, cancel_signal, init_signal) = match &result {
+        Ok(o) => (o.code, o.timed_out, o.cancel_signal, o.init_signal),
+        Err(e) => (e.exit_code(), false, None, None),
     };
     log(Event::StepEnd(StepEnd {
         profile: plan.profile_name.clone(),
         exit_code: code,
         duration_ms: started.elapsed().as_millis() as u64,
         timed_out,
+        cancel_signal,
+        init_signal,
     }));
     finished.code = match result {
         Ok(outcome) => {
@@ -449,11 +463,79 @@ pub fn execute(req: Request) -> Finished {
                     t.as_secs_f64()
                 );
             }
+            if let Some(sig) = outcome.init_signal {
+                let name = nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {sig}"));
+                eprintln!(
+                    "stepjail: the step sent {name} to its own init (PID 1), which forwarded it to the step; it was not cancelled{}",
+                    if outcome.code == sandbox::EXIT_INIT_SIGNALLED {
+                        format!(" (exit code {}, not {})", outcome.code, 128 + sig)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             outcome.code
         }
         Err(e) => fail(e.exit_code(), e),
     };
     finished
+}
+
+/// Where the audit log goes, and what keeps it there for the length of the run.
+#[derive(Debug, PartialEq, Eq)]
+struct LogGuard {
+    /// The log's real path (its directory resolved).
+    file: PathBuf,
+    /// Whether the file lies inside a writable path.
+    inside_writable: bool,
+    /// The directories between a writable path and the file, shallowest first.
+    pinned: Vec<PathBuf>,
+}
+
+/// Checks the audit log path `path` against the step's writable paths: a symbolic link on the
+/// way that lies inside a writable path is refused (the step could replace it, and the path
+/// would then lead to a file of the step's making); the directories to pin are returned.
+fn audit_log_guard(path: &Path, writable: &[PathBuf]) -> Result<LogGuard, String> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let writable: Vec<PathBuf> = writable.iter().map(|w| real(w)).collect();
+    let in_writable = |p: &Path| writable.iter().find(|w| p.starts_with(w));
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
+        return Err(format!("--audit-log {}: not a file name", path.display()));
+    };
+    let mut prefix = PathBuf::new();
+    for part in dir.components() {
+        prefix.push(part);
+        let is_link = std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.is_symlink());
+        if let (true, Some(parent)) = (is_link, prefix.parent())
+            && let Some(w) = in_writable(&real(parent))
+        {
+            return Err(format!(
+                "--audit-log {}: {} is a symbolic link inside {}, which the step can write, so the \
+                 step could replace it; name the directory it leads to ({}) instead",
+                path.display(),
+                prefix.display(),
+                w.display(),
+                real(&prefix).display()
+            ));
+        }
+    }
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| format!("--audit-log {}: {}: {e}", path.display(), dir.display()))?;
+    let mut pinned: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|a| in_writable(a).is_some() && !writable.iter().any(|w| w == a))
+        .map(Path::to_path_buf)
+        .collect();
+    pinned.reverse();
+    let file = dir.join(name);
+    Ok(LogGuard {
+        inside_writable: in_writable(&file).is_some(),
+        file,
+        pinned,
+    })
 }
 
 /// An identifier for this run, shared by all its audit events: time and pid, in hex.
@@ -473,5 +555,47 @@ impl sandbox::output::Filter for MaskFilter {
     }
     fn finish(&mut self) -> Vec<u8> {
         self.0.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_log_guard_pins_directories_inside_writable_paths_and_refuses_links_there() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let ws = root.join("ws");
+        std::fs::create_dir_all(ws.join("a/b")).unwrap();
+        let w = std::slice::from_ref(&ws);
+        let g = audit_log_guard(&ws.join("a/b/log.jsonl"), w).unwrap();
+        assert_eq!(
+            g,
+            LogGuard {
+                file: ws.join("a/b/log.jsonl"),
+                inside_writable: true,
+                pinned: vec![ws.join("a"), ws.join("a/b")],
+            }
+        );
+        // Directly in the writable path: that is a mountpoint already.
+        let g = audit_log_guard(&ws.join("log.jsonl"), w).unwrap();
+        assert!(g.inside_writable && g.pinned.is_empty(), "{g:?}");
+        let g = audit_log_guard(&root.join("log.jsonl"), w).unwrap();
+        assert!(!g.inside_writable && g.pinned.is_empty(), "{g:?}");
+        // A link the step could replace is refused; one outside writable paths is followed.
+        std::os::unix::fs::symlink("a", ws.join("l")).unwrap();
+        let err = audit_log_guard(&ws.join("l/b/log.jsonl"), w).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "{} is a symbolic link inside",
+                ws.join("l").display()
+            )),
+            "{err}"
+        );
+        std::os::unix::fs::symlink(ws.join("a"), root.join("out")).unwrap();
+        let g = audit_log_guard(&root.join("out/log.jsonl"), w).unwrap();
+        assert_eq!(g.file, ws.join("a/log.jsonl"));
+        assert_eq!(g.pinned, vec![ws.join("a")]);
     }
 }

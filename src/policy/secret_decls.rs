@@ -34,6 +34,16 @@ pub(crate) fn declarations(
             });
         }
         let key = format!("{prefix}secrets.{}", name.value);
+        if crate::sandbox::plan::sets_itself(&name.value) {
+            return Err(PolicyError::BadSecret {
+                at,
+                path: key,
+                raw: name.value,
+                reason: "stepjail sets this variable itself (the proxy, CA bundle and sandbox \
+                         variables), so a secret cannot have this name; rename the secret"
+                    .to_string(),
+            });
+        }
         let entry_at = yaml::location(file, &entry.referenced);
         let wire = entry.value.unwrap_or_default();
 

@@ -73,9 +73,9 @@ pub fn child(
     }
     match setup(plan, sync, &report_fd, net_fd) {
         Ok(step_pid) => {
-            // The step holds the write end until it execs; ours must go for EOF to mean "started".
-            drop(report_fd);
-            super::init::serve(step_pid)
+            // The step holds the write end until it execs (close-on-exec); ours stays open for
+            // init's own report (a signal the step sent it), so EOF comes when init exits.
+            super::init::serve(step_pid, report_fd)
         }
         Err(e) => {
             report::send(

@@ -5,7 +5,10 @@
 //! capability and is under the same landlock and seccomp rules as the step, so the step can
 //! neither read its memory nor signal it into doing anything but forwarding.
 
+use std::os::fd::{AsFd, OwnedFd};
+
 use nix::sys::signal::Signal;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -30,9 +33,12 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
-pub fn serve(step: libc::pid_t) -> ! {
+/// Serves as the step's PID 1 until the step's first process exits. `report` is the pipe to
+/// the supervisor: a signal sent to us from inside the sandbox (by the step) is reported there,
+/// so that stepjail does not mistake it for a cancellation.
+pub fn serve(step: libc::pid_t, report: OwnedFd) -> ! {
     // The supervisor blocked these (and SIGCHLD) before cloning us, so none is lost between
-    // the fork of the step and this loop: blocked signals stay pending until sigwait.
+    // the fork of the step and this loop: blocked signals stay pending until read here.
     let mut set = nix::sys::signal::SigSet::empty();
     set.add(Signal::SIGCHLD);
     for &s in FORWARDED {
@@ -40,6 +46,10 @@ pub fn serve(step: libc::pid_t) -> ! {
             set.add(s);
         }
     }
+    // A signalfd rather than sigwait: it says who sent the signal. The supervisor is outside
+    // our PID namespace, so its signals (and the kernel's) arrive with sender pid 0.
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC);
+    let mut reported = false;
     loop {
         if let Some(code) = reap(step) {
             // The step is done: nothing it started may outlive it.
@@ -47,13 +57,25 @@ pub fn serve(step: libc::pid_t) -> ! {
             while waitpid(None, None).is_ok() {}
             sys::exit_now(code);
         }
-        match set.wait() {
-            Ok(Signal::SIGCHLD) | Err(_) => {}
-            Ok(sig) => {
-                // The step leads its own session and process group: signal all of it.
-                sys::kill(-step, sig as libc::c_int);
-            }
+        let (sig, sender) = match &sfd {
+            Ok(fd) => match fd.read_signal() {
+                Ok(Some(info)) => (info.ssi_signo as libc::c_int, info.ssi_pid),
+                Ok(None) | Err(_) => continue,
+            },
+            Err(_) => match set.wait() {
+                Ok(s) => (s as libc::c_int, 0),
+                Err(_) => continue,
+            },
+        };
+        if sig == libc::SIGCHLD {
+            continue;
         }
+        if sender != 0 && !reported {
+            super::report::send(report.as_fd(), &super::report::Message::InitSignalled(sig));
+            reported = true;
+        }
+        // The step leads its own session and process group: signal all of it.
+        sys::kill(-step, sig);
     }
 }
 

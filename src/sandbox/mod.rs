@@ -25,6 +25,9 @@ pub use plan::Plan;
 use report::Message;
 
 /// stepjail's own exit codes (the step's code passes through otherwise; 128+N for signal N).
+/// The step sent a signal to its own init (`kill -TERM 1`) and was ended by it: not 128+N, which
+/// would look like the runner cancelling the step.
+pub const EXIT_INIT_SIGNALLED: i32 = 123;
 pub const EXIT_TIMEOUT: i32 = 124;
 pub const EXIT_SETUP: i32 = 125;
 pub const EXIT_CANNOT_EXEC: i32 = 126;
@@ -81,6 +84,10 @@ pub struct Outcome {
     /// The exit code stepjail should end with.
     pub code: i32,
     pub timed_out: bool,
+    /// The first signal stepjail itself received and relayed to the step (a cancellation).
+    pub cancel_signal: Option<i32>,
+    /// The first signal a process of the step sent to the step's PID 1.
+    pub init_signal: Option<i32>,
     /// Informational lines from setup (landlock ABI and status).
     pub info: Vec<String>,
 }
@@ -124,7 +131,7 @@ pub fn run<G>(
     // With an output filter the step writes into pipes that we copy out through it.
     let (out_ours, out_theirs) = match output_filter {
         Some(_) => {
-            let (ours, theirs) = output::pipes().map_err(prep)?;
+            let (ours, theirs) = output::pipes(plan.merge_output).map_err(prep)?;
             (Some(ours), Some(theirs))
         }
         None => (None, None),
@@ -137,11 +144,20 @@ pub fn run<G>(
         sys::Forked::Parent { child } => child,
     };
     drop((sync_r, report_w, net_theirs, out_theirs));
+    // One relay, and one filter, per pipe: stdout's first (with merged output, the only one).
     let relays: Vec<output::Relay> = match (out_ours, output_filter) {
-        (Some([out, err]), Some(make)) => vec![
-            output::Relay::new(out, Box::new(std::io::stdout()), make()),
-            output::Relay::new(err, Box::new(std::io::stderr()), make()),
-        ],
+        (Some(fds), Some(make)) => fds
+            .into_iter()
+            .enumerate()
+            .map(|(i, fd)| {
+                let to: Box<dyn std::io::Write + Send> = if i == 0 {
+                    Box::new(std::io::stdout())
+                } else {
+                    Box::new(std::io::stderr())
+                };
+                output::Relay::new(fd, to, make())
+            })
+            .collect(),
         _ => Vec::new(),
     };
     let started = Instant::now();
@@ -207,6 +223,7 @@ fn supervise(
     let mut buf = Vec::new();
     let mut warned = 0;
     let mut timed_out = false;
+    let mut cancel_signal = None;
     loop {
         let timeout = match deadline {
             Some(d) if !timed_out => {
@@ -266,6 +283,7 @@ fn supervise(
             while let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as libc::c_int;
                 if sig != libc::SIGCHLD {
+                    cancel_signal.get_or_insert(sig);
                     sys::kill(child, sig);
                 }
             }
@@ -276,7 +294,7 @@ fn supervise(
                     for r in &mut relays {
                         r.drain();
                     }
-                    return finish(status, timed_out, &mut report, buf);
+                    return finish(status, timed_out, cancel_signal, &mut report, buf);
                 }
                 Err(e) => return Err(SandboxError::Wait(e.into())),
             }
@@ -303,15 +321,18 @@ fn print_warnings(buf: &mut [u8], printed: &mut usize) {
 fn finish(
     status: WaitStatus,
     timed_out: bool,
+    cancel_signal: Option<i32>,
     report: &mut std::fs::File,
     mut buf: Vec<u8>,
 ) -> Result<Outcome, SandboxError> {
     // The child is gone; whatever it wrote is in the pipe.
     let _ = report.read_to_end(&mut buf);
     let mut info = Vec::new();
+    let mut init_signal = None;
     for line in String::from_utf8_lossy(&buf).lines() {
         match Message::decode(line) {
             Some(Message::Info(s)) => info.push(s),
+            Some(Message::InitSignalled(sig)) => init_signal = init_signal.or(Some(sig)),
             Some(Message::Warning(_)) => {} // printed as it arrived
             Some(Message::SetupFailed(s)) => return Err(SandboxError::Setup(s)),
             Some(Message::ExecFailed { command, error }) => {
@@ -342,9 +363,19 @@ fn finish(
             _ => EXIT_SETUP,
         }
     };
+    // Init exits 128+N when the step died of signal N. If the step sent N to init itself and
+    // stepjail relayed no signal, nobody cancelled it: say so with a code of our own.
+    let code = match init_signal {
+        Some(sig) if !timed_out && cancel_signal.is_none() && code == 128 + sig => {
+            EXIT_INIT_SIGNALLED
+        }
+        _ => code,
+    };
     Ok(Outcome {
         code,
         timed_out,
+        cancel_signal,
+        init_signal,
         info,
     })
 }

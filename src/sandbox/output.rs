@@ -62,12 +62,17 @@ impl Relay {
     }
 }
 
-/// Pipes for the step's stdout and stderr: (read ends for the supervisor, write ends for the
-/// child, which puts them on descriptors 1 and 2).
-pub fn pipes() -> std::io::Result<([OwnedFd; 2], [OwnedFd; 2])> {
+/// Pipes for the step's stdout and stderr: (read ends for the supervisor, stdout's first, write
+/// ends for the child, which puts them on descriptors 1 and 2). `merged`: one pipe for both,
+/// so the supervisor gets one read end.
+pub fn pipes(merged: bool) -> std::io::Result<(Vec<OwnedFd>, [OwnedFd; 2])> {
     let (r1, w1) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    if merged {
+        let w2 = w1.try_clone()?;
+        return Ok((vec![r1], [w1, w2]));
+    }
     let (r2, w2) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    Ok(([r1, r2], [w1, w2]))
+    Ok((vec![r1, r2], [w1, w2]))
 }
 
 #[cfg(test)]

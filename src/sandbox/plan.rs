@@ -135,6 +135,10 @@ pub struct Plan {
     /// Whether the step gets the egress proxy (a TUN device, the proxy and DNS listeners);
     /// without it the network namespace holds only `lo`.
     pub egress: bool,
+    /// When output is filtered: the step's stderr goes into the same pipe as its stdout, so one
+    /// masker sees one stream (a value split across the two is still one value). For CI steps,
+    /// whose runner merges both into one log anyway.
+    pub merge_output: bool,
 }
 
 /// Facts about the host the plan depends on, gathered before the sandbox exists.
@@ -244,6 +248,7 @@ impl Plan {
             rlimits: rlimits(profile),
             timeout: profile.process.timeout,
             egress,
+            merge_output: false,
         })
     }
 }
@@ -468,6 +473,19 @@ pub const CA_BUNDLE_VARS: &[&str] = &[
     "CURL_CA_BUNDLE",
     "GIT_SSL_CAINFO",
 ];
+
+/// Variables the sandbox sets for every step (besides the proxy and CA bundle ones).
+pub const SANDBOX_VARS: &[&str] = &["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"];
+
+/// Whether stepjail sets variable `name` itself: the proxy variables ([`crate::net::proxy_env`]),
+/// the CA bundle variables and [`SANDBOX_VARS`]. A secret of that name would replace stepjail's
+/// value (`HTTPS_PROXY` pointing the step's tools around the proxy, `SSL_CERT_FILE` at a bundle
+/// of the secret's choosing), so profiles and policies may not declare one.
+pub fn sets_itself(name: &str) -> bool {
+    crate::net::proxy_env().iter().any(|(k, _)| k == name)
+        || CA_BUNDLE_VARS.contains(&name)
+        || SANDBOX_VARS.contains(&name)
+}
 
 impl Plan {
     /// Makes the step trust an extra CA: the bundle at `bundle` is covered (inside the sandbox

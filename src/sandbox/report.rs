@@ -15,6 +15,9 @@ pub enum Message {
     SetupFailed(String),
     /// The command could not be executed.
     ExecFailed { command: String, error: String },
+    /// A process of the step sent this signal to the step's PID 1 (which forwards it to the
+    /// step): the step signalled itself, the runner did not cancel it.
+    InitSignalled(i32),
 }
 
 fn clean(s: &str) -> String {
@@ -30,6 +33,7 @@ impl Message {
             Message::ExecFailed { command, error } => {
                 format!("exec\t{}\t{}\n", clean(command), clean(error))
             }
+            Message::InitSignalled(sig) => format!("initsig\t{sig}\n"),
         }
     }
 
@@ -38,6 +42,7 @@ impl Message {
         match (parts.next()?, parts.next(), parts.next()) {
             ("info", Some(s), None) => Some(Message::Info(s.into())),
             ("warning", Some(s), None) => Some(Message::Warning(s.into())),
+            ("initsig", Some(n), None) => n.parse().ok().map(Message::InitSignalled),
             ("setup", Some(s), None) => Some(Message::SetupFailed(s.into())),
             ("exec", Some(c), Some(e)) => Some(Message::ExecFailed {
                 command: c.into(),
@@ -67,6 +72,7 @@ mod tests {
                 command: "no such".into(),
                 error: "No such file".into(),
             },
+            Message::InitSignalled(15),
         ] {
             let line = m.encode();
             assert_eq!(line.matches('\n').count(), 1);

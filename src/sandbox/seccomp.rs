@@ -92,6 +92,18 @@ const CLONE_NS_FLAGS: &[u64] = &[
     libc::CLONE_NEWCGROUP as u64,
 ];
 
+/// The socket address families a step may use: local sockets, IPv4 and IPv6 (which the network
+/// namespace confines to the proxy), and netlink for route and address queries. Every other
+/// family fails with `EAFNOSUPPORT`, as if the kernel lacked it: some are not confined by the
+/// network namespace at all (`AF_VSOCK` reaches the hypervisor on VM-based runners), and the
+/// rest are attack surface no build needs.
+pub const ALLOWED_FAMILIES: &[(&str, libc::c_int)] = &[
+    ("AF_UNIX", libc::AF_UNIX),
+    ("AF_INET", libc::AF_INET),
+    ("AF_INET6", libc::AF_INET6),
+    ("AF_NETLINK", libc::AF_NETLINK),
+];
+
 /// Terminal ioctls that inject input into, or control, the terminal a step shares with its
 /// caller (TIOCSTI types commands into the caller's shell; TIOCLINUX can do the same on a VT).
 #[allow(clippy::unnecessary_cast)] // the ioctl request type differs between libcs
@@ -136,8 +148,22 @@ fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: u32) -> Result<BpfProg
     BpfProgram::try_from(filter).map_err(|e| FilterError(e.to_string()))
 }
 
-/// The filters to install, in order. Two programs because seccompiler gives one filter one
-/// match action: EPERM for the deny list, ENOSYS for `clone3`.
+/// `socket` and `socketpair` (the family is the first argument of both) with a family not in
+/// [`ALLOWED_FAMILIES`]: one rule whose conditions must all hold.
+fn other_family_rule() -> Result<SeccompRule, FilterError> {
+    let conds = ALLOWED_FAMILIES
+        .iter()
+        .map(|&(_, f)| {
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, f as u64)
+                .map_err(|e| FilterError(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    SeccompRule::new(conds).map_err(|e| FilterError(e.to_string()))
+}
+
+/// The filters to install, in order. Three programs because seccompiler gives one filter one
+/// match action: EPERM for the deny list, ENOSYS for `clone3`, EAFNOSUPPORT for socket
+/// families.
 pub fn build() -> Result<Vec<BpfProgram>, FilterError> {
     let mut eperm: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in denied_syscalls() {
@@ -166,7 +192,15 @@ pub fn build() -> Result<Vec<BpfProgram>, FilterError> {
     main.splice(0..0, x32_guard());
     let mut enosys = BTreeMap::new();
     enosys.insert(libc::SYS_clone3, vec![]);
-    Ok(vec![main, compile(enosys, libc::ENOSYS as u32)?])
+    let mut families = BTreeMap::new();
+    for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+        families.insert(nr, vec![other_family_rule()?]);
+    }
+    Ok(vec![
+        main,
+        compile(enosys, libc::ENOSYS as u32)?,
+        compile(families, libc::EAFNOSUPPORT as u32)?,
+    ])
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -252,7 +286,7 @@ mod tests {
     #[test]
     fn filters_compile_within_the_kernel_limit() {
         let progs = build().unwrap();
-        assert_eq!(progs.len(), 2);
+        assert_eq!(progs.len(), 3);
         for p in &progs {
             assert!(
                 !p.is_empty() && p.len() < 4096,

@@ -14,9 +14,9 @@
 //! No value ever appears in an error (only names, heredoc delimiters and line numbers):
 //! `$GITHUB_ENV` often carries tokens.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Largest file-command file read. Anything bigger is not an environment: the file is emptied.
@@ -451,49 +451,18 @@ pub fn render_env(entries: &[EnvEntry]) -> String {
 /// Open a file-command file for reading and rewriting, without following a symbolic link at
 /// `path`, and only if it is a regular file with no other hard link. `Ok(None)`: no file.
 fn open_command_file(path: &Path) -> Result<Option<File>, FileCommandError> {
-    let shown = || path.display().to_string();
-    let not_regular = |what: &str| FileCommandError::NotRegular {
-        path: shown(),
-        what: what.to_string(),
-    };
-    let io_error = |action, source| FileCommandError::Io {
-        path: shown(),
-        action,
-        source,
-    };
-    // Checked before opening too: opening a device can have effects of its own.
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("inspect it", e)),
-        Ok(meta) if meta.file_type().is_symlink() => return Err(not_regular("a symbolic link")),
-        Ok(meta) if !meta.is_file() => return Err(not_regular("not a regular file")),
-        Ok(_) => {}
-    }
-    // O_NONBLOCK: should a FIFO replace the file meanwhile, opening it must not hang.
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(not_regular("a symbolic link"));
-        }
-        Err(e) => return Err(io_error("open it", e)),
-    };
-    let meta = file.metadata().map_err(|e| io_error("inspect it", e))?;
-    if !meta.is_file() {
-        return Err(not_regular("not a regular file"));
-    }
-    if meta.nlink() != 1 {
-        return Err(not_regular(&format!(
-            "has {} hard links (emptying or rewriting it would change another file)",
-            meta.nlink()
-        )));
-    }
-    Ok(Some(file))
+    use crate::host_file::{Access, HostFileError};
+    crate::host_file::open(path, Access::ReadWrite).map_err(|e| match e {
+        HostFileError::NotRegular { what, .. } => FileCommandError::NotRegular {
+            path: path.display().to_string(),
+            what,
+        },
+        HostFileError::Io { action, source, .. } => FileCommandError::Io {
+            path: path.display().to_string(),
+            action,
+            source,
+        },
+    })
 }
 
 /// A file-command file the runner named for a step, checked before it is bound into the

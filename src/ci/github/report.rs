@@ -398,17 +398,23 @@ pub fn allow_lines(report: &StepReport) -> Vec<String> {
 /// Appends `section` to the summary file at `path`, keeping the file within GitHub's limit:
 /// when the step's own summary leaves too little room, a one-line note goes in instead, and
 /// nothing when even that does not fit.
-pub fn append_summary(path: &std::path::Path, section: &str) -> std::io::Result<()> {
+/// A symbolic link, a file with another hard link or anything but a regular file is refused
+/// ([`crate::host_file`]); no file is nothing to do.
+pub fn append_summary(
+    path: &std::path::Path,
+    section: &str,
+) -> Result<(), crate::host_file::HostFileError> {
+    use crate::host_file::{Access, HostFileError};
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
+    let Some(mut f) = crate::host_file::open(path, Access::Append)? else {
         return Ok(());
-    }
-    let have = f.metadata()?.len();
+    };
+    let io = |source| HostFileError::Io {
+        path: path.to_path_buf(),
+        action: "append to it",
+        source,
+    };
+    let have = f.metadata().map_err(io)?.len();
     let room = SUMMARY_LIMIT.saturating_sub(have);
     let note =
         "\n_stepjail: the step's summary is near GitHub's 1 MiB limit; see the audit log._\n";
@@ -419,7 +425,7 @@ pub fn append_summary(path: &std::path::Path, section: &str) -> std::io::Result<
     } else {
         return Ok(());
     };
-    f.write_all(text.as_bytes())
+    f.write_all(text.as_bytes()).map_err(io)
 }
 
 #[cfg(test)]
@@ -575,6 +581,22 @@ mod tests {
         assert!(s.len() <= SECTION_LIMIT);
         assert!(s.contains("…and 4960 more."));
         assert_eq!(annotations(&r, "a/b", "p", None).len(), MAX_ANNOTATIONS + 1);
+    }
+
+    #[test]
+    fn append_refuses_a_link_and_leaves_its_target_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("elsewhere");
+        std::fs::write(&target, "x").unwrap();
+        let p = d.path().join("summary");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        let err = append_summary(&p, "y").unwrap_err();
+        assert!(err.to_string().ends_with("a symbolic link"), "{err}");
+        std::fs::remove_file(&p).unwrap();
+        std::fs::hard_link(&target, &p).unwrap();
+        let err = append_summary(&p, "y").unwrap_err();
+        assert!(err.to_string().contains("2 hard links"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
     }
 
     #[test]

@@ -209,9 +209,10 @@ pub fn append_github_env(text: &str) -> std::io::Result<bool> {
     let Some(path) = std::env::var_os("GITHUB_ENV").filter(|p| !p.is_empty()) else {
         return Ok(false);
     };
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(Path::new(&path))?;
+    // The runner creates the file; a link or anything else in its place is refused.
+    let mut f = crate::host_file::open(Path::new(&path), crate::host_file::Access::Append)
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     f.write_all(text.as_bytes())?;
     Ok(true)
 }

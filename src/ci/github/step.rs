@@ -352,7 +352,7 @@ pub fn run(req: StepRequest) -> i32 {
 /// The records appended to the log at `path` after `offset` (a record boundary).
 fn read_from(path: &Path, offset: u64) -> Vec<crate::audit::Record> {
     use std::io::{Read as _, Seek as _};
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Ok(mut f) = crate::host_file::open_read(path) else {
         return Vec::new();
     };
     let mut bytes = Vec::new();
