@@ -656,11 +656,16 @@ fn file_command_and_summary_paths_that_link_elsewhere_are_not_written() {
             "true",
             &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())],
         );
-        assert_eq!(s.out.code(), 0, "uid {uid}: {}", s.out.stderr());
+        // The runner named a file the step must not get: the step is not run, with an
+        // annotation saying which and why.
+        assert_eq!(s.out.code(), 125, "uid {uid}: {}", s.out.stderr());
         assert!(
-            s.out.stderr().contains("has 2 hard links"),
+            s.out
+                .stdout()
+                .contains("::error title=stepjail::GITHUB_STEP_SUMMARY=")
+                && s.out.stdout().contains("has 2 hard links"),
             "uid {uid}: {}",
-            s.out.stderr()
+            s.out.stdout()
         );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     }
@@ -1221,4 +1226,68 @@ fn a_writable_directory_on_the_runners_path_is_reported() {
     );
     r.path.clear();
     assert!(!r.step(None, "true", &[]).out.ok().contains("writable PATH"));
+}
+
+/// act keeps the file-command files in a workflow directory of its own, outside RUNNER_TEMP:
+/// they are bound writable where they are. One the step could replace (in the workspace) or
+/// a symbolic link is refused, and the step is not run.
+#[test]
+fn file_command_files_outside_runner_temp_are_writable_and_checked() {
+    for uid in users() {
+        let mut r = Runner::new(uid, POLICY);
+        r.setup(&[], None).ok();
+        let wf = r.dir.root.join("act/workflow");
+        std::fs::create_dir_all(&wf).unwrap();
+        chown(&wf, uid);
+        let file = |name: &str| {
+            let p = wf.join(name);
+            std::fs::write(&p, "").unwrap();
+            chown(&p, uid);
+            p
+        };
+        let (out, env) = (file("outputcmd.txt"), file("envs.txt"));
+        let s = r.step(
+            None,
+            "echo x=y >> \"$GITHUB_OUTPUT\"\necho K=v >> \"$GITHUB_ENV\"\necho done",
+            &[
+                ("GITHUB_OUTPUT", out.to_str().unwrap()),
+                ("GITHUB_ENV", env.to_str().unwrap()),
+            ],
+        );
+        assert_eq!(s.out.code(), 0, "uid {uid}: {}", s.out.stderr());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "x=y\n");
+        assert_eq!(std::fs::read_to_string(&env).unwrap(), "K=v\n");
+
+        // In the workspace: the step could plant a link there for stepjail to follow.
+        let in_ws = r.dir.write("ws/outputcmd.txt", "");
+        let s = r.step(
+            None,
+            "echo ran",
+            &[("GITHUB_OUTPUT", in_ws.to_str().unwrap())],
+        );
+        assert_eq!(s.out.code(), 125, "uid {uid}: {}", s.out.stderr());
+        assert!(
+            s.out
+                .stdout()
+                .contains("::error title=stepjail::GITHUB_OUTPUT=")
+                && s.out.stdout().contains("inside the workspace"),
+            "uid {uid}: {}",
+            s.out.stdout()
+        );
+        assert!(!s.out.stdout().contains("ran"), "uid {uid}: the step ran");
+
+        // A symbolic link to another file.
+        let link = wf.join("envs-link.txt");
+        std::os::unix::fs::symlink(&env, &link).unwrap();
+        let s = r.step(None, "echo ran", &[("GITHUB_ENV", link.to_str().unwrap())]);
+        assert_eq!(s.out.code(), 125, "uid {uid}: {}", s.out.stderr());
+        assert!(
+            s.out
+                .stdout()
+                .contains("::error title=stepjail::GITHUB_ENV=")
+                && s.out.stdout().contains("a symbolic link"),
+            "uid {uid}: {}",
+            s.out.stdout()
+        );
+    }
 }
