@@ -405,6 +405,9 @@ fn act_job_as_an_unprivileged_user() {
 /// actions that cannot be fetched offline and for the tools their steps run: each tool tries
 /// the hosts its real counterpart would, so each step's allowlist is checked as the example's
 /// policy writes it. The action is `stepjail/stepjail@v1` mapped to this checkout.
+/// (step, host, HTTP status the step's tool saw).
+type Reach = (&'static str, &'static str, &'static str);
+
 #[test]
 fn act_runs_the_example_workflows() {
     if !is_root() {
@@ -416,7 +419,7 @@ fn act_runs_the_example_workflows() {
     let fixtures = Path::new(ROOT).join("tests/fixtures/act");
     let standin = |name: &str| fixtures.join("standins").join(name);
     // (example, [(step, host, status)]): 200 reached through the proxy, 000 refused.
-    let cases: [(&str, &[(&str, &str, &str)]); 3] = [
+    let cases: [(&str, &[Reach]); 3] = [
         (
             "node",
             &[
