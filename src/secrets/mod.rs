@@ -172,6 +172,7 @@ mod tests {
             name: "NPM_TOKEN".into(),
             optional: false,
             broker: vec![],
+            broker_in: vec![],
             at: Location {
                 file: "p.yml".into(),
                 line: 1,
