@@ -15,6 +15,7 @@
 pub mod leak;
 pub mod mask;
 pub mod placeholder;
+pub mod reflect;
 pub mod replace;
 pub mod scrub;
 pub mod source;
@@ -23,6 +24,7 @@ mod wipe;
 pub use leak::{LeakScanner, LeakStream};
 pub use mask::{MASK, Masker, encodings};
 pub use placeholder::{PlaceholderError, fresh_seed, placeholder};
+pub use reflect::Reflection;
 pub use replace::{ReplaceError, Replacer};
 pub use scrub::{CI_CREDENTIALS, is_scrubbed};
 pub use source::{
