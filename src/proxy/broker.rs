@@ -759,3 +759,57 @@ fn status(code: StatusCode) -> Response<Out> {
     *r.status_mut() = code;
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        for (k, v) in list {
+            h.append(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                hyper::header::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_identity_and_chunked_bodies_are_scanned() {
+        for ok in [
+            &[][..],
+            &[("content-encoding", "identity")],
+            &[
+                ("content-encoding", "IDENTITY"),
+                ("transfer-encoding", "chunked"),
+            ],
+        ] {
+            assert_eq!(scannable(&headers(ok)), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            &[("content-encoding", "gzip")][..],
+            &[("content-encoding", "identity"), ("content-encoding", "br")],
+            &[("content-encoding", "identity, deflate")],
+            &[("transfer-encoding", "gzip, chunked")],
+        ] {
+            assert!(scannable(&headers(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_values_are_scrubbed_and_named() {
+        let r = Reflection::new(&[("TOKEN", b"s3cr3t-Value", b"a1b2c3-Dxxxx")]).unwrap();
+        let mut h = headers(&[
+            ("x-echo", "Bearer s3cr3t-Value"),
+            ("x-other", "fine"),
+            ("x-echo", "czNjcjN0LVZhbHVl"),
+        ]);
+        assert_eq!(scrub_headers(&mut h, &r), ["TOKEN"]);
+        let echo: Vec<_> = h.get_all("x-echo").iter().collect();
+        assert_eq!(echo.len(), 2);
+        assert_eq!(echo[0], "Bearer a1b2c3-Dxxxx");
+        assert_ne!(echo[1], "czNjcjN0LVZhbHVl");
+        assert_eq!(h.get("x-other").unwrap(), "fine");
+    }
+}
