@@ -137,6 +137,17 @@ curl -s https://echo.test/gzip -H "Authorization: Bearer $ECHO_TOKEN" | gunzip 2
             &[("secret_name", "ECHO_TOKEN"), ("dest_name", "echo.test")],
         );
         assert!(!reflected.is_empty(), "as uid {uid}: {ev:#?}");
+        // Both compressed answers were withheld, and logged so.
+        let withheld = find(
+            &ev,
+            "http",
+            &[
+                ("url", "https://echo.test/gzip"),
+                ("decision", "deny"),
+                ("status", "502"),
+            ],
+        );
+        assert_eq!(withheld.len(), 2, "as uid {uid}: {ev:#?}");
         let log = std::fs::read_to_string(dir.root.join("audit.jsonl")).unwrap();
         assert!(!log.contains(VALUE) && !log.contains(&ph), "{log}");
         assert!(
