@@ -166,6 +166,25 @@ impl Engine {
         );
     }
 
+    /// Logs and prints that a response from `dest` carried brokered secret `secret`'s value in
+    /// `part` (`header`, `body`, `trailer`), which the proxy replaced by the placeholder.
+    pub fn report_reflection(&self, conn: u64, secret: &str, dest: &str, part: &str) {
+        self.log(Event::SecretReflected(audit::SecretReflected {
+            conn,
+            secret_name: secret.to_string(),
+            dest_name: dest.to_string(),
+            part: part.to_string(),
+            reason: format!(
+                "a response {part} from {dest} carried the value of brokered secret {secret}; \
+                 the step got the placeholder"
+            ),
+        }));
+        eprintln!(
+            "stepjail: a response {part} from {dest} carried the value of secret {secret}; replaced by the placeholder (profile '{}')",
+            self.profile
+        );
+    }
+
     /// The broker, when `name` is a host some secret is bound to, or one with method and path
     /// rules: such hosts are intercepted.
     pub fn broker_for(&self, name: Option<&str>) -> Option<Arc<super::broker::Broker>> {

@@ -267,6 +267,36 @@ fn forms(needle: &[u8]) -> Vec<Vec<u8>> {
     all
 }
 
+/// A brokered value's forms paired with its placeholder's, position by position: raw, every
+/// form [`encodings`] draws from, and base32. The two have the same length and keep their other
+/// bytes in the same places, so each pair has the same length too; should one ever not, the
+/// value's form is paired with as many `*`. Encoded forms shorter than [`MIN_ENCODED_LEN`] are
+/// left out (they occur by chance), and so are forms equal to their placeholder's.
+pub(super) fn form_pairs(value: &[u8], placeholder: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut pairs = vec![(value.to_vec(), placeholder.to_vec())];
+    let encoded = super::mask::encodings_in_order(value)
+        .into_iter()
+        .zip(super::mask::encodings_in_order(placeholder))
+        .chain(
+            base32_forms(value)
+                .into_iter()
+                .zip(base32_forms(placeholder)),
+        );
+    for (from, to) in encoded {
+        if from.len() >= MIN_ENCODED_LEN {
+            pairs.push((from, to));
+        }
+    }
+    for (from, to) in &mut pairs {
+        if from.len() != to.len() {
+            super::wipe::wipe_vec(to);
+            *to = vec![b'*'; from.len()];
+        }
+    }
+    pairs.retain(|(from, to)| !from.is_empty() && from != to);
+    pairs
+}
+
 /// Best-effort zeroing of a list of forms.
 fn wipe_all(forms: &mut Vec<Vec<u8>>) {
     for f in forms.iter_mut() {
