@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::content_coding::DecodeError;
 use super::engine::{Attempt, Engine, Verdict, classify_host};
 use super::http_head::{RequestHead, parse_request_head, target_authority};
 use super::sni::{Peek, parse_client_hello};
@@ -634,7 +635,23 @@ async fn check_plain_request(
             ));
         }
     };
-    for part in [&head[..], &body[..]] {
+    // The server reads the body decoded: so does the check (bounded, refused past the bound).
+    let decoded = match super::content_coding::decode(&parts.headers, &body, MAX_SCANNED_BODY) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "stepjail: denied a plain-HTTP request to {dest}: {e} (profile '{}')",
+                engine.profile
+            );
+            let status = match e {
+                DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                DecodeError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                DecodeError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+            };
+            return Err((status, format!("the request was refused: {e}")));
+        }
+    };
+    for part in [&head[..], decoded.as_deref().unwrap_or(&body)] {
         if let Some(secret) = engine.leaked_secret(part, dest, false) {
             engine.report_leak(&secret, dest, via, "a plain-HTTP request");
             return Err((
