@@ -433,11 +433,14 @@ async fn tunnel_first_bytes<S: tokio::io::AsyncRead + Unpin>(
     step: &mut S,
     first: &mut Vec<u8>,
 ) -> Tunnel {
-    let raw_ok = match &attempt.name {
-        Some(name) => engine.network.raw_tcp_rule(name, attempt.port).is_some(),
-        None => true,
-    };
-    let wait = if raw_ok {
+    let raw_rule = attempt
+        .name
+        .as_deref()
+        .and_then(|name| engine.network.raw_tcp_rule(name, attempt.port));
+    let raw_ok = raw_rule.is_some() || attempt.name.is_none();
+    // Only a rule that says raw TCP shortens the wait: elsewhere a slow ClientHello must still
+    // arrive to be checked.
+    let wait = if raw_rule.is_some() {
         RAW_FIRST_BYTES_TIMEOUT
     } else {
         FIRST_BYTES_TIMEOUT

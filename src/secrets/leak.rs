@@ -357,26 +357,43 @@ impl LeakScanner {
     /// The name of the secret with the occurrence that ends first in `haystack`, compared
     /// without ASCII case.
     pub fn find(&self, haystack: &[u8]) -> Option<&str> {
-        self.find_in(haystack.iter().copied())
+        self.run(&mut 0, haystack)
     }
 
     /// [`LeakScanner::find`] in `haystack` as sent and, when it differs, in its normalised
     /// view ([`normalise`]: JSON string escapes decoded, line breaks removed). For a request
     /// line with its headers, or a whole (decoded) body.
     pub fn find_normalised(&self, haystack: &[u8]) -> Option<&str> {
-        self.find(haystack).or_else(|| {
-            needs_normalising(haystack)
-                .then(|| self.find_in(normalise(haystack)))
-                .flatten()
-        })
+        if let Some(name) = self.find(haystack) {
+            return Some(name);
+        }
+        if !needs_normalising(haystack) {
+            return None;
+        }
+        // The view is made a block at a time (runs between special bytes copied whole), so the
+        // automaton reads a slice, as in the first pass.
+        const BLOCK: usize = 64 << 10;
+        let mut view = Normalised::new(haystack);
+        let mut block = Vec::with_capacity(haystack.len().min(BLOCK) + 4);
+        let mut state = 0;
+        loop {
+            block.clear();
+            view.fill(&mut block, BLOCK);
+            if block.is_empty() {
+                return None;
+            }
+            if let Some(name) = self.run(&mut state, &block) {
+                return Some(name);
+            }
+        }
     }
 
-    fn find_in(&self, haystack: impl Iterator<Item = u8>) -> Option<&str> {
+    /// Feeds `bytes` to the automaton from `state`; the secret of the first occurrence to end.
+    fn run(&self, state: &mut u32, bytes: &[u8]) -> Option<&str> {
         let t = &*self.tables;
-        let mut state = 0;
-        for b in haystack {
-            state = t.exact.next(state, b.to_ascii_lowercase());
-            if let Some(id) = t.exact.first_match(state) {
+        for &b in bytes {
+            *state = t.exact.next(*state, b.to_ascii_lowercase());
+            if let Some(id) = t.exact.first_match(*state) {
                 return Some(&t.names[t.exact_owner[id as usize] as usize]);
             }
         }
@@ -476,15 +493,35 @@ impl std::fmt::Debug for LeakStream {
 /// Whether [`normalise`] would change `haystack`: it holds a line break (raw, or written `%0A`
 /// / `%0D`) or a JSON string escape.
 fn needs_normalising(haystack: &[u8]) -> bool {
-    haystack.iter().enumerate().any(|(i, &b)| match b {
-        b'\r' | b'\n' => true,
-        b'\\' => matches!(
-            haystack.get(i + 1),
-            Some(b'u' | b'n' | b'r' | b't' | b'b' | b'f' | b'"' | b'\\' | b'/')
-        ),
-        b'%' => is_encoded_line_break(&haystack[i..]),
-        _ => false,
-    })
+    // Most bodies hold none of the special bytes: test a block at a time without branching
+    // (which the compiler vectorises), and look closer only in a block that has one.
+    const BLOCK: usize = 64;
+    for (n, block) in haystack.chunks(BLOCK).enumerate() {
+        if !block.iter().fold(false, |any, &b| any | is_special(b)) {
+            continue;
+        }
+        for (j, &b) in block.iter().enumerate() {
+            let i = n * BLOCK + j;
+            let changes = match b {
+                b'\r' | b'\n' => true,
+                b'\\' => matches!(
+                    haystack.get(i + 1),
+                    Some(b'u' | b'n' | b'r' | b't' | b'b' | b'f' | b'"' | b'\\' | b'/')
+                ),
+                b'%' => is_encoded_line_break(&haystack[i..]),
+                _ => false,
+            };
+            if changes {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A byte where [`normalise`] may change something.
+fn is_special(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n' | b'\\' | b'%')
 }
 
 /// `%0A` or `%0D` (either case) at the start of `s`.
@@ -546,6 +583,41 @@ impl<'a> Normalised<'a> {
             return char::from_u32(cp).map(|c| (c, 12));
         }
         char::from_u32(high).map(|c| (c, 6))
+    }
+}
+
+impl Normalised<'_> {
+    /// Appends the view's next bytes to `out`, about `max` of them (a little more when a
+    /// decoded character ends past it); nothing when the view is exhausted. Runs without
+    /// special bytes are copied whole.
+    fn fill(&mut self, out: &mut Vec<u8>, max: usize) {
+        while out.len() < max {
+            let rest = &self.input[self.pos..];
+            let run = rest
+                .iter()
+                .take(max - out.len())
+                .position(|&b| is_special(b))
+                .unwrap_or(rest.len().min(max - out.len()));
+            out.extend_from_slice(&rest[..run]);
+            self.pos += run;
+            if out.len() >= max {
+                return;
+            }
+            // A raw line break (the common case: wrapped base64) is dropped right here.
+            if let Some(b'\r' | b'\n') = self.input.get(self.pos) {
+                self.pos += 1;
+                continue;
+            }
+            // At another special byte (or the end): the byte-wise decoder, with what it holds back.
+            match self.next() {
+                Some(b) => out.push(b),
+                None => return,
+            }
+            while self.out_at < self.out_len {
+                out.push(self.out[usize::from(self.out_at)]);
+                self.out_at += 1;
+            }
+        }
     }
 }
 
@@ -731,6 +803,58 @@ mod tests {
             );
         }
         assert!(!needs_normalising(b"plain %20 text"));
+    }
+
+    #[test]
+    fn the_block_view_is_the_byte_view() {
+        let mut seed = 5u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let alphabet: &[&[u8]] = &[
+            b"a",
+            b"B",
+            b"0",
+            b"%",
+            b"%0a",
+            b"%0D",
+            b"\r",
+            b"\n",
+            b"\\",
+            br"\n",
+            br"\u0041",
+            br"\ud83d\ude00",
+            br"\u00",
+            b"u",
+            b"/",
+        ];
+        for _ in 0..500 {
+            let input: Vec<u8> = (0..next() % 40)
+                .flat_map(|_| alphabet[(next() % alphabet.len() as u64) as usize].to_vec())
+                .collect();
+            let want: Vec<u8> = normalise(&input).collect();
+            for max in [1, 2, 3, 7, 64] {
+                let mut view = Normalised::new(&input);
+                let mut got = Vec::new();
+                loop {
+                    let before = got.len();
+                    view.fill(&mut got, before + max);
+                    if got.len() == before {
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "{:?} max {max}", String::from_utf8_lossy(&input));
+            }
+            // The shortcut may say yes in vain (`\u` without four hex digits), never no.
+            assert!(
+                want == input || needs_normalising(&input),
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
     }
 
     #[test]
