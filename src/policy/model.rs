@@ -109,6 +109,9 @@ pub struct AllowRule {
     pub methods: Vec<String>,
     /// Path prefixes allowed, matched on segment boundaries; empty = any.
     pub paths: Vec<String>,
+    /// A CONNECT tunnel to the host may carry bytes that are neither TLS nor HTTP, relayed
+    /// unread. Only on name rules (a cidr rule already allows any TCP to its addresses).
+    pub raw_tcp: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

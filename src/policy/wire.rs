@@ -123,6 +123,8 @@ pub(crate) struct AllowRuleWire {
     pub methods: Option<Vec<Str>>,
     /// Path prefixes this host may be sent, matched on `/` boundaries.
     pub paths: Option<Vec<Str>>,
+    /// `true`: a CONNECT tunnel to this host may carry a protocol that is neither TLS nor HTTP.
+    pub raw_tcp: Option<Str>,
 }
 
 impl<'de> Deserialize<'de> for AllowWire {

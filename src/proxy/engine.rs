@@ -133,8 +133,9 @@ impl Engine {
 
     /// The secret whose value or placeholder appears in `bytes` on its way to `host`, unless
     /// it is a brokered secret bound to that host and the traffic is intercepted (`bound_ok`).
+    /// `bytes` is searched as sent and normalised (JSON escapes, line breaks; see `leak.rs`).
     pub fn leaked_secret(&self, bytes: &[u8], host: &str, bound_ok: bool) -> Option<String> {
-        let name = self.leaks.as_ref()?.find(bytes)?;
+        let name = self.leaks.as_ref()?.find_normalised(bytes)?;
         let bound = self.broker.as_ref().is_some_and(|b| {
             b.secrets()
                 .iter()
