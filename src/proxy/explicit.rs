@@ -733,7 +733,7 @@ async fn forward(
 }
 
 /// The largest plain-HTTP request body read whole to look for secrets in it.
-const MAX_SCANNED_BODY: usize = 16 << 20;
+pub(crate) const MAX_SCANNED_BODY: usize = 16 << 20;
 
 /// Looks for the step's secrets in a plain-HTTP request about to leave; returns the request
 /// (its body buffered when it had to be read), or the status and reason to refuse it with.
