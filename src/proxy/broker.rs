@@ -319,7 +319,7 @@ pub async fn intercept<S>(
     // Upstream: the checked address, and the real server's certificate against the system roots.
     let tcp = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
-        Err(reason) => return engine.log_refusal_only(&attempt, &reason),
+        Err(reason) => return engine.log_refusal_only(&attempt, &reason.to_string()),
     };
     let Ok(server_name) = ServerName::try_from(host.clone()) else {
         return;
