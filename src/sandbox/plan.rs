@@ -428,7 +428,10 @@ pub fn environment(
         // CI credentials and the profile's scrub list never pass; declared secrets are
         // injected by name (see `Plan::inject_secrets`), never picked up by a pattern.
         if crate::secrets::CI_CREDENTIALS.contains(&k.as_str())
-            || profile.env_scrub.iter().any(|s| s == k)
+            || profile
+                .env_scrub
+                .iter()
+                .any(|s| crate::policy::model::scrub_matches(s, k))
             || profile.secrets.iter().any(|d| &d.name == k)
         {
             continue;
