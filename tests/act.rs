@@ -416,7 +416,8 @@ fn act_runs_the_example_workflows() {
     let fixtures = Path::new(ROOT).join("tests/fixtures/act");
     let standin = |name: &str| fixtures.join("standins").join(name);
     // (example, [(step, host, status)]): 200 reached through the proxy, 000 refused.
-    let cases: [(&str, &[(&str, &str, &str)]); 3] = [
+    type Expect<'a> = &'a [(&'a str, &'a str, &'a str)];
+    let cases: [(&str, Expect); 3] = [
         (
             "node",
             &[
