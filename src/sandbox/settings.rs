@@ -313,7 +313,7 @@ pub fn check(i: &Inputs) -> Findings {
         if step(name).is_none() && !declared(name) {
             let scrubbed = i.profile.env_scrub.iter().any(|s| scrub_matches(s, name));
             let relevant = !ecosystem || kn.profiles.contains(&profile.as_str());
-            if !scrubbed && relevant {
+            if !scrubbed && relevant && !is_default(name, value, i.home) {
                 let builtins = kn.profiles.join(", ");
                 match dropped.iter_mut().find(|(p, _)| *p == builtins) {
                     Some((_, names)) => names.push((name.as_str(), kn.what)),
@@ -407,6 +407,24 @@ pub fn check(i: &Inputs) -> Findings {
     f
 }
 
+/// Whether dropping `name=value` changes nothing: the value is where the tool looks anyway
+/// (`CARGO_HOME=$HOME/.cargo` and `RUSTUP_HOME=$HOME/.rustup` on GitHub's runners, OpenSSL's own
+/// bundle in `SSL_CERT_FILE`).
+fn is_default(name: &str, value: &str, home: Option<&Path>) -> bool {
+    let under_home = |rel: &str| home.is_some_and(|h| Path::new(value) == h.join(rel));
+    match name {
+        "CARGO_HOME" => under_home(".cargo"),
+        "RUSTUP_HOME" => under_home(".rustup"),
+        "GOPATH" => under_home("go"),
+        "GOMODCACHE" => under_home("go/pkg/mod"),
+        "GOCACHE" => under_home(".cache/go-build"),
+        "PIP_CACHE_DIR" => under_home(".cache/pip"),
+        "npm_config_cache" | "NPM_CONFIG_CACHE" => under_home(".npm"),
+        "SSL_CERT_FILE" => super::plan::TRUST_BUNDLES.contains(&value),
+        _ => false,
+    }
+}
+
 /// Whether the profile lets the step reach `host:port`; if not, the warning.
 fn unreachable(
     profile: &ResolvedProfile,
@@ -416,6 +434,16 @@ fn unreachable(
     port: u16,
 ) -> Option<String> {
     let net = &profile.network;
+    // Loopback is the sandbox's own (NO_PROXY names it): nothing the allowlist decides.
+    let bare = host.trim_matches(['[', ']']);
+    let loopback = bare == "localhost"
+        || bare.ends_with(".localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return None;
+    }
     match net.mode {
         NetworkMode::Audit => None,
         NetworkMode::None => Some(format!(
@@ -643,6 +671,17 @@ mod tests {
               cargo, go, rubygems profiles pass it)"
             ]
         );
+        // Where the tools look anyway: nothing lost.
+        let f = run(
+            &profile("default"),
+            &[
+                ("CARGO_HOME", "/home/u/.cargo"),
+                ("RUSTUP_HOME", "/home/u/.rustup"),
+                ("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+            ],
+            &[],
+        );
+        assert!(f.warnings.is_empty(), "{f:?}");
         let f = run(
             &profile("default"),
             &[("CARGO_HOME", "/c"), ("RUSTUP_HOME", "/r")],
@@ -740,6 +779,15 @@ mod tests {
             f.warnings[0]
                 .starts_with("GOPROXY (Go's module proxy list) points at athens.corp:443,")
         );
+        let f = run(
+            &profile("pip"),
+            &[
+                ("PIP_INDEX_URL", "http://localhost:8080/simple"),
+                ("PIP_EXTRA_INDEX_URL", "http://127.0.0.1/x"),
+            ],
+            &[],
+        );
+        assert!(f.warnings.is_empty(), "{f:?}");
     }
 
     #[test]
