@@ -391,7 +391,13 @@ pub fn execute(req: Request) -> Finished {
         content.push('\n');
         // The caller's own bundles (a corporate CA in NODE_EXTRA_CA_CERTS, PIP_CERT, ...) stay
         // trusted: every variable is pointed at this one bundle, so it must hold them too.
+        let mut seen = vec![bundle.clone()];
         for (var, file) in sandbox::plan::user_ca_files(&plan.env) {
+            // The system bundle is in already; a file named by two variables goes in once.
+            if seen.contains(&file) {
+                continue;
+            }
+            seen.push(file.clone());
             match read_small(&file) {
                 Ok(text) => content.push_str(&sandbox::plan::pem_certificates(&text)),
                 Err(e) => eprintln!(

@@ -312,7 +312,11 @@ pub fn check(i: &Inputs) -> Findings {
         let Some(kn) = known(name) else { continue };
         if step(name).is_none() && !declared(name) {
             let scrubbed = i.profile.env_scrub.iter().any(|s| scrub_matches(s, name));
-            let relevant = !ecosystem || kn.profiles.contains(&profile.as_str());
+            // Without network, registry URLs and CA bundles change nothing; homes, caches and
+            // flags still decide whether an offline build finds its toolchain and modules.
+            let offline = i.profile.network.mode == NetworkMode::None
+                && matches!(kn.kind, Kind::Url | Kind::Urls | Kind::Ca);
+            let relevant = !offline && (!ecosystem || kn.profiles.contains(&profile.as_str()));
             if !scrubbed && relevant && !is_default(name, value, i.home) {
                 let builtins = kn.profiles.join(", ");
                 match dropped.iter_mut().find(|(p, _)| *p == builtins) {
@@ -641,8 +645,10 @@ mod tests {
 
     #[test]
     fn a_dropped_setting_is_named_with_the_key_that_passes_it() {
+        let mut online = profile("default");
+        online.network.mode = NetworkMode::Audit;
         let f = run(
-            &profile("default"),
+            &online,
             &[("PIP_INDEX_URL", "https://mirror.corp/simple")],
             &[],
         );
@@ -655,6 +661,16 @@ mod tests {
             ]
         );
         assert!(f.refusals.is_empty());
+        // Without network a registry URL or CA bundle changes nothing.
+        let f = run(
+            &profile("default"),
+            &[
+                ("PIP_INDEX_URL", "https://mirror.corp/simple"),
+                ("PIP_CERT", "/c.pem"),
+            ],
+            &[],
+        );
+        assert!(f.warnings.is_empty(), "{f:?}");
         // Under another ecosystem's profile a pip setting is no news; SSL_CERT_FILE is.
         let f = run(
             &profile("npm"),
@@ -662,7 +678,7 @@ mod tests {
             &[],
         );
         assert!(f.warnings.is_empty(), "{f:?}");
-        let f = run(&profile("default"), &[("SSL_CERT_FILE", "/c.pem")], &[]);
+        let f = run(&online, &[("SSL_CERT_FILE", "/c.pem")], &[]);
         assert_eq!(
             f.warnings,
             [
