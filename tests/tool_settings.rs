@@ -333,3 +333,70 @@ fn real_pyenv_pip_install_exits_0() {
         out.stderr()
     );
 }
+
+/// Through the tests' fake internet: the registry variable leads the step to the mirror the
+/// profile allows; one pointing elsewhere is named at start, before the proxy's denial.
+#[test]
+fn a_registry_variable_reaches_an_allowed_mirror_and_an_unallowed_one_is_named_before_its_denial() {
+    use common::inet::{Internet, egress_users, needs_root};
+    use std::path::Path;
+    if !needs_root() {
+        return;
+    }
+    const MIRROR: &str = "\
+name: mirror
+description: pip from the company mirror
+extends: pip
+network:
+  allow:
+    - { host: allowed.test, ports: [80, 443] }
+";
+    for uid in egress_users() {
+        let net = Internet::new();
+        let dir = Dir::new(uid);
+        let out = net.run_env(
+            &dir,
+            MIRROR,
+            &[],
+            "curl -sSf \"$PIP_INDEX_URL\"",
+            &[("PIP_INDEX_URL", Path::new("http://allowed.test/simple/"))],
+        );
+        assert_eq!(
+            out.ok(),
+            "hello from allowed.test over http\n",
+            "uid {uid}: {}",
+            out.stderr()
+        );
+        assert_eq!(warnings(&out), Vec::<String>::new());
+        assert_eq!(net.log("web.log"), "http allowed.test /simple/\n");
+        let out = net.run_env(
+            &dir,
+            MIRROR,
+            &[],
+            "curl -sSf \"$PIP_INDEX_URL\"",
+            &[("PIP_INDEX_URL", Path::new("http://other.test/simple/"))],
+        );
+        assert_eq!(
+            out.code(),
+            22,
+            "curl's exit code for HTTP 403: {}",
+            out.stderr()
+        );
+        let err = out.stderr();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines[0],
+            "stepjail: warning: PIP_INDEX_URL (pip's index URL) points at other.test:80, which \
+             profile mirror does not allow, so those requests will be denied; add \
+             `- other.test:80` under network.allow",
+            "uid {uid}: {err}"
+        );
+        assert!(
+            lines.contains(
+                &"stepjail: denied other.test:80 (not allowed by profile; profile 'mirror')"
+            ),
+            "uid {uid}: {err}"
+        );
+        assert_eq!(net.log("web.log"), "http allowed.test /simple/\n");
+    }
+}
