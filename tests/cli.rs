@@ -251,3 +251,75 @@ fn every_example_profile_is_valid() {
     assert_eq!(out.lines().count(), files.len());
     assert!(out.lines().all(|l| l.ends_with(": ok")), "{out}");
 }
+
+#[test]
+fn profiles_show_prints_a_builtin_profile_as_embedded() {
+    let dir = Dir::new(users()[users().len() - 1]);
+    let out = Sj::new(&dir, &["profiles", "show", "npm"]).output();
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/npm.yml")).unwrap();
+    assert_eq!(out.ok(), file);
+    let out = Sj::new(&dir, &["profiles", "show", "nosuch"]).output();
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr().starts_with("stepjail: ")
+            && out.stderr().contains("available: default, offline"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(out.stdout(), "");
+}
+
+#[test]
+fn check_accepts_a_builtin_name_and_a_file_of_that_name_wins() {
+    let dir = Dir::new(users()[users().len() - 1]);
+    let out = Sj::new(&dir, &["check", "npm", "pip"]).output();
+    assert_eq!(out.ok(), "npm: ok\npip: ok\n");
+    let out = Sj::new(&dir, &["check", "nosuch"]).output();
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr().contains("nosuch"), "{}", out.stderr());
+    // A file named like a built-in, in the working directory, is the file.
+    dir.write(
+        "ws/npm",
+        "name: npm\ndescription: x\nnetwork:\n  mode: open\n",
+    );
+    let out = Sj::new(&dir, &["check", "npm"]).output();
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr().starts_with("stepjail: npm:4:9:"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn every_subcommand_help_describes_every_argument() {
+    let dir = Dir::new(users()[users().len() - 1]);
+    for sub in [
+        &["run"][..],
+        &["profiles"],
+        &["profiles", "show"],
+        &["check"],
+        &["audit", "summarize"],
+        &["audit", "suggest"],
+        &["setup"],
+        &["step"],
+        &["action"],
+    ] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let help = Sj::new(&dir, &args).output().ok();
+        // clap lists an argument without help as a bare name: a line of only `<NAME>`,
+        // `[NAME]...` or `--flag`.
+        for line in help.lines() {
+            let t = line.trim();
+            let bare = (t.starts_with('<') || t.starts_with('[') || t.starts_with('-'))
+                && !t.contains("  ");
+            assert!(
+                !bare,
+                "stepjail {}: `{t}` has no help text:\n{help}",
+                sub.join(" ")
+            );
+        }
+    }
+}

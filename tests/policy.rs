@@ -523,9 +523,35 @@ fn builtins_load_and_resolve() {
         );
         assert!(r.hidden.contains(&PathBuf::from("/run/podman/podman.sock")));
         assert_eq!(r.process.limits.core_size, Some(0));
-        assert_eq!(r.env_pass, default.env.pass, "{name}");
+        // default's list first; the package-manager profiles add their tools' settings.
+        assert_eq!(
+            r.env_pass[..default.env.pass.len()],
+            default.env.pass[..],
+            "{name}"
+        );
+        if !["pip", "npm", "cargo", "go", "maven", "rubygems"].contains(name) {
+            assert_eq!(r.env_pass, default.env.pass, "{name}");
+        }
         assert!(r.env_pass.contains(&EnvPattern::Prefix("LC_".into())));
         assert!(!r.env_pass.iter().any(|p| p.matches("GITHUB_TOKEN")));
+        // No built-in passes a tool's credential setting: matched by a pattern means scrubbed.
+        for cred in [
+            "npm_config__auth",
+            "NPM_CONFIG__AUTHTOKEN",
+            "npm_config_//registry.npmjs.org/:_authToken",
+            "npm_config_//npm.corp/:_password",
+            "CARGO_REGISTRY_TOKEN",
+            "CARGO_REGISTRIES_CORP_TOKEN",
+            "PIP_INDEX_PASSWORD",
+            "BUNDLE_GEMS__CONTRIBSYS__COM",
+        ] {
+            let passed = r.env_pass.iter().any(|p| p.matches(cred));
+            let scrubbed = r
+                .env_scrub
+                .iter()
+                .any(|s| stepjail::policy::model::scrub_matches(s, cred));
+            assert!(!passed || scrubbed, "{name} passes {cred}");
+        }
         match *name {
             "default" | "offline" => {
                 assert_eq!(r.network.mode, NetworkMode::None);

@@ -502,8 +502,12 @@ print('winsize ok', len(fcntl.ioctl(1, termios.TIOCGWINSZ, b'\0' * 8)) == 8)
         // `script` gives stepjail a pseudo-terminal as its stdin/stdout, like an interactive shell.
         let inner = format!("{} run -- {PYTHON} t.py", bin());
         let mut cmd = Command::new("script");
+        // A clean environment: the test runner's (CARGO_HOME from rustup, ...) would add
+        // stepjail's start-up warnings to the terminal's output.
         cmd.args(["-qec", &inner, "/dev/null"])
             .current_dir(&dir.ws)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", &dir.home);
         if uid != 0 {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);

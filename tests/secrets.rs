@@ -172,11 +172,11 @@ fn schema_errors_point_at_the_value_and_name_the_key() {
         ),
         (
             "env:\n  scrub: [MY-KEY]\n",
-            "FILE:4:11: `env.scrub[0]`: expected a variable name ([A-Za-z_][A-Za-z0-9_]*), found `MY-KEY`",
+            "FILE:4:11: `env.scrub[0]`: expected a variable name ([A-Za-z_][A-Za-z0-9_]*), or a pattern with `*` like *_authToken, found `MY-KEY`",
         ),
         (
             "env:\n  scrub: MY_KEY\n",
-            "FILE:4:10: `env.scrub`: expected a list of variable names, like [MY_DEPLOY_KEY], found `MY_KEY`",
+            "FILE:4:10: `env.scrub`: expected a list of variable names or `*` patterns, like [MY_DEPLOY_KEY, \"*_authToken\"], found `MY_KEY`",
         ),
     ];
     for (body, expected) in cases {

@@ -20,6 +20,7 @@ pub struct ActionArgs {
     /// $RUNNER_TEMP/stepjail).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Print what the sandbox applied to stderr.
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// The action's directory (holding action.yml).

@@ -12,6 +12,7 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// A table per destination: allowed, denied and would-deny attempts, bytes each way.
     Summarize {
+        /// Audit logs (JSON Lines) written with `--audit-log`; several are merged.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -25,6 +26,7 @@ pub enum AuditCommand {
         /// from the log of a job run by `stepjail step`, instead of one profile.
         #[arg(long, conflicts_with = "name")]
         policy: bool,
+        /// Audit logs (JSON Lines) written with `--audit-log`; several are merged.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

@@ -1,19 +1,27 @@
-//! `stepjail check FILE...`: validates every file, reports the first error in each, exits 1 if
-//! any failed.
+//! `stepjail check FILE|NAME...`: validates every file (or built-in profile), reports the first
+//! error in each, exits 1 if any failed.
 
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Profile or policy files to validate.
-    #[arg(required = true)]
+    /// Profile or policy files to validate, or names of built-in profiles (see `stepjail
+    /// profiles`). A name is a built-in only when no file of that name exists.
+    #[arg(required = true, value_name = "FILE|NAME")]
     pub files: Vec<PathBuf>,
 }
 
 pub fn run(args: CheckArgs) -> i32 {
     let mut failed = 0;
     for f in &args.files {
-        match crate::policy::check_file(f) {
+        let builtin = f
+            .to_str()
+            .filter(|n| !f.exists() && crate::policy::builtin_text(n).is_some());
+        let result = match builtin {
+            Some(name) => crate::policy::load_builtin(name).map(drop),
+            None => crate::policy::check_file(f),
+        };
+        match result {
             Ok(()) => println!("{}: ok", f.display()),
             Err(e) => {
                 eprintln!("stepjail: {e}");

@@ -25,8 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in a sandbox under a profile.
     Run(run::RunArgs),
-    /// List the built-in profiles.
-    Profiles,
+    /// List the built-in profiles, or print one with `profiles show NAME`.
+    Profiles(profiles::ProfilesArgs),
     /// Validate profile and policy files; exits non-zero with precise errors.
     Check(check::CheckArgs),
     /// Read audit logs: `summarize` them, or `suggest` an allowlist from them.
@@ -44,11 +44,41 @@ pub enum Command {
 pub fn main(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::run(args),
-        Command::Profiles => profiles::run(),
+        Command::Profiles(args) => profiles::run(args),
         Command::Check(args) => check::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Setup(args) => setup::run(args),
         Command::Step(args) => step::run(args),
         Command::Action(args) => action::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "stepjail", &mut missing);
+        assert_eq!(missing, Vec::<String>::new());
     }
 }

@@ -305,6 +305,24 @@ pub fn execute(req: Request) -> Finished {
         Ok(p) => p,
         Err(e) => return failed(finished, super::EXIT_USAGE, &e),
     };
+    // What the step's package managers would miss or could not use: a credential in a passed
+    // URL stops the run (fail closed); the rest is one warning line each, said now rather than
+    // as a fallback to the public registry or a denial minutes later.
+    let read_config = |p: &Path| read_small(p).ok();
+    let findings = sandbox::settings::check(&sandbox::settings::Inputs {
+        profile: &resolved,
+        caller: &facts.env,
+        step_env: &plan.env,
+        writable: &plan.writable,
+        home: plan.identity.home.as_deref(),
+        read: &read_config,
+    });
+    for w in &findings.warnings {
+        eprintln!("stepjail: warning: {w}");
+    }
+    if let Some(refusal) = findings.refusals.first() {
+        return failed(finished, super::EXIT_USAGE, refusal);
+    }
     // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
     // here, with the proxy, which swaps it in towards the bound hosts only.
     // Names the sandbox sets itself cannot be secrets: a secret named HTTPS_PROXY would point
@@ -372,6 +390,23 @@ pub fn execute(req: Request) -> Finished {
         };
         let mut content = std::fs::read_to_string(&bundle).unwrap_or_default();
         content.push('\n');
+        // The caller's own bundles (a corporate CA in NODE_EXTRA_CA_CERTS, PIP_CERT, ...) stay
+        // trusted: every variable is pointed at this one bundle, so it must hold them too.
+        let mut seen = vec![bundle.clone()];
+        for (var, file) in sandbox::plan::user_ca_files(&plan.env) {
+            // The system bundle is in already; a file named by two variables goes in once.
+            if seen.contains(&file) {
+                continue;
+            }
+            seen.push(file.clone());
+            match read_small(&file) {
+                Ok(text) => content.push_str(&sandbox::plan::pem_certificates(&text)),
+                Err(e) => eprintln!(
+                    "stepjail: warning: {var}={}: {e}; its certificates are not in the step's CA bundle",
+                    file.display()
+                ),
+            }
+        }
         content.push_str(broker.ca_pem());
         plan.trust_ca(bundle, content);
         Some(std::sync::Arc::new(broker))
@@ -537,6 +572,23 @@ fn audit_log_guard(path: &Path, writable: &[PathBuf]) -> Result<LogGuard, String
         file,
         pinned,
     })
+}
+
+/// Reads a caller's config or CA file: at most 4 MiB, without hanging on a FIFO put there
+/// (a symbolic link is followed, as the tool itself would).
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    f.take(4 << 20).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// An identifier for this run, shared by all its audit events: time and pid, in hex.

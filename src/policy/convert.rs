@@ -227,11 +227,11 @@ pub(crate) fn layer(
 
     let mut env_scrub: Vec<String> = Vec::new();
     for (i, s) in scrub.unwrap_or_default().iter().enumerate() {
-        if !valid_env_name(&s.value) {
+        if !valid_scrub_pattern(&s.value) {
             return Err(cx.invalid(
                 s,
                 &format!("env.scrub[{i}]"),
-                Some("a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+                Some("a variable name ([A-Za-z_][A-Za-z0-9_]*), or a pattern with `*` like *_authToken"),
             ));
         }
         if !env_scrub.contains(&s.value) {
@@ -310,6 +310,18 @@ pub(crate) fn valid_env_name(s: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An `env.scrub` entry: a variable name, or a pattern of name characters and `*` wildcards
+/// (`*_authToken`, `CARGO_REGISTRIES_*_TOKEN`) with at least one name character. A pattern may
+/// also hold `/ : @ . -`, which npm's per-registry names carry (`npm_config_//host/:_authToken`).
+pub(crate) fn valid_scrub_pattern(s: &str) -> bool {
+    if !s.contains('*') {
+        return valid_env_name(s);
+    }
+    s.chars().any(|c| c != '*')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_*/:@.-".contains(c))
 }
 
 /// `NAME` or `PREFIX*`. A bare `*` would pass the whole environment, secrets included.

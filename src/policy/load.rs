@@ -89,6 +89,11 @@ pub fn load_builtin(name: &str) -> Result<Profile, PolicyError> {
     load_source(Source::Builtin(name, text))
 }
 
+/// The YAML text of the built-in profile `name`, as embedded in the binary.
+pub fn builtin_text(name: &str) -> Option<&'static str> {
+    builtin::text(name).map(|(_, text)| text)
+}
+
 /// (name, description) of every built-in profile, for `stepjail profiles`.
 pub fn builtins() -> Vec<(&'static str, String)> {
     builtin::names()

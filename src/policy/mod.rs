@@ -25,7 +25,7 @@ mod yaml;
 
 pub use check::check_file;
 pub use error::{Conflict, PolicyError};
-pub use load::{MAX_EXTENDS_DEPTH, builtins, load, load_builtin, load_file};
+pub use load::{MAX_EXTENDS_DEPTH, builtin_text, builtins, load, load_builtin, load_file};
 pub use policy_file::{Chosen, Policy, StepRule};
 
 /// Reads and parses any YAML file into `T` with the same limits and error messages as profiles

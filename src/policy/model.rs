@@ -49,6 +49,31 @@ impl EnvPattern {
     }
 }
 
+/// Whether the `env.scrub` entry `pattern` covers variable `name`. A name without `*` matches
+/// exactly; a pattern with `*` matches any run of characters there and ignores ASCII case,
+/// because the tools it is written for do too (npm reads `NPM_CONFIG__AUTH` as `_auth`), and a
+/// credential that slips through on its spelling is the failure to avoid.
+pub fn scrub_matches(pattern: &str, name: &str) -> bool {
+    if !pattern.contains('*') {
+        return pattern == name;
+    }
+    let pattern = pattern.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if name.len() < first.len() + last.len() || !name.starts_with(first) || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(i) => rest = &rest[i + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NetworkMode {
     /// Loopback only; nothing outside the sandbox is reachable. No proxy runs.
@@ -138,6 +163,7 @@ pub struct EnvPolicy {
     pub set_at: BTreeMap<String, Location>,
     /// `env.scrub`: variables never passed to the step, on top of the built-in list of CI
     /// credentials (`secrets::CI_CREDENTIALS`), unless a `secrets:` entry declares them.
+    /// Exact names, or patterns with `*` ([`scrub_matches`]).
     /// Parents' names first, without duplicates.
     pub scrub: Vec<String>,
 }
@@ -264,4 +290,37 @@ pub struct ResolvedProfile {
     pub secrets: Vec<SecretDecl>,
     /// Variables never passed to the step, besides the built-in CI credentials.
     pub env_scrub: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_matches;
+
+    #[test]
+    fn scrub_patterns_match_exact_names_or_globs_ignoring_case() {
+        assert!(scrub_matches("MY_KEY", "MY_KEY"));
+        assert!(!scrub_matches("MY_KEY", "my_key"));
+        assert!(!scrub_matches("MY_KEY", "MY_KEY2"));
+        assert!(scrub_matches(
+            "*_authToken",
+            "npm_config_//registry.npmjs.org/:_authToken"
+        ));
+        assert!(scrub_matches("*_authToken", "NPM_CONFIG__AUTHTOKEN"));
+        assert!(scrub_matches("npm_config__auth*", "NPM_CONFIG__AUTH"));
+        assert!(!scrub_matches("*_authToken", "npm_config_registry"));
+        assert!(scrub_matches(
+            "CARGO_REGISTRIES_*_TOKEN",
+            "CARGO_REGISTRIES_CORP_TOKEN"
+        ));
+        assert!(!scrub_matches(
+            "CARGO_REGISTRIES_*_TOKEN",
+            "CARGO_REGISTRIES_CORP_INDEX"
+        ));
+        assert!(!scrub_matches(
+            "CARGO_REGISTRIES_*_TOKEN",
+            "CARGO_REGISTRIES_TOKEN"
+        ));
+        assert!(scrub_matches("*PASSWORD*", "npm_config_//h/:_password"));
+        assert!(scrub_matches("A*B*C", "AxxBxxC") && !scrub_matches("A*B*C", "AxxCxxB"));
+    }
 }

@@ -305,8 +305,10 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
         ("env.pass", false) => "a list of variable names or PREFIX_* patterns",
         ("env.pass", true) => "a variable name or a PREFIX_* pattern",
         ("env.set", _) => "a mapping of variable names to string values",
-        ("env.scrub", false) => "a list of variable names, like [MY_DEPLOY_KEY]",
-        ("env.scrub", true) => "a variable name",
+        ("env.scrub", false) => {
+            "a list of variable names or `*` patterns, like [MY_DEPLOY_KEY, \"*_authToken\"]"
+        }
+        ("env.scrub", true) => "a variable name or a `*` pattern",
         ("secrets", _) => {
             "a mapping of variable names to declarations, like { NPM_TOKEN: {}, SENTRY_DSN: { optional: true } }"
         }

@@ -9,6 +9,7 @@ pub mod output;
 pub mod plan;
 pub mod report;
 pub mod seccomp;
+pub mod settings;
 pub(crate) mod sys;
 
 use std::io::Read;

@@ -216,6 +216,10 @@ impl Plan {
             );
         }
         let mut env = environment(profile, &identity, &host.env);
+        if let Some(kv) = pyenv_rehash_off(&env, &writable) {
+            env.push(kv);
+            env.sort();
+        }
         if egress {
             // Last, so that no profile can point the step's tools anywhere else.
             let java = env
@@ -438,7 +442,10 @@ pub fn environment(
         // CI credentials and the profile's scrub list never pass; declared secrets are
         // injected by name (see `Plan::inject_secrets`), never picked up by a pattern.
         if crate::secrets::CI_CREDENTIALS.contains(&k.as_str())
-            || profile.env_scrub.iter().any(|s| s == k)
+            || profile
+                .env_scrub
+                .iter()
+                .any(|s| crate::policy::model::scrub_matches(s, k))
             || profile.secrets.iter().any(|d| &d.name == k)
         {
             continue;
@@ -468,6 +475,40 @@ pub fn environment(
     env.into_iter().collect()
 }
 
+/// The variable that makes bash define `pyenv-rehash` as a function, and its value.
+pub const PYENV_REHASH_FUNCTION: &str = "BASH_FUNC_pyenv-rehash%%";
+
+/// pyenv's `pip` shim runs `pyenv rehash` after every `pip install` and exits 1 when the shims
+/// directory cannot be written ("pyenv: cannot rehash: ~/.pyenv/shims isn't writable"), although
+/// the install succeeded; pyenv has no switch to skip it. The shims stay read-only (a step must
+/// not plant commands for later steps): when the step's PATH holds a pyenv shims directory that
+/// is not writable, the step gets a bash function of that name (bash imports functions from
+/// `BASH_FUNC_NAME%%` variables, and pyenv's pip wrapper is a bash script calling
+/// `pyenv-rehash` by name), which says the rehash was skipped instead of failing.
+fn pyenv_rehash_off(env: &[(String, String)], writable: &[PathBuf]) -> Option<(String, String)> {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let root = get("PYENV_ROOT").map(|r| Path::new(r).join("shims"));
+    let dirs: Vec<&Path> = get("PATH")?.split(':').map(Path::new).collect();
+    let pyenv = |d: &Path| d.ends_with("shims") && d.to_string_lossy().contains("pyenv");
+    let plugin = |d: &Path| d.to_string_lossy().contains("/plugins/");
+    // pyenv-rehash writes $PYENV_ROOT/shims; a plugin's shims (pyenv-virtualenv) come
+    // earlier on PATH but are not the directory it complains about.
+    let shims = dirs
+        .iter()
+        .copied()
+        .find(|d| root.as_deref() == Some(*d))
+        .or_else(|| dirs.iter().copied().find(|d| pyenv(d) && !plugin(d)))
+        .or_else(|| dirs.iter().copied().find(|d| pyenv(d)))?;
+    if writable.iter().any(|w| shims.starts_with(w)) {
+        return None;
+    }
+    let body = format!(
+        "() {{  echo \"pyenv: rehash skipped: {} is read-only inside stepjail; run 'pyenv rehash' after the step if it installed new commands\" >&2; }}",
+        shims.display()
+    );
+    Some((PYENV_REHASH_FUNCTION.to_string(), body))
+}
+
 /// Where tools look for the system's trust bundle, in the order we try them.
 pub const TRUST_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
@@ -484,6 +525,44 @@ pub const CA_BUNDLE_VARS: &[&str] = &[
     "GIT_SSL_CAINFO",
 ];
 
+/// Tools' own CA bundle settings, which replace the system bundle for that tool. When the step
+/// trusts an extra CA ([`Plan::trust_ca`]), those present point at the combined bundle too.
+pub const TOOL_CA_VARS: &[&str] = &[
+    "PIP_CERT",
+    "npm_config_cafile",
+    "NPM_CONFIG_CAFILE",
+    "CARGO_HTTP_CAINFO",
+    "BUNDLE_SSL_CA_CERT",
+];
+
+/// The CA files the step's environment names (the caller's own bundles, passed by the
+/// profile), which a combined bundle must keep: (variable, path), in variable order.
+pub fn user_ca_files(env: &[(String, String)]) -> Vec<(String, PathBuf)> {
+    env.iter()
+        .filter(|(k, v)| {
+            (CA_BUNDLE_VARS.contains(&k.as_str()) || TOOL_CA_VARS.contains(&k.as_str()))
+                && Path::new(v).is_absolute()
+        })
+        .map(|(k, v)| (k.clone(), PathBuf::from(v)))
+        .collect()
+}
+
+/// Only the certificates of a PEM file: a private key or anything else in a file a variable
+/// names never reaches the step's bundle.
+pub fn pem_certificates(text: &str) -> String {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(b) = rest.find(BEGIN) {
+        let Some(e) = rest[b..].find(END) else { break };
+        out.push_str(&rest[b..b + e + END.len()]);
+        out.push('\n');
+        rest = &rest[b + e + END.len()..];
+    }
+    out
+}
+
 /// Variables the sandbox sets for every step (besides the proxy and CA bundle ones).
 pub const SANDBOX_VARS: &[&str] = &["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"];
 
@@ -499,7 +578,8 @@ pub fn sets_itself(name: &str) -> bool {
 
 impl Plan {
     /// Makes the step trust an extra CA: the bundle at `bundle` is covered (inside the sandbox
-    /// only) with `content` (the system bundle plus the CA), and the usual variables point at it.
+    /// only) with `content` (the system bundle, the certificates of [`user_ca_files`], and the
+    /// CA), and the usual variables, and the tools' own CA settings present, point at it.
     pub fn trust_ca(&mut self, bundle: PathBuf, content: String) {
         let at = self.mounts.len() - 1; // before the final Seal of /dev, where it is staged
         self.mounts.insert(
@@ -510,6 +590,13 @@ impl Plan {
             },
         );
         let path = bundle.display().to_string();
+        // A tool's own CA setting replaces the bundle for that tool: point it at the combined
+        // one too (whose content the caller built with that file's certificates in it).
+        for (k, v) in self.env.iter_mut() {
+            if TOOL_CA_VARS.contains(&k.as_str()) {
+                *v = path.clone();
+            }
+        }
         self.env
             .retain(|(k, _)| !CA_BUNDLE_VARS.contains(&k.as_str()));
         self.env
@@ -894,6 +981,81 @@ mod tests {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn read_only_pyenv_shims_get_a_rehash_that_says_it_was_skipped() {
+        let mut h = host();
+        h.env = vec![(
+            "PATH".into(),
+            "/home/u/.pyenv/plugins/pyenv-virtualenv/shims:/home/u/.pyenv/shims:/usr/bin".into(),
+        )];
+        let plan = Plan::build(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &h,
+        )
+        .unwrap();
+        let f = plan
+            .env
+            .iter()
+            .find(|(k, _)| k == PYENV_REHASH_FUNCTION)
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            f,
+            Some(
+                "() {  echo \"pyenv: rehash skipped: /home/u/.pyenv/shims is read-only inside stepjail; run 'pyenv rehash' after the step if it installed new commands\" >&2; }"
+            )
+        );
+        // Writable shims (a profile that allows it) or no pyenv: nothing set.
+        let mut p = profile();
+        p.read_write.push("/home/u/.pyenv".into());
+        h.kinds.insert("/home/u/.pyenv".into(), HiddenKind::Dir);
+        h.env = vec![("PATH".into(), "/home/u/.pyenv/shims:/usr/bin".into())];
+        let plan = Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
+        assert!(!plan.env.iter().any(|(k, _)| k == PYENV_REHASH_FUNCTION));
+        h.env = vec![("PATH".into(), "/usr/bin".into())];
+        let plan = Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
+        assert!(!plan.env.iter().any(|(k, _)| k == PYENV_REHASH_FUNCTION));
+    }
+
+    #[test]
+    fn a_trusted_ca_keeps_the_callers_bundles_and_repoints_tool_settings() {
+        let mut plan = Plan::build(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &host(),
+        )
+        .unwrap();
+        plan.env
+            .push(("NODE_EXTRA_CA_CERTS".into(), "/corp/ca.pem".into()));
+        plan.env.push(("PIP_CERT".into(), "/corp/pip.pem".into()));
+        plan.env.push(("PIP_INDEX_URL".into(), "https://x/".into()));
+        assert_eq!(
+            user_ca_files(&plan.env),
+            [
+                (
+                    "NODE_EXTRA_CA_CERTS".to_string(),
+                    PathBuf::from("/corp/ca.pem")
+                ),
+                ("PIP_CERT".to_string(), PathBuf::from("/corp/pip.pem"))
+            ]
+        );
+        plan.trust_ca("/etc/ssl/certs/ca-certificates.crt".into(), "x".into());
+        let get = |k: &str| plan.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        for k in ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "PIP_CERT"] {
+            assert_eq!(get(k), "/etc/ssl/certs/ca-certificates.crt", "{k}");
+        }
+        assert_eq!(get("PIP_INDEX_URL"), "https://x/");
+        let pem = "junk\n-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\nx\n-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----";
+        assert_eq!(
+            pem_certificates(pem),
+            "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n"
+        );
     }
 
     #[test]
