@@ -26,6 +26,9 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Buffer per direction for relayed tunnels (tokio's default of 8 KiB costs throughput).
 const RELAY_BUFFER: usize = 64 * 1024;
+/// How long a relay waits for the step's side to acknowledge the end of the response (the
+/// userspace TCP stack waits for the FIN's ACK, which a peer that already left never sends).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 type DnsCache = std::sync::Mutex<std::collections::HashMap<(String, u16), (Vec<IpAddr>, Instant)>>;
 
@@ -42,6 +45,39 @@ pub struct Engine {
     pub broker: Option<Arc<super::broker::Broker>>,
     /// Every secret value (and placeholder) the step has, to catch them leaving.
     pub leaks: Option<crate::secrets::LeakScanner>,
+    /// Upstream connections open now (each an [`Open`] not yet dropped).
+    open_conns: std::sync::atomic::AtomicUsize,
+}
+
+/// An upstream connection the proxy opened for the step: the one place where a connection's
+/// lifetime ends. Its `close` event is written exactly once, when this is dropped — after the
+/// relay finished, on any error, or when the proxy stops with the connection still open (the
+/// step ended) — with the bytes counted so far, so no path can forget it or log it late.
+pub struct Open {
+    engine: Arc<Engine>,
+    conn: u64,
+    started: Instant,
+    /// `written` = bytes to the destination (up), `read` = bytes from it (down).
+    pub counters: Arc<super::counting::Counters>,
+}
+
+impl Open {
+    /// Counts bytes sent upstream outside the counted stream (a tunnel's first bytes).
+    pub fn add_up(&self, n: u64) {
+        self.counters.written.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.engine.log(Event::Close(audit::Close {
+            conn: self.conn,
+            bytes_up: self.counters.written.load(Ordering::Relaxed),
+            bytes_down: self.counters.read.load(Ordering::Relaxed),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+        }));
+        self.engine.open_conns.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What one attempt is, for the decision and its event.
@@ -118,7 +154,24 @@ impl Engine {
             dns_cache: DnsCache::default(),
             broker: None,
             leaks: None,
+            open_conns: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Starts the lifetime of connection `conn` (opened at `started`); see [`Open`].
+    pub fn opened(self: &Arc<Self>, conn: u64, started: Instant) -> Open {
+        self.open_conns.fetch_add(1, Ordering::SeqCst);
+        Open {
+            engine: self.clone(),
+            conn,
+            started,
+            counters: Arc::default(),
+        }
+    }
+
+    /// How many upstream connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.open_conns.load(Ordering::SeqCst)
     }
 
     pub fn with_broker(mut self, broker: Option<Arc<super::broker::Broker>>) -> Engine {
@@ -398,32 +451,32 @@ impl Engine {
         Err(last)
     }
 
-    /// Relays bytes both ways until either side closes, then logs the close event.
-    pub async fn relay<A, B>(
-        &self,
-        conn: u64,
-        started: Instant,
-        mut step: A,
-        mut upstream: B,
-        already_up: u64,
-    ) where
+    /// Relays bytes both ways until both sides have finished (or either fails); dropping
+    /// `open` at the end writes the close event with the bytes counted on the way.
+    pub async fn relay<A, B>(open: Open, step: A, upstream: B, already_up: u64)
+    where
         A: AsyncRead + AsyncWrite + Unpin,
         B: AsyncRead + AsyncWrite + Unpin,
     {
-        let (up, down) = tokio::io::copy_bidirectional_with_sizes(
-            &mut step,
-            &mut upstream,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        )
-        .await
-        .unwrap_or((0, 0));
-        self.log(Event::Close(audit::Close {
-            conn,
-            bytes_up: up + already_up,
-            bytes_down: down,
-            duration_ms: started.elapsed().as_millis() as u64,
-        }));
+        use tokio::io::{AsyncWriteExt, BufReader};
+        open.add_up(already_up);
+        let upstream = super::counting::Counting::with(upstream, open.counters.clone());
+        let (step_r, mut step_w) = tokio::io::split(step);
+        let (up_r, mut up_w) = tokio::io::split(upstream);
+        let up = async {
+            let mut from = BufReader::with_capacity(RELAY_BUFFER, step_r);
+            let r = tokio::io::copy_buf(&mut from, &mut up_w).await;
+            let _ = up_w.shutdown().await;
+            r
+        };
+        let down = async {
+            let mut from = BufReader::with_capacity(RELAY_BUFFER, up_r);
+            let r = tokio::io::copy_buf(&mut from, &mut step_w).await;
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, step_w.shutdown()).await;
+            r
+        };
+        let _ = tokio::try_join!(up, down);
+        drop(open);
     }
 }
 

@@ -143,6 +143,7 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
         }
     };
     engine.admitted(&attempt, rule, would_deny);
+    let open = engine.opened(conn, started);
     if stream
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await
@@ -156,13 +157,8 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
     {
         return;
     }
-    let (up, down) = super::splice::relay(&stream, &upstream).await;
-    engine.log(Event::Close(audit::Close {
-        conn,
-        bytes_up: up + first.len() as u64,
-        bytes_down: down,
-        duration_ms: started.elapsed().as_millis() as u64,
-    }));
+    open.add_up(first.len() as u64);
+    super::splice::relay(&stream, &upstream, &open.counters).await;
 }
 
 fn text(status: StatusCode, msg: String) -> Response<Body> {
@@ -298,6 +294,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
         }
     };
     engine.admitted(&attempt, rule, would_deny);
+    let open = engine.opened(conn, started);
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
@@ -313,13 +310,8 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
                 {
                     return;
                 }
-                let (up, down) = super::splice::relay(&step, &upstream).await;
-                engine.log(Event::Close(audit::Close {
-                    conn,
-                    bytes_up: up + first.len() as u64,
-                    bytes_down: down,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                }));
+                open.add_up(first.len() as u64);
+                super::splice::relay(&step, &upstream, &open.counters).await;
             }
             Err(upgraded) => {
                 let mut step = TokioIo::new(upgraded);
@@ -329,9 +321,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
                 {
                     return;
                 }
-                engine
-                    .relay(conn, started, step, upstream, first.len() as u64)
-                    .await;
+                Engine::relay(open, step, upstream, first.len() as u64).await;
             }
         }
     });
@@ -565,7 +555,8 @@ async fn forward(
                 }
             };
             engine.admitted(&attempt, rule, would_deny);
-            let (upstream, counters) = super::counting::Counting::new(upstream);
+            let open = engine.opened(conn, started);
+            let upstream = super::counting::Counting::with(upstream, open.counters.clone());
             let (sender, connection) =
                 match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
                     Ok(x) => x,
@@ -574,15 +565,9 @@ async fn forward(
                         return text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"));
                     }
                 };
-            let engine2 = engine.clone();
             tokio::spawn(async move {
                 let _ = connection.await;
-                engine2.log(Event::Close(audit::Close {
-                    conn,
-                    bytes_up: counters.written.load(std::sync::atomic::Ordering::Relaxed),
-                    bytes_down: counters.read.load(std::sync::atomic::Ordering::Relaxed),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                }));
+                drop(open);
             });
             Pooled { key, conn, sender }
         }
