@@ -304,8 +304,7 @@ pub async fn intercept<S>(
         }
     };
     engine.admitted(&attempt, rule, would_deny);
-    let mut open = engine.opened(attempt.conn, started);
-    open.counters = counters;
+    let open = engine.opened_counting(attempt.conn, started, counters);
     let Ok((sender, connection)) =
         hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await
     else {

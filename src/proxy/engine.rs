@@ -45,20 +45,28 @@ pub struct Engine {
     pub broker: Option<Arc<super::broker::Broker>>,
     /// Every secret value (and placeholder) the step has, to catch them leaving.
     pub leaks: Option<crate::secrets::LeakScanner>,
-    /// Upstream connections open now (each an [`Open`] not yet dropped).
-    open_conns: std::sync::atomic::AtomicUsize,
+    /// Upstream connections open now, by [`Open`] key.
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<OpenState>>>,
+    next_open: AtomicU64,
 }
 
 /// An upstream connection the proxy opened for the step: the one place where a connection's
-/// lifetime ends. Its `close` event is written exactly once, when this is dropped — after the
-/// relay finished, on any error, or when the proxy stops with the connection still open (the
-/// step ended) — with the bytes counted so far, so no path can forget it or log it late.
+/// lifetime ends. Its `close` event is written exactly once, with the bytes counted so far:
+/// when this is dropped (the relay finished, or failed), or when the proxy stops with the
+/// connection still open because the step ended ([`Engine::close_all`]), whichever is first.
 pub struct Open {
     engine: Arc<Engine>,
-    conn: u64,
-    started: Instant,
+    key: u64,
+    state: Arc<OpenState>,
     /// `written` = bytes to the destination (up), `read` = bytes from it (down).
     pub counters: Arc<super::counting::Counters>,
+}
+
+struct OpenState {
+    conn: u64,
+    started: Instant,
+    counters: Arc<super::counting::Counters>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Open {
@@ -70,13 +78,12 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.engine.log(Event::Close(audit::Close {
-            conn: self.conn,
-            bytes_up: self.counters.written.load(Ordering::Relaxed),
-            bytes_down: self.counters.read.load(Ordering::Relaxed),
-            duration_ms: self.started.elapsed().as_millis() as u64,
-        }));
-        self.engine.open_conns.fetch_sub(1, Ordering::SeqCst);
+        self.engine.write_close(&self.state);
+        self.engine
+            .open
+            .lock()
+            .expect("open lock")
+            .remove(&self.key);
     }
 }
 
@@ -154,24 +161,72 @@ impl Engine {
             dns_cache: DnsCache::default(),
             broker: None,
             leaks: None,
-            open_conns: std::sync::atomic::AtomicUsize::new(0),
+            open: Default::default(),
+            next_open: AtomicU64::new(1),
         }
     }
 
     /// Starts the lifetime of connection `conn` (opened at `started`); see [`Open`].
     pub fn opened(self: &Arc<Self>, conn: u64, started: Instant) -> Open {
-        self.open_conns.fetch_add(1, Ordering::SeqCst);
-        Open {
-            engine: self.clone(),
+        self.opened_counting(conn, started, Arc::default())
+    }
+
+    /// [`Engine::opened`] with counters already counting (a stream wrapped before the decision).
+    pub fn opened_counting(
+        self: &Arc<Self>,
+        conn: u64,
+        started: Instant,
+        counters: Arc<super::counting::Counters>,
+    ) -> Open {
+        let state = Arc::new(OpenState {
             conn,
             started,
-            counters: Arc::default(),
+            counters: counters.clone(),
+            closed: Default::default(),
+        });
+        let key = self.next_open.fetch_add(1, Ordering::Relaxed);
+        self.open
+            .lock()
+            .expect("open lock")
+            .insert(key, state.clone());
+        Open {
+            engine: self.clone(),
+            key,
+            state,
+            counters,
         }
     }
 
     /// How many upstream connections are open now.
     pub fn open_connections(&self) -> usize {
-        self.open_conns.load(Ordering::SeqCst)
+        self.open.lock().expect("open lock").len()
+    }
+
+    /// Writes the close event of every connection still open: the proxy is stopping, and
+    /// whatever its tasks do while being torn down, the log is complete first.
+    pub fn close_all(&self) {
+        let open: Vec<Arc<OpenState>> = self
+            .open
+            .lock()
+            .expect("open lock")
+            .values()
+            .cloned()
+            .collect();
+        for state in open {
+            self.write_close(&state);
+        }
+    }
+
+    fn write_close(&self, s: &OpenState) {
+        if s.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.log(Event::Close(audit::Close {
+            conn: s.conn,
+            bytes_up: s.counters.written.load(Ordering::Relaxed),
+            bytes_down: s.counters.read.load(Ordering::Relaxed),
+            duration_ms: s.started.elapsed().as_millis() as u64,
+        }));
     }
 
     pub fn with_broker(mut self, broker: Option<Arc<super::broker::Broker>>) -> Engine {
@@ -463,16 +518,25 @@ impl Engine {
         let upstream = super::counting::Counting::with(upstream, open.counters.clone());
         let (step_r, mut step_w) = tokio::io::split(step);
         let (up_r, mut up_w) = tokio::io::split(upstream);
+        let step_done = std::sync::atomic::AtomicBool::new(false);
         let up = async {
             let mut from = BufReader::with_capacity(RELAY_BUFFER, step_r);
             let r = tokio::io::copy_buf(&mut from, &mut up_w).await;
+            step_done.store(r.is_ok(), Ordering::SeqCst);
             let _ = up_w.shutdown().await;
             r
         };
         let down = async {
             let mut from = BufReader::with_capacity(RELAY_BUFFER, up_r);
             let r = tokio::io::copy_buf(&mut from, &mut step_w).await;
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, step_w.shutdown()).await;
+            // Pass the end on. A step that already closed its side will not acknowledge it
+            // (the userspace stack would wait for that): one poll sends what can be sent.
+            let grace = if step_done.load(Ordering::SeqCst) {
+                Duration::ZERO
+            } else {
+                SHUTDOWN_GRACE
+            };
+            let _ = tokio::time::timeout(grace, step_w.shutdown()).await;
             r
         };
         let _ = tokio::try_join!(up, down);

@@ -10,9 +10,6 @@ use crate::net::Listeners;
 /// How long a stopping proxy lets connections still open finish on their own: the step has
 /// ended, so the kernel has closed its sockets and the relays are seeing that now.
 const DRAIN: Duration = Duration::from_millis(500);
-/// How long stopping waits for the runtime's tasks to be dropped (each open connection writes
-/// its close event as it is).
-const STOP: Duration = Duration::from_secs(2);
 
 /// Keeps the proxy running; dropping it stops every listener and connection, which leaves the
 /// step with no network at all. Dropping returns once every connection's close event is in the
@@ -29,7 +26,10 @@ impl Drop for Proxy {
             while self.engine.open_connections() > 0 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            rt.shutdown_timeout(STOP);
+            // Before the tasks go: tearing down a connection of the userspace TCP stack can
+            // block its thread, and a close event must not depend on that.
+            self.engine.close_all();
+            rt.shutdown_background();
         }
     }
 }
