@@ -166,3 +166,127 @@ fn every_connection_gets_one_close_with_its_bytes_even_when_still_open_at_the_en
         }
     }
 }
+
+/// `stepjail run --profile NAME` (a built-in) in the fake internet, as `dir`'s owner.
+fn run_builtin(net: &Internet, dir: &Dir, profile: &str, extra: &[&str], script: &str) -> Out {
+    let audit = dir.root.join("audit.jsonl");
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &net.ns]);
+    if dir.owner != 0 {
+        let id = dir.owner.to_string();
+        cmd.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
+    }
+    cmd.arg(bin())
+        .args(["run", "--profile", profile, "--resolver", "192.0.2.53:53"])
+        .args(["--audit-log", audit.to_str().unwrap()])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &dir.home)
+        .current_dir(&dir.ws)
+        .stdin(std::process::Stdio::null());
+    Out(cmd.output().unwrap())
+}
+
+/// An audit run under the built-in `npm` profile, then `audit suggest` on its log: the
+/// suggestion extends npm, leaves out the registry npm already allows, offers a commented cidr
+/// rule for the name that resolved to the metadata address, and does not ask for audit mode.
+/// Audit mode also printed a line for the DNS name enforce would have refused.
+#[test]
+fn audit_suggest_on_a_real_audit_log() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = run_builtin(
+        &net,
+        &dir,
+        "npm",
+        &["--mode", "audit"],
+        "curl -sSk https://registry.npmjs.org/ && curl -sSk https://allowed.test/ && \
+         { curl -sk https://meta.test/; getent hosts other.test; true; }",
+    );
+    assert_eq!(
+        out.ok(),
+        "hello from registry.npmjs.org over https\nhello from allowed.test over https\n\
+         192.0.2.11      other.test\n",
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr().contains(
+            "stepjail: would deny DNS A other.test (not allowed by profile; profile 'npm' is in audit mode)"
+        ),
+        "{}",
+        out.stderr()
+    );
+    let ev = audit_events(&dir);
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[
+                ("dest_name", "meta.test"),
+                ("dest_ip", "169.254.169.254"),
+                ("decision", "deny")
+            ]
+        )
+        .len(),
+        1,
+        "{ev:#?}"
+    );
+    let log = dir.root.join("audit.jsonl");
+    let suggested = Sj::new(
+        &dir,
+        &["audit", "suggest", "--name", "more", log.to_str().unwrap()],
+    )
+    .output()
+    .ok();
+    assert_eq!(
+        suggested,
+        "\
+# suggested by `stepjail audit suggest` from 1 run (3 connections, 2 names)
+name: more
+description: network allowlist suggested from audit logs
+extends: npm
+network:
+  mode: enforce
+  allow:
+    - allowed.test:443   # 1 connection, 1 would-deny
+    - meta.test:443      # 1 connection, 1 denied
+    # already allowed by npm: registry.npmjs.org:443
+    # meta.test:443 resolved to 169.254.169.254 (link-local), refused (1 connection); if that address is intended:
+    # - { cidr: \"169.254.169.254/32\", ports: [443] }
+    # looked up in audit mode but never connected to (nothing to allow unless a later run connects):
+    #   other.test
+"
+    );
+    // Enforced, with the cidr line taken in, the same step gets through, and the proxy now dials
+    // the metadata address (which this fake internet does not have: unreachable, not refused).
+    let enabled = suggested.replace("    # - { cidr", "    - { cidr");
+    let p = dir.write("ws/more.yml", &enabled);
+    std::fs::remove_file(&log).unwrap();
+    let out = run_builtin(
+        &net,
+        &dir,
+        p.to_str().unwrap(),
+        &[],
+        "curl -sSk https://registry.npmjs.org/ && curl -sSk https://allowed.test/ && \
+         { curl -sk -o /dev/null -w '%{http_connect}\\n' https://meta.test/; true; }",
+    );
+    assert_eq!(
+        out.ok(),
+        "hello from registry.npmjs.org over https\nhello from allowed.test over https\n502\n",
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        out.stderr().contains(
+            "stepjail: denied meta.test:443 (connecting to 169.254.169.254:443: Network is unreachable"
+        ),
+        "{}",
+        out.stderr()
+    );
+}

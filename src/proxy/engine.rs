@@ -410,12 +410,13 @@ impl Engine {
     }
 
     /// Resolves `name` with the upstream resolver (A and AAAA), keeping only addresses the
-    /// policy accepts for `rule`. Errors are reasons, ready for [`Engine::refuse`].
+    /// policy accepts for `rule`. Errors are reasons, ready for [`Engine::refuse`], with the
+    /// special address that was refused, if that was why (for the audit event).
     pub async fn resolve_checked(
         &self,
         name: &str,
         rule: Option<&str>,
-    ) -> Result<Vec<IpAddr>, String> {
+    ) -> Result<Vec<IpAddr>, (String, Option<IpAddr>)> {
         let mut addrs = Vec::new();
         let mut last_err = None;
         let (v4, v6) = tokio::join!(self.lookup_cached(name, 1), self.lookup_cached(name, 28));
@@ -426,10 +427,11 @@ impl Engine {
             }
         }
         if addrs.is_empty() {
-            return Err(match last_err {
+            let reason = match last_err {
                 Some(e) => format!("cannot resolve {name}: {e}"),
                 None => format!("{name} has no address"),
-            });
+            };
+            return Err((reason, None));
         }
         let mut refused = None;
         let ok: Vec<IpAddr> = addrs
@@ -440,15 +442,15 @@ impl Engine {
                     Err(r) => {
                         // Refused in audit mode too: audit mode widens the allowlist, not the
                         // boundary around loopback, link-local (metadata) and private ranges.
-                        refused.get_or_insert(r.to_string());
+                        refused.get_or_insert((r.to_string(), *ip));
                         false
                     }
                 },
             )
             .collect();
         match (ok.is_empty(), refused) {
-            (true, Some(r)) => Err(r),
-            (true, None) => Err(format!("{name} has no usable address")),
+            (true, Some((r, ip))) => Err((r, Some(ip))),
+            (true, None) => Err((format!("{name} has no usable address"), None)),
             _ => Ok(ok),
         }
     }
@@ -480,7 +482,12 @@ impl Engine {
         let candidates = match &a.name {
             Some(name) => match name.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
-                Err(_) => self.resolve_checked(name, rule).await?,
+                // The refused address goes into the denial's event (`audit suggest` offers a
+                // cidr rule for it).
+                Err(_) => self.resolve_checked(name, rule).await.map_err(|(r, ip)| {
+                    a.ip = ip.or(a.ip);
+                    r
+                })?,
             },
             None => a.ip.into_iter().collect(),
         };
