@@ -639,6 +639,28 @@ mod tests {
     }
 
     #[test]
+    fn profile_files_are_written_into_the_fresh_tmp_before_any_bind() {
+        let mut p = profile();
+        p.files = vec![("/tmp/stepjail/apt.conf".into(), "Dir \"/ws\";\n".into())];
+        let plan =
+            Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &host()).unwrap();
+        let at = |want: fn(&MountOp) -> bool| plan.mounts.iter().position(want).unwrap();
+        let file = at(|m| matches!(m, MountOp::TmpFile { .. }));
+        assert_eq!(
+            plan.mounts[file],
+            MountOp::TmpFile {
+                target: "/tmp/stepjail/apt.conf".into(),
+                content: "Dir \"/ws\";\n".into()
+            }
+        );
+        assert!(
+            at(|m| matches!(m, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")))
+                < file
+        );
+        assert!(file < at(|m| matches!(m, MountOp::BindWritable { .. })));
+    }
+
+    #[test]
     fn file_command_files_are_bound_writable_wherever_the_runner_put_them() {
         // act's layout: RUNNER_TEMP empty, the file commands and the script in its own
         // workflow directory.
