@@ -221,7 +221,8 @@ description: benchmark allowlist
 extends: default
 network:
   allow:
-    - { host: web.bench, ports: [80, 8080, 9000, 9001] }
+    - { host: web.bench, ports: [80, 8080] }
+    - { host: web.bench, ports: [9000, 9001], raw_tcp: true }
     - { cidr: 192.0.2.0/24, ports: [80, 8080, 9000, 9001] }
 EOF
 

@@ -45,6 +45,15 @@ fn act() -> Option<PathBuf> {
     None
 }
 
+/// act and a fake internet, or `None` (skipped: not root, or no act outside CI).
+fn start() -> Option<(PathBuf, Internet)> {
+    if !is_root() {
+        eprintln!("skipped: needs root (ip netns)");
+        return None;
+    }
+    Some((act()?, Internet::new()))
+}
+
 /// A git repository holding this checkout's files (tracked and untracked, not ignored), the
 /// workflow and the policy, in a directory every user can read (under /var/tmp: the sandbox's
 /// /tmp is private), with a HOME for act beside it.
@@ -314,12 +323,7 @@ fn check_main_job(log: &str, net: &Internet) {
 
 #[test]
 fn act_runs_the_action_and_sandboxed_steps_end_to_end() {
-    if !is_root() {
-        eprintln!("skipped: needs root (ip netns)");
-        return;
-    }
-    let Some(act) = act() else { return };
-    let net = Internet::new();
+    let Some((act, net)) = start() else { return };
     let repo = Repo::new(
         0,
         &[("e2e.yml", &fixture("e2e.yml"))],
@@ -364,12 +368,7 @@ fn act_runs_the_action_and_sandboxed_steps_end_to_end() {
 /// left it; a cache miss would try cargo and fail the job.
 #[test]
 fn act_job_as_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("skipped: needs root (ip netns)");
-        return;
-    }
-    let Some(act) = act() else { return };
-    let net = Internet::new();
+    let Some((act, net)) = start() else { return };
     let repo = Repo::new(
         NOBODY,
         &[("e2e.yml", &fixture("e2e.yml"))],
@@ -405,18 +404,16 @@ fn act_job_as_an_unprivileged_user() {
 /// actions that cannot be fetched offline and for the tools their steps run: each tool tries
 /// the hosts its real counterpart would, so each step's allowlist is checked as the example's
 /// policy writes it. The action is `stepjail/stepjail@v1` mapped to this checkout.
+/// (step, host, HTTP status the step's tool saw).
+type Reach = (&'static str, &'static str, &'static str);
+
 #[test]
 fn act_runs_the_example_workflows() {
-    if !is_root() {
-        eprintln!("skipped: needs root (ip netns)");
-        return;
-    }
-    let Some(act) = act() else { return };
-    let net = Internet::new();
+    let Some((act, net)) = start() else { return };
     let fixtures = Path::new(ROOT).join("tests/fixtures/act");
     let standin = |name: &str| fixtures.join("standins").join(name);
     // (example, [(step, host, status)]): 200 reached through the proxy, 000 refused.
-    let cases: [(&str, &[(&str, &str, &str)]); 3] = [
+    let cases: [(&str, &[Reach]); 3] = [
         (
             "node",
             &[

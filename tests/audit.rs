@@ -10,8 +10,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use stepjail::audit::{
     AuditError, AuditLog, Close, Connect, Decision, Dns, DnsTransport, Event, FileCommand, Http,
-    NameSource, NetMode, Protocol, Record, SecretLeak, StepEnd, StepStart, Via, read_log,
-    sanitize_url, suggest, summarize,
+    NameSource, NetMode, Protocol, Record, SecretLeak, SecretReflected, StepEnd, StepStart, Via,
+    read_log, sanitize_url, suggest, summarize,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -131,6 +131,13 @@ fn every_event() -> Vec<Event> {
             dest_name: "evil.example".into(),
             via: Via::Transparent,
             reason: "placeholder sent to a host the secret is not bound to".into(),
+        }),
+        Event::SecretReflected(SecretReflected {
+            conn: 7,
+            secret_name: "CODECOV_TOKEN".into(),
+            dest_name: "codecov.io".into(),
+            part: "body".into(),
+            reason: "the response body carried the value; the step got the placeholder".into(),
         }),
         Event::FileCommand(FileCommand {
             file: "GITHUB_ENV".into(),

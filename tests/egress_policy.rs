@@ -343,7 +343,7 @@ fn bad_host_rules_name_the_entry() {
     // Unquoted, `host:` is a YAML mapping, not a rule with an empty port.
     assert_eq!(
         err(&with_network("  allow:\n    - example.com:\n")),
-        "FILE:5:7: unknown key `example.com` in `network.allow[0]` (expected one of: host, cidr, ports, methods, paths)"
+        "FILE:5:7: unknown key `example.com` in `network.allow[0]` (expected one of: host, cidr, ports, methods, paths, raw_tcp)"
     );
 
     let long = format!("{}.example", "a".repeat(64));
@@ -404,7 +404,7 @@ fn bad_mapping_rules_point_at_the_field() {
         ),
         (
             "{ host: github.com, prots: [443] }",
-            "FILE:5:27: unknown key `prots` in `network.allow[0]` (expected one of: host, cidr, ports, methods, paths)",
+            "FILE:5:27: unknown key `prots` in `network.allow[0]` (expected one of: host, cidr, ports, methods, paths, raw_tcp)",
         ),
         (
             "{ cidr: 203.0.113.5/24 }",
@@ -496,4 +496,51 @@ fn inline_profiles_in_a_policy_file_get_prefixed_keys() {
         )),
         "{e}"
     );
+}
+
+/// `raw_tcp: true` on a host rule lets a CONNECT tunnel to it carry a protocol that is neither
+/// TLS nor HTTP; the canonical text says so, and `false` is the same as leaving it out.
+#[test]
+fn raw_tcp_is_an_explicit_opt_in_on_host_rules() {
+    let p = load(&with_network(
+        "  allow:\n    - { host: git.example.com, ports: [9418], raw_tcp: true }\n    - { host: other.example, raw_tcp: false }\n",
+    ))
+    .unwrap();
+    let got: Vec<(&str, bool)> = p
+        .network
+        .allow
+        .iter()
+        .map(|r| (r.text.as_str(), r.raw_tcp))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("git.example.com:9418 raw_tcp", true),
+            ("other.example:443", false)
+        ]
+    );
+    assert_eq!(
+        p.network.raw_tcp_rule("git.example.com", 9418).as_deref(),
+        Some("git.example.com:9418 raw_tcp")
+    );
+    assert_eq!(p.network.raw_tcp_rule("git.example.com", 443), None);
+    assert_eq!(p.network.raw_tcp_rule("other.example", 443), None);
+    let cases: &[(&str, &str)] = &[
+        (
+            "{ host: git.example.com, raw_tcp: yes }",
+            "FILE:5:41: `network.allow[0].raw_tcp`: expected `true` or `false`, found `yes`",
+        ),
+        (
+            "{ cidr: 203.0.113.0/24, raw_tcp: true }",
+            "FILE:5:40: `network.allow[0].raw_tcp` (true): a `cidr:` rule already allows any TCP to its addresses; `raw_tcp` is for `host:` rules",
+        ),
+        (
+            "{ host: a.example, methods: [GET], raw_tcp: true }",
+            "FILE:5:51: `network.allow[0].raw_tcp` (true): raw TCP is relayed unread, so methods and paths could not be enforced on it; write the raw ports as a rule of their own",
+        ),
+    ];
+    for (rule, want) in cases {
+        let text = with_network(&format!("  allow:\n    - {rule}\n"));
+        assert_eq!(err(&text), *want, "{rule}");
+    }
 }

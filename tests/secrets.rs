@@ -144,7 +144,7 @@ fn schema_errors_point_at_the_value_and_name_the_key() {
         ),
         (
             "network:\n  allow: [codecov.io]\nsecrets:\n  A: { broker: codecov.io }\n",
-            "FILE:6:16: `secrets.A.broker`: expected a list of host names, like [codecov.io], found `codecov.io`",
+            "FILE:6:16: `secrets.A.broker`: expected a list of host names, like [codecov.io], or a mapping like { hosts: [codecov.io], in: [header:Authorization] }, found `codecov.io`",
         ),
         (
             "secrets:\n  A: { broker: [] }\n",
@@ -181,6 +181,117 @@ fn schema_errors_point_at_the_value_and_name_the_key() {
     ];
     for (body, expected) in cases {
         assert_eq!(profile_err(&format!("{HEAD}{body}")), expected, "{body}");
+    }
+}
+
+#[test]
+fn broker_places_parse_into_the_model() {
+    use stepjail::policy::model::BrokerPlace;
+    let p = profile(&format!(
+        "{HEAD}network:\n  allow: [api.example.com, b.example.com]\nsecrets:\n  LIST: {{ broker: [api.example.com] }}\n  MAP:\n    broker:\n      hosts: [api.example.com, B.example.com.]\n      in: [\"header:X-Api-Key\", \"query:token\", body, \"header:x-api-key\", \"header:Authorization\"]\n  HOSTS_ONLY: {{ broker: {{ hosts: [b.example.com] }} }}\n  PLAIN: {{}}\n"
+    ));
+    let places: Vec<(&str, Vec<String>, Vec<BrokerPlace>)> = p
+        .secrets
+        .iter()
+        .map(|d| (d.name.as_str(), d.broker.clone(), d.broker_in.clone()))
+        .collect();
+    let auth = || BrokerPlace::Header("authorization".into());
+    assert_eq!(
+        places,
+        [
+            ("LIST", vec!["api.example.com".into()], vec![auth()]),
+            (
+                "MAP",
+                vec!["api.example.com".into(), "b.example.com".into()],
+                vec![
+                    BrokerPlace::Header("x-api-key".into()),
+                    BrokerPlace::Query("token".into()),
+                    BrokerPlace::Body,
+                    auth(),
+                ]
+            ),
+            ("HOSTS_ONLY", vec!["b.example.com".into()], vec![auth()]),
+            ("PLAIN", vec![], vec![]),
+        ]
+    );
+    assert_eq!(
+        p.secrets[1]
+            .broker_in
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>(),
+        [
+            "header:x-api-key",
+            "query:token",
+            "body",
+            "header:authorization"
+        ]
+    );
+}
+
+#[test]
+fn bad_broker_places_are_refused_with_file_line_and_key() {
+    let net = "network:\n  allow: [codecov.io]\n";
+    let cases = [
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: [cookie] } }\n",
+            "FILE:6:44: `secrets.A.broker.in[0]` (cookie): expected `header:NAME` (a request header), `query:NAME` (a URL query parameter) or `body`",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: [body, \"path:x\"] } }\n",
+            "FILE:6:50: `secrets.A.broker.in[1]` (path:x): expected `header:NAME` (a request header), `query:NAME` (a URL query parameter) or `body`",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: [\"header:X Token\"] } }\n",
+            "FILE:6:44: `secrets.A.broker.in[0]` (header:X Token): `X Token` is not a header name (letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: [\"header:\"] } }\n",
+            "FILE:6:44: `secrets.A.broker.in[0]` (header:): `` is not a header name (letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: [\"header:Host\"] } }\n",
+            "FILE:6:44: `secrets.A.broker.in[0]` (header:Host): `Host` decides where the request goes or how it is framed; a secret cannot be written there",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: [\"query:a&b\"] } }\n",
+            "FILE:6:44: `secrets.A.broker.in[0]` (query:a&b): `a&b` is not a query parameter name (no spaces, `&`, `=`, `#` or `?`)",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: [] } }\n",
+            "FILE:6:6: `secrets.A.broker.in` ([]): an empty list names no place to write the value; drop `in:` for the default, the Authorization header",
+        ),
+        (
+            "secrets:\n  A: { broker: { in: [body] } }\n",
+            "FILE:6:6: `secrets.A.broker` (hosts): missing; name the hosts the secret is bound to, like `{ hosts: [codecov.io] }`",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [], in: [body] } }\n",
+            "FILE:6:6: `secrets.A.broker.hosts` ([]): an empty list binds the secret to no host; drop `broker:` to inject the value into the step instead",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [\"*.codecov.io\"] } }\n",
+            "FILE:6:26: `secrets.A.broker.hosts[0]` (*.codecov.io): a wildcard; a secret is bound to exact host names, so that no other name under the domain can receive it",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], inn: [body] } }\n",
+            "FILE:6:39: unknown key `inn` in `secrets.A.broker` (expected one of: hosts, in)",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: [codecov.io], in: body } }\n",
+            "FILE:6:43: `secrets.A.broker.in`: expected a list of places, like [header:Authorization, query:token], found `body`",
+        ),
+        (
+            "secrets:\n  A: { broker: { hosts: codecov.io } }\n",
+            "FILE:6:25: `secrets.A.broker.hosts`: expected a list of host names, like [codecov.io], found `codecov.io`",
+        ),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(
+            profile_err(&format!("{HEAD}{net}{body}")),
+            expected,
+            "{body}"
+        );
     }
 }
 

@@ -69,6 +69,7 @@ pub enum Event {
     Http(Http),
     Close(Close),
     SecretLeak(SecretLeak),
+    SecretReflected(SecretReflected),
     FileCommand(FileCommand),
 }
 
@@ -189,6 +190,23 @@ pub struct SecretLeak {
     pub secret_name: String,
     pub dest_name: String,
     pub via: Via,
+    pub reason: String,
+}
+
+/// A response from an intercepted host carried a brokered secret's real value (raw or encoded:
+/// the host echoed what the proxy had written into the request, or returned it from storage).
+/// The proxy replaced it by the placeholder before the step could read it.
+///
+/// Names the secret; never contains its value, its placeholder or the response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretReflected {
+    /// The intercepted connection the response came on.
+    pub conn: u64,
+    pub secret_name: String,
+    /// The host that answered.
+    pub dest_name: String,
+    /// Where in the response: `header`, `body` or `trailer`.
+    pub part: String,
     pub reason: String,
 }
 

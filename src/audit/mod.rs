@@ -26,8 +26,8 @@ use std::path::PathBuf;
 
 pub use event::{
     Close, Connect, Decision, Dns, DnsTransport, Event, FileCommand, Http, NameSource, NetMode,
-    Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION, SecretLeak, StepEnd, StepStart, Via,
-    format_timestamp, sanitize_url,
+    Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION, SecretLeak, SecretReflected, StepEnd, StepStart,
+    Via, format_timestamp, sanitize_url,
 };
 pub use suggest::suggest;
 pub use suggest_policy::suggest_policy;

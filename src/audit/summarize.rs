@@ -113,6 +113,7 @@ pub fn summarize(records: &[Record]) -> String {
     let mut conns: HashMap<(&str, u64), String> = HashMap::new();
     let mut names: BTreeMap<String, DnsRow> = BTreeMap::new();
     let mut leaks = Vec::new();
+    let mut reflected = Vec::new();
     let mut removed = Vec::new();
     let mut totals = [0usize; 3];
     let mut queries = 0usize;
@@ -153,6 +154,7 @@ pub fn summarize(records: &[Record]) -> String {
                 row.qtypes.insert(d.qtype.clone());
             }
             Event::SecretLeak(l) => leaks.push(l),
+            Event::SecretReflected(r) => reflected.push(r),
             Event::FileCommand(f) => removed.push(f),
             Event::Http(_) => {}
         }
@@ -314,6 +316,18 @@ pub fn summarize(records: &[Record]) -> String {
                 clean(&leak.secret_name),
                 clean(&leak.dest_name),
                 clean(&leak.reason)
+            );
+        }
+    }
+    if !reflected.is_empty() {
+        out.push_str("\nsecrets reflected by a bound host (the step got the placeholder)\n");
+        for r in reflected {
+            let _ = writeln!(
+                out,
+                "  {} <- {} ({})",
+                clean(&r.secret_name),
+                clean(&r.dest_name),
+                clean(&r.part)
             );
         }
     }

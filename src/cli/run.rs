@@ -340,6 +340,7 @@ pub fn execute(req: Request) -> Finished {
                     value: value.clone(),
                     placeholder,
                     hosts: d.broker.clone(),
+                    places: d.broker_in.clone(),
                 });
             }
             None => step_values.push((name.clone(), value.clone())),

@@ -41,6 +41,37 @@ pub fn proxy_env() -> Vec<(String, String)> {
     out
 }
 
+/// JVM system properties that point `java.net` (HttpURLConnection, java.net.http.HttpClient,
+/// and the build tools on them: Maven, Gradle, sbt) at the proxy. The JVM reads no proxy
+/// variables, so without these its connections are captured transparently (the slow path).
+pub fn jvm_proxy_options() -> String {
+    format!(
+        "-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort={PROXY_PORT} \
+         -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort={PROXY_PORT} \
+         -Dhttp.nonProxyHosts=localhost|127.*|[::1]"
+    )
+}
+
+/// Variables for tools that ignore `HTTPS_PROXY` but have a switch of their own, so they take
+/// the explicit proxy (the fast path) instead of transparent capture. `java_options` is the
+/// step's `JAVA_TOOL_OPTIONS`, if any: the proxy properties are appended (the last `-D` of a
+/// name wins), the rest is kept.
+pub fn tool_proxy_env(java_options: Option<&str>) -> Vec<(String, String)> {
+    let url = proxy_url();
+    let java = match java_options.map(str::trim).filter(|o| !o.is_empty()) {
+        Some(o) => format!("{o} {}", jvm_proxy_options()),
+        None => jvm_proxy_options(),
+    };
+    vec![
+        ("JAVA_TOOL_OPTIONS".into(), java),
+        // Node.js >= 24: its built-in fetch (undici) and http(s) honour the proxy variables.
+        ("NODE_USE_ENV_PROXY".into(), "1".into()),
+        // Yarn 2+ reads its own settings, not the proxy variables.
+        ("YARN_HTTP_PROXY".into(), url.clone()),
+        ("YARN_HTTPS_PROXY".into(), url),
+    ]
+}
+
 /// The step's `/etc/resolv.conf`: only the stub.
 pub fn resolv_conf() -> String {
     format!(
@@ -144,6 +175,39 @@ mod tests {
                 .filter(|l| l.starts_with("nameserver"))
                 .collect::<Vec<_>>(),
             ["nameserver 127.0.0.53"]
+        );
+    }
+
+    #[test]
+    fn the_jvm_gets_the_proxy_after_the_callers_own_options() {
+        let get = |env: Vec<(String, String)>, k: &str| {
+            env.into_iter().find(|(n, _)| n == k).map(|(_, v)| v)
+        };
+        let props = "-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=3128 -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=3128 -Dhttp.nonProxyHosts=localhost|127.*|[::1]";
+        assert_eq!(jvm_proxy_options(), props);
+        assert_eq!(
+            get(tool_proxy_env(None), "JAVA_TOOL_OPTIONS").unwrap(),
+            props
+        );
+        assert_eq!(
+            get(tool_proxy_env(Some("  ")), "JAVA_TOOL_OPTIONS").unwrap(),
+            props
+        );
+        assert_eq!(
+            get(
+                tool_proxy_env(Some("-Xmx1g -Dhttps.proxyHost=evil")),
+                "JAVA_TOOL_OPTIONS"
+            )
+            .unwrap(),
+            format!("-Xmx1g -Dhttps.proxyHost=evil {props}")
+        );
+        assert_eq!(
+            get(tool_proxy_env(None), "NODE_USE_ENV_PROXY").unwrap(),
+            "1"
+        );
+        assert_eq!(
+            get(tool_proxy_env(None), "YARN_HTTPS_PROXY").unwrap(),
+            "http://127.0.0.1:3128"
         );
     }
 }

@@ -171,6 +171,17 @@ impl Network {
     }
 }
 
+impl Network {
+    /// The rule, if any, that lets a CONNECT tunnel to the name `host` on `port` carry a
+    /// protocol that is neither TLS nor HTTP (`raw_tcp: true`).
+    pub fn raw_tcp_rule(&self, host: &str, port: u16) -> Option<String> {
+        self.allow
+            .iter()
+            .find(|r| r.raw_tcp && r.matches_name(host) && r.ports.contains(&port))
+            .map(|r| r.text.clone())
+    }
+}
+
 impl AllowRule {
     /// Whether this rule names `name`, which must already be normalised. Cidr rules never match
     /// names.
@@ -311,6 +322,7 @@ mod tests {
             key: "network.allow[0]".into(),
             methods: vec![],
             paths: vec![],
+            raw_tcp: false,
         }
     }
 
@@ -738,6 +750,7 @@ mod sneaky_path_tests {
             key: "network.allow[0]".into(),
             methods: vec!["GET".into()],
             paths: vec!["/repos/acme/".into()],
+            raw_tcp: false,
         };
         let net = Network {
             mode: NetworkMode::Enforce,

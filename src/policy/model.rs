@@ -109,6 +109,9 @@ pub struct AllowRule {
     pub methods: Vec<String>,
     /// Path prefixes allowed, matched on segment boundaries; empty = any.
     pub paths: Vec<String>,
+    /// A CONNECT tunnel to the host may carry bytes that are neither TLS nor HTTP, relayed
+    /// unread. Only on name rules (a cidr rule already allows any TCP to its addresses).
+    pub raw_tcp: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -153,10 +156,44 @@ pub struct SecretDecl {
     /// means the value is injected into the step's environment; non-empty means the step sees
     /// a placeholder and the proxy writes the value into requests to these hosts only.
     pub broker: Vec<String>,
+    /// `broker: { in: [...] }`: where in a request to a bound host the proxy may write the real
+    /// value. `[header:authorization]` for the list form; empty when not brokered.
+    pub broker_in: Vec<BrokerPlace>,
     /// Where the entry's key was written.
     pub at: Location,
     /// Key path of the entry, e.g. `secrets.NPM_TOKEN`, for error messages.
     pub key: String,
+}
+
+/// One place in a request where the proxy swaps a brokered secret's placeholder for its value.
+/// Anywhere else the placeholder is sent as it is, so a bound host that echoes a header, a
+/// parameter or a body the declaration does not name only ever sees (and returns) the
+/// placeholder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BrokerPlace {
+    /// The values of this header; the name lower-cased.
+    Header(String),
+    /// The value of this URL query parameter, name compared as written (not decoded).
+    Query(String),
+    /// Anywhere in the request body.
+    Body,
+}
+
+impl BrokerPlace {
+    /// Where the list form `broker: [host]` swaps the value.
+    pub fn default_places() -> Vec<BrokerPlace> {
+        vec![BrokerPlace::Header("authorization".to_string())]
+    }
+}
+
+impl std::fmt::Display for BrokerPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerPlace::Header(h) => write!(f, "header:{h}"),
+            BrokerPlace::Query(q) => write!(f, "query:{q}"),
+            BrokerPlace::Body => f.write_str("body"),
+        }
+    }
 }
 
 impl SecretDecl {

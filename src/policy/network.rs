@@ -61,6 +61,7 @@ fn rule(target: RuleTarget, mut ports: Vec<u16>, at: Location, key: String) -> A
         key,
         methods: Vec::new(),
         paths: Vec::new(),
+        raw_tcp: false,
     }
 }
 
@@ -221,11 +222,45 @@ fn map_rule(
             "methods and paths need a `host:` rule (the host's TLS is intercepted by name)",
         ));
     }
+    if let Some(raw) = &w.raw_tcp {
+        let rkey = format!("{key}.raw_tcp");
+        r.raw_tcp = match raw.value.trim() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(PolicyError::InvalidValue {
+                    at: here(raw),
+                    path: rkey,
+                    expected: "`true` or `false`".to_string(),
+                    found: raw.value.clone(),
+                });
+            }
+        };
+        if r.raw_tcp && is_cidr {
+            return Err(bad(
+                &here(raw),
+                &rkey,
+                &raw.value,
+                "a `cidr:` rule already allows any TCP to its addresses; `raw_tcp` is for `host:` rules",
+            ));
+        }
+        if r.raw_tcp && (!r.methods.is_empty() || !r.paths.is_empty()) {
+            return Err(bad(
+                &here(raw),
+                &rkey,
+                &raw.value,
+                "raw TCP is relayed unread, so methods and paths could not be enforced on it; write the raw ports as a rule of their own",
+            ));
+        }
+    }
     if !r.methods.is_empty() {
         r.text.push_str(&format!(" {}", r.methods.join(",")));
     }
     if !r.paths.is_empty() {
         r.text.push_str(&format!(" {}", r.paths.join(",")));
+    }
+    if r.raw_tcp {
+        r.text.push_str(" raw_tcp");
     }
     Ok(r)
 }

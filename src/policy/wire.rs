@@ -34,7 +34,60 @@ pub(crate) struct ProfileWire {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SecretWire {
     pub optional: Option<Str>,
-    pub broker: Option<Vec<Str>>,
+    pub broker: Option<Spanned<BrokerWire>>,
+}
+
+/// `broker: [host, ...]`, or `broker: { hosts: [host, ...], in: [header:NAME, query:NAME, body] }`.
+#[derive(Debug)]
+pub(crate) enum BrokerWire {
+    Hosts(Vec<Str>),
+    Spec(BrokerSpecWire),
+    /// A scalar, which is an error `secret_decls` reports with its position.
+    Scalar(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BrokerSpecWire {
+    pub hosts: Option<Vec<Str>>,
+    #[serde(rename = "in")]
+    pub places: Option<Vec<Str>>,
+}
+
+impl<'de> Deserialize<'de> for BrokerWire {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BrokerWire;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of host names, or a mapping with hosts and in")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BrokerWire, E> {
+                Ok(BrokerWire::Scalar(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<BrokerWire, E> {
+                Ok(BrokerWire::Scalar(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<BrokerWire, E> {
+                Ok(BrokerWire::Scalar(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<BrokerWire, E> {
+                Ok(BrokerWire::Scalar(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<BrokerWire, E> {
+                Ok(BrokerWire::Scalar(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<BrokerWire, A::Error> {
+                Vec::<Str>::deserialize(serde::de::value::SeqAccessDeserializer::new(a))
+                    .map(BrokerWire::Hosts)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<BrokerWire, A::Error> {
+                BrokerSpecWire::deserialize(serde::de::value::MapAccessDeserializer::new(a))
+                    .map(BrokerWire::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +125,8 @@ pub(crate) struct AllowRuleWire {
     pub methods: Option<Vec<Str>>,
     /// Path prefixes this host may be sent, matched on `/` boundaries.
     pub paths: Option<Vec<Str>>,
+    /// `true`: a CONNECT tunnel to this host may carry a protocol that is neither TLS nor HTTP.
+    pub raw_tcp: Option<Str>,
 }
 
 impl<'de> Deserialize<'de> for AllowWire {

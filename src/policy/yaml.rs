@@ -339,7 +339,21 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
         _ if rel.starts_with("secrets.") => match no_index.rsplit_once('.') {
             Some((_, "optional")) => "`true` or `false`",
             Some((_, "broker")) if is_item => "a host name like `codecov.io`",
-            Some((_, "broker")) => "a list of host names, like [codecov.io]",
+            Some((_, "broker")) => {
+                "a list of host names, like [codecov.io], or a mapping like { hosts: [codecov.io], in: [header:Authorization] }"
+            }
+            Some((p, "hosts")) if p.ends_with(".broker") && is_item => {
+                "a host name like `codecov.io`"
+            }
+            Some((p, "hosts")) if p.ends_with(".broker") => {
+                "a list of host names, like [codecov.io]"
+            }
+            Some((p, "in")) if p.ends_with(".broker") && is_item => {
+                "`header:NAME`, `query:NAME` or `body`"
+            }
+            Some((p, "in")) if p.ends_with(".broker") => {
+                "a list of places, like [header:Authorization, query:token]"
+            }
             _ => "a declaration: {}, { optional: true } or { broker: [HOST, ...] }",
         },
         _ if rel.starts_with("jobs.") && rel.ends_with(".profile") => "a profile name",

@@ -1,8 +1,18 @@
 //! Brokered secrets: for the hosts a secret is bound to, the proxy terminates the step's TLS
 //! with a certificate from an ephemeral CA (generated in memory for this run, trusted only
 //! inside the sandbox), verifies the real server against the system roots, and writes the real
-//! value in place of the placeholder the step holds — in the request line, the headers and the
-//! body — on the way out. Hosts no secret is bound to are never intercepted.
+//! value in place of the placeholder the step holds, on the way out — only in the places the
+//! secret's declaration names (`broker.in`: the `Authorization` header unless it says
+//! otherwise; other headers, a query parameter, the body). Anywhere else the placeholder goes
+//! out as it is. Hosts no secret is bound to (and with no method/path rules) are never
+//! intercepted.
+//!
+//! On the way back every response from an intercepted host is scanned, headers and streamed
+//! body, for every brokered value, raw and encoded (`secrets::Reflection`), and each is
+//! replaced by its placeholder before the step reads it: a host that echoes what it was sent
+//! must not hand the step the value brokering keeps from it. A response the scan cannot read
+//! (a `Content-Encoding` other than identity, although the proxy asked for identity) is
+//! withheld: the step gets `502`, never the bytes.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -20,7 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::engine::{Attempt, Engine};
 use crate::audit::{self, Decision, Event};
-use crate::secrets::Replacer;
+use crate::policy::model::BrokerPlace;
+use crate::secrets::{Reflection, Replacer};
 
 /// One brokered secret: the step only ever sees `placeholder`.
 pub struct BrokeredSecret {
@@ -29,6 +40,8 @@ pub struct BrokeredSecret {
     pub placeholder: String,
     /// Normalised host names the real value may be sent to.
     pub hosts: Vec<String>,
+    /// Where in a request to those hosts the value is written.
+    pub places: Vec<BrokerPlace>,
 }
 
 impl std::fmt::Debug for BrokeredSecret {
@@ -36,6 +49,7 @@ impl std::fmt::Debug for BrokeredSecret {
         f.debug_struct("BrokeredSecret")
             .field("name", &self.name)
             .field("hosts", &self.hosts)
+            .field("places", &self.places)
             .finish()
     }
 }
@@ -46,6 +60,8 @@ pub struct Broker {
     secrets: Vec<BrokeredSecret>,
     leaves: Mutex<HashMap<String, Arc<rustls::ServerConfig>>>,
     client: Arc<rustls::ClientConfig>,
+    /// Every brokered value → its placeholder, for responses from intercepted hosts.
+    reflection: Reflection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +72,8 @@ pub enum BrokerError {
     Roots(String),
     #[error("TLS configuration: {0}")]
     Tls(String),
+    #[error("preparing the scan of responses for brokered values: {0}")]
+    Scan(String),
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -99,12 +117,24 @@ impl Broker {
             .with_root_certificates(roots)
             .with_no_client_auth();
         client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let forms: Vec<(&str, &[u8], &[u8])> = secrets
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.value.as_bytes(),
+                    s.placeholder.as_bytes(),
+                )
+            })
+            .collect();
+        let reflection = Reflection::new(&forms).map_err(|e| BrokerError::Scan(e.to_string()))?;
         Ok(Broker {
             issuer,
             ca_pem,
             secrets,
             leaves: Mutex::default(),
             client: Arc::new(client),
+            reflection,
         })
     }
 
@@ -124,11 +154,16 @@ impl Broker {
         &self.secrets
     }
 
-    /// placeholder → real value, for the secrets bound to `host`.
-    fn replacements(&self, host: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    /// placeholder → real value, for the secrets bound to `host` that may be written at a
+    /// place `at` accepts.
+    fn replacements(
+        &self,
+        host: &str,
+        at: impl Fn(&BrokerPlace) -> bool,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.secrets
             .iter()
-            .filter(|s| s.hosts.iter().any(|h| h == host))
+            .filter(|s| s.hosts.iter().any(|h| h == host) && s.places.iter().any(&at))
             .map(|s| {
                 (
                     s.placeholder.as_bytes().to_vec(),
@@ -399,33 +434,26 @@ async fn forward_bound(
         log(Decision::Deny, 403);
         return status(StatusCode::FORBIDDEN);
     }
-    let pairs = broker.replacements(host);
-    let replacer = match Replacer::new(pairs) {
-        Ok(r) => r,
-        Err(_) => {
+    let (mut parts, body) = req.into_parts();
+    let swapped = match swap_in(broker, host, &mut parts) {
+        Ok(body_replacer) => body_replacer,
+        Err(()) => {
             log(Decision::Deny, 500);
             return status(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
-    let (mut parts, body) = req.into_parts();
-    // Request line and headers: swapped whole here; the body as it streams.
-    let uri = replacer.replace_all(parts.uri.to_string().as_bytes());
-    if let Ok(u) = hyper::Uri::try_from(uri) {
-        parts.uri = u;
-    }
-    for value in parts.headers.values_mut() {
-        let swapped = replacer.replace_all(value.as_bytes());
-        if swapped != value.as_bytes()
-            && let Ok(v) = hyper::header::HeaderValue::from_bytes(&swapped)
-        {
-            *value = v;
-        }
+    // Ask for a body the response scan can read (see `scrub_response`).
+    if !broker.reflection.is_empty() {
+        parts.headers.insert(
+            hyper::header::ACCEPT_ENCODING,
+            hyper::header::HeaderValue::from_static("identity"),
+        );
     }
     let req = Request::from_parts(
         parts,
         ReplacingBody {
             inner: body,
-            replacer,
+            replacer: swapped,
             done: false,
             leaks: engine.leaks.as_ref().map(|l| BodyLeakWatch {
                 stream: l.stream(),
@@ -440,14 +468,253 @@ async fn forward_bound(
         return status(StatusCode::BAD_GATEWAY);
     }
     match sender.send_request(req).await {
-        Ok(resp) => {
+        Ok(resp) if broker.reflection.is_empty() => {
             log(Decision::Allow, resp.status().as_u16());
             resp.map(|b| b.boxed())
         }
+        Ok(resp) => match scrub_response(resp, engine, broker, host, conn) {
+            Ok(resp) => {
+                log(Decision::Allow, resp.status().as_u16());
+                resp
+            }
+            Err(reason) => {
+                // Fail closed: what cannot be scanned does not reach the step.
+                eprintln!("stepjail: withheld a response from {host}: {reason}");
+                log(Decision::Deny, 502);
+                let mut r = Response::new(
+                    http_body_util::Full::new(Bytes::from(format!("stepjail: {reason}\n")))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                *r.status_mut() = StatusCode::BAD_GATEWAY;
+                r
+            }
+        },
         Err(_) => {
             log(Decision::Allow, 502);
             status(StatusCode::BAD_GATEWAY)
         }
+    }
+}
+
+/// Writes the real values of the secrets bound to `host` into the places of `parts` their
+/// declarations name: those headers, those query parameters. Returns the replacer for the body
+/// (with no pairs when no secret names the body). `Err` when a set of pairs is refused.
+fn swap_in(
+    broker: &Broker,
+    host: &str,
+    parts: &mut hyper::http::request::Parts,
+) -> Result<Replacer, ()> {
+    let replacer = |at: &dyn Fn(&BrokerPlace) -> bool| {
+        Replacer::new(broker.replacements(host, at)).map_err(|_| ())
+    };
+    for (name, value) in parts.headers.iter_mut() {
+        let r = replacer(&|p| matches!(p, BrokerPlace::Header(h) if h == name.as_str()))?;
+        let swapped = r.replace_all(value.as_bytes());
+        if swapped != value.as_bytes()
+            && let Ok(v) = hyper::header::HeaderValue::from_bytes(&swapped)
+        {
+            *value = v;
+        }
+    }
+    let target = parts.uri.to_string();
+    if let Some((before, query)) = target.split_once('?') {
+        let mut changed = false;
+        let mut params = Vec::new();
+        for param in query.split('&') {
+            let (name, value) = param.split_once('=').unwrap_or((param, ""));
+            let r = replacer(&|p| matches!(p, BrokerPlace::Query(q) if q == name))?;
+            let swapped = r.replace_all(value.as_bytes());
+            if swapped != value.as_bytes() {
+                changed = true;
+                params.push(format!("{name}={}", String::from_utf8_lossy(&swapped)));
+            } else {
+                params.push(param.to_string());
+            }
+        }
+        if changed {
+            let uri = format!("{before}?{}", params.join("&"));
+            parts.uri = hyper::Uri::try_from(uri).map_err(|_| ())?;
+        }
+    }
+    replacer(&|p| *p == BrokerPlace::Body)
+}
+
+/// Whether a response's bytes can be scanned as they are: `Err` names what prevents it.
+fn scannable(headers: &hyper::HeaderMap) -> Result<(), String> {
+    for value in headers.get_all(hyper::header::CONTENT_ENCODING) {
+        let coding = value.to_str().unwrap_or("(not text)").trim();
+        if !coding.is_empty() && !coding.eq_ignore_ascii_case("identity") {
+            return Err(format!(
+                "the response is compressed (Content-Encoding: {coding}) although identity was \
+                 requested, so it cannot be scanned for brokered secrets"
+            ));
+        }
+    }
+    for value in headers.get_all(hyper::header::TRANSFER_ENCODING) {
+        let codings = value.to_str().unwrap_or("(not text)");
+        if codings
+            .split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("chunked"))
+        {
+            return Err(format!(
+                "the response has Transfer-Encoding: {codings}, which cannot be scanned for \
+                 brokered secrets"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every brokered value in the response by its placeholder: the headers here, the
+/// body and trailers as they stream ([`ScrubbingBody`]). Each secret found is reported once
+/// per part.
+fn scrub_response(
+    resp: Response<Incoming>,
+    engine: &Arc<Engine>,
+    broker: &Broker,
+    host: &str,
+    conn: u64,
+) -> Result<Response<Out>, String> {
+    let (mut parts, body) = resp.into_parts();
+    scannable(&parts.headers)?;
+    // A non-standard reason phrase is passed on by hyper; it is text the host chose.
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+    let found = scrub_headers(&mut parts.headers, &broker.reflection);
+    for name in found {
+        engine.report_reflection(conn, &name, host, "header");
+    }
+    let body = ScrubbingBody {
+        inner: body,
+        reflection: broker.reflection.new_stream(),
+        engine: engine.clone(),
+        host: host.to_string(),
+        conn,
+        reported: Vec::new(),
+        trailers: None,
+        done: false,
+    };
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// Scrubs every header value in place; a value that is no longer a valid header value is
+/// dropped. Returns the names of the secrets found.
+fn scrub_headers(headers: &mut hyper::HeaderMap, reflection: &Reflection) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut out = hyper::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        let (scrubbed, names) = reflection.scrub(value.as_bytes());
+        if names.is_empty() {
+            out.append(name.clone(), value.clone());
+            continue;
+        }
+        for n in names {
+            if !found.contains(&n) {
+                found.push(n);
+            }
+        }
+        if let Ok(v) = hyper::header::HeaderValue::from_bytes(&scrubbed) {
+            out.append(name.clone(), v);
+        }
+    }
+    *headers = out;
+    found
+}
+
+/// A response body with brokered values replaced by their placeholders as it streams; a value
+/// split across chunks is found (the end of a chunk that may start one is held back).
+struct ScrubbingBody {
+    inner: Incoming,
+    reflection: Reflection,
+    engine: Arc<Engine>,
+    host: String,
+    conn: u64,
+    /// (secret, part) already reported for this response.
+    reported: Vec<(String, &'static str)>,
+    /// Trailers to send once the held-back tail of the body has gone out.
+    trailers: Option<hyper::HeaderMap>,
+    done: bool,
+}
+
+impl ScrubbingBody {
+    fn report(&mut self, names: Vec<String>, part: &'static str) {
+        for name in names {
+            if !self.reported.iter().any(|(n, p)| *n == name && *p == part) {
+                self.engine
+                    .report_reflection(self.conn, &name, &self.host, part);
+                self.reported.push((name, part));
+            }
+        }
+    }
+
+    /// The bytes held back at the end of the body, scrubbed.
+    fn tail(&mut self) -> Vec<u8> {
+        let tail = self.reflection.finish();
+        let found = self.reflection.take_found();
+        self.report(found, "body");
+        tail
+    }
+}
+
+impl Body for ScrubbingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        loop {
+            if let Some(trailers) = self.trailers.take() {
+                self.done = true;
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = self.reflection.feed(&data);
+                        let found = self.reflection.take_found();
+                        self.report(found, "body");
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                        }
+                    }
+                    Err(frame) => {
+                        // Trailers end the body: the held-back tail goes out before them.
+                        let Ok(mut trailers) = frame.into_trailers() else {
+                            continue;
+                        };
+                        let found = scrub_headers(&mut trailers, &self.reflection);
+                        self.report(found, "trailer");
+                        self.trailers = Some(trailers);
+                        let tail = self.tail();
+                        if !tail.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(tail)))));
+                        }
+                    }
+                },
+                // Held-back bytes are dropped with the failed body.
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    self.done = true;
+                    let tail = self.tail();
+                    if !tail.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(tail)))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        // Replacements keep the length; the framing the host chose stays.
+        self.inner.size_hint()
     }
 }
 
@@ -495,4 +762,58 @@ fn status(code: StatusCode) -> Response<Out> {
     );
     *r.status_mut() = code;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        for (k, v) in list {
+            h.append(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                hyper::header::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_identity_and_chunked_bodies_are_scanned() {
+        for ok in [
+            &[][..],
+            &[("content-encoding", "identity")],
+            &[
+                ("content-encoding", "IDENTITY"),
+                ("transfer-encoding", "chunked"),
+            ],
+        ] {
+            assert_eq!(scannable(&headers(ok)), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            &[("content-encoding", "gzip")][..],
+            &[("content-encoding", "identity"), ("content-encoding", "br")],
+            &[("content-encoding", "identity, deflate")],
+            &[("transfer-encoding", "gzip, chunked")],
+        ] {
+            assert!(scannable(&headers(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_values_are_scrubbed_and_named() {
+        let r = Reflection::new(&[("TOKEN", b"s3cr3t-Value", b"a1b2c3-Dxxxx")]).unwrap();
+        let mut h = headers(&[
+            ("x-echo", "Bearer s3cr3t-Value"),
+            ("x-other", "fine"),
+            ("x-echo", "czNjcjN0LVZhbHVl"),
+        ]);
+        assert_eq!(scrub_headers(&mut h, &r), ["TOKEN"]);
+        let echo: Vec<_> = h.get_all("x-echo").iter().collect();
+        assert_eq!(echo.len(), 2);
+        assert_eq!(echo[0], "Bearer a1b2c3-Dxxxx");
+        assert_ne!(echo[1], "czNjcjN0LVZhbHVl");
+        assert_eq!(h.get("x-other").unwrap(), "fine");
+    }
 }

@@ -241,8 +241,9 @@ impl Engine {
 
     /// The secret whose value or placeholder appears in `bytes` on its way to `host`, unless
     /// it is a brokered secret bound to that host and the traffic is intercepted (`bound_ok`).
+    /// `bytes` is searched as sent and normalised (JSON escapes, line breaks; see `leak.rs`).
     pub fn leaked_secret(&self, bytes: &[u8], host: &str, bound_ok: bool) -> Option<String> {
-        let name = self.leaks.as_ref()?.find(bytes)?;
+        let name = self.leaks.as_ref()?.find_normalised(bytes)?;
         let bound = self.broker.as_ref().is_some_and(|b| {
             b.secrets()
                 .iter()
@@ -270,6 +271,25 @@ impl Engine {
         }));
         eprintln!(
             "stepjail: denied {what} to {dest}: it carries secret {secret} (profile '{}')",
+            self.profile
+        );
+    }
+
+    /// Logs and prints that a response from `dest` carried brokered secret `secret`'s value in
+    /// `part` (`header`, `body`, `trailer`), which the proxy replaced by the placeholder.
+    pub fn report_reflection(&self, conn: u64, secret: &str, dest: &str, part: &str) {
+        self.log(Event::SecretReflected(audit::SecretReflected {
+            conn,
+            secret_name: secret.to_string(),
+            dest_name: dest.to_string(),
+            part: part.to_string(),
+            reason: format!(
+                "a response {part} from {dest} carried the value of brokered secret {secret}; \
+                 the step got the placeholder"
+            ),
+        }));
+        eprintln!(
+            "stepjail: a response {part} from {dest} carried the value of secret {secret}; replaced by the placeholder (profile '{}')",
             self.profile
         );
     }

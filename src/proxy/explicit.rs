@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::content_coding::DecodeError;
 use super::engine::{Attempt, Engine, Verdict, classify_host};
 use super::http_head::{RequestHead, parse_request_head, target_authority};
 use super::sni::{Peek, parse_client_hello};
@@ -24,6 +25,9 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 /// How long a tunnel may stay silent before its first bytes (the ClientHello) arrive.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same where a rule allows raw TCP: protocols where the server speaks first (SMTP, MySQL)
+/// send nothing, and are relayed after this.
+const RAW_FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
     loop {
@@ -152,9 +156,18 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
         return;
     }
     let mut first = rest;
-    if !first_bytes_allowed(&engine, &attempt, &mut stream, &mut first).await
-        || upstream.write_all(&first).await.is_err()
-    {
+    match tunnel_first_bytes(&engine, &attempt, &mut stream, &mut first).await {
+        Tunnel::Relay => {}
+        Tunnel::Http => {
+            // Each request is decided and dialled on its own; this connection is not used
+            // (its close event, with nothing carried, is written now).
+            drop((upstream, open));
+            let step = super::prefixed::Prefixed::new(first, stream);
+            return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
+        }
+        Tunnel::Stop => return,
+    }
+    if upstream.write_all(&first).await.is_err() {
         return;
     }
     open.add_up(first.len() as u64);
@@ -191,18 +204,28 @@ async fn handle(
     }
 }
 
-/// Captured plain HTTP (a tool that ignored the proxy variables and connected to port `port`
-/// itself): the connection is served request by request, each one turned into absolute form
-/// from its `Host` header and decided, checked and logged exactly as a proxied request is. A
-/// second request on a kept-alive connection to an allowed host cannot name another host.
-pub async fn serve_captured<S>(engine: Arc<Engine>, io: S, port: u16)
+/// Where a connection of plain HTTP served by [`serve_plain_http`] comes from.
+#[derive(Debug, Clone)]
+pub enum PlainHttp {
+    /// Captured on `port`: a tool that ignored the proxy variables and connected itself.
+    Captured { port: u16 },
+    /// A CONNECT tunnel whose first bytes were an HTTP request: every request in it must name
+    /// the CONNECT host and port (the attempt the CONNECT was decided as).
+    Tunnel(Attempt),
+}
+
+/// Plain HTTP on a connection of its own (captured, or inside a CONNECT tunnel): served request
+/// by request, each one turned into absolute form from its `Host` header and decided, checked
+/// and logged exactly as a proxied request is. A second request on a kept-alive connection to an
+/// allowed host cannot name another host.
+pub async fn serve_plain_http<S>(engine: Arc<Engine>, io: S, from: PlainHttp)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let pool: Pool = Arc::default();
     let svc = service_fn(move |req| {
-        let (engine, pool) = (engine.clone(), pool.clone());
-        async move { Ok::<_, Infallible>(captured(req, engine, pool, port).await) }
+        let (engine, pool, from) = (engine.clone(), pool.clone(), from.clone());
+        async move { Ok::<_, Infallible>(captured(req, engine, pool, from).await) }
     });
     let _ = http1::Builder::new()
         .preserve_header_case(true)
@@ -214,12 +237,18 @@ async fn captured(
     mut req: Request<Incoming>,
     engine: Arc<Engine>,
     pool: Pool,
-    port: u16,
+    from: PlainHttp,
 ) -> Response<Body> {
+    let port = match &from {
+        PlainHttp::Captured { port } => *port,
+        PlainHttp::Tunnel(connect) => connect.port,
+    };
     if req.uri().authority().is_none() {
         let hosts: Vec<_> = req.headers().get_all(hyper::header::HOST).iter().collect();
-        let host = match hosts.as_slice() {
-            [h] => h.to_str().ok().map(str::to_string),
+        let host = match (hosts.as_slice(), &from) {
+            ([h], _) => h.to_str().ok().map(str::to_string),
+            // No Host header in a tunnel: the CONNECT host is the one the request is for.
+            ([], PlainHttp::Tunnel(connect)) => Some(super::engine::describe(connect)),
             _ => None,
         };
         let path = req
@@ -255,7 +284,34 @@ async fn captured(
         };
         *req.uri_mut() = uri;
     }
-    forward(req, engine, pool, Via::Transparent).await
+    let PlainHttp::Tunnel(connect) = &from else {
+        return forward(req, engine, pool, Via::Transparent).await;
+    };
+    // Fronting inside a tunnel: the request must name the host the tunnel was decided for.
+    let named = req.uri().authority().map(|a| a.as_str()).unwrap_or("");
+    if !same_authority(named, connect) {
+        let mut a = connect.clone();
+        a.conn = engine.conn_id();
+        a.source = NameSource::Host;
+        let reason = format!(
+            "the request's Host header or target does not match the CONNECT host {} (domain fronting)",
+            super::engine::describe(connect)
+        );
+        match engine.refuse(&a, reason) {
+            Verdict::Refuse { reason } => {
+                engine.log(Event::Http(audit::Http {
+                    conn: a.conn,
+                    method: req.method().to_string(),
+                    url: audit::sanitize_url(&req.uri().to_string()),
+                    decision: Decision::Deny,
+                    status: Some(403),
+                }));
+                return refused(reason);
+            }
+            Verdict::Go { would_deny, .. } => engine.admitted(&a, None, would_deny),
+        }
+    }
+    forward(req, engine, pool, Via::Proxy).await
 }
 
 /// Splits the CONNECT authority into a classified host and the port (required).
@@ -305,9 +361,16 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
             Ok(parts) => {
                 let mut step = parts.io.into_inner();
                 let mut first = parts.read_buf.to_vec();
-                if !first_bytes_allowed(&engine, &attempt, &mut step, &mut first).await
-                    || upstream.write_all(&first).await.is_err()
-                {
+                match tunnel_first_bytes(&engine, &attempt, &mut step, &mut first).await {
+                    Tunnel::Relay => {}
+                    Tunnel::Http => {
+                        drop((upstream, open));
+                        let step = super::prefixed::Prefixed::new(first, step);
+                        return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
+                    }
+                    Tunnel::Stop => return,
+                }
+                if upstream.write_all(&first).await.is_err() {
                     return;
                 }
                 open.add_up(first.len() as u64);
@@ -316,9 +379,16 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
             Err(upgraded) => {
                 let mut step = TokioIo::new(upgraded);
                 let mut first = Vec::with_capacity(1024);
-                if !first_bytes_allowed(&engine, &attempt, &mut step, &mut first).await
-                    || upstream.write_all(&first).await.is_err()
-                {
+                match tunnel_first_bytes(&engine, &attempt, &mut step, &mut first).await {
+                    Tunnel::Relay => {}
+                    Tunnel::Http => {
+                        drop((upstream, open));
+                        let step = super::prefixed::Prefixed::new(first, step);
+                        return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
+                    }
+                    Tunnel::Stop => return,
+                }
+                if upstream.write_all(&first).await.is_err() {
                     return;
                 }
                 Engine::relay(open, step, upstream, first.len() as u64).await;
@@ -332,27 +402,88 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
     )
 }
 
-/// Reads the tunnel's first bytes into `first` and checks them: a TLS ClientHello inside a
-/// CONNECT tunnel must name the CONNECT host (no domain fronting, no ECH).
-async fn first_bytes_allowed<S: tokio::io::AsyncRead + Unpin>(
+/// What a CONNECT tunnel carries, from its first bytes, once checked.
+enum Tunnel {
+    /// TLS whose server name is the CONNECT host, or another protocol a rule allows (or that
+    /// audit mode lets through): relay the bytes.
+    Relay,
+    /// Plain HTTP: served request by request, like captured plain HTTP.
+    Http,
+    /// Refused (already logged), or closed before sending anything.
+    Stop,
+}
+
+/// Reads the tunnel's first bytes into `first` and checks them. A TLS ClientHello must name the
+/// CONNECT host (no domain fronting, no ECH). An HTTP request head means plain HTTP, which is
+/// never relayed as a byte stream. Anything else is refused in a tunnel to a name unless a rule
+/// for it says `raw_tcp: true`; a tunnel to an address a cidr rule allows may carry any TCP, as
+/// captured traffic to that address may.
+async fn tunnel_first_bytes<S: tokio::io::AsyncRead + Unpin>(
     engine: &Engine,
     attempt: &Attempt,
     step: &mut S,
     first: &mut Vec<u8>,
-) -> bool {
-    let verdict = match read_client_hello(step, first).await {
-        FirstBytes::Tls { sni, ech } => tunnel_tls_check(attempt, sni, ech),
-        FirstBytes::NotTls | FirstBytes::Closed => Ok(()),
-        FirstBytes::Bad(why) => Err(why),
+) -> Tunnel {
+    let raw_rule = attempt
+        .name
+        .as_deref()
+        .and_then(|name| engine.network.raw_tcp_rule(name, attempt.port));
+    let raw_ok = raw_rule.is_some() || attempt.name.is_none();
+    // Only a rule that says raw TCP shortens the wait: elsewhere a slow ClientHello must still
+    // arrive to be checked.
+    let wait = if raw_rule.is_some() {
+        RAW_FIRST_BYTES_TIMEOUT
+    } else {
+        FIRST_BYTES_TIMEOUT
     };
-    let Err(reason) = verdict else { return true };
+    let hello = tokio::time::timeout(wait, read_client_hello(step, first))
+        .await
+        .unwrap_or(FirstBytes::NotTls);
+    let verdict = match hello {
+        FirstBytes::Tls { sni, ech } => tunnel_tls_check(attempt, sni, ech)
+            .map(|()| Tunnel::Relay)
+            .map_err(|why| (NameSource::Sni, why)),
+        FirstBytes::Bad(why) => Err((NameSource::Sni, why)),
+        FirstBytes::Closed => return Tunnel::Stop,
+        FirstBytes::NotTls if read_http_head(step, first).await => Ok(Tunnel::Http),
+        FirstBytes::NotTls if raw_ok => Ok(Tunnel::Relay),
+        FirstBytes::NotTls => Err((
+            NameSource::Connect,
+            format!(
+                "the tunnel to {} carries neither TLS nor HTTP (a rule for it with `raw_tcp: true` allows other protocols)",
+                super::engine::describe(attempt)
+            ),
+        )),
+    };
+    let (source, reason) = match verdict {
+        Ok(t) => return t,
+        Err(e) => e,
+    };
     let mut a = attempt.clone();
-    a.source = NameSource::Sni;
+    a.source = source;
     match engine.refuse(&a, reason) {
-        Verdict::Refuse { .. } => false,
+        Verdict::Refuse { .. } => Tunnel::Stop,
         Verdict::Go { would_deny, .. } => {
             engine.admitted(&a, None, would_deny);
-            true
+            Tunnel::Relay
+        }
+    }
+}
+
+/// Reads on until `buf` holds a whole HTTP request head (true), or clearly does not start with
+/// one (false). Bytes read stay in `buf`.
+async fn read_http_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> bool {
+    let deadline = tokio::time::Instant::now() + FIRST_BYTES_TIMEOUT;
+    loop {
+        match parse_request_head(buf) {
+            Peek::Done(_) => return true,
+            Peek::NeedMore if !buf.is_empty() => {}
+            Peek::NeedMore | Peek::NotThis | Peek::Malformed(_) => return false,
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return false,
         }
     }
 }
@@ -619,7 +750,23 @@ async fn check_plain_request(
             ));
         }
     };
-    for part in [&head[..], &body[..]] {
+    // The server reads the body decoded: so does the check (bounded, refused past the bound).
+    let decoded = match super::content_coding::decode(&parts.headers, &body, MAX_SCANNED_BODY) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "stepjail: denied a plain-HTTP request to {dest}: {e} (profile '{}')",
+                engine.profile
+            );
+            let status = match e {
+                DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                DecodeError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                DecodeError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+            };
+            return Err((status, format!("the request was refused: {e}")));
+        }
+    };
+    for part in [&head[..], decoded.as_deref().unwrap_or(&body)] {
         if let Some(secret) = engine.leaked_secret(part, dest, false) {
             engine.report_leak(&secret, dest, via, "a plain-HTTP request");
             return Err((

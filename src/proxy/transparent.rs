@@ -183,7 +183,8 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
     // request is, never relayed as a byte stream after its first request.
     if let Peeked::Name(NameSource::Host, _) = &peeked {
         let io = super::prefixed::Prefixed::new(first, tcp);
-        return super::explicit::serve_captured(engine, io, dst.port()).await;
+        let from = super::explicit::PlainHttp::Captured { port: dst.port() };
+        return super::explicit::serve_plain_http(engine, io, from).await;
     }
     let verdict = match peeked {
         Peeked::Name(source, host) => match classify_host(&host) {

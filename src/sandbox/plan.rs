@@ -221,8 +221,18 @@ impl Plan {
         let mut env = environment(profile, &identity, &host.env);
         if egress {
             // Last, so that no profile can point the step's tools anywhere else.
-            env.retain(|(k, _)| !crate::net::proxy_env().iter().any(|(p, _)| p == k));
+            let java = env
+                .iter()
+                .find(|(k, _)| k == "JAVA_TOOL_OPTIONS")
+                .map(|(_, v)| v.clone());
+            let tools = crate::net::tool_proxy_env(java.as_deref());
+            let ours = |k: &String| {
+                crate::net::proxy_env().iter().any(|(p, _)| p == k)
+                    || tools.iter().any(|(p, _)| p == k)
+            };
+            env.retain(|(k, _)| !ours(k));
             env.extend(crate::net::proxy_env());
+            env.extend(tools);
             env.sort();
         }
         // The caller's directory, unless the step cannot see it: hidden, or under /tmp (the

@@ -7,12 +7,23 @@
 //! in both cases), plus base32 (RFC 4648, upper and lower case, at every byte offset mod 5),
 //! which is how data usually travels in DNS names.
 //!
-//! - [`LeakScanner::find`]: one buffer (a request line, headers, a whole body); case-sensitive,
-//!   the case-insensitive encodings being listed in both cases already.
+//! Every form is matched without ASCII case. Hex, base32, percent-encoding and the value's own
+//! letters are case-insensitive in practice (`tr a-z A-Z` is the cheapest disguise there is);
+//! base64 is not, and matching it without case gives up one bit in six of each form, which at
+//! the length of a real credential's forms still leaves a chance match out of reach. It keeps
+//! one automaton and one pass instead of two.
+//!
+//! - [`LeakScanner::find`]: one buffer (a request line, headers, a whole body).
+//! - [`LeakScanner::find_normalised`]: the same, and when it differs also in the buffer's
+//!   [`normalise`]d view: JSON string escapes (`\u0074\u006b`) decoded, and line breaks (raw,
+//!   `\n` in JSON, `%0A` in a form) removed, which undoes base64 wrapped into MIME or PEM lines.
+//!   The proxy uses it for plain-HTTP request heads and bodies (bodies after undoing their
+//!   `Content-Encoding`, see `proxy::content_coding`).
 //! - [`LeakScanner::find_in_dns_name`]: a query name, which DNS compares without case and which
 //!   an exfiltrating step splits into labels: the lower-cased name is searched both as is and
 //!   with its dots removed, for lower-cased needles both as is and with their own dots removed.
-//! - [`LeakStream`]: a body arriving in chunks; a needle split across chunks is found.
+//! - [`LeakStream`]: a body arriving in chunks; a needle split across chunks is found. It does
+//!   not normalise.
 //!
 //! What this does not catch: a value transformed in any other way (encrypted, reversed, split
 //! across requests or queries, encoded in an alphabet not listed). Detection is a tripwire; what
@@ -267,6 +278,36 @@ fn forms(needle: &[u8]) -> Vec<Vec<u8>> {
     all
 }
 
+/// A brokered value's forms paired with its placeholder's, position by position: raw, every
+/// form [`encodings`] draws from, and base32. The two have the same length and keep their other
+/// bytes in the same places, so each pair has the same length too; should one ever not, the
+/// value's form is paired with as many `*`. Encoded forms shorter than [`MIN_ENCODED_LEN`] are
+/// left out (they occur by chance), and so are forms equal to their placeholder's.
+pub(super) fn form_pairs(value: &[u8], placeholder: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut pairs = vec![(value.to_vec(), placeholder.to_vec())];
+    let encoded = super::mask::encodings_in_order(value)
+        .into_iter()
+        .zip(super::mask::encodings_in_order(placeholder))
+        .chain(
+            base32_forms(value)
+                .into_iter()
+                .zip(base32_forms(placeholder)),
+        );
+    for (from, to) in encoded {
+        if from.len() >= MIN_ENCODED_LEN {
+            pairs.push((from, to));
+        }
+    }
+    for (from, to) in &mut pairs {
+        if from.len() != to.len() {
+            super::wipe::wipe_vec(to);
+            *to = vec![b'*'; from.len()];
+        }
+    }
+    pairs.retain(|(from, to)| !from.is_empty() && from != to);
+    pairs
+}
+
 /// Best-effort zeroing of a list of forms.
 fn wipe_all(forms: &mut Vec<Vec<u8>>) {
     for f in forms.iter_mut() {
@@ -307,10 +348,10 @@ impl LeakScanner {
             for needle in needles.iter().filter(|n| !n.is_empty()) {
                 let mut all = forms(needle);
                 for form in &all {
-                    if exact.insert(form).is_ok() {
+                    let mut lower = form.to_ascii_lowercase();
+                    if exact.insert(&lower).is_ok() {
                         exact_owner.push(index as u32);
                     }
-                    let mut lower = form.to_ascii_lowercase();
                     let mut undotted: Vec<u8> =
                         lower.iter().copied().filter(|&b| b != b'.').collect();
                     for variant in [&lower, &undotted] {
@@ -343,13 +384,46 @@ impl LeakScanner {
         self.tables.exact.patterns() == 0
     }
 
-    /// The name of the secret with the occurrence that ends first in `haystack`.
+    /// The name of the secret with the occurrence that ends first in `haystack`, compared
+    /// without ASCII case.
     pub fn find(&self, haystack: &[u8]) -> Option<&str> {
-        let t = &*self.tables;
+        self.run(&mut 0, haystack)
+    }
+
+    /// [`LeakScanner::find`] in `haystack` as sent and, when it differs, in its normalised
+    /// view ([`normalise`]: JSON string escapes decoded, line breaks removed). For a request
+    /// line with its headers, or a whole (decoded) body.
+    pub fn find_normalised(&self, haystack: &[u8]) -> Option<&str> {
+        if let Some(name) = self.find(haystack) {
+            return Some(name);
+        }
+        if !needs_normalising(haystack) {
+            return None;
+        }
+        // The view is made a block at a time (runs between special bytes copied whole), so the
+        // automaton reads a slice, as in the first pass.
+        const BLOCK: usize = 64 << 10;
+        let mut view = Normalised::new(haystack);
+        let mut block = Vec::with_capacity(haystack.len().min(BLOCK) + 4);
         let mut state = 0;
-        for &b in haystack {
-            state = t.exact.next(state, b);
-            if let Some(id) = t.exact.first_match(state) {
+        loop {
+            block.clear();
+            view.fill(&mut block, BLOCK);
+            if block.is_empty() {
+                return None;
+            }
+            if let Some(name) = self.run(&mut state, &block) {
+                return Some(name);
+            }
+        }
+    }
+
+    /// Feeds `bytes` to the automaton from `state`; the secret of the first occurrence to end.
+    fn run(&self, state: &mut u32, bytes: &[u8]) -> Option<&str> {
+        let t = &*self.tables;
+        for &b in bytes {
+            *state = t.exact.next(*state, b.to_ascii_lowercase());
+            if let Some(id) = t.exact.first_match(*state) {
                 return Some(&t.names[t.exact_owner[id as usize] as usize]);
             }
         }
@@ -417,7 +491,7 @@ impl LeakStream {
         let t = &*self.tables;
         let mut found = None;
         for &b in chunk {
-            self.state = t.exact.next(self.state, b);
+            self.state = t.exact.next(self.state, b.to_ascii_lowercase());
             if found.is_none()
                 && let Some(id) = t.exact.first_match(self.state)
             {
@@ -443,6 +517,192 @@ impl std::fmt::Debug for LeakStream {
         f.debug_struct("LeakStream")
             .field("secrets", &self.tables.names)
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether [`normalise`] would change `haystack`: it holds a line break (raw, or written `%0A`
+/// / `%0D`) or a JSON string escape.
+fn needs_normalising(haystack: &[u8]) -> bool {
+    // Most bodies hold none of the special bytes: test a block at a time without branching
+    // (which the compiler vectorises), and look closer only in a block that has one.
+    const BLOCK: usize = 64;
+    for (n, block) in haystack.chunks(BLOCK).enumerate() {
+        if !block.iter().fold(false, |any, &b| any | is_special(b)) {
+            continue;
+        }
+        for (j, &b) in block.iter().enumerate() {
+            let i = n * BLOCK + j;
+            let changes = match b {
+                b'\r' | b'\n' => true,
+                b'\\' => matches!(
+                    haystack.get(i + 1),
+                    Some(b'u' | b'n' | b'r' | b't' | b'b' | b'f' | b'"' | b'\\' | b'/')
+                ),
+                b'%' => is_encoded_line_break(&haystack[i..]),
+                _ => false,
+            };
+            if changes {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A byte where [`normalise`] may change something.
+fn is_special(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n' | b'\\' | b'%')
+}
+
+/// `%0A` or `%0D` (either case) at the start of `s`.
+fn is_encoded_line_break(s: &[u8]) -> bool {
+    s.len() >= 3 && s[1] == b'0' && matches!(s[2], b'a' | b'A' | b'd' | b'D')
+}
+
+/// The normalised view of a haystack, as bytes: JSON string escapes decoded (`\uXXXX`, surrogate
+/// pairs included, to UTF-8; `\"`, `\\`, `\/`, `\t`, `\b`, `\f` to their characters) and line
+/// breaks removed (CR, LF, their JSON escapes `\r` `\n`, and `%0D` `%0A`), so that a value written
+/// as JSON escapes, or base64 wrapped into MIME or PEM lines, reads as one run again. Anything
+/// that is not a complete escape is passed through unchanged. Allocates nothing.
+pub fn normalise(haystack: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    Normalised::new(haystack)
+}
+
+struct Normalised<'a> {
+    input: &'a [u8],
+    pos: usize,
+    /// A decoded character's UTF-8 bytes still to hand out, from `out_at` to `out_len`.
+    out: [u8; 4],
+    out_at: u8,
+    out_len: u8,
+}
+
+impl<'a> Normalised<'a> {
+    fn new(input: &'a [u8]) -> Normalised<'a> {
+        Normalised {
+            input,
+            pos: 0,
+            out: [0; 4],
+            out_at: 0,
+            out_len: 0,
+        }
+    }
+
+    /// The four hex digits of a `\uXXXX` escape starting at `at` (the backslash).
+    fn hex4(&self, at: usize) -> Option<u32> {
+        let digits = self.input.get(at + 2..at + 6)?;
+        if self.input.get(at..at + 2) != Some(br"\u") {
+            return None;
+        }
+        let text = std::str::from_utf8(digits).ok()?;
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(text, 16).ok()
+    }
+
+    /// Decodes the `\u` escape at the current position: the character and the escape's length.
+    fn unicode_escape(&self) -> Option<(char, usize)> {
+        let high = self.hex4(self.pos)?;
+        if (0xD800..0xDC00).contains(&high) {
+            let low = self.hex4(self.pos + 6)?;
+            if !(0xDC00..0xE000).contains(&low) {
+                return None;
+            }
+            let cp = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+            return char::from_u32(cp).map(|c| (c, 12));
+        }
+        char::from_u32(high).map(|c| (c, 6))
+    }
+}
+
+impl Normalised<'_> {
+    /// Appends the view's next bytes to `out`, about `max` of them (a little more when a
+    /// decoded character ends past it); nothing when the view is exhausted. Runs without
+    /// special bytes are copied whole.
+    fn fill(&mut self, out: &mut Vec<u8>, max: usize) {
+        while out.len() < max {
+            let rest = &self.input[self.pos..];
+            let run = rest
+                .iter()
+                .take(max - out.len())
+                .position(|&b| is_special(b))
+                .unwrap_or(rest.len().min(max - out.len()));
+            out.extend_from_slice(&rest[..run]);
+            self.pos += run;
+            if out.len() >= max {
+                return;
+            }
+            // A raw line break (the common case: wrapped base64) is dropped right here.
+            if let Some(b'\r' | b'\n') = self.input.get(self.pos) {
+                self.pos += 1;
+                continue;
+            }
+            // At another special byte (or the end): the byte-wise decoder, with what it holds back.
+            match self.next() {
+                Some(b) => out.push(b),
+                None => return,
+            }
+            while self.out_at < self.out_len {
+                out.push(self.out[usize::from(self.out_at)]);
+                self.out_at += 1;
+            }
+        }
+    }
+}
+
+impl Iterator for Normalised<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        if self.out_at < self.out_len {
+            self.out_at += 1;
+            return Some(self.out[usize::from(self.out_at - 1)]);
+        }
+        loop {
+            let b = *self.input.get(self.pos)?;
+            match b {
+                b'\r' | b'\n' => self.pos += 1,
+                b'%' if is_encoded_line_break(&self.input[self.pos..]) => self.pos += 3,
+                b'\\' => {
+                    let simple = match self.input.get(self.pos + 1) {
+                        Some(b'n' | b'r') => {
+                            self.pos += 2;
+                            continue;
+                        }
+                        Some(b't') => Some(b'\t'),
+                        Some(b'b') => Some(0x08),
+                        Some(b'f') => Some(0x0c),
+                        Some(&c @ (b'"' | b'\\' | b'/')) => Some(c),
+                        _ => None,
+                    };
+                    if let Some(c) = simple {
+                        self.pos += 2;
+                        return Some(c);
+                    }
+                    match self.unicode_escape() {
+                        Some((c, len)) => {
+                            self.pos += len;
+                            if c == '\r' || c == '\n' {
+                                continue;
+                            }
+                            let n = c.encode_utf8(&mut self.out).len() as u8;
+                            self.out_len = n;
+                            self.out_at = 1;
+                            return Some(self.out[0]);
+                        }
+                        None => {
+                            self.pos += 1;
+                            return Some(b);
+                        }
+                    }
+                }
+                _ => {
+                    self.pos += 1;
+                    return Some(b);
+                }
+            }
+        }
     }
 }
 
@@ -504,13 +764,177 @@ mod tests {
     }
 
     #[test]
-    fn exact_forms_are_case_sensitive() {
+    fn forms_match_without_case() {
         let s = scanner();
-        assert_eq!(s.find(&VALUE.to_ascii_uppercase()), None);
-        assert_eq!(s.find(&VALUE.to_ascii_lowercase()), None);
-        // Hex in either case is listed.
-        let hex: String = VALUE.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(s.find(&VALUE.to_ascii_uppercase()), Some("GITHUB_TOKEN"));
+        assert_eq!(s.find(&VALUE.to_ascii_lowercase()), Some("GITHUB_TOKEN"));
+        // Hex with its case mixed, as no encoder writes it but any decoder reads it.
+        let hex: String = VALUE
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if i % 2 == 0 {
+                    format!("{b:02X}")
+                } else {
+                    format!("{b:02x}")
+                }
+            })
+            .collect();
         assert_eq!(s.find(hex.as_bytes()), Some("GITHUB_TOKEN"));
+        let mut b32 = base32_forms(VALUE).remove(0);
+        for (i, b) in b32.iter_mut().enumerate() {
+            if i % 3 == 0 {
+                *b = b.to_ascii_lowercase();
+            }
+        }
+        assert_eq!(s.find(&b32), Some("GITHUB_TOKEN"));
+        let mut stream = s.stream();
+        assert_eq!(
+            stream.feed(&PLACEHOLDER.to_ascii_uppercase()).as_deref(),
+            Some("GITHUB_TOKEN")
+        );
+        assert_eq!(s.find(b"ghp_16c7e42f292c"), None);
+    }
+
+    fn normalised(s: &[u8]) -> Vec<u8> {
+        normalise(s).collect()
+    }
+
+    #[test]
+    fn normalise_decodes_json_escapes_and_drops_line_breaks() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"plain", b"plain"),
+            (br#"{"t":"\u0061\u0042c"}"#, br#"{"t":"aBc"}"#),
+            (br#"a\/b\"c\\d\te"#, b"a/b\"c\\d\te"),
+            (b"abcd\r\nefgh\n", b"abcdefgh"),
+            (br"abcd\r\nefgh\n", b"abcdefgh"),
+            (b"ab%0Acd%0d%0aef", b"abcdef"),
+            // Non-ASCII and a surrogate pair, to UTF-8.
+            (br"\u00e9\ud83d\ude00!", "\u{e9}\u{1f600}!".as_bytes()),
+            (br"\u000a\u000Dx", b"x"),
+            // Not complete escapes: passed through as they are.
+            (br"\u12", br"\u12"),
+            (br"\uzzzz", br"\uzzzz"),
+            (br"\ud83dx", br"\ud83dx"),
+            (br"\q%0", br"\q%0"),
+            (br"\", br"\"),
+            (b"", b""),
+        ];
+        for (input, want) in cases {
+            let shown = String::from_utf8_lossy(input);
+            assert_eq!(normalised(input), *want, "{shown}");
+        }
+        // The shortcut agrees with the definition where the view differs.
+        for (input, want) in cases.iter().filter(|(i, w)| i != w) {
+            assert!(
+                needs_normalising(input),
+                "{}",
+                String::from_utf8_lossy(want)
+            );
+        }
+        assert!(!needs_normalising(b"plain %20 text"));
+    }
+
+    #[test]
+    fn the_block_view_is_the_byte_view() {
+        let mut seed = 5u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let alphabet: &[&[u8]] = &[
+            b"a",
+            b"B",
+            b"0",
+            b"%",
+            b"%0a",
+            b"%0D",
+            b"\r",
+            b"\n",
+            b"\\",
+            br"\n",
+            br"\u0041",
+            br"\ud83d\ude00",
+            br"\u00",
+            b"u",
+            b"/",
+        ];
+        for _ in 0..500 {
+            let input: Vec<u8> = (0..next() % 40)
+                .flat_map(|_| alphabet[(next() % alphabet.len() as u64) as usize].to_vec())
+                .collect();
+            let want: Vec<u8> = normalise(&input).collect();
+            for max in [1, 2, 3, 7, 64] {
+                let mut view = Normalised::new(&input);
+                let mut got = Vec::new();
+                loop {
+                    let before = got.len();
+                    view.fill(&mut got, before + max);
+                    if got.len() == before {
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "{:?} max {max}", String::from_utf8_lossy(&input));
+            }
+            // The shortcut may say yes in vain (`\u` without four hex digits), never no.
+            assert!(
+                want == input || needs_normalising(&input),
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    #[test]
+    fn find_normalised_sees_through_json_escapes_and_wrapped_base64() {
+        let s = scanner();
+        let json: String = VALUE.iter().map(|b| format!("\\u{b:04x}")).collect();
+        let body = format!(r#"{{"token": "{json}"}}"#);
+        assert_eq!(s.find(body.as_bytes()), None);
+        assert_eq!(s.find_normalised(body.as_bytes()), Some("GITHUB_TOKEN"));
+        // A slash escaped the way JSON encoders do.
+        let npm = br#"{"t":"npm_s3cr3t\/v+lue"}"#;
+        assert_eq!(s.find(npm), None);
+        assert_eq!(s.find_normalised(npm), Some("NPM_TOKEN"));
+        let base64 = encodings(VALUE).remove(0);
+        for width in [4, 8, 19, 40] {
+            for sep in ["\n", "\r\n", "%0A", "%0d%0a", r"\n", r"\r\n"] {
+                let wrapped = base64
+                    .chunks(width)
+                    .collect::<Vec<_>>()
+                    .join(sep.as_bytes());
+                let body = [b"data=x".to_vec(), wrapped, sep.as_bytes().to_vec()].concat();
+                assert_eq!(s.find(&body), None, "{width} {sep:?}");
+                assert_eq!(
+                    s.find_normalised(&body),
+                    Some("GITHUB_TOKEN"),
+                    "{width} {sep:?}"
+                );
+            }
+        }
+        // Upper-cased and written as JSON escapes: both at once.
+        let upper: String = VALUE
+            .to_ascii_uppercase()
+            .iter()
+            .map(|b| format!("\\u{b:04X}"))
+            .collect();
+        assert_eq!(s.find_normalised(upper.as_bytes()), Some("GITHUB_TOKEN"));
+        // A value with line breaks in it is still found as sent.
+        let pem =
+            LeakScanner::new(&[("KEY".into(), vec![b"-----BEGIN\nMIIEvQ\n-----END".to_vec()])]);
+        assert_eq!(
+            pem.find_normalised(b"key=-----BEGIN\nMIIEvQ\n-----END"),
+            Some("KEY")
+        );
+        for clean in [
+            &br#"{"a": "b\n", "c": "\u0041"}"#[..],
+            b"line one\r\nline two%0A",
+            b"",
+        ] {
+            assert_eq!(s.find_normalised(clean), None);
+        }
     }
 
     #[test]

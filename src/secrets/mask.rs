@@ -39,6 +39,19 @@ const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 ///
 /// The egress proxy uses the same list for leak detection.
 pub fn encodings(value: &[u8]) -> Vec<Vec<u8>> {
+    let mut unique: Vec<Vec<u8>> = Vec::new();
+    for form in encodings_in_order(value) {
+        if form.len() >= MIN_ENCODED_LEN && form != value && !unique.contains(&form) {
+            unique.push(form);
+        }
+    }
+    unique
+}
+
+/// The forms [`encodings`] draws from, always the same number in the same order for values of
+/// the same length, duplicates and short forms included: the broker pairs a value's forms with
+/// its placeholder's by position.
+pub(super) fn encodings_in_order(value: &[u8]) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     if value.is_empty() {
         return out;
@@ -61,14 +74,7 @@ pub fn encodings(value: &[u8]) -> Vec<Vec<u8>> {
     out.push(percent(value, b"0123456789ABCDEF", false));
     out.push(percent(value, b"0123456789abcdef", false));
     out.push(percent(value, b"0123456789ABCDEF", true));
-
-    let mut unique: Vec<Vec<u8>> = Vec::new();
-    for form in out {
-        if form.len() >= MIN_ENCODED_LEN && form != value && !unique.contains(&form) {
-            unique.push(form);
-        }
-    }
-    unique
+    out
 }
 
 fn base64(input: &[u8], alphabet: &[u8; 64], pad: bool) -> Vec<u8> {

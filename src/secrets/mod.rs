@@ -15,6 +15,7 @@
 pub mod leak;
 pub mod mask;
 pub mod placeholder;
+pub mod reflect;
 pub mod replace;
 pub mod scrub;
 pub mod source;
@@ -23,6 +24,7 @@ mod wipe;
 pub use leak::{LeakScanner, LeakStream};
 pub use mask::{MASK, Masker, encodings};
 pub use placeholder::{PlaceholderError, fresh_seed, placeholder};
+pub use reflect::Reflection;
 pub use replace::{ReplaceError, Replacer};
 pub use scrub::{CI_CREDENTIALS, is_scrubbed};
 pub use source::{
@@ -172,6 +174,7 @@ mod tests {
             name: "NPM_TOKEN".into(),
             optional: false,
             broker: vec![],
+            broker_in: vec![],
             at: Location {
                 file: "p.yml".into(),
                 line: 1,

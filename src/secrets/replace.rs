@@ -38,6 +38,8 @@ struct Table {
     automaton: Automaton,
     /// Pattern id → replacement.
     to: Vec<Vec<u8>>,
+    /// Pattern id → index of its pair in the list given to [`Replacer::new`].
+    index: Vec<usize>,
 }
 
 impl Drop for Table {
@@ -60,6 +62,8 @@ struct Stream {
     base: u64,
     /// Bytes read.
     seen: u64,
+    /// Pattern ids replaced since the caller last asked.
+    hits: Vec<u32>,
 }
 
 /// Replaces placeholders by values in one stream (see the module docs).
@@ -110,7 +114,11 @@ impl Replacer {
             wipe_vec(&mut value);
         }
         automaton.build();
-        let table = Table { automaton, to };
+        let table = Table {
+            automaton,
+            to,
+            index: first_index,
+        };
         match error {
             Some(e) => Err(e),
             None => Ok(Replacer {
@@ -141,8 +149,28 @@ impl Replacer {
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.stream.pending.len());
         run(&self.table, &mut self.stream, &[], true, &mut out);
-        self.stream = Stream::default();
+        let hits = std::mem::take(&mut self.stream.hits);
+        self.stream = Stream {
+            hits,
+            ..Stream::default()
+        };
         out
+    }
+
+    /// The indices (in the list given to [`Replacer::new`]) of the pairs replaced in the
+    /// output returned since the last call, each once, in increasing order.
+    pub fn take_replaced(&mut self) -> Vec<usize> {
+        let hits = std::mem::take(&mut self.stream.hits);
+        pair_indices(&self.table, hits)
+    }
+
+    /// [`Replacer::replace_all`], also returning the indices of the pairs replaced (each once,
+    /// in increasing order).
+    pub fn replace_all_counting(&self, data: &[u8]) -> (Vec<u8>, Vec<usize>) {
+        let mut stream = Stream::default();
+        let mut out = Vec::with_capacity(data.len());
+        run(&self.table, &mut stream, data, true, &mut out);
+        (out, pair_indices(&self.table, stream.hits))
     }
 
     /// Bytes read but not yet returned.
@@ -157,6 +185,13 @@ impl Replacer {
         run(&self.table, &mut stream, data, true, &mut out);
         out
     }
+}
+
+fn pair_indices(table: &Table, hits: Vec<u32>) -> Vec<usize> {
+    let mut out: Vec<usize> = hits.iter().map(|&id| table.index[id as usize]).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Read `input`, then write every position that is decided (all of them when `end`).
@@ -204,6 +239,9 @@ fn decide(table: &Table, s: &mut Stream, end: bool, longest: u64, out: &mut Vec<
         } else {
             let len = ac.pattern_len(best - 1);
             out.extend_from_slice(&table.to[(best - 1) as usize]);
+            if !s.hits.contains(&(best - 1)) {
+                s.hits.push(best - 1);
+            }
             for b in s.pending.range_mut(..len) {
                 *b = 0;
             }
@@ -494,6 +532,28 @@ mod tests {
         let out = chunked(&mut r, &input, &mut || 4096);
         assert_eq!(out, input);
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn reports_which_pairs_were_replaced_across_chunks() {
+        let mut r = replacer(&[("secret", "SECRET"), ("pw", "PW"), ("secret", "SECRET")]);
+        let (out, hits) = r.replace_all_counting(b"a pw and a secret");
+        assert_eq!(
+            (out.as_slice(), hits),
+            (&b"a PW and a SECRET"[..], vec![0, 1])
+        );
+        assert_eq!(r.feed(b"no match, sec"), b"no match, ");
+        assert!(r.take_replaced().is_empty());
+        // The occurrence completes in the next chunk: reported once its output is returned.
+        assert_eq!(r.feed(b"ret and p"), b"SECRET and ");
+        assert_eq!(r.take_replaced(), [0]);
+        assert_eq!(r.finish(), b"p");
+        assert!(r.take_replaced().is_empty());
+        r.feed(b"p");
+        assert_eq!(r.finish(), b"p");
+        r.feed(b"pw");
+        assert_eq!(r.finish(), b"PW");
+        assert_eq!(r.take_replaced(), [1]);
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod tests {
             name: name.to_string(),
             optional: false,
             broker: Vec::new(),
+            broker_in: Vec::new(),
             at: Location {
                 file: "p.yml".into(),
                 line: 1,

@@ -672,6 +672,7 @@ mod tests {
             name: name.to_string(),
             optional,
             broker: Vec::new(),
+            broker_in: Vec::new(),
             at: Location {
                 file: "p.yml".into(),
                 line: 1,
