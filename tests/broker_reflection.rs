@@ -234,3 +234,56 @@ curl -s -D - https://echo.test/chunked -H "X-Api-Key: $ECHO_TOKEN" -H "X-Echo: $
         );
     }
 }
+
+/// A secret bound elsewhere (here: not brokered at all) must not ride to a bound host inside a
+/// compressed request body, which the streaming scan cannot read: the body is read whole and
+/// decoded first, as on the plain-HTTP path.
+#[test]
+fn a_gzip_body_to_a_bound_host_is_scanned_decoded() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    for uid in egress_users() {
+        let dir = Dir::new(uid);
+        let other = "0ther_Sec9ret_Zq81LmXx";
+        let profile = "name: echo\ndescription: talks to the echo service\nextends: default\nnetwork:\n  allow: [echo.test]\nsecrets:\n  ECHO_TOKEN: { broker: [echo.test] }\n  OTHER: {}\n";
+        let file = dir.write(
+            "home/secrets.json",
+            &format!("{{\"ECHO_TOKEN\": \"{VALUE}\", \"OTHER\": \"{other}\"}}"),
+        );
+        let extra = ["--secrets-file", file.to_str().unwrap(), "--no-mask"];
+        let ca = net.logs.join("ca.pem");
+        let out = net.run_env(
+            &dir,
+            profile,
+            &extra,
+            "printf 'v=%s' \"$OTHER\" | gzip -c > body.gz; \
+             echo gzip=$(curl -sk -o /dev/null -w '%{http_code}' -H 'Content-Encoding: gzip' \
+               --data-binary @body.gz https://echo.test/gz-leak); \
+             echo plain=$(curl -sk -o /dev/null -w '%{http_code}' --data-binary 'v=clean' \
+               https://echo.test/gz-clean)",
+            &[("SSL_CERT_FILE", &ca)],
+        );
+        assert_eq!(
+            out.ok(),
+            "gzip=403\nplain=200\n",
+            "as uid {uid}: {}",
+            out.stderr()
+        );
+        let requests = net.log("requests.log");
+        assert!(!requests.contains("/gz-leak"), "as uid {uid}: {requests}");
+        assert!(requests.contains("/gz-clean"), "as uid {uid}: {requests}");
+        let ev = audit_events(&dir);
+        assert_eq!(
+            find(
+                &ev,
+                "secret_leak",
+                &[("secret_name", "OTHER"), ("dest_name", "echo.test")]
+            )
+            .len(),
+            1,
+            "as uid {uid}: {ev:#?}"
+        );
+    }
+}

@@ -411,9 +411,12 @@ fn allowed_names_resolving_to_special_addresses_are_refused() {
         PROFILE,
         &[],
         "curl -sk -o /dev/null -w '%{http_connect}\\n' https://meta.test/; \
-         curl -sk -o /dev/null -w '%{http_connect}\\n' https://loop.test/",
+         curl -sk -o /dev/null -w '%{http_connect}\\n' https://loop.test/; \
+         curl -sk -o /dev/null -w '%{http_connect}\\n' https://nx.wild.test/",
     );
-    assert_eq!(out.stdout(), "502\n502\n", "{}", out.stderr());
+    // A refused address is a denial like any other (403); an allowed name that cannot be
+    // reached (it does not resolve) is the upstream's failure (502).
+    assert_eq!(out.stdout(), "403\n403\n502\n", "{}", out.stderr());
     let ev = audit_events(&dir);
     let meta = find(
         &ev,
@@ -761,7 +764,7 @@ fn audit_mode_still_refuses_special_addresses() {
     // CONNECT to a name resolving to the metadata address, plain HTTP to it through the proxy
     // and captured: all refused when dialling. (127.0.0.1 is NO_PROXY: the sandbox's own
     // loopback, refused.)
-    assert_eq!(out.stdout(), "502\n502\n502\n000\n", "{}", out.stderr());
+    assert_eq!(out.stdout(), "403\n403\n403\n000\n", "{}", out.stderr());
     let ev = audit_events(&dir);
     let meta = find(
         &ev,

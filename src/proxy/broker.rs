@@ -200,9 +200,11 @@ impl Broker {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A request body with placeholders replaced on the way through.
 struct ReplacingBody {
-    inner: Incoming,
+    inner: http_body_util::combinators::BoxBody<Bytes, BoxError>,
     replacer: Replacer,
     done: bool,
     /// Watches the body for secrets bound to other hosts; a find aborts the request.
@@ -263,7 +265,7 @@ impl Body for ReplacingBody {
                 }
                 Err(trailers) => Poll::Ready(Some(Ok(trailers))),
             },
-            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None => {
                 self.done = true;
                 let tail = self.replacer.finish();
@@ -317,7 +319,7 @@ pub async fn intercept<S>(
     // Upstream: the checked address, and the real server's certificate against the system roots.
     let tcp = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
-        Err(reason) => return engine.log_refusal_only(&attempt, &reason),
+        Err(reason) => return engine.log_refusal_only(&attempt, &reason.to_string()),
     };
     // The close event counts the upstream leg as it crosses the wire (TLS records).
     let counters = Arc::<super::counting::Counters>::default();
@@ -449,6 +451,31 @@ async fn forward_bound(
             hyper::header::HeaderValue::from_static("identity"),
         );
     }
+    // A coded body (gzip, deflate) hides secrets from the stream scan: read it whole, bounded,
+    // and look where the server will, decoded (refused when that cannot be done).
+    let coded = parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let body = if coded && engine.leaks.is_some() {
+        match check_coded_body(body, &parts.headers, engine, host).await {
+            Ok(b) => http_body_util::Full::new(b)
+                .map_err(|never| match never {})
+                .boxed(),
+            Err((code, reason)) => {
+                log(Decision::Deny, code.as_u16());
+                let mut r = Response::new(
+                    http_body_util::Full::new(Bytes::from(format!("stepjail: {reason}\n")))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                *r.status_mut() = code;
+                return r;
+            }
+        }
+    } else {
+        body.map_err(BoxError::from).boxed()
+    };
     let req = Request::from_parts(
         parts,
         ReplacingBody {
@@ -495,6 +522,52 @@ async fn forward_bound(
             status(StatusCode::BAD_GATEWAY)
         }
     }
+}
+
+/// Reads a coded request body to a bound host whole (at most
+/// [`super::explicit::MAX_SCANNED_BODY`]) and looks for secrets bound elsewhere in it decoded,
+/// as the plain-HTTP path does. Returns the body as received, or the status to refuse with.
+async fn check_coded_body(
+    body: Incoming,
+    headers: &hyper::HeaderMap,
+    engine: &Engine,
+    host: &str,
+) -> Result<Bytes, (StatusCode, String)> {
+    use super::content_coding::DecodeError;
+    let limit = super::explicit::MAX_SCANNED_BODY;
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            let reason = "a coded request body too large to check for secrets";
+            eprintln!("stepjail: refused a request to {host}: {reason}");
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, reason.into()));
+        }
+    };
+    let decoded = super::content_coding::decode(headers, &body, limit).map_err(|e| {
+        eprintln!(
+            "stepjail: refused a request to {host}: {e} (profile '{}')",
+            engine.profile
+        );
+        let status = match e {
+            DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DecodeError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            DecodeError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+        };
+        (status, format!("the request was refused: {e}"))
+    })?;
+    if let Some(secret) = engine.leaked_secret(decoded.as_deref().unwrap_or(&body), host, true) {
+        engine.report_leak(
+            &secret,
+            host,
+            crate::audit::Via::Proxy,
+            "an intercepted request body",
+        );
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("the request carries secret {secret}"),
+        ));
+    }
+    Ok(body)
 }
 
 /// Writes the real values of the secrets bound to `host` into the places of `parts` their

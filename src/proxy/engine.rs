@@ -436,7 +436,7 @@ impl Engine {
         &self,
         name: &str,
         rule: Option<&str>,
-    ) -> Result<Vec<IpAddr>, (String, Option<IpAddr>)> {
+    ) -> Result<Vec<IpAddr>, (DialError, Option<IpAddr>)> {
         let mut addrs = Vec::new();
         let mut last_err = None;
         let (v4, v6) = tokio::join!(self.lookup_cached(name, 1), self.lookup_cached(name, 28));
@@ -451,7 +451,7 @@ impl Engine {
                 Some(e) => format!("cannot resolve {name}: {e}"),
                 None => format!("{name} has no address"),
             };
-            return Err((reason, None));
+            return Err((DialError::Unreachable(reason), None));
         }
         let mut refused = None;
         let ok: Vec<IpAddr> = addrs
@@ -469,8 +469,11 @@ impl Engine {
             )
             .collect();
         match (ok.is_empty(), refused) {
-            (true, Some((r, ip))) => Err((r, Some(ip))),
-            (true, None) => Err((format!("{name} has no usable address"), None)),
+            (true, Some((r, ip))) => Err((DialError::Refused(r), Some(ip))),
+            (true, None) => Err((
+                DialError::Unreachable(format!("{name} has no usable address")),
+                None,
+            )),
             _ => Ok(ok),
         }
     }
@@ -498,7 +501,7 @@ impl Engine {
 
     /// Opens the upstream connection for an allowed attempt: by name (resolved and checked
     /// here, then that exact address dialled) or, without a name, to the address itself.
-    pub async fn dial(&self, a: &mut Attempt, rule: Option<&str>) -> Result<TcpStream, String> {
+    pub async fn dial(&self, a: &mut Attempt, rule: Option<&str>) -> Result<TcpStream, DialError> {
         let candidates = match &a.name {
             Some(name) => match name.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
@@ -515,7 +518,7 @@ impl Engine {
         // special-range check as a resolved one; only a cidr rule naming the range opens it.
         for ip in &candidates {
             if let Err(r) = self.network.check_resolved(rule.unwrap_or(""), *ip) {
-                return Err(r.to_string());
+                return Err(DialError::Refused(r.to_string()));
             }
         }
         let mut last = String::from("no address to connect to");
@@ -530,7 +533,7 @@ impl Engine {
                 Err(_) => last = format!("connecting to {ip}:{} timed out", a.port),
             }
         }
-        Err(last)
+        Err(DialError::Unreachable(last))
     }
 
     /// Relays bytes both ways until both sides have finished (or either fails); dropping
@@ -568,6 +571,33 @@ impl Engine {
         };
         let _ = tokio::try_join!(up, down);
         drop(open);
+    }
+}
+
+/// Why [`Engine::dial`] did not connect. The allowlist said yes by name; then either the
+/// address it resolved to is one the policy refuses (a special range no `cidr` rule opens: a
+/// denial, `403`), or the destination could not be reached (`502`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialError {
+    Refused(String),
+    Unreachable(String),
+}
+
+impl DialError {
+    /// The status the explicit proxy answers with.
+    pub fn status(&self) -> hyper::StatusCode {
+        match self {
+            DialError::Refused(_) => hyper::StatusCode::FORBIDDEN,
+            DialError::Unreachable(_) => hyper::StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::Refused(r) | DialError::Unreachable(r) => f.write_str(r),
+        }
     }
 }
 

@@ -137,13 +137,12 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
     let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
         Err(reason) => {
-            engine.log_refusal_only(&attempt, &reason);
-            return respond_raw(
-                &mut stream,
-                "502 Bad Gateway",
-                &format!("stepjail: {reason}\n"),
-            )
-            .await;
+            engine.log_refusal_only(&attempt, &reason.to_string());
+            let line = match reason.status() {
+                StatusCode::FORBIDDEN => "403 Forbidden",
+                _ => "502 Bad Gateway",
+            };
+            return respond_raw(&mut stream, line, &format!("stepjail: {reason}\n")).await;
         }
     };
     engine.admitted(&attempt, rule, would_deny);
@@ -345,8 +344,8 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
         Ok(s) => s,
         Err(reason) => {
             // Audit mode cannot make an unreachable (or special) address reachable.
-            engine.log_refusal_only(&attempt, &reason);
-            return text(StatusCode::BAD_GATEWAY, format!("stepjail: {reason}"));
+            engine.log_refusal_only(&attempt, &reason.to_string());
+            return text(reason.status(), format!("stepjail: {reason}"));
         }
     };
     engine.admitted(&attempt, rule, would_deny);
@@ -680,9 +679,9 @@ async fn forward(
             let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
                 Ok(s) => s,
                 Err(reason) => {
-                    engine.log_refusal_only(&attempt, &reason);
-                    log_http(conn, Decision::Deny, 502);
-                    return text(StatusCode::BAD_GATEWAY, format!("stepjail: {reason}"));
+                    engine.log_refusal_only(&attempt, &reason.to_string());
+                    log_http(conn, Decision::Deny, reason.status().as_u16());
+                    return text(reason.status(), format!("stepjail: {reason}"));
                 }
             };
             engine.admitted(&attempt, rule, would_deny);
@@ -719,7 +718,7 @@ async fn forward(
 }
 
 /// The largest plain-HTTP request body read whole to look for secrets in it.
-const MAX_SCANNED_BODY: usize = 16 << 20;
+pub(crate) const MAX_SCANNED_BODY: usize = 16 << 20;
 
 /// Looks for the step's secrets in a plain-HTTP request about to leave; returns the request
 /// (its body buffered when it had to be read), or the status and reason to refuse it with.

@@ -219,6 +219,7 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
     let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
         Err(reason) => {
+            let reason = reason.to_string();
             engine.log_refusal_only(&attempt, &reason);
             return close_refused(tcp, &first, &reason).await;
         }

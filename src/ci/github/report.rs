@@ -32,6 +32,8 @@ pub struct StepReport {
     pub denied: BTreeMap<Dest, (u64, String)>,
     /// Secret names seen on their way somewhere they may not go.
     pub leaks: BTreeMap<String, u64>,
+    /// Brokered secrets a bound host sent back, replaced by their placeholders: (secret, host).
+    pub reflected: BTreeMap<(String, String), u64>,
 }
 
 /// Reduces a name from the step's traffic to characters that are safe in Markdown and in
@@ -52,6 +54,20 @@ pub fn safe_name(s: &str) -> String {
         out.push('?');
     }
     out
+}
+
+/// A variable name as written (case kept), reduced to `A-Za-z0-9_`; anything else becomes `?`.
+fn safe_var(s: &str) -> String {
+    s.chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 fn dest_of(name: Option<&str>, ip: Option<IpAddr>, port: u16) -> Dest {
@@ -126,6 +142,10 @@ impl StepReport {
                     e.0 += 1;
                 }
                 Event::SecretLeak(l) => *r.leaks.entry(safe_name(&l.secret_name)).or_default() += 1,
+                Event::SecretReflected(x) => {
+                    let key = (safe_var(&x.secret_name), safe_name(&x.dest_name));
+                    *r.reflected.entry(key).or_default() += 1;
+                }
                 _ => {}
             }
         }
@@ -253,6 +273,13 @@ pub fn annotations(
             &format!("step {step}: secret {name} was on its way to a host it is not for ({n}x); the request was refused"),
         ));
     }
+    for ((name, host), n) in &report.reflected {
+        out.push(command(
+            "warning",
+            "stepjail secret reflected",
+            &format!("step {step}: {host} sent brokered secret {name} back ({n}x); the step got its placeholder instead"),
+        ));
+    }
     out
 }
 
@@ -355,6 +382,12 @@ pub fn summary(report: &StepReport, h: &Header<'_>) -> String {
         let _ = writeln!(
             s,
             "**Secret `{name}` was refused {n}x on its way to a host it is not for.**\n"
+        );
+    }
+    for ((name, host), n) in &report.reflected {
+        let _ = writeln!(
+            s,
+            "**`{host}` sent brokered secret `{name}` back {n}x; the step got its placeholder instead.**\n"
         );
     }
     for r in h.removed {
@@ -495,6 +528,30 @@ mod tests {
                 .contains_key(&("tunnel.attacker.example".to_string(), 53))
         );
         assert!(!r.denied.keys().any(|(h, _)| h == "other.example"));
+    }
+
+    #[test]
+    fn a_reflected_secret_is_a_warning_and_a_summary_line() {
+        let mut records = sample();
+        for part in ["header", "body"] {
+            records.push(rec(Event::SecretReflected(crate::audit::SecretReflected {
+                conn: 5,
+                secret_name: "ECHO_TOKEN".into(),
+                dest_name: "echo.test".into(),
+                part: part.into(),
+                reason: "echoed".into(),
+            })));
+        }
+        let r = StepReport::from_records(&records, "run-1");
+        assert_eq!(
+            r.reflected[&("ECHO_TOKEN".to_string(), "echo.test".to_string())],
+            2
+        );
+        let a = annotations(&r, "t/s", "p", Some(NetMode::Enforce));
+        assert_eq!(
+            a.last().unwrap(),
+            "::warning title=stepjail secret reflected::step t/s: echo.test sent brokered secret ECHO_TOKEN back (2x); the step got its placeholder instead"
+        );
     }
 
     #[test]
