@@ -660,6 +660,7 @@ fn suggest_fixed_runs() {
     print!("{got}");
     let want = "\
 # suggested by `stepjail audit suggest` from 2 runs (8 connections, 2 names)
+# the steps ran under profile ci: extend its file instead to keep its other settings
 name: npm-ci
 description: network allowlist suggested from audit logs
 extends: default
@@ -743,4 +744,99 @@ fn suggest_output_is_yaml_of_the_profile_shape() {
     );
     let empty: SuggestedProfile = serde_saphyr::from_str(&suggest(&[], "x")).unwrap();
     assert_eq!(empty.network.allow, vec![]);
+}
+
+fn start(step: &str, profile: &str, mode: NetMode) -> Record {
+    rec(
+        step,
+        0,
+        Event::StepStart(StepStart {
+            profile: profile.into(),
+            mode,
+            command: "npm".into(),
+            workspace: "/w".into(),
+            ci_job: None,
+            ci_step: None,
+        }),
+    )
+}
+
+/// An audit run under the built-in `npm` profile: what npm already allows is left out, the
+/// private mirror's address gets a commented cidr rule, and the hint does not ask for the audit
+/// mode the log came from.
+#[test]
+fn suggest_extends_the_profile_run_under_and_offers_cidr_rules() {
+    let refused = |conn, dest_ip: Option<&str>| Connect {
+        decision: Decision::Deny,
+        rule: None,
+        reason: Some(
+            "resolved to 10.1.2.3 (private) which is not allowed unless a cidr rule names it"
+                .into(),
+        ),
+        ..connect(conn, Some("mirror.corp.example"), dest_ip, 80)
+    };
+    let records = vec![
+        start("run-1", "npm", NetMode::Audit),
+        rec(
+            "run-1",
+            1,
+            Event::Connect(Connect {
+                rule: Some("registry.npmjs.org:443".into()),
+                ..connect(1, Some("registry.npmjs.org"), Some("192.0.2.10"), 443)
+            }),
+        ),
+        rec(
+            "run-1",
+            2,
+            Event::Connect(Connect {
+                decision: Decision::WouldDeny,
+                ..connect(2, Some("github.com"), Some("198.51.100.5"), 443)
+            }),
+        ),
+        // The proxy records the refused address; older logs only name it in the reason.
+        rec("run-1", 3, Event::Connect(refused(3, Some("10.1.2.3")))),
+        rec("run-1", 4, Event::Connect(refused(4, None))),
+        rec(
+            "run-1",
+            5,
+            Event::Dns(dns(
+                "telemetry.example",
+                "A",
+                Decision::WouldDeny,
+                &["198.51.100.9"],
+                "NOERROR",
+            )),
+        ),
+    ];
+    let got = suggest(&records, "npm-more");
+    let want = "\
+# suggested by `stepjail audit suggest` from 1 run (4 connections, 2 names)
+name: npm-more
+description: network allowlist suggested from audit logs
+extends: npm
+network:
+  mode: enforce
+  allow:
+    - mirror.corp.example:80   # 2 connections, 2 denied
+    - github.com:443           # 1 connection, 1 would-deny
+    # already allowed by npm: registry.npmjs.org:443
+    # mirror.corp.example:80 resolved to 10.1.2.3 (private), refused (2 connections); if that address is intended:
+    # - { cidr: \"10.1.2.3/32\", ports: [80] }
+    # looked up in audit mode but never connected to (nothing to allow unless a later run connects):
+    #   telemetry.example
+";
+    assert_eq!(got, want);
+    // Once the cidr line is uncommented, the suggestion is a profile the loader accepts, and it
+    // lets the mirror's address through on top of everything npm allows.
+    let enabled = got.replace("    # - { cidr", "    - { cidr");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yml");
+    std::fs::write(&file, &enabled).unwrap();
+    let p = stepjail::policy::load_file(&file).unwrap();
+    let net = p.network;
+    assert!(
+        net.check_resolved("mirror.corp.example:80", ip("10.1.2.3"))
+            .is_ok()
+    );
+    assert!(net.decide_name("registry.npmjs.org", 443).is_allowed());
 }

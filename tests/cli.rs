@@ -28,7 +28,7 @@ fn refused(yaml: &str, want: &str) {
 fn unknown_key_is_refused_with_file_line_column_and_expected_keys() {
     refused(
         "name: a\ndescription: x\nfilesystem:\n  read_wrte: [$WORKSPACE]\n",
-        "FILE:4:3: unknown key `read_wrte` in `filesystem` (expected one of: read_write, read_only, hidden)",
+        "FILE:4:3: unknown key `read_wrte` in `filesystem` (expected one of: read_write, read_only, hidden, files)",
     );
 }
 

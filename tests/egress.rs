@@ -771,7 +771,10 @@ fn audit_mode_still_refuses_special_addresses() {
         "connect",
         &[("dest_ip", "169.254.169.254"), ("decision", "deny")],
     );
-    assert_eq!(meta.len(), 2, "{ev:#?}");
+    // All three, meta.test's with the address it resolved to (what `audit suggest` offers a
+    // cidr rule for).
+    assert_eq!(meta.len(), 3, "{ev:#?}");
+    assert_eq!(find(&ev, "connect", &[("dest_name", "meta.test")]).len(), 1);
     assert!(
         meta.iter()
             .all(|e| e["reason"].as_str().unwrap().contains("link-local")),

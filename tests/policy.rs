@@ -142,7 +142,7 @@ fn unknown_key_names_key_position_and_expected_keys() {
     let e = load_err("name: x\ndescription: d\nfilesystem:\n  read_wrte: [$WORKSPACE]\n");
     assert_eq!(
         e,
-        "FILE:4:3: unknown key `read_wrte` in `filesystem` (expected one of: read_write, read_only, hidden)"
+        "FILE:4:3: unknown key `read_wrte` in `filesystem` (expected one of: read_write, read_only, hidden, files)"
     );
     let e = load_err("name: x\ndescription: d\nnetwrk: {}\n");
     assert!(e.starts_with("FILE:3:1: unknown key `netwrk` in the top level (expected one of: name, description, extends, filesystem, network, env, process, landlock, secrets)"), "{e}");
@@ -571,7 +571,8 @@ fn builtins_load_and_resolve() {
                 );
                 let caches = r.read_write.len() - 1;
                 let expected = match *name {
-                    "github" | "codecov" => 0,
+                    // apt keeps its lists and downloads in the workspace (profiles/apt.yml).
+                    "github" | "codecov" | "apt" => 0,
                     "npm" | "pip" => 1,
                     "rubygems" => 3,
                     _ => 2,
@@ -895,5 +896,39 @@ fn a_list_is_not_a_profile() {
     assert_eq!(
         e,
         "FILE:1:1: the top level: expected a mapping with `name:` (a profile) or `version:` (a policy), found a list"
+    );
+}
+
+#[test]
+fn files_are_only_written_into_the_private_tmp_and_expand_variables() {
+    let e = load_err("name: x\ndescription: d\nfilesystem:\n  files:\n    /etc/apt/apt.conf: x\n");
+    assert_eq!(
+        e,
+        "FILE:5:5: `filesystem.files`: expected a mapping from a file under /tmp (like /tmp/stepjail/apt.conf) to its content, found `/etc/apt/apt.conf`"
+    );
+    for bad in ["/tmp", "/tmp/", "/tmp/../etc/x", "tmp/x", "/tmp//x"] {
+        let text = format!("name: x\ndescription: d\nfilesystem:\n  files:\n    \"{bad}\": x\n");
+        assert!(load_err(&text).contains("`filesystem.files`"), "{bad}");
+    }
+    let (r, _file) = load_text(
+        "name: x\ndescription: d\nextends: apt\nfilesystem:\n  files:\n    /tmp/a/b.conf: \"dir $WORKSPACE\"\n",
+    );
+    let resolved = r.unwrap().resolve(&vars()).unwrap();
+    assert_eq!(
+        resolved.files,
+        [
+            ("/tmp/a/b.conf".into(), "dir /work/repo".to_string()),
+            (
+                "/tmp/stepjail/apt.conf".into(),
+                load_builtin("apt").unwrap().resolve(&vars()).unwrap().files[0]
+                    .1
+                    .clone()
+            ),
+        ]
+    );
+    assert!(resolved.files[1].1.contains("Dir::State \"/work/repo\";"));
+    assert_eq!(
+        resolved.env_set.get("APT_CONFIG").map(String::as_str),
+        Some("/tmp/stepjail/apt.conf")
     );
 }

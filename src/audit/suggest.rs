@@ -4,6 +4,11 @@
 //! `network.allow`) that `stepjail check` accepts. Allow entries are `host:port` strings, or
 //! `{ host: NAME, ports: [..] }` for a host seen on several ports.
 //!
+//! It extends the built-in profile the steps ran under (from `step_start`), and then leaves out
+//! what that profile already allowed. An allowed name whose address was refused (a private or
+//! link-local address) gets a commented `cidr` rule with that address: opening a special range
+//! is a decision for a person.
+//!
 //! Every name in the output comes from the step's own traffic (SNI, `Host`, DNS queries), so it
 //! is treated as hostile: only strings that are syntactically host names become rules, and the
 //! rest is counted, never echoed. Addresses without a name are never turned into rules either;
@@ -13,19 +18,66 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::event::{Decision, Event, Protocol, Record};
+use super::event::{Decision, Event, NetMode, Protocol, Record};
 use super::summarize::{host_of_ip, normalize_name};
 
 /// The suggested profile for `records` (merged from any number of runs), named `name`.
 ///
-/// Covers every TCP destination with a name that was allowed, denied or would-denied. Output is
-/// deterministic: hosts by connection count (most first), then by name.
+/// Covers every TCP destination with a name that was allowed, denied or would-denied, minus
+/// what the profile it extends already allowed. Extends the profile the steps ran under when
+/// they all ran under the same built-in one, else `default`. Output is deterministic: hosts by
+/// connection count (most first), then by name.
 pub fn suggest(records: &[Record], name: &str) -> String {
-    suggest_extending(records, name, "default")
+    let ran_under = profiles_run(records);
+    let extends = match ran_under.iter().collect::<Vec<_>>()[..] {
+        [p] if p != name && crate::policy::load_builtin(p).is_ok() => p.as_str(),
+        _ => "default",
+    };
+    suggest_extending(records, name, extends)
 }
 
-/// [`suggest`] with another parent profile than `default`.
+/// The profiles the steps in `records` ran under (their `step_start` events).
+fn profiles_run(records: &[Record]) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::StepStart(s) => Some(s.profile.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The special address an allowed name resolved to and was refused for: the event's address,
+/// or (logs written before it was recorded) the one the reason names.
+fn refused_special(c: &super::event::Connect) -> Option<(IpAddr, &'static str)> {
+    if c.decision != Decision::Deny {
+        return None;
+    }
+    let ip = c.dest_ip.or_else(|| {
+        let rest = c.reason.as_deref()?.split_once("resolved to ")?.1;
+        rest.split_once(' ')?.0.parse().ok()
+    })?;
+    crate::policy::ranges::special_range(ip).map(|range| (ip, range))
+}
+
+/// [`suggest`] with the parent profile given (a built-in name). Hosts and ports the parent
+/// already allows are left out, and named in a comment.
 pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> String {
+    let ran_under = profiles_run(records);
+    let same_parent = !ran_under.is_empty() && ran_under.iter().all(|p| p == extends);
+    let parent = crate::policy::load_builtin(extends).ok();
+    let parent_allows = |host: &str, port: u16| {
+        parent
+            .as_ref()
+            .is_some_and(|p| p.network.decide_name(host, port).is_allowed())
+    };
+    let audit_runs: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| matches!(&r.event, Event::StepStart(s) if s.mode == NetMode::Audit))
+        .map(|r| r.step.as_str())
+        .collect();
+    let mut looked_up_in_audit: BTreeSet<String> = BTreeSet::new();
+    let mut special: BTreeMap<(String, IpAddr, &'static str, u16), usize> = BTreeMap::new();
     let mut hosts: BTreeMap<String, HostStats> = BTreeMap::new();
     let mut by_address: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
     let mut not_tcp: BTreeMap<(Protocol, String, u16), usize> = BTreeMap::new();
@@ -65,6 +117,12 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
                     *not_tcp.entry((c.protocol, host, c.dest_port)).or_default() += 1;
                     continue;
                 }
+                let refused = refused_special(c);
+                if let Some((ip, range)) = refused {
+                    *special
+                        .entry((host.clone(), ip, range, c.dest_port))
+                        .or_default() += 1;
+                }
                 let stats = hosts.entry(host).or_default();
                 stats.ports.insert(c.dest_port);
                 stats.connections += 1;
@@ -77,6 +135,9 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
             Event::Dns(d) => {
                 let name = normalize_name(&d.name);
                 if is_host_name(&name) {
+                    if audit_runs.contains(record.step.as_str()) {
+                        looked_up_in_audit.insert(name.clone());
+                    }
                     looked_up.insert(name);
                 }
             }
@@ -86,10 +147,19 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
 
     let mut allow: Vec<(String, HostStats)> = hosts.into_iter().collect();
     allow.sort_by(|(ha, a), (hb, b)| b.connections.cmp(&a.connections).then_with(|| ha.cmp(hb)));
-    let entries: Vec<(String, String)> = allow
-        .iter()
-        .map(|(host, stats)| (allow_entry(host, &stats.ports), stats.comment()))
-        .collect();
+    // What the parent already allows needs no rule here.
+    let mut already: Vec<String> = Vec::new();
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for (host, stats) in &allow {
+        let (had, needed): (BTreeSet<u16>, BTreeSet<u16>) =
+            stats.ports.iter().partition(|p| parent_allows(host, **p));
+        if !had.is_empty() {
+            already.push(allow_entry(host, &had));
+        }
+        if !needed.is_empty() {
+            entries.push((allow_entry(host, &needed), stats.comment()));
+        }
+    }
     let width = entries.iter().map(|(e, _)| e.len()).max().unwrap_or(0);
 
     let mut out = String::new();
@@ -100,6 +170,24 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
         plural(connections, "connection"),
         plural(entries.len(), "name"),
     );
+    if !same_parent && !ran_under.is_empty() {
+        let names: Vec<String> = ran_under.iter().map(|p| yaml_scalar(p)).collect();
+        let _ = writeln!(
+            out,
+            "# the steps ran under {} {}: extend {} instead to keep its other settings",
+            if names.len() == 1 {
+                "profile"
+            } else {
+                "profiles"
+            },
+            names.join(", "),
+            if names.len() == 1 {
+                "its file"
+            } else {
+                "the right one's file"
+            },
+        );
+    }
     let _ = writeln!(out, "name: {}", yaml_scalar(name));
     out.push_str("description: network allowlist suggested from audit logs\n");
     let _ = writeln!(out, "extends: {}", yaml_scalar(extends));
@@ -112,6 +200,21 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
     }
     for (entry, comment) in &entries {
         let _ = writeln!(out, "    - {entry:width$}   # {comment}");
+    }
+    if !already.is_empty() {
+        let _ = writeln!(
+            out,
+            "    # already allowed by {extends}: {}",
+            already.join(", ")
+        );
+    }
+    for ((host, ip, range, port), count) in &special {
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        let _ = writeln!(
+            out,
+            "    # {host}:{port} resolved to {ip} ({range}), refused ({}); if that address is intended:\n    # - {{ cidr: \"{ip}/{bits}\", ports: [{port}] }}",
+            plural(*count, "connection"),
+        );
     }
     for ((ip, port), count) in &by_address {
         let _ = writeln!(
@@ -129,16 +232,26 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
             plural(*count, "time"),
         );
     }
-    let unconnected: Vec<&str> = looked_up
+    // Names looked up in an audit run were answered, so the step could have connected and
+    // did not: another audit run will not tell more. Only names denied by enforce might.
+    let (in_audit, in_enforce): (Vec<&str>, Vec<&str>) = looked_up
         .iter()
         .filter(|n| !connected.contains(*n))
         .map(String::as_str)
-        .collect();
-    if !unconnected.is_empty() {
+        .partition(|n| looked_up_in_audit.contains(*n));
+    if !in_enforce.is_empty() {
         out.push_str(
             "    # looked up but never connected to (port unknown; run in audit mode to learn it):\n",
         );
-        for name in unconnected {
+        for name in in_enforce {
+            let _ = writeln!(out, "    #   {name}");
+        }
+    }
+    if !in_audit.is_empty() {
+        out.push_str(
+            "    # looked up in audit mode but never connected to (nothing to allow unless a later run connects):\n",
+        );
+        for name in in_audit {
             let _ = writeln!(out, "    #   {name}");
         }
     }

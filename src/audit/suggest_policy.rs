@@ -90,6 +90,15 @@ pub fn suggest_policy(records: &[Record]) -> Result<String, NoCiSteps> {
                     "offline".to_string()
                 }
             }
+        } else if builtin.is_some()
+            && suggest_extending(&mine, "x", &seen.profile).contains("\n  allow: []\n")
+        {
+            // Everything the step reached, the built-in it ran under already allows.
+            comment = Some(format!(
+                "everything it reached is allowed by {}",
+                yaml_scalar(&seen.profile)
+            ));
+            seen.profile.clone()
         } else {
             let mut key = profile_key(job, step);
             let base = key.clone();
@@ -167,5 +176,69 @@ mod tests {
         assert_eq!(profile_key("test", "deps"), "test-deps");
         assert_eq!(profile_key("Build", "__run_2"), "build-__run_2");
         assert_eq!(profile_key("1job", "x.y"), "step-1job-x-y");
+    }
+
+    #[test]
+    fn a_step_that_needed_nothing_new_keeps_its_built_in() {
+        use crate::audit::event::{
+            Connect, Decision, NameSource, NetMode, Protocol, StepStart, Via,
+        };
+        let start = |step: &str| {
+            Record::new(
+                "run-1",
+                Event::StepStart(StepStart {
+                    profile: "npm".into(),
+                    mode: NetMode::Audit,
+                    command: "npm".into(),
+                    workspace: "/w".into(),
+                    ci_job: Some("test".into()),
+                    ci_step: Some(step.into()),
+                }),
+            )
+        };
+        let connect = |host: &str, decision| {
+            Record::new(
+                "run-1",
+                Event::Connect(Connect {
+                    conn: 1,
+                    dest_name: Some(host.into()),
+                    name_source: NameSource::Connect,
+                    dest_ip: None,
+                    dest_port: 443,
+                    protocol: Protocol::Tcp,
+                    via: Via::Proxy,
+                    decision,
+                    rule: None,
+                    reason: None,
+                }),
+            )
+        };
+        let got = suggest_policy(&[
+            start("deps"),
+            connect("registry.npmjs.org", Decision::Allow),
+        ])
+        .unwrap();
+        assert!(
+            got.contains(
+                "      deps: { profile: npm }   # everything it reached is allowed by npm\n"
+            ),
+            "{got}"
+        );
+        assert!(!got.contains("profiles:"), "{got}");
+        let mut more = vec![
+            start("deps"),
+            connect("registry.npmjs.org", Decision::Allow),
+        ];
+        more.push(connect("github.com", Decision::WouldDeny));
+        let got = suggest_policy(&more).unwrap();
+        assert!(
+            got.contains("      deps: { profile: test-deps }\n"),
+            "{got}"
+        );
+        assert!(got.contains("        - github.com:443"), "{got}");
+        assert!(
+            got.contains("        # already allowed by npm: registry.npmjs.org:443"),
+            "{got}"
+        );
     }
 }

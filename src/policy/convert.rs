@@ -21,6 +21,8 @@ pub(crate) struct Layer {
     pub read_write: Vec<PathTemplate>,
     pub read_only: Vec<PathTemplate>,
     pub hidden: Vec<PathTemplate>,
+    /// `filesystem.files`: (path under /tmp, content template, where).
+    pub files: Vec<(String, String, Location)>,
     /// `network.mode` if written: the mode, where, and its key path.
     pub network_mode: Option<(NetworkMode, Location, String)>,
     /// `network.allow` if written (an empty list counts as written: it means enforce).
@@ -174,10 +176,24 @@ pub(crate) fn layer(
         read_write: None,
         read_only: None,
         hidden: None,
+        files: None,
     });
     let read_write = cx.paths(fs.read_write, "filesystem.read_write")?;
     let read_only = cx.paths(fs.read_only, "filesystem.read_only")?;
     let hidden = cx.paths(fs.hidden, "filesystem.hidden")?;
+    let mut files = Vec::new();
+    for (k, v) in fs.files.map(|m| m.0).unwrap_or_default() {
+        // Only the step's own, private /tmp: a file anywhere else would need a writable host
+        // path, and these are the step's settings (it may change them), not a boundary.
+        let under_tmp = paths::normalise_absolute(&k.value)
+            .ok()
+            .filter(|p| p == &k.value && p.starts_with("/tmp/"));
+        if under_tmp.is_none() {
+            return Err(cx.invalid(&k, "filesystem.files", None));
+        }
+        cx.template(&v, &format!("filesystem.files.{}", k.value))?;
+        files.push((k.value, v.value.clone(), cx.at(&v)));
+    }
 
     let (mode, allow) = w.network.map(|n| (n.mode, n.allow)).unwrap_or((None, None));
     let network_mode = match mode {
@@ -281,6 +297,7 @@ pub(crate) fn layer(
         read_write,
         read_only,
         hidden,
+        files,
         network_mode,
         allow,
         env_pass,

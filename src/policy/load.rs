@@ -253,6 +253,9 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
             }
         }
     }
+    for (path, content, at) in layer.files {
+        fs.files.insert(path, (content, at));
+    }
     // Mode: the child's if written; else allow rules turn an inherited `none` into `enforce`
     // (an `audit` or `enforce` parent keeps its mode); else the parent's.
     let allow_given = layer.allow.is_some();

@@ -16,7 +16,7 @@ pub mod model;
 mod network;
 mod paths;
 pub mod policy_file;
-mod ranges;
+pub(crate) mod ranges;
 mod resolve;
 mod secret_decls;
 mod vars;

@@ -144,6 +144,9 @@ pub struct Filesystem {
     pub read_write: Vec<PathTemplate>,
     pub read_only: Vec<PathTemplate>,
     pub hidden: Vec<PathTemplate>,
+    /// `filesystem.files`: path under /tmp -> (content template, where it was written). A
+    /// child's entry replaces its parent's entry for the same path.
+    pub files: BTreeMap<String, (String, Location)>,
 }
 
 /// The `network:` section. The decisions the egress proxy asks for are in `policy::egress`.
@@ -290,6 +293,8 @@ pub struct ResolvedProfile {
     pub secrets: Vec<SecretDecl>,
     /// Variables never passed to the step, besides the built-in CI credentials.
     pub env_scrub: Vec<String>,
+    /// Files written into the step's private /tmp before it starts: (path, expanded content).
+    pub files: Vec<(PathBuf, String)>,
 }
 
 #[cfg(test)]

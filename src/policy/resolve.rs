@@ -102,6 +102,12 @@ impl Profile {
             env_set.insert(name.clone(), value);
         }
 
+        let mut files = Vec::new();
+        for (path, (raw, at)) in &fs.files {
+            let content = expand(raw, vars, at, &format!("filesystem.files.{path}"))?;
+            files.push((PathBuf::from(path), content));
+        }
+
         Ok(ResolvedProfile {
             name: self.name.clone(),
             read_write: dedup(&read_write),
@@ -114,6 +120,7 @@ impl Profile {
             landlock: self.landlock.clone(),
             secrets: self.secrets.clone(),
             env_scrub: self.env.scrub.clone(),
+            files,
         })
     }
 }

@@ -96,6 +96,8 @@ pub(crate) struct FilesystemWire {
     pub read_write: Option<Vec<Str>>,
     pub read_only: Option<Vec<Str>>,
     pub hidden: Option<Vec<Str>>,
+    /// Files written into the step's private /tmp before it starts (path -> content).
+    pub files: Option<SpannedMap<Str>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -295,6 +295,9 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
         ("filesystem.read_write" | "filesystem.read_only" | "filesystem.hidden", true) => {
             "a path (a string starting with / or a variable like $HOME)"
         }
+        ("filesystem.files", _) => {
+            "a mapping from a file under /tmp (like /tmp/stepjail/apt.conf) to its content"
+        }
         ("network.mode", _) => "`none`, `enforce` or `audit`",
         ("network.allow", false) => {
             "a list of rules, like [example.com:443, \"*.example.com\", { host: example.com, ports: [80, 443] }]"

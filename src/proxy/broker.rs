@@ -321,6 +321,9 @@ pub async fn intercept<S>(
         Ok(s) => s,
         Err(reason) => return engine.log_refusal_only(&attempt, &reason.to_string()),
     };
+    // The close event counts the upstream leg as it crosses the wire (TLS records).
+    let counters = Arc::<super::counting::Counters>::default();
+    let tcp = super::counting::Counting::with(tcp, counters.clone());
     let Ok(server_name) = ServerName::try_from(host.clone()) else {
         return;
     };
@@ -338,6 +341,7 @@ pub async fn intercept<S>(
         }
     };
     engine.admitted(&attempt, rule, would_deny);
+    let open = engine.opened_counting(attempt.conn, started, counters);
     let Ok((sender, connection)) =
         hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await
     else {
@@ -359,7 +363,7 @@ pub async fn intercept<S>(
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(step_tls), svc)
         .await;
-    let _ = started;
+    drop(open);
 }
 
 type Sender = tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<ReplacingBody>>;

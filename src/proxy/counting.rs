@@ -1,5 +1,5 @@
-//! A stream wrapper that counts the bytes read from and written to it, for close events of
-//! connections the proxy does not relay byte-for-byte itself (plain-HTTP forwarding).
+//! A stream wrapper that counts the bytes read from and written to it as they pass, for the
+//! close events of upstream connections (counts stay right when a relay ends in an error).
 
 use std::io;
 use std::pin::Pin;
@@ -23,6 +23,11 @@ pub struct Counting<S> {
 }
 
 impl<S> Counting<S> {
+    /// Counts into `counters` (shared with whoever reports them).
+    pub fn with(inner: S, counters: Arc<Counters>) -> Counting<S> {
+        Counting { inner, counters }
+    }
+
     pub fn new(inner: S) -> (Counting<S>, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
         (

@@ -26,6 +26,9 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Buffer per direction for relayed tunnels (tokio's default of 8 KiB costs throughput).
 const RELAY_BUFFER: usize = 64 * 1024;
+/// How long a relay waits for the step's side to acknowledge the end of the response (the
+/// userspace TCP stack waits for the FIN's ACK, which a peer that already left never sends).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 type DnsCache = std::sync::Mutex<std::collections::HashMap<(String, u16), (Vec<IpAddr>, Instant)>>;
 
@@ -42,6 +45,46 @@ pub struct Engine {
     pub broker: Option<Arc<super::broker::Broker>>,
     /// Every secret value (and placeholder) the step has, to catch them leaving.
     pub leaks: Option<crate::secrets::LeakScanner>,
+    /// Upstream connections open now, by [`Open`] key.
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<OpenState>>>,
+    next_open: AtomicU64,
+}
+
+/// An upstream connection the proxy opened for the step: the one place where a connection's
+/// lifetime ends. Its `close` event is written exactly once, with the bytes counted so far:
+/// when this is dropped (the relay finished, or failed), or when the proxy stops with the
+/// connection still open because the step ended ([`Engine::close_all`]), whichever is first.
+pub struct Open {
+    engine: Arc<Engine>,
+    key: u64,
+    state: Arc<OpenState>,
+    /// `written` = bytes to the destination (up), `read` = bytes from it (down).
+    pub counters: Arc<super::counting::Counters>,
+}
+
+struct OpenState {
+    conn: u64,
+    started: Instant,
+    counters: Arc<super::counting::Counters>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Open {
+    /// Counts bytes sent upstream outside the counted stream (a tunnel's first bytes).
+    pub fn add_up(&self, n: u64) {
+        self.counters.written.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.engine.write_close(&self.state);
+        self.engine
+            .open
+            .lock()
+            .expect("open lock")
+            .remove(&self.key);
+    }
 }
 
 /// What one attempt is, for the decision and its event.
@@ -118,7 +161,72 @@ impl Engine {
             dns_cache: DnsCache::default(),
             broker: None,
             leaks: None,
+            open: Default::default(),
+            next_open: AtomicU64::new(1),
         }
+    }
+
+    /// Starts the lifetime of connection `conn` (opened at `started`); see [`Open`].
+    pub fn opened(self: &Arc<Self>, conn: u64, started: Instant) -> Open {
+        self.opened_counting(conn, started, Arc::default())
+    }
+
+    /// [`Engine::opened`] with counters already counting (a stream wrapped before the decision).
+    pub fn opened_counting(
+        self: &Arc<Self>,
+        conn: u64,
+        started: Instant,
+        counters: Arc<super::counting::Counters>,
+    ) -> Open {
+        let state = Arc::new(OpenState {
+            conn,
+            started,
+            counters: counters.clone(),
+            closed: Default::default(),
+        });
+        let key = self.next_open.fetch_add(1, Ordering::Relaxed);
+        self.open
+            .lock()
+            .expect("open lock")
+            .insert(key, state.clone());
+        Open {
+            engine: self.clone(),
+            key,
+            state,
+            counters,
+        }
+    }
+
+    /// How many upstream connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.lock().expect("open lock").len()
+    }
+
+    /// Writes the close event of every connection still open: the proxy is stopping, and
+    /// whatever its tasks do while being torn down, the log is complete first.
+    pub fn close_all(&self) {
+        let open: Vec<Arc<OpenState>> = self
+            .open
+            .lock()
+            .expect("open lock")
+            .values()
+            .cloned()
+            .collect();
+        for state in open {
+            self.write_close(&state);
+        }
+    }
+
+    fn write_close(&self, s: &OpenState) {
+        if s.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.log(Event::Close(audit::Close {
+            conn: s.conn,
+            bytes_up: s.counters.written.load(Ordering::Relaxed),
+            bytes_down: s.counters.read.load(Ordering::Relaxed),
+            duration_ms: s.started.elapsed().as_millis() as u64,
+        }));
     }
 
     pub fn with_broker(mut self, broker: Option<Arc<super::broker::Broker>>) -> Engine {
@@ -322,12 +430,13 @@ impl Engine {
     }
 
     /// Resolves `name` with the upstream resolver (A and AAAA), keeping only addresses the
-    /// policy accepts for `rule`. Errors are reasons, ready for [`Engine::refuse`].
+    /// policy accepts for `rule`. Errors are reasons, ready for [`Engine::refuse`], with the
+    /// special address that was refused, if that was why (for the audit event).
     pub async fn resolve_checked(
         &self,
         name: &str,
         rule: Option<&str>,
-    ) -> Result<Vec<IpAddr>, DialError> {
+    ) -> Result<Vec<IpAddr>, (DialError, Option<IpAddr>)> {
         let mut addrs = Vec::new();
         let mut last_err = None;
         let (v4, v6) = tokio::join!(self.lookup_cached(name, 1), self.lookup_cached(name, 28));
@@ -338,10 +447,11 @@ impl Engine {
             }
         }
         if addrs.is_empty() {
-            return Err(DialError::Unreachable(match last_err {
+            let reason = match last_err {
                 Some(e) => format!("cannot resolve {name}: {e}"),
                 None => format!("{name} has no address"),
-            }));
+            };
+            return Err((DialError::Unreachable(reason), None));
         }
         let mut refused = None;
         let ok: Vec<IpAddr> = addrs
@@ -352,17 +462,18 @@ impl Engine {
                     Err(r) => {
                         // Refused in audit mode too: audit mode widens the allowlist, not the
                         // boundary around loopback, link-local (metadata) and private ranges.
-                        refused.get_or_insert(r.to_string());
+                        refused.get_or_insert((r.to_string(), *ip));
                         false
                     }
                 },
             )
             .collect();
         match (ok.is_empty(), refused) {
-            (true, Some(r)) => Err(DialError::Refused(r)),
-            (true, None) => Err(DialError::Unreachable(format!(
-                "{name} has no usable address"
-            ))),
+            (true, Some((r, ip))) => Err((DialError::Refused(r), Some(ip))),
+            (true, None) => Err((
+                DialError::Unreachable(format!("{name} has no usable address")),
+                None,
+            )),
             _ => Ok(ok),
         }
     }
@@ -394,7 +505,12 @@ impl Engine {
         let candidates = match &a.name {
             Some(name) => match name.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
-                Err(_) => self.resolve_checked(name, rule).await?,
+                // The refused address goes into the denial's event (`audit suggest` offers a
+                // cidr rule for it).
+                Err(_) => self.resolve_checked(name, rule).await.map_err(|(r, ip)| {
+                    a.ip = ip.or(a.ip);
+                    r
+                })?,
             },
             None => a.ip.into_iter().collect(),
         };
@@ -420,32 +536,41 @@ impl Engine {
         Err(DialError::Unreachable(last))
     }
 
-    /// Relays bytes both ways until either side closes, then logs the close event.
-    pub async fn relay<A, B>(
-        &self,
-        conn: u64,
-        started: Instant,
-        mut step: A,
-        mut upstream: B,
-        already_up: u64,
-    ) where
+    /// Relays bytes both ways until both sides have finished (or either fails); dropping
+    /// `open` at the end writes the close event with the bytes counted on the way.
+    pub async fn relay<A, B>(open: Open, step: A, upstream: B, already_up: u64)
+    where
         A: AsyncRead + AsyncWrite + Unpin,
         B: AsyncRead + AsyncWrite + Unpin,
     {
-        let (up, down) = tokio::io::copy_bidirectional_with_sizes(
-            &mut step,
-            &mut upstream,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        )
-        .await
-        .unwrap_or((0, 0));
-        self.log(Event::Close(audit::Close {
-            conn,
-            bytes_up: up + already_up,
-            bytes_down: down,
-            duration_ms: started.elapsed().as_millis() as u64,
-        }));
+        use tokio::io::{AsyncWriteExt, BufReader};
+        open.add_up(already_up);
+        let upstream = super::counting::Counting::with(upstream, open.counters.clone());
+        let (step_r, mut step_w) = tokio::io::split(step);
+        let (up_r, mut up_w) = tokio::io::split(upstream);
+        let step_done = std::sync::atomic::AtomicBool::new(false);
+        let up = async {
+            let mut from = BufReader::with_capacity(RELAY_BUFFER, step_r);
+            let r = tokio::io::copy_buf(&mut from, &mut up_w).await;
+            step_done.store(r.is_ok(), Ordering::SeqCst);
+            let _ = up_w.shutdown().await;
+            r
+        };
+        let down = async {
+            let mut from = BufReader::with_capacity(RELAY_BUFFER, up_r);
+            let r = tokio::io::copy_buf(&mut from, &mut step_w).await;
+            // Pass the end on. A step that already closed its side will not acknowledge it
+            // (the userspace stack would wait for that): one poll sends what can be sent.
+            let grace = if step_done.load(Ordering::SeqCst) {
+                Duration::ZERO
+            } else {
+                SHUTDOWN_GRACE
+            };
+            let _ = tokio::time::timeout(grace, step_w.shutdown()).await;
+            r
+        };
+        let _ = tokio::try_join!(up, down);
+        drop(open);
     }
 }
 

@@ -146,6 +146,7 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
         }
     };
     engine.admitted(&attempt, rule, would_deny);
+    let open = engine.opened(conn, started);
     if stream
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await
@@ -157,8 +158,9 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
     match tunnel_first_bytes(&engine, &attempt, &mut stream, &mut first).await {
         Tunnel::Relay => {}
         Tunnel::Http => {
-            // Each request is decided and dialled on its own; this connection is not used.
-            drop(upstream);
+            // Each request is decided and dialled on its own; this connection is not used
+            // (its close event, with nothing carried, is written now).
+            drop((upstream, open));
             let step = super::prefixed::Prefixed::new(first, stream);
             return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
         }
@@ -167,13 +169,8 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
     if upstream.write_all(&first).await.is_err() {
         return;
     }
-    let (up, down) = super::splice::relay(&stream, &upstream).await;
-    engine.log(Event::Close(audit::Close {
-        conn,
-        bytes_up: up + first.len() as u64,
-        bytes_down: down,
-        duration_ms: started.elapsed().as_millis() as u64,
-    }));
+    open.add_up(first.len() as u64);
+    super::splice::relay(&stream, &upstream, &open.counters).await;
 }
 
 fn text(status: StatusCode, msg: String) -> Response<Body> {
@@ -352,6 +349,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
         }
     };
     engine.admitted(&attempt, rule, would_deny);
+    let open = engine.opened(conn, started);
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
@@ -365,7 +363,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
                 match tunnel_first_bytes(&engine, &attempt, &mut step, &mut first).await {
                     Tunnel::Relay => {}
                     Tunnel::Http => {
-                        drop(upstream);
+                        drop((upstream, open));
                         let step = super::prefixed::Prefixed::new(first, step);
                         return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
                     }
@@ -374,13 +372,8 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
                 if upstream.write_all(&first).await.is_err() {
                     return;
                 }
-                let (up, down) = super::splice::relay(&step, &upstream).await;
-                engine.log(Event::Close(audit::Close {
-                    conn,
-                    bytes_up: up + first.len() as u64,
-                    bytes_down: down,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                }));
+                open.add_up(first.len() as u64);
+                super::splice::relay(&step, &upstream, &open.counters).await;
             }
             Err(upgraded) => {
                 let mut step = TokioIo::new(upgraded);
@@ -388,7 +381,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
                 match tunnel_first_bytes(&engine, &attempt, &mut step, &mut first).await {
                     Tunnel::Relay => {}
                     Tunnel::Http => {
-                        drop(upstream);
+                        drop((upstream, open));
                         let step = super::prefixed::Prefixed::new(first, step);
                         return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
                     }
@@ -397,9 +390,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
                 if upstream.write_all(&first).await.is_err() {
                     return;
                 }
-                engine
-                    .relay(conn, started, step, upstream, first.len() as u64)
-                    .await;
+                Engine::relay(open, step, upstream, first.len() as u64).await;
             }
         }
     });
@@ -694,7 +685,8 @@ async fn forward(
                 }
             };
             engine.admitted(&attempt, rule, would_deny);
-            let (upstream, counters) = super::counting::Counting::new(upstream);
+            let open = engine.opened(conn, started);
+            let upstream = super::counting::Counting::with(upstream, open.counters.clone());
             let (sender, connection) =
                 match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
                     Ok(x) => x,
@@ -703,15 +695,9 @@ async fn forward(
                         return text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"));
                     }
                 };
-            let engine2 = engine.clone();
             tokio::spawn(async move {
                 let _ = connection.await;
-                engine2.log(Event::Close(audit::Close {
-                    conn,
-                    bytes_up: counters.written.load(std::sync::atomic::Ordering::Relaxed),
-                    bytes_down: counters.read.load(std::sync::atomic::Ordering::Relaxed),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                }));
+                drop(open);
             });
             Pooled { key, conn, sender }
         }

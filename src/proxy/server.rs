@@ -2,19 +2,33 @@
 //! exists, see `sandbox::run`) serving the listeners the child made inside the step's namespace.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::engine::Engine;
 use crate::net::Listeners;
 
+/// How long a stopping proxy lets connections still open finish on their own: the step has
+/// ended, so the kernel has closed its sockets and the relays are seeing that now.
+const DRAIN: Duration = Duration::from_millis(500);
+
 /// Keeps the proxy running; dropping it stops every listener and connection, which leaves the
-/// step with no network at all.
+/// step with no network at all. Dropping returns once every connection's close event is in the
+/// audit log, so the log is complete before the step's end is written.
 pub struct Proxy {
     rt: Option<tokio::runtime::Runtime>,
+    engine: Arc<Engine>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {
+            let deadline = Instant::now() + DRAIN;
+            while self.engine.open_connections() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Before the tasks go: tearing down a connection of the userspace TCP stack can
+            // block its thread, and a close event must not depend on that.
+            self.engine.close_all();
             rt.shutdown_background();
         }
     }
@@ -49,8 +63,11 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
     rt.spawn(super::stub::serve_udp(udp, engine.clone()));
     rt.spawn(super::stub::serve_tcp(tcp(dns_tcp)?, engine.clone()));
     if let Some(tun) = tun {
-        rt.spawn(super::transparent::serve(tun, engine));
+        rt.spawn(super::transparent::serve(tun, engine.clone()));
     }
     drop(_guard);
-    Ok(Proxy { rt: Some(rt) })
+    Ok(Proxy {
+        rt: Some(rt),
+        engine,
+    })
 }

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{OFlag, SpliceFFlags, splice};
 use tokio::io::Interest;
@@ -15,7 +16,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// Moves everything from `from` to `to` until `from` reaches end of stream, then shuts down
 /// `to`'s write side. Returns the number of bytes moved.
-async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+async fn one_way(from: &TcpStream, to: &TcpStream, moved: &AtomicU64) -> io::Result<u64> {
     let (pipe_r, pipe_w): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
@@ -44,16 +45,22 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
                 })
                 .await?;
             left -= m;
+            moved.fetch_add(m as u64, Ordering::Relaxed);
         }
         total += n as u64;
     }
 }
 
 /// Relays both directions until both are finished (or one fails). Returns (step -> upstream,
-/// upstream -> step) byte counts.
-pub async fn relay(step: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
-    let up = one_way(step, upstream);
-    let down = one_way(upstream, step);
+/// upstream -> step) byte counts; `counters` follow them as they move (`written` up, `read`
+/// down), so they are right even when the relay is dropped half-way.
+pub async fn relay(
+    step: &TcpStream,
+    upstream: &TcpStream,
+    counters: &super::counting::Counters,
+) -> (u64, u64) {
+    let up = one_way(step, upstream, &counters.written);
+    let down = one_way(upstream, step, &counters.read);
     tokio::pin!(up, down);
     let (mut u, mut d) = (None, None);
     while u.is_none() || d.is_none() {

@@ -116,6 +116,11 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
         return Some(dns::nxdomain(msg));
     }
     let reason = if decision == Decision::WouldDeny {
+        // The same line a refusal prints, so an audit run shows every name enforce would cut.
+        eprintln!(
+            "stepjail: would deny DNS {} {} (not allowed by profile; profile '{}' is in audit mode)",
+            q.qtype_name, q.name, engine.profile
+        );
         not_allowed()
     } else {
         None

@@ -225,12 +225,11 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
         }
     };
     engine.admitted(&attempt, rule, would_deny);
+    let open = engine.opened(attempt.conn, started);
     if upstream.write_all(&first).await.is_err() {
         return;
     }
-    engine
-        .relay(attempt.conn, started, tcp, upstream, first.len() as u64)
-        .await;
+    Engine::relay(open, tcp, upstream, first.len() as u64).await;
 }
 
 /// Ends a refused connection at once, so the step's tool fails now instead of at its timeout:

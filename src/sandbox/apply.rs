@@ -212,6 +212,7 @@ fn mount_op(op: &MountOp, sources: &[OwnedFd]) -> Result<(), SetupError> {
             .step(desc)
         }
         MountOp::Dev => minimal_dev().step(desc),
+        MountOp::TmpFile { target, content } => write_tmp_file(target, content).step(desc),
         MountOp::BindWritable { source, target } => {
             make_mountpoint(target, true).step(desc)?;
             sys::mount(
@@ -291,6 +292,25 @@ fn cover_file(target: &Path, content: &str) -> io::Result<()> {
     std::fs::write(&staged, content)?;
     sys::mount(Some(&staged), target, None, libc::MS_BIND, None)?;
     sys::mount_setattr(target, false, sys::MOUNT_ATTR_RDONLY, 0)
+}
+
+/// Writes a profile's file into the freshly mounted, still empty private /tmp (nothing else
+/// runs yet, so no link can be waiting there).
+fn write_tmp_file(target: &Path, content: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = target.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(target)?
+        .write_all(content.as_bytes())
 }
 
 /// Covers `target`: directories with an empty read-only tmpfs of mode 000, anything else with a

@@ -75,6 +75,9 @@ pub enum MountOp {
     Hide { target: PathBuf, kind: HiddenKind },
     /// Cover a file with a read-only one holding `content` (the step's /etc/resolv.conf).
     File { target: PathBuf, content: String },
+    /// Write a file (and its missing parent directories) into the step's private /tmp: the
+    /// profile's `filesystem.files`, settings a tool reads (apt's `APT_CONFIG`).
+    TmpFile { target: PathBuf, content: String },
     /// Remount a tmpfs made above read-only (after its contents are in place).
     Seal { target: PathBuf },
     /// Bind one host file (opened before any mount) at the same path, writable or read-only;
@@ -299,6 +302,14 @@ fn mounts(
         },
         MountOp::Dev,
     ];
+    // Right after the private /tmp exists, before any writable bind: a host directory bound
+    // under /tmp then covers the file instead of the file being written into the host's tree.
+    for (target, content) in &profile.files {
+        ops.push(MountOp::TmpFile {
+            target: target.clone(),
+            content: content.clone(),
+        });
+    }
     // Writable binds come after /tmp, so a workspace under /tmp is bound on top of the private
     // tmpfs instead of being hidden by it; their sources were opened before any mount.
     let mut sources = Vec::new();
@@ -661,6 +672,7 @@ mod tests {
             landlock: LandlockPolicy::default(),
             secrets: vec![],
             env_scrub: vec!["GITHUB_DEPLOY_KEY".into()],
+            files: vec![],
         }
     }
 
@@ -721,6 +733,28 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn profile_files_are_written_into_the_fresh_tmp_before_any_bind() {
+        let mut p = profile();
+        p.files = vec![("/tmp/stepjail/apt.conf".into(), "Dir \"/ws\";\n".into())];
+        let plan =
+            Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &host()).unwrap();
+        let at = |want: fn(&MountOp) -> bool| plan.mounts.iter().position(want).unwrap();
+        let file = at(|m| matches!(m, MountOp::TmpFile { .. }));
+        assert_eq!(
+            plan.mounts[file],
+            MountOp::TmpFile {
+                target: "/tmp/stepjail/apt.conf".into(),
+                content: "Dir \"/ws\";\n".into()
+            }
+        );
+        assert!(
+            at(|m| matches!(m, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")))
+                < file
+        );
+        assert!(file < at(|m| matches!(m, MountOp::BindWritable { .. })));
     }
 
     #[test]
