@@ -25,12 +25,21 @@ fn rot13(s: &str) -> String {
 }
 
 fn run(net: &Internet, dir: &Dir, secrets: &str, script: &str) -> Out {
+    run_with(net, dir, secrets, &[], script)
+}
+
+/// [`run`] with more secrets in the secrets file than ECHO_TOKEN.
+fn run_with(net: &Internet, dir: &Dir, secrets: &str, more: &[(&str, &str)], script: &str) -> Out {
     let profile = format!(
         "name: echo\ndescription: talks to the echo service\nextends: default\nnetwork:\n  allow: [echo.test]\nsecrets:\n{secrets}"
     );
+    let more: String = more
+        .iter()
+        .map(|(k, v)| format!(", \"{k}\": \"{v}\""))
+        .collect();
     let file = dir.write(
         "home/secrets.json",
-        &format!("{{\"ECHO_TOKEN\": \"{VALUE}\"}}"),
+        &format!("{{\"ECHO_TOKEN\": \"{VALUE}\"{more}}}"),
     );
     // Masking off: a value that came back raw must show in the output, not as `***`.
     let extra = ["--secrets-file", file.to_str().unwrap(), "--no-mask"];
@@ -246,24 +255,16 @@ fn a_gzip_body_to_a_bound_host_is_scanned_decoded() {
     let net = Internet::new();
     for uid in egress_users() {
         let dir = Dir::new(uid);
-        let other = "0ther_Sec9ret_Zq81LmXx";
-        let profile = "name: echo\ndescription: talks to the echo service\nextends: default\nnetwork:\n  allow: [echo.test]\nsecrets:\n  ECHO_TOKEN: { broker: [echo.test] }\n  OTHER: {}\n";
-        let file = dir.write(
-            "home/secrets.json",
-            &format!("{{\"ECHO_TOKEN\": \"{VALUE}\", \"OTHER\": \"{other}\"}}"),
-        );
-        let extra = ["--secrets-file", file.to_str().unwrap(), "--no-mask"];
-        let ca = net.logs.join("ca.pem");
-        let out = net.run_env(
+        let out = run_with(
+            &net,
             &dir,
-            profile,
-            &extra,
+            "  ECHO_TOKEN: { broker: [echo.test] }\n  OTHER: {}\n",
+            &[("OTHER", "0ther_Sec9ret_Zq81LmXx")],
             "printf 'v=%s' \"$OTHER\" | gzip -c > body.gz; \
              echo gzip=$(curl -sk -o /dev/null -w '%{http_code}' -H 'Content-Encoding: gzip' \
                --data-binary @body.gz https://echo.test/gz-leak); \
              echo plain=$(curl -sk -o /dev/null -w '%{http_code}' --data-binary 'v=clean' \
                https://echo.test/gz-clean)",
-            &[("SSL_CERT_FILE", &ca)],
         );
         assert_eq!(
             out.ok(),
