@@ -277,6 +277,12 @@ pub fn execute(req: Request) -> Finished {
             return failed(finished, super::EXIT_USAGE, &msg);
         }
     };
+    // The host's hosts file, read here in the supervisor before the sandbox exists: the proxy
+    // consults it (before DNS) for allowed names; the step never sees the file itself.
+    let hosts = match crate::proxy::hosts::HostsFile::load_for_run() {
+        Ok(h) => h,
+        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
+    };
     let skeleton_files: Vec<PathBuf> = req
         .ci
         .iter()
@@ -467,6 +473,7 @@ pub fn execute(req: Request) -> Finished {
             crate::proxy::server::start(
                 listeners,
                 Engine::new(network, profile_name, engine_audit, resolver)
+                    .with_hosts(hosts)
                     .with_broker(broker)
                     .with_leak_scanner(scanner),
             )

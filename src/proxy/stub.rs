@@ -131,22 +131,47 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
         engine.log(event(decision, vec![], "NOERROR", rule, reason));
         return Some(dns::build_answer(msg, &q, &[], 0));
     }
-    match lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await {
+    // Files before DNS (glibc's default order): a name the host's hosts file knows is answered
+    // from it alone, with the same special-range check as a DNS answer.
+    let looked_up = match engine.hosts.lookup(&q.name, q.qtype) {
+        Some(addrs) => Ok(dns::Answer {
+            addrs,
+            ttl: super::hosts::TTL,
+            cnames: vec![],
+            rcode: Rcode::NoError,
+        }),
+        None => lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
+    };
+    match looked_up {
         Ok(ans) if ans.rcode == Rcode::NoError => {
-            let addrs: Vec<IpAddr> = ans
-                .addrs
-                .iter()
-                .copied()
-                .filter(|ip| {
-                    engine
-                        .network
-                        .check_resolved(rule.as_deref().unwrap_or(""), *ip)
-                        .is_ok()
-                })
-                .collect();
-            let dropped = ans.addrs.len() - addrs.len();
+            let name_rule = rule.as_deref().unwrap_or("");
+            let mut addrs: Vec<IpAddr> = Vec::new();
+            let mut removed = Vec::new();
+            for ip in &ans.addrs {
+                match engine.network.check_resolved(name_rule, *ip) {
+                    Ok(()) => addrs.push(*ip),
+                    Err(why) => removed.push((*ip, why)),
+                }
+            }
+            if let Some((_, why)) = removed.first()
+                && engine.first_special_for(&q.name)
+            {
+                // Tools only say `Could not resolve host`: say once per name what was removed
+                // and which rule would keep it.
+                eprintln!(
+                    "stepjail: {} {why} (removed from the DNS answer; profile '{}')",
+                    q.name, engine.profile
+                );
+            }
             let reason = reason.or_else(|| {
-                (dropped > 0).then(|| format!("{dropped} address(es) in special ranges removed"))
+                (!removed.is_empty()).then(|| {
+                    let list: Vec<String> = removed.iter().map(|(ip, _)| ip.to_string()).collect();
+                    format!(
+                        "{} address(es) in special ranges removed: {}",
+                        removed.len(),
+                        list.join(", ")
+                    )
+                })
             });
             engine.log(event(decision, addrs.clone(), "NOERROR", rule, reason));
             Some(dns::build_answer(msg, &q, &addrs, ans.ttl))
