@@ -278,8 +278,9 @@ pub fn execute(req: Request) -> Finished {
         }
     };
     // The host's hosts file, read here in the supervisor before the sandbox exists: the proxy
-    // consults it (before DNS) for allowed names; the step never sees the file itself.
-    let hosts = match crate::proxy::hosts::HostsFile::load_for_run() {
+    // consults it (before DNS) for allowed names. Only `stepjail run` honours
+    // STEPJAIL_HOSTS_FILE (a workflow's `env:` reaches a CI step's environment).
+    let hosts = match crate::proxy::hosts::HostsFile::load_for_run(req.ci.is_none()) {
         Ok(h) => h,
         Err(e) => return failed(finished, super::EXIT_USAGE, &e),
     };

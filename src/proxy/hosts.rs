@@ -30,7 +30,7 @@ pub const TTL: u32 = 60;
 const MAX_NAMES: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{}: cannot read the hosts file ({source}); {PATH_VAR} names it", path.display())]
+#[error("{}: cannot read the hosts file: {source}", path.display())]
 pub struct HostsError {
     path: PathBuf,
     source: std::io::Error,
@@ -72,10 +72,11 @@ impl HostsFile {
     }
 
     /// Reads the hosts file the supervisor consults: `STEPJAIL_HOSTS_FILE` when set (empty:
-    /// none), else `/etc/hosts`. A missing `/etc/hosts` is an empty one; a file named by the
-    /// variable must be readable.
-    pub fn load_for_run() -> Result<HostsFile, HostsError> {
-        match std::env::var_os(PATH_VAR) {
+    /// none) and `honour_var`, else `/etc/hosts`. A missing `/etc/hosts` is an empty one; a
+    /// file named by the variable must be readable. CI steps pass `honour_var: false`: a
+    /// workflow's `env:` reaches `stepjail step`, and must not re-point allowed names.
+    pub fn load_for_run(honour_var: bool) -> Result<HostsFile, HostsError> {
+        match std::env::var_os(PATH_VAR).filter(|_| honour_var) {
             Some(p) if p.is_empty() => Ok(HostsFile::default()),
             Some(p) => HostsFile::load(Path::new(&p)),
             None => match HostsFile::load(Path::new(DEFAULT_PATH)) {
