@@ -30,6 +30,9 @@ const RELAY_BUFFER: usize = 64 * 1024;
 /// userspace TCP stack waits for the FIN's ACK, which a peer that already left never sends).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
+/// Names the DNS stub explains a special-range answer for, at most, in one run.
+const MAX_EXPLAINED: usize = 1024;
+
 type DnsCache = std::sync::Mutex<std::collections::HashMap<(String, u16), (Vec<IpAddr>, Instant)>>;
 
 pub struct Engine {
@@ -178,12 +181,11 @@ impl Engine {
     }
 
     /// True the first time it is asked about `name` in this run: the stub prints one line per
-    /// name, not one per query.
+    /// name, not one per query (and stops after [`MAX_EXPLAINED`] names: a wildcard rule must
+    /// not let a step grow this set without bound).
     pub fn first_special_for(&self, name: &str) -> bool {
-        self.special_explained
-            .lock()
-            .expect("special lock")
-            .insert(name.to_string())
+        let mut seen = self.special_explained.lock().expect("special lock");
+        seen.len() < MAX_EXPLAINED && seen.insert(name.to_string())
     }
 
     /// Starts the lifetime of connection `conn` (opened at `started`); see [`Open`].
