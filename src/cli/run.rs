@@ -277,6 +277,13 @@ pub fn execute(req: Request) -> Finished {
             return failed(finished, super::EXIT_USAGE, &msg);
         }
     };
+    // The host's hosts file, read here in the supervisor before the sandbox exists: the proxy
+    // consults it (before DNS) for allowed names. Only `stepjail run` honours
+    // STEPJAIL_HOSTS_FILE (a workflow's `env:` reaches a CI step's environment).
+    let hosts = match crate::proxy::hosts::HostsFile::load_for_run(req.ci.is_none()) {
+        Ok(h) => h,
+        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
+    };
     let skeleton_files: Vec<PathBuf> = req
         .ci
         .iter()
@@ -467,6 +474,7 @@ pub fn execute(req: Request) -> Finished {
             crate::proxy::server::start(
                 listeners,
                 Engine::new(network, profile_name, engine_audit, resolver)
+                    .with_hosts(hosts)
                     .with_broker(broker)
                     .with_leak_scanner(scanner),
             )

@@ -60,14 +60,38 @@ pub enum DenyReason {
     /// `host` is printable: control characters escaped, cut at 100 characters.
     #[error("invalid host name \"{host}\": {error}")]
     InvalidHost { host: String, error: HostError },
-    /// An allowed name resolved to an address in a special range.
-    #[error("resolved to {ip} ({range}) which is not allowed unless a cidr rule names it")]
+    /// An allowed name resolved to an address in a special range. The text ends with the rule
+    /// that would open exactly that address (on the name rule's ports).
+    #[error(
+        "resolved to {ip} ({range}) which is not allowed unless a cidr rule names it: add `{}` to network.allow",
+        cidr_rule_for(*ip, rule)
+    )]
     SpecialAddress {
         /// The name rule that allowed the name.
         rule: String,
         ip: IpAddr,
         range: &'static str,
     },
+}
+
+/// The profile line that opens exactly `ip`, on the ports of `name_rule` (canonical rule text,
+/// `mirror.corp:80,443 GET /x`); without ports when the rule text has none (audit mode).
+pub fn cidr_rule_for(ip: IpAddr, name_rule: &str) -> String {
+    let net = ipnet::IpNet::from(ip);
+    let cidr = match net {
+        // YAML reads an unquoted `::` as a mapping key.
+        ipnet::IpNet::V6(_) => format!("\"{net}\""),
+        ipnet::IpNet::V4(_) => net.to_string(),
+    };
+    let ports: Option<Vec<u16>> = name_rule
+        .split_whitespace()
+        .next()
+        .and_then(|target| target.rsplit_once(':'))
+        .and_then(|(_, ports)| ports.split(',').map(|p| p.parse().ok()).collect());
+    match ports {
+        Some(p) if !p.is_empty() => format!("- {{ cidr: {cidr}, ports: [{}] }}", join_ports(&p)),
+        _ => format!("- {{ cidr: {cidr} }}"),
+    }
 }
 
 fn join_ports(ports: &[u16]) -> String {
@@ -524,7 +548,29 @@ mod tests {
                 range: "link-local",
             }
             .to_string(),
-            "resolved to 169.254.169.254 (link-local) which is not allowed unless a cidr rule names it"
+            "resolved to 169.254.169.254 (link-local) which is not allowed unless a cidr rule names it: \
+             add `- { cidr: 169.254.169.254/32, ports: [80] }` to network.allow"
+        );
+    }
+
+    #[test]
+    fn cidr_rule_for_names_the_address_and_the_name_rules_ports() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            cidr_rule_for(ip("10.1.2.3"), "mirror.corp:443"),
+            "- { cidr: 10.1.2.3/32, ports: [443] }"
+        );
+        assert_eq!(
+            cidr_rule_for(ip("10.1.2.3"), "*.corp:80,443 GET /simple/"),
+            "- { cidr: 10.1.2.3/32, ports: [80, 443] }"
+        );
+        assert_eq!(
+            cidr_rule_for(ip("fd00::5"), "mirror.corp:8443"),
+            "- { cidr: \"fd00::5/128\", ports: [8443] }"
+        );
+        assert_eq!(
+            cidr_rule_for(ip("127.0.0.1"), ""),
+            "- { cidr: 127.0.0.1/32 }"
         );
     }
 

@@ -30,6 +30,9 @@ const RELAY_BUFFER: usize = 64 * 1024;
 /// userspace TCP stack waits for the FIN's ACK, which a peer that already left never sends).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
+/// Names the DNS stub explains a special-range answer for, at most, in one run.
+const MAX_EXPLAINED: usize = 1024;
+
 type DnsCache = std::sync::Mutex<std::collections::HashMap<(String, u16), (Vec<IpAddr>, Instant)>>;
 
 pub struct Engine {
@@ -48,6 +51,10 @@ pub struct Engine {
     /// Upstream connections open now, by [`Open`] key.
     open: std::sync::Mutex<std::collections::HashMap<u64, Arc<OpenState>>>,
     next_open: AtomicU64,
+    /// The host's hosts file, asked before DNS for allowed names (see [`super::hosts`]).
+    pub hosts: super::hosts::HostsFile,
+    /// Names whose special-range answer the DNS stub already explained on stderr.
+    special_explained: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// An upstream connection the proxy opened for the step: the one place where a connection's
@@ -163,7 +170,22 @@ impl Engine {
             leaks: None,
             open: Default::default(),
             next_open: AtomicU64::new(1),
+            hosts: Default::default(),
+            special_explained: Default::default(),
         }
+    }
+
+    pub fn with_hosts(mut self, hosts: super::hosts::HostsFile) -> Engine {
+        self.hosts = hosts;
+        self
+    }
+
+    /// True the first time it is asked about `name` in this run: the stub prints one line per
+    /// name, not one per query (and stops after [`MAX_EXPLAINED`] names: a wildcard rule must
+    /// not let a step grow this set without bound).
+    pub fn first_special_for(&self, name: &str) -> bool {
+        let mut seen = self.special_explained.lock().expect("special lock");
+        seen.len() < MAX_EXPLAINED && seen.insert(name.to_string())
     }
 
     /// Starts the lifetime of connection `conn` (opened at `started`); see [`Open`].
@@ -478,9 +500,13 @@ impl Engine {
         }
     }
 
-    /// Upstream lookup with a small cache honouring the answer's TTL (at most [`CACHE_TTL`]),
-    /// so a build's thousand requests to one registry cost one query, not a thousand.
+    /// The hosts file's answer when it knows the name (files before DNS, as the stub answers
+    /// the step), else an upstream lookup with a small cache honouring the answer's TTL (at
+    /// most [`CACHE_TTL`]), so a build's thousand requests to one registry cost one query.
     async fn lookup_cached(&self, name: &str, qtype: u16) -> Result<Vec<IpAddr>, String> {
+        if let Some(addrs) = self.hosts.lookup(name, qtype) {
+            return Ok(addrs);
+        }
         let key = (name.to_string(), qtype);
         if let Some((addrs, until)) = self.dns_cache.lock().expect("cache lock").get(&key)
             && Instant::now() < *until

@@ -4,6 +4,7 @@ pub mod counting;
 pub mod dns;
 pub mod engine;
 pub mod explicit;
+pub mod hosts;
 pub mod http_head;
 pub mod prefixed;
 pub mod server;

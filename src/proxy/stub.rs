@@ -131,22 +131,47 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
         engine.log(event(decision, vec![], "NOERROR", rule, reason));
         return Some(dns::build_answer(msg, &q, &[], 0));
     }
-    match lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await {
+    // Files before DNS (glibc's default order): a name the host's hosts file knows is answered
+    // from it alone, with the same special-range check as a DNS answer.
+    let looked_up = match engine.hosts.lookup(&q.name, q.qtype) {
+        Some(addrs) => Ok(dns::Answer {
+            addrs,
+            ttl: super::hosts::TTL,
+            cnames: vec![],
+            rcode: Rcode::NoError,
+        }),
+        None => lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
+    };
+    match looked_up {
         Ok(ans) if ans.rcode == Rcode::NoError => {
-            let addrs: Vec<IpAddr> = ans
-                .addrs
-                .iter()
-                .copied()
-                .filter(|ip| {
-                    engine
-                        .network
-                        .check_resolved(rule.as_deref().unwrap_or(""), *ip)
-                        .is_ok()
-                })
-                .collect();
-            let dropped = ans.addrs.len() - addrs.len();
+            let name_rule = rule.as_deref().unwrap_or("");
+            let mut addrs: Vec<IpAddr> = Vec::new();
+            let mut removed = Vec::new();
+            for ip in &ans.addrs {
+                match engine.network.check_resolved(name_rule, *ip) {
+                    Ok(()) => addrs.push(*ip),
+                    Err(why) => removed.push((*ip, why)),
+                }
+            }
+            if let Some((_, why)) = removed.first()
+                && engine.first_special_for(&q.name)
+            {
+                // Tools only say `Could not resolve host`: say once per name what was removed
+                // and which rule would keep it.
+                eprintln!(
+                    "stepjail: {} {why} (removed from the DNS answer; profile '{}')",
+                    q.name, engine.profile
+                );
+            }
             let reason = reason.or_else(|| {
-                (dropped > 0).then(|| format!("{dropped} address(es) in special ranges removed"))
+                (!removed.is_empty()).then(|| {
+                    let list: Vec<String> = removed.iter().map(|(ip, _)| ip.to_string()).collect();
+                    format!(
+                        "{} address(es) in special ranges removed: {}",
+                        removed.len(),
+                        list.join(", ")
+                    )
+                })
             });
             engine.log(event(decision, addrs.clone(), "NOERROR", rule, reason));
             Some(dns::build_answer(msg, &q, &addrs, ans.ttl))
@@ -243,5 +268,124 @@ pub async fn serve_captured_udp(mut udp: ipstack::IpStackUdpStream, engine: Arc<
             }
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::policy::egress::rule_text;
+    use crate::policy::model::{AllowRule, Location, Network, NetworkMode, RuleTarget};
+    use crate::proxy::engine::DialError;
+    use crate::proxy::hosts::HostsFile;
+
+    const HOSTS: &str = "\
+192.0.2.10 hostsonly.test
+2001:db8::10 hostsonly.test
+192.0.2.11 secret.test
+10.1.2.3 mirror.corp
+";
+
+    fn rule(pattern: &str, ports: &[u16]) -> AllowRule {
+        let target = match pattern.parse::<ipnet::IpNet>() {
+            Ok(net) => RuleTarget::Cidr(net),
+            Err(_) => RuleTarget::Exact(pattern.to_string()),
+        };
+        AllowRule {
+            text: rule_text(&target, ports),
+            target,
+            ports: ports.to_vec(),
+            at: Location {
+                file: "t.yml".into(),
+                line: 1,
+                column: 1,
+            },
+            key: "network.allow[0]".into(),
+            methods: vec![],
+            paths: vec![],
+            raw_tcp: false,
+        }
+    }
+
+    /// An engine whose upstream resolver is a closed local port: every answer below comes
+    /// from the hosts file, or the test fails with SERVFAIL.
+    fn engine(extra: &[(&str, &[u16])]) -> Engine {
+        let mut allow = vec![rule("hostsonly.test", &[80]), rule("mirror.corp", &[443])];
+        allow.extend(extra.iter().map(|(p, ports)| rule(p, ports)));
+        Engine::new(
+            Network {
+                mode: NetworkMode::Enforce,
+                allow,
+            },
+            "t".into(),
+            AuditLog::disabled(),
+            "127.0.0.1:9".parse().unwrap(),
+        )
+        .with_hosts(HostsFile::parse(HOSTS))
+    }
+
+    /// The rcode and addresses of the stub's answer to `name`/`qtype`.
+    async fn ask(engine: &Engine, name: &str, qtype: u16) -> (Rcode, Vec<IpAddr>) {
+        let msg = dns::build_upstream_query(name, qtype, 7);
+        let resp = answer(engine, &msg, DnsTransport::Udp).await.unwrap();
+        let q = dns::parse_query(&msg).unwrap();
+        let ans = dns::filter_answer(&q, &resp).unwrap();
+        (ans.rcode, ans.addrs)
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn allowed_names_are_answered_from_the_hosts_file_without_upstream() {
+        let e = engine(&[]);
+        assert_eq!(
+            ask(&e, "hostsonly.test", 1).await,
+            (Rcode::NoError, ips(&["192.0.2.10"]))
+        );
+        assert_eq!(
+            ask(&e, "HostsOnly.test", 28).await,
+            (Rcode::NoError, ips(&["2001:db8::10"]))
+        );
+        assert_eq!(
+            e.resolve_checked("hostsonly.test", Some("hostsonly.test:80"))
+                .await,
+            Ok(ips(&["192.0.2.10", "2001:db8::10"]))
+        );
+    }
+
+    #[tokio::test]
+    async fn names_not_allowed_are_not_answered_from_the_hosts_file() {
+        let e = engine(&[]);
+        assert_eq!(ask(&e, "secret.test", 1).await, (Rcode::NxDomain, vec![]));
+    }
+
+    #[tokio::test]
+    async fn special_entries_are_refused_naming_the_cidr_rule_until_one_opens_them() {
+        let e = engine(&[]);
+        assert_eq!(ask(&e, "mirror.corp", 1).await, (Rcode::NoError, vec![]));
+        // Explained once per name: the stub already printed its line.
+        assert!(!e.first_special_for("mirror.corp"));
+        let (err, ip) = e
+            .resolve_checked("mirror.corp", Some("mirror.corp:443"))
+            .await
+            .unwrap_err();
+        assert_eq!(ip, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(
+            err,
+            DialError::Refused(
+                "resolved to 10.1.2.3 (private) which is not allowed unless a cidr rule names \
+                 it: add `- { cidr: 10.1.2.3/32, ports: [443] }` to network.allow"
+                    .into()
+            )
+        );
+        let e = engine(&[("10.1.2.3/32", &[443])]);
+        assert_eq!(
+            ask(&e, "mirror.corp", 1).await,
+            (Rcode::NoError, ips(&["10.1.2.3"]))
+        );
+        assert!(e.first_special_for("mirror.corp"));
     }
 }

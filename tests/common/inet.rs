@@ -47,6 +47,8 @@ impl Internet {
             "192.0.2.12/32",
             "192.0.2.53/32",
             "198.51.100.7/32",
+            // A "corporate mirror" on a private address, only inside this namespace.
+            "10.1.2.3/32",
         ] {
             ip(&["-n", &ns, "addr", "add", a, "dev", "lo"]);
         }
