@@ -329,3 +329,27 @@ fn nuget_turns_off_what_would_only_be_denied() {
     .output();
     assert_eq!(out.ok(), "offline 1\n");
 }
+
+#[test]
+fn a_new_tools_index_variable_is_checked_against_the_allowlist() {
+    for uid in users() {
+        let dir = Dir::new(uid);
+        for (profile, var) in [
+            ("uv", "UV_INDEX_URL"),
+            ("yarn", "YARN_NPM_REGISTRY_SERVER"),
+            ("poetry", "POETRY_REPOSITORIES_CORP_URL"),
+        ] {
+            let out = Sj::run(&dir, &["--profile", profile], &["printenv", var])
+                .env(var, "https://mirror.corp/simple")
+                .output();
+            assert_eq!(out.ok(), "https://mirror.corp/simple\n", "uid {uid}");
+            let warned = out.stderr().lines().any(|l| {
+                l.starts_with(&format!("stepjail: warning: {var} ("))
+                    && l.contains(&format!(
+                        "points at mirror.corp:443, which profile {profile} does not allow"
+                    ))
+            });
+            assert!(warned, "{profile} as uid {uid}: {}", out.stderr());
+        }
+    }
+}
