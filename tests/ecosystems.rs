@@ -20,8 +20,12 @@ struct Eco {
 const ECOSYSTEMS: &[Eco] = &[
     Eco {
         profile: "yarn",
-        allowed: &["registry.yarnpkg.com", "registry.npmjs.org"],
-        denied: "repo.yarnpkg.com",
+        allowed: &[
+            "registry.yarnpkg.com",
+            "registry.npmjs.org",
+            "repo.yarnpkg.com",
+        ],
+        denied: "raw.githubusercontent.com",
     },
     Eco {
         profile: "pnpm",

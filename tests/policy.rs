@@ -669,7 +669,11 @@ fn builtin_host_lists() {
     );
     assert_eq!(
         hosts("yarn"),
-        ["registry.yarnpkg.com:443", "registry.npmjs.org:443"]
+        [
+            "registry.yarnpkg.com:443",
+            "registry.npmjs.org:443",
+            "repo.yarnpkg.com:443"
+        ]
     );
     assert_eq!(hosts("pnpm"), ["registry.npmjs.org:443"]);
     for python in ["uv", "poetry"] {
