@@ -46,8 +46,8 @@ fn load_err(text: &str) -> String {
 }
 
 /// Every built-in, in the order messages list them.
-const AVAILABLE: &str =
-    "default, offline, cargo, npm, pip, go, rubygems, maven, github, codecov, apt";
+const AVAILABLE: &str = "default, offline, cargo, npm, pip, go, rubygems, maven, github, codecov, apt, yarn, pnpm, \
+     uv, poetry, gradle, nuget, composer, dockerhub, ghcr";
 
 fn vars() -> Vars {
     Vars {
@@ -516,7 +516,13 @@ fn builtins_load_and_resolve() {
         let r = p.resolve(&vars()).unwrap();
         // Everything extends default: its workspace first, its hidden credentials kept.
         assert_eq!(r.read_write[0], PathBuf::from("/work/repo"));
-        assert_eq!(r.hidden.len(), 18, "{name}");
+        // Some add their tools' credential files (profiles/*.yml `hidden`).
+        let own_hidden = match *name {
+            "yarn" | "poetry" | "gradle" => 1,
+            "composer" => 2,
+            _ => 0,
+        };
+        assert_eq!(r.hidden.len(), 18 + own_hidden, "{name}");
         assert!(
             r.hidden
                 .contains(&PathBuf::from("/home/runner/.cargo/credentials.toml"))
@@ -529,7 +535,7 @@ fn builtins_load_and_resolve() {
             default.env.pass[..],
             "{name}"
         );
-        if !["pip", "npm", "cargo", "go", "maven", "rubygems"].contains(name) {
+        if ["default", "offline", "github", "codecov", "apt"].contains(name) {
             assert_eq!(r.env_pass, default.env.pass, "{name}");
         }
         assert!(r.env_pass.contains(&EnvPattern::Prefix("LC_".into())));
@@ -544,6 +550,19 @@ fn builtins_load_and_resolve() {
             "CARGO_REGISTRIES_CORP_TOKEN",
             "PIP_INDEX_PASSWORD",
             "BUNDLE_GEMS__CONTRIBSYS__COM",
+            "YARN_NPM_AUTH_TOKEN",
+            "YARN_NPM_AUTH_IDENT",
+            "COREPACK_NPM_TOKEN",
+            "pnpm_config__authToken",
+            "UV_INDEX_CORP_PASSWORD",
+            "UV_PUBLISH_TOKEN",
+            "POETRY_HTTP_BASIC_CORP_PASSWORD",
+            "POETRY_PYPI_TOKEN_PYPI",
+            "POETRY_CERTIFICATES_CORP_CLIENT_CERT",
+            "ORG_GRADLE_PROJECT_mavenPassword",
+            "NuGetPackageSourceCredentials_corp",
+            "VSS_NUGET_EXTERNAL_FEED_ENDPOINTS",
+            "COMPOSER_AUTH",
         ] {
             let passed = r.env_pass.iter().any(|p| p.matches(cred));
             let scrubbed = r
@@ -573,8 +592,10 @@ fn builtins_load_and_resolve() {
                 let expected = match *name {
                     // apt keeps its lists and downloads in the workspace (profiles/apt.yml).
                     "github" | "codecov" | "apt" => 0,
-                    "npm" | "pip" => 1,
-                    "rubygems" => 3,
+                    "npm" | "pip" | "poetry" | "composer" | "dockerhub" | "ghcr" => 1,
+                    "rubygems" | "yarn" | "pnpm" => 3,
+                    // ~/.gradle directory by directory, not its init.d/ (profiles/gradle.yml).
+                    "gradle" => 7,
                     _ => 2,
                 };
                 assert_eq!(caches, expected, "{name}: {:?}", r.read_write);
@@ -645,6 +666,57 @@ fn builtin_host_lists() {
             "security.ubuntu.com:80,443",
             "ports.ubuntu.com:80,443"
         ]
+    );
+    assert_eq!(
+        hosts("yarn"),
+        [
+            "registry.yarnpkg.com:443",
+            "registry.npmjs.org:443",
+            "repo.yarnpkg.com:443"
+        ]
+    );
+    assert_eq!(hosts("pnpm"), ["registry.npmjs.org:443"]);
+    for python in ["uv", "poetry"] {
+        assert_eq!(
+            hosts(python),
+            ["pypi.org:443", "files.pythonhosted.org:443"]
+        );
+    }
+    assert_eq!(
+        hosts("gradle"),
+        [
+            "services.gradle.org:443",
+            "downloads.gradle.org:443",
+            "plugins.gradle.org:443",
+            "plugins-artifacts.gradle.org:443",
+            "repo.maven.apache.org:443",
+            "repo1.maven.org:443"
+        ]
+    );
+    assert_eq!(hosts("nuget"), ["api.nuget.org:443"]);
+    assert_eq!(
+        hosts("composer"),
+        [
+            "repo.packagist.org:443",
+            "packagist.org:443",
+            "api.github.com:443",
+            "codeload.github.com:443"
+        ]
+    );
+    assert_eq!(
+        hosts("dockerhub"),
+        [
+            "registry-1.docker.io:443",
+            "index.docker.io:443",
+            "auth.docker.io:443",
+            "production.cloudflare.docker.com:443",
+            "production.cloudfront.docker.com:443",
+            "docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com:443"
+        ]
+    );
+    assert_eq!(
+        hosts("ghcr"),
+        ["ghcr.io:443", "pkg-containers.githubusercontent.com:443"]
     );
 
     // The decisions the proxy will get for them.

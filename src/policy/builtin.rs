@@ -14,6 +14,15 @@ const BUILTINS: &[(&str, &str)] = &[
     ("github", include_str!("../../profiles/github.yml")),
     ("codecov", include_str!("../../profiles/codecov.yml")),
     ("apt", include_str!("../../profiles/apt.yml")),
+    ("yarn", include_str!("../../profiles/yarn.yml")),
+    ("pnpm", include_str!("../../profiles/pnpm.yml")),
+    ("uv", include_str!("../../profiles/uv.yml")),
+    ("poetry", include_str!("../../profiles/poetry.yml")),
+    ("gradle", include_str!("../../profiles/gradle.yml")),
+    ("nuget", include_str!("../../profiles/nuget.yml")),
+    ("composer", include_str!("../../profiles/composer.yml")),
+    ("dockerhub", include_str!("../../profiles/dockerhub.yml")),
+    ("ghcr", include_str!("../../profiles/ghcr.yml")),
 ];
 
 /// The YAML text of a built-in profile.

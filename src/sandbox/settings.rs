@@ -55,7 +55,29 @@ const NPM: &[&str] = &["npm"];
 const CARGO: &[&str] = &["cargo"];
 const GO: &[&str] = &["go"];
 const GEMS: &[&str] = &["rubygems"];
-const OPENSSL: &[&str] = &["pip", "npm", "cargo", "go", "rubygems"];
+const YARN: &[&str] = &["yarn"];
+const COREPACK: &[&str] = &["yarn", "pnpm"];
+const PNPM: &[&str] = &["pnpm"];
+const UV: &[&str] = &["uv"];
+const POETRY: &[&str] = &["poetry"];
+const GRADLE: &[&str] = &["gradle"];
+const NUGET: &[&str] = &["nuget"];
+const COMPOSER: &[&str] = &["composer"];
+const OPENSSL: &[&str] = &[
+    "pip",
+    "npm",
+    "cargo",
+    "go",
+    "rubygems",
+    "yarn",
+    "pnpm",
+    "uv",
+    "poetry",
+    "nuget",
+    "composer",
+    "dockerhub",
+    "ghcr",
+];
 
 const KNOWN: &[Known] = &[
     k("PIP_INDEX_URL", "pip's index URL", Kind::Url, PIP),
@@ -143,6 +165,97 @@ const KNOWN: &[Known] = &[
         "where Bundler installs gems",
         Kind::Cache(""),
         GEMS,
+    ),
+    k(
+        "YARN_NPM_REGISTRY_SERVER",
+        "Yarn's registry URL",
+        Kind::Url,
+        YARN,
+    ),
+    k("YARN_REGISTRY", "Yarn 1's registry URL", Kind::Url, YARN),
+    k(
+        "YARN_HTTPS_CA_FILE_PATH",
+        "Yarn's CA bundle",
+        Kind::Ca,
+        YARN,
+    ),
+    k("YARN_CACHE_FOLDER", "Yarn's cache", Kind::Cache(""), YARN),
+    k(
+        "COREPACK_NPM_REGISTRY",
+        "the registry Corepack downloads package managers from",
+        Kind::Url,
+        COREPACK,
+    ),
+    k(
+        "COREPACK_HOME",
+        "Corepack's package manager cache",
+        Kind::Cache(""),
+        COREPACK,
+    ),
+    k("PNPM_HOME", "pnpm's home", Kind::Cache(""), PNPM),
+    k("UV_DEFAULT_INDEX", "uv's index URL", Kind::Url, UV),
+    k("UV_INDEX_URL", "uv's index URL", Kind::Url, UV),
+    k(
+        "UV_EXTRA_INDEX_URL",
+        "uv's extra index URLs",
+        Kind::Urls,
+        UV,
+    ),
+    k("UV_FIND_LINKS", "uv's find-links locations", Kind::Urls, UV),
+    k(
+        "UV_PYTHON_INSTALL_MIRROR",
+        "where uv downloads Python from",
+        Kind::Url,
+        UV,
+    ),
+    k("UV_CACHE_DIR", "uv's cache", Kind::Cache(""), UV),
+    k(
+        "POETRY_REPOSITORIES_*_URL",
+        "a Poetry repository URL",
+        Kind::Url,
+        POETRY,
+    ),
+    k(
+        "POETRY_CERTIFICATES_*_CERT",
+        "a Poetry repository's CA bundle",
+        Kind::Ca,
+        POETRY,
+    ),
+    k(
+        "POETRY_CACHE_DIR",
+        "Poetry's cache",
+        Kind::Cache(""),
+        POETRY,
+    ),
+    k(
+        "GRADLE_USER_HOME",
+        "Gradle's user home",
+        Kind::Cache("caches"),
+        GRADLE,
+    ),
+    k(
+        "NUGET_PACKAGES",
+        "NuGet's global packages folder",
+        Kind::Cache(""),
+        NUGET,
+    ),
+    k(
+        "NUGET_HTTP_CACHE_PATH",
+        "NuGet's HTTP cache",
+        Kind::Cache(""),
+        NUGET,
+    ),
+    k(
+        "COMPOSER_CAFILE",
+        "Composer's CA bundle",
+        Kind::Ca,
+        COMPOSER,
+    ),
+    k(
+        "COMPOSER_CACHE_DIR",
+        "Composer's cache",
+        Kind::Cache(""),
+        COMPOSER,
     ),
 ];
 
@@ -684,7 +797,8 @@ mod tests {
             [
                 "SSL_CERT_FILE (OpenSSL's CA bundle) is set but not passed to the step under profile \
               default; to pass it, add `SSL_CERT_FILE` to env.pass (the built-in pip, npm, \
-              cargo, go, rubygems profiles pass it)"
+              cargo, go, rubygems, yarn, pnpm, uv, poetry, nuget, composer, dockerhub, ghcr \
+              profiles pass it)"
             ]
         );
         // Where the tools look anyway: nothing lost.
