@@ -25,6 +25,7 @@ network:
   allow:
     - { host: allowed.test, ports: [80, 443] }
     - meta.test:443
+    - inside.corp.test:443
 ";
 
 fn ip(args: &[&str]) {
@@ -71,6 +72,12 @@ impl Corp {
         let etc = PathBuf::from("/etc/netns").join(&ns);
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::write(etc.join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+        // A name only the proxy can resolve (the fake DNS answers NXDOMAIN for it).
+        std::fs::write(
+            etc.join("hosts"),
+            "127.0.0.1 localhost\n192.0.2.10 inside.corp.test\n",
+        )
+        .unwrap();
         let dir = tempfile::Builder::new()
             .prefix("sjproxy-")
             .tempdir_in("/var/tmp")
@@ -234,6 +241,38 @@ fn allowed_connections_leave_through_the_upstream_and_only_through_it() {
             assert_eq!(close.len(), 1, "{ev:#?}");
             assert!(close[0]["bytes_down"].as_u64().unwrap() > 30, "{close:?}");
         }
+
+        // A name the local resolver does not know goes to the upstream by name, which
+        // resolves it (twice: the second time without asking the local resolver again).
+        let out = corp.run(
+            &dir,
+            PROFILE,
+            &["--upstream-proxy", PROXY],
+            "curl -sSk https://inside.corp.test/ https://inside.corp.test/again",
+            &[],
+        );
+        assert_eq!(
+            out.ok(),
+            "hello from inside.corp.test over https\nhello from inside.corp.test over https\n",
+            "as uid {uid}: {}",
+            out.stderr()
+        );
+        assert_eq!(
+            corp.proxy_requests()[3..],
+            [
+                "CONNECT inside.corp.test:443 HTTP/1.1",
+                "CONNECT inside.corp.test:443 HTTP/1.1"
+            ]
+        );
+        assert_eq!(
+            corp.net
+                .log("dns.log")
+                .matches("inside.corp.test 1")
+                .count(),
+            1,
+            "{}",
+            corp.net.log("dns.log")
+        );
 
         // Decisions do not change: a name the allowlist lacks and an allowed name resolving
         // to a special address are refused here (403) and never reach the upstream.

@@ -51,6 +51,10 @@ pub struct Engine {
     next_open: AtomicU64,
     /// The corporate proxy allowed connections leave through, if any.
     pub upstream: Option<super::upstream::UpstreamProxy>,
+    /// Names the local resolver could not answer, until when: with an upstream they go to it
+    /// by name without asking again (a resolver that drops outside names would otherwise
+    /// cost every connection the whole DNS timeout).
+    unresolved: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 /// An upstream connection the proxy opened for the step: the one place where a connection's
@@ -167,6 +171,7 @@ impl Engine {
             open: Default::default(),
             next_open: AtomicU64::new(1),
             upstream: None,
+            unresolved: Default::default(),
         }
     }
 
@@ -589,14 +594,32 @@ impl Engine {
         };
         let addrs = match (literal, &a.name) {
             (Some(ip), _) => vec![ip],
-            (None, Some(name)) => match self.resolve_checked(name, rule).await {
-                Ok(addrs) => addrs,
-                Err((DialError::Refused(r), ip)) => {
-                    a.ip = ip.or(a.ip);
-                    return Err(DialError::Refused(r));
+            (None, Some(name)) => {
+                let known_unresolved = self
+                    .unresolved
+                    .lock()
+                    .expect("unresolved lock")
+                    .get(name)
+                    .is_some_and(|until| Instant::now() < *until);
+                if known_unresolved {
+                    return Ok(Route::Upstream);
                 }
-                Err((DialError::Unreachable(_), _)) => return Ok(Route::Upstream),
-            },
+                match self.resolve_checked(name, rule).await {
+                    Ok(addrs) => addrs,
+                    Err((DialError::Refused(r), ip)) => {
+                        a.ip = ip.or(a.ip);
+                        return Err(DialError::Refused(r));
+                    }
+                    Err((DialError::Unreachable(_), _)) => {
+                        let mut u = self.unresolved.lock().expect("unresolved lock");
+                        if u.len() > 4096 {
+                            u.clear();
+                        }
+                        u.insert(name.clone(), Instant::now() + CACHE_TTL);
+                        return Ok(Route::Upstream);
+                    }
+                }
+            }
             (None, None) => return Err(DialError::Unreachable("no address to connect to".into())),
         };
         for ip in &addrs {
