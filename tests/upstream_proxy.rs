@@ -521,3 +521,39 @@ fn upstream_credentials_are_sent_and_never_shown() {
         }
     }
 }
+
+/// A host a brokered secret is bound to is intercepted as usual, and the TLS to the real host
+/// runs inside the upstream's tunnel: the value reaches the host, the step holds a placeholder.
+#[test]
+fn brokered_secrets_reach_their_host_through_the_upstream() {
+    if !needs_root() {
+        return;
+    }
+    const VALUE: &str = "ech0_Up5tr3amBr0k3r3dV4lu3";
+    let corp = Corp::new(false);
+    let dir = Dir::new(NOBODY);
+    let profile = "name: echo\ndescription: talks to the echo service\nextends: default\n\
+                   network:\n  allow: [echo.test]\nsecrets:\n  ECHO_TOKEN: { broker: [echo.test] }\n";
+    let file = dir.write(
+        "home/secrets.json",
+        &format!("{{\"ECHO_TOKEN\": \"{VALUE}\"}}"),
+    );
+    let ca = corp.net.logs.join("ca.pem");
+    let out = corp.run(
+        &dir,
+        profile,
+        &["--secrets-file", file.to_str().unwrap(), "--upstream-proxy", PROXY],
+        "curl -s -o /dev/null -w '%{http_code}\\n' https://echo.test/auth \
+         -H \"Authorization: Bearer $ECHO_TOKEN\"; test \"$ECHO_TOKEN\" != '' && echo placeholder-set",
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    assert_eq!(out.stdout(), "200\nplaceholder-set\n", "{}", out.stderr());
+    assert_eq!(corp.proxy_requests(), ["CONNECT echo.test:443 HTTP/1.1"]);
+    assert!(
+        corp.net
+            .log("requests.log")
+            .contains(&format!("https echo.test GET /auth auth=Bearer {VALUE}")),
+        "{}",
+        corp.net.log("requests.log")
+    );
+}
