@@ -400,7 +400,7 @@ fn the_profile_key_and_the_environment_choose_the_upstream() {
     assert_eq!(out.code(), 2, "{}", out.stderr());
     assert!(
         out.stderr()
-            .contains("profile.yml:8:19: `network.upstream_proxy`: https:// upstream"),
+            .contains("profile.yml:9:19: `network.upstream_proxy`: https:// upstream"),
         "{}",
         out.stderr()
     );
