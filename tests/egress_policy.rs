@@ -453,7 +453,7 @@ fn wrong_yaml_kinds_say_what_a_rule_looks_like() {
     );
     assert_eq!(
         err(&with_network("  alow: []\n")),
-        "FILE:4:3: unknown key `alow` in `network` (expected one of: mode, allow)"
+        "FILE:4:3: unknown key `alow` in `network` (expected one of: mode, allow, upstream_proxy)"
     );
 }
 

@@ -1291,3 +1291,59 @@ fn file_command_files_outside_runner_temp_are_writable_and_checked() {
         );
     }
 }
+
+/// `stepjail step` takes the upstream proxy from `STEPJAIL_UPSTREAM_PROXY`, or from the
+/// runner's `HTTPS_PROXY` with `STEPJAIL_UPSTREAM_PROXY_FROM_ENV=1` (tests/upstream_proxy.rs
+/// tests the proxying itself with `stepjail run`). The proxy here does not exist, so an allowed
+/// connection fails with 502 naming it: it was used, and nothing went direct.
+#[test]
+fn step_takes_the_upstream_proxy_from_the_runners_environment() {
+    if !inet::needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let policy = "version: 1
+profiles:
+  web:
+    description: the allowed test host
+    extends: default
+    network: { allow: [allowed.test:443] }
+    env: { pass: [STEPJAIL_*] }
+jobs:
+  test:
+    steps:
+      fetch: { profile: web }
+";
+    let script = "curl -sk -o /dev/null -w '%{http_connect}\\n' https://allowed.test/ || true
+                  env | grep -c '^STEPJAIL_UPSTREAM_PROXY=' || true";
+    let dead = "http://u:pw-never-shown@198.51.100.20:3999";
+    let cases: [&[(&str, &str)]; 2] = [
+        &[("STEPJAIL_UPSTREAM_PROXY", dead)],
+        &[
+            ("STEPJAIL_UPSTREAM_PROXY_FROM_ENV", "1"),
+            ("HTTPS_PROXY", dead),
+        ],
+    ];
+    for env in cases {
+        let mut r = Runner::new(inet::egress_users()[0], policy);
+        r.netns = Some(net.ns.clone());
+        r.setup(&[], None).ok();
+        let mut env = env.to_vec();
+        env.push(("STEPJAIL_RESOLVER", "192.0.2.53:53"));
+        let s = r.step(Some("fetch"), script, &env);
+        let o = s.out.ok();
+        // 502, and the credential-bearing variable is not in the step's environment.
+        assert!(
+            o.starts_with("502\n0\n"),
+            "{env:?}: {o}\n{}",
+            s.out.stderr()
+        );
+        let err = s.out.stderr();
+        assert!(
+            err.contains("upstream proxy http://198.51.100.20:3999: cannot connect"),
+            "{env:?}: {err}"
+        );
+        assert!(!err.contains("pw-never-shown") && !o.contains("pw-never-shown"));
+        assert_eq!(net.log("web.log"), "");
+    }
+}

@@ -30,6 +30,15 @@ pub struct RunArgs {
     /// The DNS resolver the proxy asks (ADDR:PORT); defaults to the host's first nameserver.
     #[arg(long, value_name = "ADDR:PORT")]
     pub resolver: Option<std::net::SocketAddr>,
+    /// Send allowed connections through this HTTP proxy (`http://[user:pass@]host:port`) with
+    /// CONNECT, by name; never direct. Default: $STEPJAIL_UPSTREAM_PROXY (which keeps the
+    /// credentials out of the process list), else the profile's `network.upstream_proxy`.
+    #[arg(long, value_name = "URL")]
+    pub upstream_proxy: Option<String>,
+    /// Use the caller's HTTPS_PROXY (or https_proxy) as the upstream proxy, and its NO_PROXY
+    /// for the destinations that go direct. `--upstream-proxy` wins over it.
+    #[arg(long)]
+    pub upstream_proxy_from_env: bool,
     /// Values for the secrets the profile declares: a dotenv file, or JSON as produced by
     /// `${{ toJSON(secrets) }}` (a file descriptor works too: /dev/fd/N). Undeclared names in
     /// it never reach the step. Declared secrets not found here are taken from the environment.
@@ -77,6 +86,10 @@ pub fn run(args: RunArgs) -> i32 {
         audit_log: args.audit_log,
         mode,
         resolver: args.resolver,
+        upstream_proxy: args
+            .upstream_proxy
+            .or_else(|| std::env::var("STEPJAIL_UPSTREAM_PROXY").ok()),
+        upstream_from_env: args.upstream_proxy_from_env,
         file_secrets,
         no_mask: args.no_mask,
         verbose: args.verbose,
@@ -95,6 +108,10 @@ pub struct Request {
     /// Overrides the profile's network mode.
     pub mode: Option<NetworkMode>,
     pub resolver: Option<std::net::SocketAddr>,
+    /// `--upstream-proxy` / `STEPJAIL_UPSTREAM_PROXY` (may hold credentials: never printed).
+    pub upstream_proxy: Option<String>,
+    /// `--upstream-proxy-from-env`: the caller's HTTPS_PROXY and NO_PROXY.
+    pub upstream_from_env: bool,
     /// Secret values (every name in it is scrubbed from the inherited environment).
     pub file_secrets: Option<crate::secrets::SecretValues>,
     pub no_mask: bool,
@@ -284,6 +301,19 @@ pub fn execute(req: Request) -> Finished {
         Ok(h) => h,
         Err(e) => return failed(finished, super::EXIT_USAGE, &e),
     };
+    // The corporate proxy allowed connections leave through (decisions do not change).
+    let upstream = match resolved.network.mode {
+        NetworkMode::None => None,
+        _ => match crate::proxy::upstream::choose(
+            req.upstream_proxy.as_deref(),
+            req.upstream_from_env,
+            &env,
+            resolved.network.upstream_proxy.as_ref(),
+        ) {
+            Ok(u) => u.map(|(u, _)| u),
+            Err(msg) => return failed(finished, super::EXIT_USAGE, &msg),
+        },
+    };
     let skeleton_files: Vec<PathBuf> = req
         .ci
         .iter()
@@ -424,6 +454,9 @@ pub fn execute(req: Request) -> Finished {
             "stepjail: profile {} ({}), step runs as uid {} gid {}",
             plan.profile_name, profile.source, id.uid, id.gid
         );
+        if let Some(up) = &upstream {
+            eprintln!("stepjail: allowed connections leave through upstream proxy {up}");
+        }
     }
     let started = std::time::Instant::now();
     let network = resolved.network.clone();
@@ -476,7 +509,8 @@ pub fn execute(req: Request) -> Finished {
                 Engine::new(network, profile_name, engine_audit, resolver)
                     .with_hosts(hosts)
                     .with_broker(broker)
-                    .with_leak_scanner(scanner),
+                    .with_leak_scanner(scanner)
+                    .with_upstream(upstream),
             )
         },
         filter,

@@ -27,6 +27,8 @@ pub(crate) struct Layer {
     pub network_mode: Option<(NetworkMode, Location, String)>,
     /// `network.allow` if written (an empty list counts as written: it means enforce).
     pub allow: Option<Vec<super::model::AllowRule>>,
+    /// `network.upstream_proxy` if written.
+    pub upstream_proxy: Option<crate::proxy::upstream::UpstreamProxy>,
     pub env_pass: Vec<EnvPattern>,
     /// (name, value template, where).
     pub env_set: Vec<(String, String, Location)>,
@@ -195,7 +197,31 @@ pub(crate) fn layer(
         files.push((k.value, v.value.clone(), cx.at(&v)));
     }
 
-    let (mode, allow) = w.network.map(|n| (n.mode, n.allow)).unwrap_or((None, None));
+    let (mode, allow, upstream) = w
+        .network
+        .map(|n| (n.mode, n.allow, n.upstream_proxy))
+        .unwrap_or((None, None, None));
+    let upstream_proxy = match upstream {
+        None => None,
+        Some(u) => {
+            let bad = |reason: String| PolicyError::BadUpstreamProxy {
+                at: cx.at(&u),
+                path: cx.path("network.upstream_proxy"),
+                reason,
+            };
+            let up = crate::proxy::upstream::UpstreamProxy::parse(&u.value)
+                .map_err(|e| bad(e.to_string()))?;
+            // A profile is committed with the repository: a password in it is a leak.
+            if up.has_credentials() {
+                return Err(bad(
+                    "credentials do not belong in a profile; give the URL with \
+                     credentials in STEPJAIL_UPSTREAM_PROXY (or --upstream-proxy) instead"
+                        .into(),
+                ));
+            }
+            Some(up)
+        }
+    };
     let network_mode = match mode {
         None => None,
         Some(m) => {
@@ -300,6 +326,7 @@ pub(crate) fn layer(
         files,
         network_mode,
         allow,
+        upstream_proxy,
         env_pass,
         env_set,
         timeout,

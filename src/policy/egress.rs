@@ -354,6 +354,7 @@ mod tests {
         Network {
             mode,
             allow: rules.iter().map(|(p, ports)| rule(p, ports)).collect(),
+            upstream_proxy: None,
         }
     }
 
@@ -801,6 +802,7 @@ mod sneaky_path_tests {
         let net = Network {
             mode: NetworkMode::Enforce,
             allow: vec![rule],
+            upstream_proxy: None,
         };
         assert!(
             net.request_allowed("api.test", 443, "GET", "/repos/acme/app")

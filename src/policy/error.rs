@@ -145,6 +145,15 @@ pub enum PolicyError {
         other: String,
     },
 
+    /// `network.upstream_proxy` is not a usable proxy URL (the value is not echoed: it may
+    /// hold credentials).
+    #[error("{at}: `{path}`: {reason}")]
+    BadUpstreamProxy {
+        at: Location,
+        path: String,
+        reason: String,
+    },
+
     /// `extends` leads back to a profile already on the chain.
     #[error("{file}: extends cycle: {}", chain.join(" -> "))]
     ExtendsCycle { file: String, chain: Vec<String> },
@@ -262,6 +271,7 @@ impl PolicyError {
             | PolicyError::BadPath { at, .. }
             | PolicyError::BadAllowRule { at, .. }
             | PolicyError::BadSecret { at, .. }
+            | PolicyError::BadUpstreamProxy { at, .. }
             | PolicyError::Contradiction { at, .. }
             | PolicyError::Extends { at, .. }
             | PolicyError::UnknownProfile { at, .. } => Some(at),

@@ -264,6 +264,9 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
             p.network.allow.push(rule);
         }
     }
+    if layer.upstream_proxy.is_some() {
+        p.network.upstream_proxy = layer.upstream_proxy;
+    }
     p.network.mode = match layer.network_mode {
         Some((mode, ..)) => mode,
         None if allow_given && p.network.mode == NetworkMode::None => NetworkMode::Enforce,

@@ -155,6 +155,9 @@ pub struct Network {
     pub mode: NetworkMode,
     /// In file order, parents' rules first.
     pub allow: Vec<AllowRule>,
+    /// `network.upstream_proxy`: the child's if written, else the parent's. Never holds
+    /// credentials (the loader refuses them; they belong in `STEPJAIL_UPSTREAM_PROXY`).
+    pub upstream_proxy: Option<crate::proxy::upstream::UpstreamProxy>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

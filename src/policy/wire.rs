@@ -105,6 +105,8 @@ pub(crate) struct FilesystemWire {
 pub(crate) struct NetworkWire {
     pub mode: Option<Str>,
     pub allow: Option<Vec<Spanned<AllowWire>>>,
+    /// `http://host:port` of a corporate proxy allowed connections leave through.
+    pub upstream_proxy: Option<Str>,
 }
 
 /// One `network.allow` entry: `host[:port]` text, or a mapping.

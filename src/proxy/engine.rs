@@ -4,7 +4,8 @@
 //! Every path into the network (explicit CONNECT, plain HTTP, transparent TCP, UDP, DNS) asks
 //! [`Engine::decide`], then [`Engine::dial`] for the upstream connection, which resolves the
 //! name itself, checks every address against the special ranges, and dials exactly the address
-//! it checked.
+//! it checked — or, with an upstream proxy, asks that proxy for a tunnel by name (see
+//! [`Engine::dial`] for what is still checked here then).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -55,6 +56,12 @@ pub struct Engine {
     pub hosts: super::hosts::HostsFile,
     /// Names whose special-range answer the DNS stub already explained on stderr.
     special_explained: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The corporate proxy allowed connections leave through, if any.
+    pub upstream: Option<super::upstream::UpstreamProxy>,
+    /// Names the local resolver could not answer, until when: with an upstream they go to it
+    /// by name without asking again (a resolver that drops outside names would otherwise
+    /// cost every connection the whole DNS timeout).
+    unresolved: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 /// An upstream connection the proxy opened for the step: the one place where a connection's
@@ -172,6 +179,8 @@ impl Engine {
             next_open: AtomicU64::new(1),
             hosts: Default::default(),
             special_explained: Default::default(),
+            upstream: None,
+            unresolved: Default::default(),
         }
     }
 
@@ -186,6 +195,11 @@ impl Engine {
     pub fn first_special_for(&self, name: &str) -> bool {
         let mut seen = self.special_explained.lock().expect("special lock");
         seen.len() < MAX_EXPLAINED && seen.insert(name.to_string())
+    }
+
+    pub fn with_upstream(mut self, upstream: Option<super::upstream::UpstreamProxy>) -> Engine {
+        self.upstream = upstream;
+        self
     }
 
     /// Starts the lifetime of connection `conn` (opened at `started`); see [`Open`].
@@ -527,7 +541,42 @@ impl Engine {
 
     /// Opens the upstream connection for an allowed attempt: by name (resolved and checked
     /// here, then that exact address dialled) or, without a name, to the address itself.
+    /// With an upstream proxy, see [`Engine::dial_via_upstream`].
     pub async fn dial(&self, a: &mut Attempt, rule: Option<&str>) -> Result<TcpStream, DialError> {
+        let target = a.name.clone().or_else(|| a.ip.map(|ip| ip.to_string()));
+        let candidates = match (&self.upstream, target) {
+            (Some(up), Some(target)) if !up.goes_direct(&target) => {
+                match self.route_via_upstream(a, rule).await? {
+                    Route::Upstream => {
+                        return up.connect(&target, a.port, CONNECT_TIMEOUT).await;
+                    }
+                    Route::Direct(candidates) => candidates,
+                }
+            }
+            _ => self.checked_candidates(a, rule).await?,
+        };
+        let mut last = String::from("no address to connect to");
+        for ip in candidates {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, a.port))).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    a.ip = Some(ip);
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = format!("connecting to {ip}:{}: {e}", a.port),
+                Err(_) => last = format!("connecting to {ip}:{} timed out", a.port),
+            }
+        }
+        Err(DialError::Unreachable(last))
+    }
+
+    /// The addresses a direct dial may use: the name resolved and checked, or the address
+    /// given, checked.
+    async fn checked_candidates(
+        &self,
+        a: &mut Attempt,
+        rule: Option<&str>,
+    ) -> Result<Vec<IpAddr>, DialError> {
         let candidates = match &a.name {
             Some(name) => match name.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
@@ -547,19 +596,70 @@ impl Engine {
                 return Err(DialError::Refused(r.to_string()));
             }
         }
-        let mut last = String::from("no address to connect to");
-        for ip in candidates {
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, a.port))).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    a.ip = Some(ip);
-                    return Ok(s);
+        Ok(candidates)
+    }
+
+    /// Which way an allowed attempt leaves when an upstream proxy is set (and NO_PROXY does
+    /// not send it direct). The special-range check stays wherever it can be done here:
+    /// - the name resolves locally: a special address is refused (403) exactly as without an
+    ///   upstream; one a `cidr` rule opens is dialled *direct* (an internal mirror the rule
+    ///   was written for; the upstream would resolve the name again and could not reach it);
+    ///   public addresses go through the upstream, by name;
+    /// - the name does not resolve locally (only the upstream resolves outside names): it goes
+    ///   through the upstream by name, and the address it reaches is the upstream's to check;
+    /// - an address without a name: special and opened by a `cidr` rule goes direct, refused
+    ///   otherwise; public goes through the upstream.
+    async fn route_via_upstream(
+        &self,
+        a: &mut Attempt,
+        rule: Option<&str>,
+    ) -> Result<Route, DialError> {
+        let literal = match &a.name {
+            Some(name) => name.parse::<IpAddr>().ok(),
+            None => a.ip,
+        };
+        let addrs = match (literal, &a.name) {
+            (Some(ip), _) => vec![ip],
+            (None, Some(name)) => {
+                let known_unresolved = self
+                    .unresolved
+                    .lock()
+                    .expect("unresolved lock")
+                    .get(name)
+                    .is_some_and(|until| Instant::now() < *until);
+                if known_unresolved {
+                    return Ok(Route::Upstream);
                 }
-                Ok(Err(e)) => last = format!("connecting to {ip}:{}: {e}", a.port),
-                Err(_) => last = format!("connecting to {ip}:{} timed out", a.port),
+                match self.resolve_checked(name, rule).await {
+                    Ok(addrs) => addrs,
+                    Err((DialError::Refused(r), ip)) => {
+                        a.ip = ip.or(a.ip);
+                        return Err(DialError::Refused(r));
+                    }
+                    Err((DialError::Unreachable(_), _)) => {
+                        let mut u = self.unresolved.lock().expect("unresolved lock");
+                        if u.len() > 4096 {
+                            u.clear();
+                        }
+                        u.insert(name.clone(), Instant::now() + CACHE_TTL);
+                        return Ok(Route::Upstream);
+                    }
+                }
+            }
+            (None, None) => return Err(DialError::Unreachable("no address to connect to".into())),
+        };
+        for ip in &addrs {
+            if let Err(r) = self.network.check_resolved(rule.unwrap_or(""), *ip) {
+                return Err(DialError::Refused(r.to_string()));
             }
         }
-        Err(DialError::Unreachable(last))
+        if addrs
+            .iter()
+            .all(|ip| crate::policy::egress::special_range(*ip).is_some())
+        {
+            return Ok(Route::Direct(addrs));
+        }
+        Ok(Route::Upstream)
     }
 
     /// Relays bytes both ways until both sides have finished (or either fails); dropping
@@ -598,6 +698,14 @@ impl Engine {
         let _ = tokio::try_join!(up, down);
         drop(open);
     }
+}
+
+/// How [`Engine::dial`] leaves when an upstream proxy is set.
+enum Route {
+    /// Through the upstream, by name.
+    Upstream,
+    /// Direct, to these checked addresses.
+    Direct(Vec<IpAddr>),
 }
 
 /// Why [`Engine::dial`] did not connect. The allowlist said yes by name; then either the

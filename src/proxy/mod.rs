@@ -12,3 +12,4 @@ pub mod sni;
 pub mod splice;
 pub mod stub;
 pub mod transparent;
+pub mod upstream;

@@ -317,6 +317,7 @@ mod tests {
             Network {
                 mode: NetworkMode::Enforce,
                 allow,
+                upstream_proxy: None,
             },
             "t".into(),
             AuditLog::disabled(),

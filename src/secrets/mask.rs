@@ -77,6 +77,12 @@ pub(super) fn encodings_in_order(value: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Standard base64 with padding (RFC 4648 section 4), as HTTP Basic authentication uses.
+pub(crate) fn base64_standard(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    String::from_utf8(base64(input, ALPHABET, true)).expect("base64 is ASCII")
+}
+
 fn base64(input: &[u8], alphabet: &[u8; 64], pad: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {

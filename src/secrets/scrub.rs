@@ -13,6 +13,8 @@ pub const CI_CREDENTIALS: &[&str] = &[
     "ACTIONS_CACHE_URL",
     "ACTIONS_RESULTS_URL",
     "CI_JOB_TOKEN",
+    // stepjail's own: the upstream proxy URL may carry the proxy's credentials.
+    "STEPJAIL_UPSTREAM_PROXY",
 ];
 
 /// Whether `name` must be removed from the step's environment even if `env.pass` matches it:

@@ -195,6 +195,9 @@ pub fn run(req: StepRequest) -> i32 {
         audit_log: Some(audit_path.clone()),
         mode,
         resolver: env("STEPJAIL_RESOLVER").and_then(|r| r.parse().ok()),
+        upstream_proxy: env("STEPJAIL_UPSTREAM_PROXY"),
+        upstream_from_env: env("STEPJAIL_UPSTREAM_PROXY_FROM_ENV")
+            .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes")),
         file_secrets,
         no_mask: false,
         verbose: req.verbose,
