@@ -393,7 +393,8 @@ network:
         );
         assert!(
             lines.contains(
-                &"stepjail: denied other.test:80 (not allowed by profile; profile 'mirror')"
+                &"stepjail: denied other.test:80 (not allowed by profile; profile 'mirror'; \
+                   PIP_INDEX_URL points here)"
             ),
             "uid {uid}: {err}"
         );

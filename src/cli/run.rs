@@ -360,6 +360,7 @@ pub fn execute(req: Request) -> Finished {
     if let Some(refusal) = findings.refusals.first() {
         return failed(finished, super::EXIT_USAGE, refusal);
     }
+    let pointers = findings.pointers;
     // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
     // here, with the proxy, which swaps it in towards the bound hosts only.
     // Names the sandbox sets itself cannot be secrets: a secret named HTTPS_PROXY would point
@@ -510,7 +511,8 @@ pub fn execute(req: Request) -> Finished {
                     .with_hosts(hosts)
                     .with_broker(broker)
                     .with_leak_scanner(scanner)
-                    .with_upstream(upstream),
+                    .with_upstream(upstream)
+                    .with_pointers(pointers),
             )
         },
         filter,

@@ -56,6 +56,9 @@ pub struct Engine {
     pub hosts: super::hosts::HostsFile,
     /// Names whose special-range answer the DNS stub already explained on stderr.
     special_explained: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Hosts a variable of the step's tool settings points at, with that variable
+    /// (`PIP_INDEX_URL`): named when such a host is denied.
+    pub pointers: Vec<(String, String)>,
     /// The corporate proxy allowed connections leave through, if any.
     pub upstream: Option<super::upstream::UpstreamProxy>,
     /// Names the local resolver could not answer, until when: with an upstream they go to it
@@ -179,8 +182,32 @@ impl Engine {
             next_open: AtomicU64::new(1),
             hosts: Default::default(),
             special_explained: Default::default(),
+            pointers: Vec::new(),
             upstream: None,
             unresolved: Default::default(),
+        }
+    }
+
+    pub fn with_pointers(mut self, pointers: Vec<(String, String)>) -> Engine {
+        self.pointers = pointers;
+        self
+    }
+
+    /// `; PIP_INDEX_URL points here` when a tool setting names the attempt's host.
+    fn pointed_by(&self, a: &Attempt) -> String {
+        let Some(name) = a.name.as_deref() else {
+            return String::new();
+        };
+        let vars: Vec<&str> = self
+            .pointers
+            .iter()
+            .filter(|(h, _)| h.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if vars.is_empty() {
+            String::new()
+        } else {
+            format!("; {} points here", vars.join(", "))
         }
     }
 
@@ -414,8 +441,9 @@ impl Engine {
         } else {
             self.log_connect(a, Decision::Deny, None, Some(reason.clone()));
             eprintln!(
-                "stepjail: denied {dest} ({reason}; profile '{}')",
-                self.profile
+                "stepjail: denied {dest} ({reason}; profile '{}'{})",
+                self.profile,
+                self.pointed_by(a)
             );
             Verdict::Refuse { reason }
         }

@@ -379,6 +379,9 @@ pub struct Findings {
     pub refusals: Vec<String>,
     /// One line each, printed as `stepjail: warning: ...`.
     pub warnings: Vec<String>,
+    /// Registry hosts a passed variable points at that the profile does not allow, with that
+    /// variable: `(host, variable)`. The proxy names the variable when it denies the host.
+    pub pointers: Vec<(String, String)>,
 }
 
 /// What the check needs to know about the run.
@@ -447,6 +450,8 @@ pub fn check(i: &Inputs) -> Findings {
                 for (host, port) in url_hosts(value) {
                     if let Some(w) = unreachable(i.profile, name, kn.what, &host, port) {
                         f.warnings.push(w);
+                        let bare = host.trim_matches(['[', ']']).to_ascii_lowercase();
+                        f.pointers.push((bare, name.clone()));
                     }
                 }
             }
