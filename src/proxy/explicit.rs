@@ -134,7 +134,7 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
         return super::broker::intercept(engine.clone(), broker, step, attempt, rule, would_deny)
             .await;
     }
-    let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
+    let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
         Err(reason) => {
             engine.log_refusal_only(&attempt, &reason.to_string());
@@ -154,14 +154,26 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
     {
         return;
     }
-    let mut first = rest;
-    match tunnel_first_bytes(&engine, &attempt, &mut stream, &mut first).await {
+    splice_tunnel(engine, attempt, stream, rest, upstream, open).await;
+}
+
+/// Serves an established tunnel on the step's own socket: HTTP in it request by request, TLS
+/// or an allowed raw protocol relayed with splice (zero copy). `first`: bytes already read.
+async fn splice_tunnel(
+    engine: Arc<Engine>,
+    attempt: Attempt,
+    mut step: TcpStream,
+    mut first: Vec<u8>,
+    mut upstream: TcpStream,
+    open: super::engine::Open,
+) {
+    match tunnel_first_bytes(&engine, &attempt, &mut step, &mut first).await {
         Tunnel::Relay => {}
         Tunnel::Http => {
             // Each request is decided and dialled on its own; this connection is not used
             // (its close event, with nothing carried, is written now).
             drop((upstream, open));
-            let step = super::prefixed::Prefixed::new(first, stream);
+            let step = super::prefixed::Prefixed::new(first, step);
             return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
         }
         Tunnel::Stop => return,
@@ -170,7 +182,7 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
         return;
     }
     open.add_up(first.len() as u64);
-    super::splice::relay(&stream, &upstream, &open.counters).await;
+    super::splice::relay(&step, &upstream, &open.counters).await;
 }
 
 fn text(status: StatusCode, msg: String) -> Response<Body> {
@@ -358,22 +370,9 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
         match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
             // The usual case: the client's socket itself, relayed with splice (zero copy).
             Ok(parts) => {
-                let mut step = parts.io.into_inner();
-                let mut first = parts.read_buf.to_vec();
-                match tunnel_first_bytes(&engine, &attempt, &mut step, &mut first).await {
-                    Tunnel::Relay => {}
-                    Tunnel::Http => {
-                        drop((upstream, open));
-                        let step = super::prefixed::Prefixed::new(first, step);
-                        return serve_plain_http(engine, step, PlainHttp::Tunnel(attempt)).await;
-                    }
-                    Tunnel::Stop => return,
-                }
-                if upstream.write_all(&first).await.is_err() {
-                    return;
-                }
-                open.add_up(first.len() as u64);
-                super::splice::relay(&step, &upstream, &open.counters).await;
+                let step = parts.io.into_inner();
+                let first = parts.read_buf.to_vec();
+                splice_tunnel(engine, attempt, step, first, upstream, open).await;
             }
             Err(upgraded) => {
                 let mut step = TokioIo::new(upgraded);
