@@ -272,14 +272,16 @@ fn workflows_pass_actionlint_when_it_is_installed() {
     );
 }
 
-/// The policy shown in the README's "GitHub Actions" section is one `stepjail check` accepts.
+/// The policy shown in docs/github-actions.md is one `stepjail check` accepts.
 #[test]
-fn the_readme_policy_example_checks() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+fn the_documented_policy_example_checks() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/github-actions.md"),
+    )
+    .unwrap();
     let start = readme
         .find("# .github/stepjail.yml\nversion: 1\n")
-        .expect("the README shows a policy");
+        .expect("docs/github-actions.md shows a policy");
     let end = start + readme[start..].find("```").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("stepjail.yml");
