@@ -824,3 +824,115 @@ fn every_relative_link_resolves() {
     let targets: Vec<&str> = found.iter().map(|(_, t, _)| t.as_str()).collect();
     assert_eq!(targets, ["docs/nope.md", "docs/cli.md#no-such-heading"]);
 }
+
+/// A built-in profile's own `env` list or map keys, as the binary embeds it.
+fn builtin_env(name: &str) -> serde_json::Value {
+    let show = stepjail(&["profiles", "show", name]);
+    assert!(show.status.success(), "profiles show {name}");
+    yaml_value(&String::from_utf8(show.stdout).unwrap()).unwrap()["env"].clone()
+}
+
+fn strings(v: &serde_json::Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every backticked token of `text`, leaving out parenthesised remarks (`(not `BUNDLE_*`: ...)`).
+fn tokens(text: &str) -> BTreeSet<String> {
+    let mut kept = String::new();
+    let mut depth = 0;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => kept.push(c),
+            _ => {}
+        }
+    }
+    kept.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The package-manager table (`env.pass` adds, `env.scrub` adds and the values `env.set`
+/// sets) and the `default` profile's passed variables, against the built-ins.
+fn compare_tool_settings(page: &str) -> Result<(), String> {
+    let table = between(
+        page,
+        "| name | `env.pass` adds | `env.scrub` adds |",
+        "\n\n",
+    );
+    let mut rows = BTreeSet::new();
+    for row in table.lines().skip(2) {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+        let name = cells[0].trim().trim_matches('`');
+        rows.insert(name.to_string());
+        let env = builtin_env(name);
+        let pass = strings(&env["pass"]);
+        if tokens(cells[1]) != pass {
+            return Err(format!(
+                "{name}: env.pass: the docs say {:?}, the profile {pass:?}",
+                tokens(cells[1])
+            ));
+        }
+        let (set, scrub): (BTreeSet<String>, BTreeSet<String>) =
+            tokens(cells[2]).into_iter().partition(|t| t.contains('='));
+        let code_scrub = strings(&env["scrub"]);
+        if scrub != code_scrub {
+            return Err(format!(
+                "{name}: env.scrub: the docs say {scrub:?}, the profile {code_scrub:?}"
+            ));
+        }
+        let code_set: BTreeSet<String> = env["set"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+            .collect();
+        if set != code_set {
+            return Err(format!(
+                "{name}: env.set: the docs say {set:?}, the profile {code_set:?}"
+            ));
+        }
+    }
+    // A built-in that passes variables of its own is in the table.
+    for name in builtins().keys() {
+        if name != "default"
+            && !rows.contains(name)
+            && !strings(&builtin_env(name)["pass"]).is_empty()
+        {
+            return Err(format!("{name} passes variables but has no row"));
+        }
+    }
+    let default = tokens(between(page, "It passes `CI`", ", and sets `core_size: 0`"));
+    let mut default: BTreeSet<String> = default.into_iter().collect();
+    default.insert("CI".to_string());
+    let code = strings(&builtin_env("default")["pass"]);
+    if default != code {
+        return Err(format!(
+            "default: env.pass: the docs say {default:?}, the profile {code:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_tool_settings_table_is_the_builtins() {
+    let page = read("docs/profiles.md");
+    compare_tool_settings(&page).unwrap();
+    // Broken on purpose: a scrubbed pattern, a passed variable and a default variable dropped.
+    for (from, to) in [
+        ("`COMPOSER_AUTH` |", "|"),
+        ("`GOROOT`, ", ""),
+        ("`RUNNER_TOOL_CACHE`, ", ""),
+    ] {
+        let edited = page.replacen(from, to, 1);
+        assert_ne!(edited, page, "{from}");
+        assert!(compare_tool_settings(&edited).is_err(), "{from}");
+    }
+}
