@@ -936,3 +936,91 @@ fn the_tool_settings_table_is_the_builtins() {
         assert!(compare_tool_settings(&edited).is_err(), "{from}");
     }
 }
+
+/// The keys `stepjail check` expects in a section (from its unknown-key error).
+fn expected_keys(section_yaml: &str, dir: &Path) -> Vec<String> {
+    let f = dir.join("keys.yml");
+    std::fs::write(&f, format!("name: p\ndescription: d\n{section_yaml}\n")).unwrap();
+    let out = stepjail(&["check", f.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let list = between(&err, "(expected one of: ", ")");
+    list.split(", ").map(str::to_string).collect()
+}
+
+/// The profile keys the loader knows, as the reference table names them (`secrets.NAME`).
+fn profile_keys() -> BTreeSet<String> {
+    let dir = tempfile::tempdir().unwrap();
+    // Sections, how to put an unknown key into each, and the name the table gives them.
+    let sections: &[(&str, &str, &str)] = &[
+        ("", "bogus: 1", ""),
+        ("filesystem", "filesystem: {bogus: 1}", "filesystem."),
+        ("network", "network: {bogus: 1}", "network."),
+        ("env", "env: {bogus: 1}", "env."),
+        ("process", "process: {bogus: 1}", "process."),
+        (
+            "process.limits",
+            "process: {limits: {bogus: 1}}",
+            "process.limits.",
+        ),
+        ("landlock", "landlock: {bogus: 1}", "landlock."),
+        ("secrets.NAME", "secrets: {A: {bogus: 1}}", "secrets.NAME."),
+        (
+            "secrets.NAME.broker",
+            "secrets: {A: {broker: {bogus: 1}}}",
+            "secrets.NAME.broker.",
+        ),
+    ];
+    let containers: BTreeSet<&str> = sections.iter().map(|s| s.0).collect();
+    let mut keys = BTreeSet::new();
+    for (_, yaml, prefix) in sections {
+        for k in expected_keys(yaml, dir.path()) {
+            let path = format!("{prefix}{k}");
+            // `secrets` holds one entry per name; the table documents the entry itself.
+            let path = if path == "secrets" {
+                "secrets.NAME".to_string()
+            } else {
+                path
+            };
+            if !containers.contains(path.as_str())
+                || path == "secrets.NAME"
+                || path == "secrets.NAME.broker"
+            {
+                keys.insert(path);
+            }
+        }
+    }
+    keys
+}
+
+fn documented_profile_keys(page: &str) -> BTreeSet<String> {
+    let table = between(page, "| key | type | default | meaning |", "\n\n");
+    table
+        .lines()
+        .skip(2)
+        .map(|row| {
+            row.trim_start_matches("| `")
+                .split('`')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_profile_reference_has_every_key_the_loader_knows() {
+    let page = read("docs/profiles.md");
+    let code = profile_keys();
+    assert!(code.contains("network.upstream_proxy") && code.contains("secrets.NAME.broker.in"));
+    let doc = documented_profile_keys(&page);
+    assert_eq!(
+        doc,
+        code,
+        "documented only: {:?}; known to the loader only: {:?}",
+        doc.difference(&code).collect::<Vec<_>>(),
+        code.difference(&doc).collect::<Vec<_>>()
+    );
+    // Broken on purpose: a row dropped from the table is found.
+    let edited = page.replacen("| `filesystem.files` |", "| `filesystem.file` |", 1);
+    assert_ne!(documented_profile_keys(&edited), code);
+}
