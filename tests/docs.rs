@@ -1024,3 +1024,68 @@ fn the_profile_reference_has_every_key_the_loader_knows() {
     let edited = page.replacen("| `filesystem.files` |", "| `filesystem.file` |", 1);
     assert_ne!(documented_profile_keys(&edited), code);
 }
+
+/// The audit events table: event -> {field -> optional (marked `?`)}.
+fn documented_events(page: &str) -> BTreeMap<String, BTreeMap<String, bool>> {
+    let table = between(page, "| `event` | when | fields |", "\n\n");
+    let mut out = BTreeMap::new();
+    for row in table.lines().skip(2) {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+        let event = cells[0].trim().trim_matches('`').to_string();
+        // Field names outside parenthesised remarks, each optionally followed by `?`.
+        let mut kept = String::new();
+        let mut depth = 0;
+        for c in cells[2].chars() {
+            match c {
+                '(' => depth += 1,
+                ')' if depth > 0 => depth -= 1,
+                _ if depth == 0 => kept.push(c),
+                _ => {}
+            }
+        }
+        let mut fields = BTreeMap::new();
+        let parts: Vec<&str> = kept.split('`').collect();
+        for (i, name) in parts.iter().enumerate().skip(1).step_by(2) {
+            let optional = parts.get(i + 1).is_some_and(|after| after.starts_with('?'));
+            fields.insert(name.to_string(), optional);
+        }
+        out.insert(event, fields);
+    }
+    out
+}
+
+/// The same from schema/audit-v1.schema.json, without the fields every line has.
+fn schema_events() -> BTreeMap<String, BTreeMap<String, bool>> {
+    let schema: serde_json::Value =
+        serde_json::from_str(&read("schema/audit-v1.schema.json")).unwrap();
+    let mut out = BTreeMap::new();
+    for (_, def) in schema["$defs"].as_object().unwrap() {
+        let Some(event) = def["properties"]["event"]["const"].as_str() else {
+            continue;
+        };
+        let required = strings(&def["required"]);
+        let fields = def["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !["schema", "v", "ts", "step", "event"].contains(&k.as_str()))
+            .map(|k| (k.clone(), !required.contains(k)))
+            .collect();
+        out.insert(event.to_string(), fields);
+    }
+    out
+}
+
+#[test]
+fn the_audit_event_table_is_the_schema() {
+    let page = read("docs/audit-log.md");
+    let schema = schema_events();
+    assert!(schema.len() >= 9 && schema["dns"]["rule"] && !schema["dns"]["rcode"]);
+    assert_eq!(documented_events(&page), schema);
+    // Broken on purpose: a field dropped, and an optional field shown as always present.
+    let edited = page.replacen("`bytes_up` (step → destination), ", "", 1);
+    assert_ne!(edited, page);
+    assert_ne!(documented_events(&edited), schema);
+    let edited = page.replacen("`ci_job`?", "`ci_job`", 1);
+    assert_ne!(documented_events(&edited), schema);
+}
