@@ -1089,3 +1089,48 @@ fn the_audit_event_table_is_the_schema() {
     let edited = page.replacen("`ci_job`?", "`ci_job`", 1);
     assert_ne!(documented_events(&edited), schema);
 }
+
+/// The exit codes the code names (`const EXIT_...: i32 = N`, wherever they live).
+fn exit_codes_in_code() -> BTreeSet<i32> {
+    let src = source();
+    let mut out = BTreeSet::new();
+    for part in src.split("const EXIT_").skip(1) {
+        let Some((_, rest)) = part.split_once(": i32 = ") else {
+            continue;
+        };
+        let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        out.insert(n.parse().unwrap());
+    }
+    assert!(
+        out.len() >= 5,
+        "no `const EXIT_*: i32` under src/ (renamed? update tests/docs.rs): {out:?}"
+    );
+    out
+}
+
+/// The numbered rows of `stepjail run`'s exit code table in docs/cli.md.
+fn documented_exit_codes(page: &str) -> BTreeSet<i32> {
+    let table = between(page, "| code | meaning |", "\n\n");
+    table
+        .lines()
+        .skip(2)
+        .filter_map(|row| row.trim_start_matches("| ").split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn every_exit_code_the_code_names_is_documented() {
+    let page = read("docs/cli.md");
+    let code = exit_codes_in_code();
+    let ok = |doc: &BTreeSet<i32>| {
+        // Every row is a code the code names; every code it names has a row, except 1, which
+        // the prose below the table gives for check, audit and step.
+        doc.is_subset(&code) && code.iter().all(|c| doc.contains(c) || *c == 1)
+    };
+    let doc = documented_exit_codes(&page);
+    assert!(ok(&doc), "docs/cli.md: {doc:?}, the code: {code:?}");
+    assert!(page.contains("`stepjail check`: 0 if every file is valid, 1 if any is not."));
+    // Broken on purpose: a row dropped is found.
+    let edited = page.replacen("| 126 |", "| 1266 |", 1);
+    assert!(!ok(&documented_exit_codes(&edited)));
+}
