@@ -312,11 +312,15 @@ fn infra_profile(
     crate::policy::load_file(&file).map_err(|e| e.to_string())
 }
 
-/// The start time of process `pid` (field 22 of /proc/PID/stat), to tell it from a reused pid.
+/// The start time of live process `pid` (field 22 of /proc/PID/stat), to tell it from a
+/// reused pid; `None` once it has exited (a zombie waiting for its parent has).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// `run_exec <script> <stage>`.
@@ -466,6 +470,9 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
         }
         return codes.build;
     }
+    if matches!(kind, Kind::Sources | Kind::Transfer) {
+        scrub_token(&workspace, &job.token);
+    }
     if kind == Kind::Sources
         && stage == "get_sources"
         && p.repository == RepositoryMode::Narrow
@@ -529,6 +536,74 @@ fn freeze_repository_policy(state: &Path, workspace: &Path, st: &JobState) -> Re
         );
     }
     Ok(())
+}
+
+/// Removes the job token from the git configuration the git stages leave in the job's
+/// directory, before any build stage can read it: without FF_GIT_URLS_WITHOUT_TOKENS the
+/// runner's get_sources writes remote URLs and `insteadOf` rules that carry the token
+/// (`shells/abstract.go`, `writeGitSSLConfig`/`writeRefspecFetchCmd`) into `.git/config` and
+/// into files under `<project dir>.tmp`. `gitlab-ci-token:<token>@` is cut out of URLs; any
+/// other line holding the token is dropped. Symbolic links are not followed.
+fn scrub_token(job_dir: &Path, token: &str) {
+    if token.len() < script::MIN_SEARCHED {
+        return;
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![(job_dir.to_path_buf(), 0u32, false)];
+    while let Some((dir, depth, in_tmp)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            let name = e.file_name().to_string_lossy().into_owned();
+            if meta.is_dir() {
+                if name == ".git" {
+                    files.push(e.path().join("config"));
+                } else if (in_tmp || name.ends_with(".tmp")) && depth < 6 {
+                    stack.push((e.path(), depth + 1, true));
+                } else if depth < 3 {
+                    stack.push((e.path(), depth + 1, in_tmp));
+                }
+            } else if in_tmp && meta.is_file() && meta.len() <= 1 << 20 && files.len() < 1000 {
+                files.push(e.path());
+            }
+        }
+    }
+    for f in files {
+        use std::io::{Seek as _, Write as _};
+        use std::os::unix::fs::OpenOptionsExt;
+        // Read and rewritten through one descriptor, never through a symbolic link.
+        let Ok(mut file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&f)
+        else {
+            continue;
+        };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let mut text = String::new();
+        if file.read_to_string(&mut text).is_err() || !text.contains(token) {
+            continue;
+        }
+        let cut = text.replace(&format!("gitlab-ci-token:{token}@"), "");
+        let kept: String = cut
+            .split_inclusive('\n')
+            .filter(|l| !l.contains(token))
+            .collect();
+        let written = file
+            .set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(kept.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("stepjail: removing the job token from {}: {e}", f.display());
+        }
+    }
 }
 
 /// Prints the stage's denials to the job log; returns whether the stage started at all.
