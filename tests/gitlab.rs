@@ -437,7 +437,7 @@ env > "$CI_PROJECT_DIR/probe-env.txt"
 cat /tmp/stepjail-gitlab-stage.sh > "$CI_PROJECT_DIR/probe-script.txt"
 cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline > "$CI_PROJECT_DIR/probe-proc.txt" 2>/dev/null || true
 {{ cat {response} || echo response-unreadable; ls {tmp} || echo tmp-unreadable; ls {state} || echo state-unreadable; }} > "$CI_PROJECT_DIR/probe-files.txt" 2>&1
-grep -rs -l glcbt- "$CI_BUILDS_DIR" /tmp "$HOME" > "$CI_PROJECT_DIR/probe-grep.txt" 2>/dev/null || true
+grep -rs -l -F TESTjobTOKEN01 "$CI_BUILDS_DIR" /tmp "$HOME" > "$CI_PROJECT_DIR/probe-grep.txt" 2>/dev/null || true
 curl -s -m 10 http://registry.test/
 curl -sf -m 10 http://evil.test/steal && echo EVIL-REACHED || echo evil-denied
 curl -sf -m 10 http://gitlab.test/api/v4/jobs/1/artifacts && echo GITLAB-REACHED || echo gitlab-denied
@@ -485,6 +485,23 @@ curl -sf -m 10 http://gitlab.test/api/v4/jobs/1/artifacts && echo GITLAB-REACHED
                 "an undeclared secret is in the build's {probe}"
             );
         }
+        // Files the build can read that hold (part of) the token: only the ones holding this
+        // script's own grep pattern (the git configuration get_sources left has been scrubbed).
+        let grep = std::fs::read_to_string(pd.join("probe-grep.txt")).unwrap();
+        let holders: Vec<&str> = grep
+            .lines()
+            .filter(|l| !l.ends_with("/probe-script.txt") && *l != "/tmp/stepjail-gitlab-stage.sh")
+            .collect();
+        assert_eq!(
+            holders,
+            Vec::<&str>::new(),
+            "files the build can read hold the job token"
+        );
+        let config = std::fs::read_to_string(pd.join(".git/config")).unwrap();
+        assert!(
+            config.contains("url = http://gitlab.test/group/app.git"),
+            "{config}"
+        );
         let files = std::fs::read_to_string(pd.join("probe-files.txt")).unwrap();
         for what in ["response-unreadable", "tmp-unreadable", "state-unreadable"] {
             assert!(files.contains(what), "{what}: {files}");
