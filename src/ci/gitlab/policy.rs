@@ -425,6 +425,40 @@ mod tests {
         assert!(e.starts_with("gitlab.yml:2:13"), "{e}");
     }
 
+    /// The YAML blocks of docs/gitlab.md: the operator's policy and the repository's.
+    #[test]
+    fn the_documented_policies_parse() {
+        let doc = include_str!("../../../docs/gitlab.md");
+        let blocks: Vec<String> = doc
+            .split("```yaml\n")
+            .skip(1)
+            .map(|b| {
+                let body = b.split("```").next().unwrap();
+                // The first block sits in a numbered list, indented by three spaces.
+                let indented = body.starts_with("   ");
+                body.lines()
+                    .map(|l| {
+                        if indented {
+                            l.get(3..).unwrap_or("")
+                        } else {
+                            l
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        assert_eq!(blocks.len(), 2, "{blocks:?}");
+        // The deploy profile is a file only the operator has.
+        let p = parse(&blocks[0].replace("/etc/stepjail/deploy.yml", "default")).unwrap();
+        let d = p.for_job("group/app", "deploy");
+        assert_eq!(d.variables, vec!["DEPLOY_KEY", "CI_JOB_TOKEN"]);
+        assert_eq!(p.for_job("group/app", "test").profile, "npm");
+        assert_eq!(p.for_job("group/app", "lint").profile, "offline");
+        let n = narrowing(&blocks[1], "repo.yml", "test", &d).unwrap();
+        assert!(n.no_network && n.variables == Some(vec![]));
+    }
+
     #[test]
     fn a_repository_may_narrow_but_never_widen() {
         let rule = Rule {
