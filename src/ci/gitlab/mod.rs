@@ -255,11 +255,9 @@ fn withheld<'a>(
         .variables()
         .iter()
         .filter(|v| match kind {
-            // Git, cache and artifacts need the token and the runner's own CI_* settings,
-            // never the project's secrets.
-            Kind::Sources | Kind::Transfer => {
-                (!v.public || v.masked) && !carries_token(v) && !v.key.starts_with("CI_")
-            }
+            // Git, cache and artifacts need the token (and the public settings), never the
+            // project's secrets, whatever they are named.
+            Kind::Sources | Kind::Transfer => (!v.public || v.masked) && !carries_token(v),
             Kind::Build => {
                 !declared.contains(&v.key)
                     && (!v.public || v.masked || carries_token(v))
@@ -816,6 +814,7 @@ mod tests {
             {"key":"CI_JOB_TOKEN","value":"glcbt-0123456789abcdef","public":false,"masked":true},
             {"key":"CI_PROJECT_PATH","value":"g/p","public":true},
             {"key":"DEPLOY_KEY","value":"deploy-secret-value","public":false,"masked":true},
+            {"key":"CI_LOOKALIKE","value":"a-project-secret","public":false,"masked":true},
             {"key":"PLAIN","value":"x","public":true}]}"#,
         )
         .unwrap();
@@ -826,14 +825,13 @@ mod tests {
             v.dedup();
             v
         };
-        assert_eq!(keys(Kind::Sources, &[]), vec!["DEPLOY_KEY"]);
-        assert_eq!(keys(Kind::Transfer, &[]), vec!["DEPLOY_KEY"]);
-        assert_eq!(keys(Kind::Build, &[]), vec!["CI_JOB_TOKEN", "DEPLOY_KEY"]);
-        assert_eq!(keys(Kind::Build, &["DEPLOY_KEY"]), vec!["CI_JOB_TOKEN"]);
-        assert!(keys(Kind::Build, &["DEPLOY_KEY", "CI_JOB_TOKEN"]).is_empty());
-        assert_eq!(
-            keys(Kind::Housekeeping, &[]),
-            vec!["CI_JOB_TOKEN", "DEPLOY_KEY"]
-        );
+        let secrets = vec!["CI_LOOKALIKE", "DEPLOY_KEY"];
+        assert_eq!(keys(Kind::Sources, &[]), secrets);
+        assert_eq!(keys(Kind::Transfer, &[]), secrets);
+        let all = vec!["CI_JOB_TOKEN", "CI_LOOKALIKE", "DEPLOY_KEY"];
+        assert_eq!(keys(Kind::Build, &[]), all);
+        assert_eq!(keys(Kind::Build, &secrets), vec!["CI_JOB_TOKEN"]);
+        assert!(keys(Kind::Build, &all).is_empty());
+        assert_eq!(keys(Kind::Housekeeping, &[]), all);
     }
 }
