@@ -754,6 +754,46 @@ fn no_process_is_left_after_a_stage_or_after_cleanup() {
         assert_code(&o, 0);
         assert_eq!(processes_with(&format!("sleep {m1}")), Vec::<String>::new());
 
+        // A cancelled job: SIGTERM to run_exec's process group (docs/executors/custom.md,
+        // "Terminating and killing executables"). The stage ends, as a build failure, and
+        // takes everything it started with it.
+        let m3 = format!("98765{uid}3");
+        let p = job.script(&format!(
+            "setsid nohup sleep {m3}1 >/dev/null 2>&1 &\nsleep {m3}\n"
+        ));
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            job.command(&["run", p.to_str().unwrap(), "build_script"])
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let start = Instant::now();
+        while processes_with(&format!("sleep {m3}")).len() < 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the stage did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pgid = nix::unistd::Pid::from_raw(-(child.id() as i32));
+        nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "run_exec ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(BUILD_FAILURE), "{status:?}");
+        assert_eq!(processes_with(&format!("sleep {m3}")), Vec::<String>::new());
+
         // A stage still running when the runner calls cleanup (after its kill timeouts).
         let m2 = format!("98765{uid}2");
         let p = job.script(&format!(
