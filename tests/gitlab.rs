@@ -624,8 +624,18 @@ fn exit_codes_map_to_build_and_system_failure() {
         // Before prepare: no frozen state, a system failure.
         assert_code(&job.stage("build_script", "true\n"), 78);
         assert_code(&job.call(&["prepare"]), 0);
-        let o = job.stage("build_script", "echo failing; exit 3\n");
+        let o = job.stage(
+            "build_script",
+            "mkdir -p \"$CI_PROJECT_DIR.tmp\"\necho LD_PRELOAD=/x/evil.so >> \"$CI_PROJECT_DIR.tmp/gitlab_runner_env\"\necho failing; exit 3\n",
+        );
         assert_code(&o, 77);
+        // A failed stage's GITLAB_ENV is sanitised too: after_script and the *_on_failure
+        // stages read it.
+        assert!(
+            o.stderr().contains("removed LD_PRELOAD from GITLAB_ENV"),
+            "{}",
+            show(&o)
+        );
         assert_eq!(std::fs::read_to_string(&job.exit_file).unwrap().trim(), "3");
         assert_code(&job.stage("build_script", "true\n"), 0);
         // A stage stepjail does not know, and a script the runner did not write.

@@ -452,6 +452,12 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
         stage: stage.to_string(),
     });
     let _ = std::fs::remove_file(&pid_file);
+    // Whatever the outcome: the stages after a failure (after_script, *_on_failure) read
+    // the same directory.
+    if matches!(kind, Kind::Sources | Kind::Transfer) {
+        scrub_token(&workspace, &job.token);
+    }
+    sanitize_gitlab_env(&workspace, stage);
     let started = report_denials(&audit_log, offset, &ended.run_id, stage);
     let code = ended.code;
     if !started || code == crate::sandbox::EXIT_SETUP {
@@ -468,10 +474,6 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
         }
         return codes.build;
     }
-    if matches!(kind, Kind::Sources | Kind::Transfer) {
-        scrub_token(&workspace, &job.token);
-    }
-    sanitize_gitlab_env(&workspace, stage);
     if kind == Kind::Sources
         && stage == "get_sources"
         && p.repository == RepositoryMode::Narrow
