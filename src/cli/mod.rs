@@ -4,6 +4,7 @@
 pub mod action;
 pub mod audit;
 pub mod check;
+pub mod gitlab;
 pub mod profiles;
 pub mod run;
 pub mod setup;
@@ -38,6 +39,9 @@ pub enum Command {
     /// GitHub Actions: run a JavaScript action's `main` in the sandbox under a step's policy
     /// entry (what the `run-action` composite calls).
     Action(action::ActionArgs),
+    /// GitLab Runner's Custom executor: `config_exec`, `prepare_exec`, `run_exec` and
+    /// `cleanup_exec` (see docs/gitlab.md).
+    Gitlab(gitlab::GitlabArgs),
 }
 
 /// Dispatches a parsed command line; returns the process exit code.
@@ -50,6 +54,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Setup(args) => setup::run(args),
         Command::Step(args) => step::run(args),
         Command::Action(args) => action::run(args),
+        Command::Gitlab(args) => gitlab::run(args),
     }
 }
 
