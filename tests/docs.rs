@@ -148,8 +148,11 @@ fn checkable(info: &str, text: &str) -> Result<Option<String>, String> {
             Ok(Some(format!("{HEAD}network:\n  allow:\n{rules}")))
         }
         "yaml workflow" => Ok(None),
+        // GitLab operator and repository policies: ci::gitlab::policy's unit test
+        // `the_documented_policies_parse` parses these blocks with the real loader.
+        "yaml gitlab" => Ok(None),
         other => Err(format!(
-            "unknown fence `{other}`: use yaml, yaml fragment, yaml rule or yaml workflow"
+            "unknown fence `{other}`: use yaml, yaml fragment, yaml rule, yaml workflow or yaml gitlab"
         )),
     }
 }

@@ -430,7 +430,7 @@ mod tests {
     fn the_documented_policies_parse() {
         let doc = include_str!("../../../docs/gitlab.md");
         let blocks: Vec<String> = doc
-            .split("```yaml\n")
+            .split("```yaml gitlab\n")
             .skip(1)
             .map(|b| {
                 let body = b.split("```").next().unwrap();
