@@ -5,6 +5,8 @@
 #
 #   192.0.2.10:9000  echo server          (bench/proxy_servers.py)
 #   192.0.2.10:9001  bulk source          (bench/proxy_servers.py)
+#   192.0.2.10:9080  HTTP bulk source     (bench/proxy_servers.py)
+#   192.0.2.10:9443  TLS bulk source      (bench/proxy_servers.py, a throwaway self-signed cert)
 #   192.0.2.10:8080  nginx, 1 KiB file    (our own config, our own instance)
 #   192.0.2.53:53    DNS: web.bench -> 192.0.2.10 (bench/proxy_servers.py)
 #   127.0.0.1:3130   squid                (our own config, our own instance)
@@ -14,7 +16,9 @@
 # there; the load clients for stepjail run inside its sandbox against 127.0.0.1:3128 / 127.0.0.53,
 # those for the anchors run in the namespace itself. Nothing is ever sent outside the namespace.
 #
-# Measures: 1. added latency of a fresh CONNECT (p50, p99); 2. tunnel throughput (1 GiB);
+# Measures: 1. added latency of a fresh CONNECT (p50, p99), and of a captured connection (no proxy
+# variables: nf_tables redirect, and the userspace-stack fallback); 2. throughput (1 GiB) of raw
+# bytes, plain HTTP and TLS, through the CONNECT tunnel and captured;
 # 3. plain-HTTP forward requests/s with keep-alive (wrk); 4. DNS stub queries/s; 5. supervisor
 # RSS idle and with 1,000 open tunnels; 6. `stepjail run -- true` start-up with a network
 # profile vs the default profile vs bwrap (hyperfine). Prints markdown tables and the issue's
@@ -142,7 +146,7 @@ ensure_tools() {
         done
     fi
     local tool
-    for tool in ip python3 squid tinyproxy wrk hyperfine nginx bwrap; do
+    for tool in ip python3 squid tinyproxy wrk hyperfine nginx bwrap openssl; do
         command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
     done
     PY=/usr/bin/python3
@@ -221,9 +225,9 @@ description: benchmark allowlist
 extends: default
 network:
   allow:
-    - { host: web.bench, ports: [80, 8080] }
+    - { host: web.bench, ports: [80, 8080, 9080, 9443] }
     - { host: web.bench, ports: [9000, 9001], raw_tcp: true }
-    - { cidr: 192.0.2.0/24, ports: [80, 8080, 9000, 9001] }
+    - { cidr: 192.0.2.0/24, ports: [80, 8080, 9000, 9001, 9080, 9443] }
 EOF
 
     head -c 1024 /dev/zero | tr '\0' 'a' >"$WORK/www/index.html"
@@ -290,8 +294,13 @@ EOF
     # Descriptors for 1,000 tunnels (two sockets each in a proxy) in every process started here.
     ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -subj /CN=web.bench -addext subjectAltName=DNS:web.bench \
+        -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1 || die "openssl req failed"
+
     # Started in the background and disowned: cleanup() ends them with the namespace.
-    in_ns "$PY" bench/proxy_servers.py "$WORK/servers.ready" >"$WORK/servers.log" 2>&1 &
+    in_ns "$PY" bench/proxy_servers.py "$WORK/servers.ready" "$WORK/tls.crt" "$WORK/tls.key" \
+        >"$WORK/servers.log" 2>&1 &
     disown
     in_ns nginx -c "$WORK/nginx.conf" -e "$WORK/nginx/error.log" >"$WORK/nginx.log" 2>&1 &
     disown
@@ -316,6 +325,12 @@ EOF
         die "preflight: stepjail CONNECT by name failed: $out"
     out="$(sj -- "$PY" "$CLIENT" latency direct 192.0.2.10:9000 1 0 2>&1)" ||
         die "preflight: stepjail transparent capture failed: $out"
+    out="$(sj -- "$PY" "$CLIENT" bulk direct 192.0.2.10:9443 1000 tls 2>&1)" ||
+        die "preflight: captured TLS failed: $out"
+    out="$(sj -- "$PY" "$CLIENT" bulk direct 192.0.2.10:9080 1000 http 2>&1)" ||
+        die "preflight: captured plain HTTP failed: $out"
+    out="$(sj -- "$PY" "$CLIENT" bulk 127.0.0.1:3128 web.bench:9443 1000 tls 2>&1)" ||
+        die "preflight: TLS through CONNECT failed: $out"
     out="$(sj -- curl -sS -o /dev/null -w '%{http_code}' http://192.0.2.10:8080/ 2>&1)"
     [[ "$out" == 200 ]] || die "preflight: plain HTTP through stepjail gave: $out"
 }
@@ -336,20 +351,32 @@ measure_latency() {
             >"$WORK/res/latency/stepjail-name.$r.json"
         sj -- "$PY" "$CLIENT" latency direct 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
             >"$WORK/res/latency/stepjail-tun.$r.json"
+        STEPJAIL_NO_NFTABLES=1 sj -- "$PY" "$CLIENT" latency direct 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
+            >"$WORK/res/latency/stepjail-uss.$r.json"
     done
 }
 
 measure_bulk() {
     local r
-    note "== 2. tunnel throughput: $BULK_ROUNDS rounds x $BULK_MB MiB"
+    note "== 2. throughput (raw, plain HTTP, TLS): $BULK_ROUNDS rounds x $BULK_MB MiB"
     for ((r = 1; r <= BULK_ROUNDS; r++)); do
         in_ns "$PY" "$CLIENT" bulk direct 192.0.2.10:9001 "$BULK_BYTES" >"$WORK/res/bulk/direct.$r.json"
         sj -- "$PY" "$CLIENT" bulk 127.0.0.1:3128 192.0.2.10:9001 "$BULK_BYTES" >"$WORK/res/bulk/stepjail.$r.json"
         in_ns "$PY" "$CLIENT" bulk 127.0.0.1:3130 192.0.2.10:9001 "$BULK_BYTES" >"$WORK/res/bulk/squid.$r.json"
         in_ns "$PY" "$CLIENT" bulk 127.0.0.1:3131 192.0.2.10:9001 "$BULK_BYTES" >"$WORK/res/bulk/tinyproxy.$r.json"
+        # Captured (no proxy variables: nf_tables redirect, spliced), raw bytes, plain HTTP, TLS;
+        # and the same plain HTTP and TLS through the CONNECT tunnel.
+        sj -- "$PY" "$CLIENT" bulk direct 192.0.2.10:9001 "$BULK_BYTES" >"$WORK/res/bulk/stepjail-tun.$r.json"
+        in_ns "$PY" "$CLIENT" bulk direct 192.0.2.10:9080 "$BULK_BYTES" http >"$WORK/res/bulk/direct-http.$r.json"
+        sj -- "$PY" "$CLIENT" bulk 127.0.0.1:3128 web.bench:9080 "$BULK_BYTES" http >"$WORK/res/bulk/stepjail-http.$r.json"
+        sj -- "$PY" "$CLIENT" bulk direct 192.0.2.10:9080 "$BULK_BYTES" http >"$WORK/res/bulk/stepjail-tun-http.$r.json"
+        in_ns "$PY" "$CLIENT" bulk direct 192.0.2.10:9443 "$BULK_BYTES" tls >"$WORK/res/bulk/direct-tls.$r.json"
+        sj -- "$PY" "$CLIENT" bulk 127.0.0.1:3128 web.bench:9443 "$BULK_BYTES" tls >"$WORK/res/bulk/stepjail-tls.$r.json"
+        sj -- "$PY" "$CLIENT" bulk direct 192.0.2.10:9443 "$BULK_BYTES" tls >"$WORK/res/bulk/stepjail-tun-tls.$r.json"
     done
-    # The transparent path once (userspace TCP stack; it may be much slower).
-    sj -- "$PY" "$CLIENT" bulk direct 192.0.2.10:9001 "$BULK_BYTES" >"$WORK/res/bulk/stepjail-tun.1.json"
+    # The userspace-stack fallback once (where nf_tables is unavailable; much slower).
+    STEPJAIL_NO_NFTABLES=1 sj -- "$PY" "$CLIENT" bulk direct 192.0.2.10:9001 "$BULK_BYTES" \
+        >"$WORK/res/bulk/stepjail-uss.1.json"
 }
 
 measure_wrk() {

@@ -5,8 +5,11 @@
                                      proxy, or to HOST:PORT when PROXY is "direct"), CONNECT
                                      HOST:PORT and wait for 200, send one byte, read its echo,
                                      close. Prints each connection's time in microseconds.
-  bulk PROXY HOST:PORT BYTES         one connection (tunnelled unless direct) to the bulk source:
-                                     ask for BYTES, read them all. Prints seconds.
+  bulk PROXY HOST:PORT BYTES [KIND]  one connection (tunnelled unless direct) to the bulk source:
+                                     ask for BYTES, read them all. Prints seconds. KIND: raw
+                                     (default: a line "<bytes>"), http (`GET /<bytes>` with
+                                     Host web.bench:PORT), tls (TLS with server name web.bench,
+                                     certificate not checked, then as raw).
   dns SERVER NAME N                  N sequential UDP A queries for NAME to SERVER:53; prints
                                      each query's time in microseconds.
   hold PROXY HOST:PORT N DIR         writes DIR/idle, waits for DIR/go, opens N tunnels (each
@@ -20,6 +23,7 @@ import json
 import os
 import resource
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -80,12 +84,27 @@ def latency(proxy, target, n, warmup):
     return {"samples_us": out}
 
 
-def bulk(proxy, target, nbytes):
+def bulk(proxy, target, nbytes, kind="raw"):
     buf = bytearray(4 << 20)
     view = memoryview(buf)
     t0 = time.perf_counter()
     s, rest = open_conn(proxy, target)
-    s.sendall(f"{nbytes}\n".encode())
+    if kind == "tls":
+        assert not rest
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s, server_hostname="web.bench")
+    if kind == "http":
+        port = addr(target)[1]
+        host = "web.bench" if port == 80 else f"web.bench:{port}"
+        s.sendall(f"GET /{nbytes} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head, rest = read_head_from(s, rest)
+        status = head.split(b"\r\n", 1)[0]
+        if b" 200" not in status:
+            raise OSError(f"bulk http: {status!r}")
+    else:
+        s.sendall(f"{nbytes}\n".encode())
     got = len(rest)
     while got < nbytes:
         k = s.recv_into(view)
@@ -97,6 +116,15 @@ def bulk(proxy, target, nbytes):
     if got != nbytes:
         raise OSError(f"bulk: got {got} of {nbytes} bytes")
     return {"seconds": t1 - t0, "bytes": got}
+
+
+def read_head_from(s, buf):
+    while b"\r\n\r\n" not in buf:
+        part = s.recv(4096)
+        if not part:
+            raise OSError("closed before the end of the head")
+        buf += part
+    return buf.split(b"\r\n\r\n", 1)
 
 
 def dns(server, name, n):
@@ -157,7 +185,7 @@ def main(argv):
     if cmd == "latency":
         r = latency(argv[2], argv[3], int(argv[4]), int(argv[5]))
     elif cmd == "bulk":
-        r = bulk(argv[2], argv[3], int(argv[4]))
+        r = bulk(argv[2], argv[3], int(argv[4]), argv[5] if len(argv) > 5 else "raw")
     elif cmd == "dns":
         r = dns(argv[2], argv[3], int(argv[4]))
     elif cmd == "hold":

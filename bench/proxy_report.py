@@ -25,11 +25,19 @@ LABEL = {
     "direct": "direct (no proxy)",
     "stepjail": "stepjail, explicit proxy (CONNECT 127.0.0.1:3128)",
     "stepjail-name": "stepjail, explicit proxy, CONNECT by name (web.bench, resolved per CONNECT)",
-    "stepjail-tun": "stepjail, transparent capture (TUN, no proxy variables)",
+    "stepjail-tun": "stepjail, transparent capture (no proxy variables: nf_tables redirect, kernel sockets)",
+    "stepjail-uss": "stepjail, transparent capture, userspace-stack fallback (STEPJAIL_NO_NFTABLES=1)",
     "squid": "squid",
     "tinyproxy": "tinyproxy",
+    "direct-http": "direct, plain HTTP (`GET /<bytes>`)",
+    "stepjail-http": "stepjail, plain HTTP through the CONNECT tunnel (served request by request)",
+    "stepjail-tun-http": "stepjail, captured plain HTTP (nf_tables redirect, decided by Host)",
+    "direct-tls": "direct, TLS (Python sender and receiver: the bottleneck)",
+    "stepjail-tls": "stepjail, TLS through the CONNECT tunnel (spliced)",
+    "stepjail-tun-tls": "stepjail, captured TLS (nf_tables redirect, decided by SNI, spliced)",
 }
-ORDER = ["direct", "stepjail", "stepjail-name", "stepjail-tun", "squid", "tinyproxy"]
+ORDER = ["direct", "stepjail", "stepjail-name", "stepjail-tun", "stepjail-uss", "squid", "tinyproxy",
+         "direct-http", "stepjail-http", "stepjail-tun-http", "direct-tls", "stepjail-tls", "stepjail-tun-tls"]
 
 
 def pct(xs, p):
@@ -88,6 +96,9 @@ if bulk:
         f"source server (Python sender, 1 MiB writes; Python receiver, 4 MiB reads), through CONNECT "
         f"unless direct; {PARAMS['bulk_rounds']} rounds, proxies interleaved; median and range.")
     say("")
+    say("Rows after tinyproxy carry plain HTTP (192.0.2.10:9080) and TLS (192.0.2.10:9443, server name "
+        "`web.bench`) instead of raw bytes; their \"vs direct\" is against the direct row of the same kind.")
+    say("")
     say("| path | MB/s (median) | min–max MB/s | Gbit/s | vs direct |")
     say("|---|---:|---:|---:|---:|")
     med = {}
@@ -96,8 +107,9 @@ if bulk:
         med[w] = statistics.median(rates)
     for w in ordered(bulk):
         rates = [r["bytes"] / r["seconds"] / 1e6 for r in bulk[w]]
+        base = med.get("direct-" + w.rsplit("-", 1)[1], med["direct"]) if w.endswith(("-http", "-tls")) else med["direct"]
         say(f"| {LABEL[w]} | {med[w]:.0f} | {min(rates):.0f}–{max(rates):.0f} | {med[w] * 8 / 1000:.1f} "
-            f"| {med[w] / med['direct']:.2f}x |")
+            f"| {med[w] / base:.2f}x |")
     results["bulk"] = med
     say("")
 
@@ -145,7 +157,7 @@ if dns:
     dl = {
         "direct": "direct to the upstream (192.0.2.53)",
         "stepjail": "stepjail DNS stub (127.0.0.53, inside the sandbox)",
-        "stepjail-tun": "stepjail, query sent to 192.0.2.53 from inside the sandbox (captured by TUN)",
+        "stepjail-tun": "stepjail, query sent to 192.0.2.53 from inside the sandbox (captured: nf_tables DNAT to the stub)",
     }
     for w in [x for x in ("direct", "stepjail", "stepjail-tun") if x in dns]:
         s = dns[w][0]["samples_us"]
@@ -217,6 +229,19 @@ if "rps" in results:
     r = results["rps"]
     row("forward requests/s ≥ 1.5× squid", f"{r['stepjail'] / r['squid']:.2f}× squid "
         f"({r['stepjail']:.0f} vs {r['squid']:.0f} rps)", r["stepjail"] >= 1.5 * r["squid"])
+if "bulk" in results and "stepjail-tun-tls" in results["bulk"]:
+    b = results["bulk"]
+    row("captured TLS ≥ 0.8× the CONNECT tunnel carrying TLS", f"{b['stepjail-tun-tls'] / b['stepjail-tls']:.2f}× "
+        f"({b['stepjail-tun-tls']:.0f} vs {b['stepjail-tls']:.0f} MB/s)", b["stepjail-tun-tls"] >= 0.8 * b["stepjail-tls"])
+    row("captured plain HTTP ≥ 0.8× the CONNECT tunnel (raw bytes)", f"{b['stepjail-tun-http'] / b['stepjail']:.2f}× "
+        f"({b['stepjail-tun-http']:.0f} vs {b['stepjail']:.0f} MB/s)", b["stepjail-tun-http"] >= 0.8 * b["stepjail"])
+    row("captured plain HTTP ≥ 0.8× plain HTTP through the CONNECT tunnel",
+        f"{b['stepjail-tun-http'] / b['stepjail-http']:.2f}× ({b['stepjail-tun-http']:.0f} vs "
+        f"{b['stepjail-http']:.0f} MB/s)", b["stepjail-tun-http"] >= 0.8 * b["stepjail-http"])
+if "added_p50" in results and "stepjail-tun" in results["added_p50"]:
+    a = results["added_p50"]
+    row("captured set-up p50 ≤ CONNECT p50 + 50 µs", f"captured {a['stepjail-tun']:+.0f} µs vs CONNECT "
+        f"{a['stepjail']:+.0f} µs over direct", a["stepjail-tun"] <= a["stepjail"] + 50)
 if "startup_ratio" in results:
     row("start-up with networking ≤ 1.5× bwrap --unshare-all", f"{results['startup_ratio']:.2f}× bwrap",
         results["startup_ratio"] <= 1.5)

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Servers for bench/proxy.sh, run inside the benchmark's own network namespace
-(`ip netns exec NS python3 bench/proxy_servers.py READY_FILE`). Nothing here talks to any
+(`ip netns exec NS python3 bench/proxy_servers.py READY_FILE CERT KEY`). Nothing here talks to any
 other machine; every address is a documentation address on the namespace's lo.
 
   192.0.2.10:9000   echo (asyncio: many idle connections are cheap)
   192.0.2.10:9001   bulk source: reads one line "<bytes>\\n", then sends that many zero bytes
+  192.0.2.10:9080   HTTP bulk source: answers `GET /<bytes>` with that many zero bytes
+  192.0.2.10:9443   TLS bulk source (certificate CERT, key KEY; CN web.bench): as 9001, inside TLS
   192.0.2.53:53     DNS (UDP): web.bench A -> 192.0.2.10, every other name NXDOMAIN
 
 (The HTTP origin for wrk is nginx, started by proxy.sh.) Writes READY_FILE when all listen.
@@ -12,6 +14,7 @@ other machine; every address is a documentation address on the namespace's lo.
 
 import asyncio
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -108,6 +111,57 @@ def source(ls):
         threading.Thread(target=one, args=(c,), daemon=True).start()
 
 
+def send_zeros(c, left):
+    while left > 0:
+        n = min(left, len(CHUNK))
+        c.sendall(CHUNK[:n])
+        left -= n
+
+
+def http_source(ls):
+    def one(c):
+        with c:
+            try:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    part = c.recv(4096)
+                    if not part:
+                        return
+                    head += part
+                left = int(head.split(b" ", 2)[1].lstrip(b"/"))
+                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % left)
+                send_zeros(c, left)
+                c.shutdown(socket.SHUT_WR)
+                c.recv(1)
+            except (OSError, ValueError, IndexError):
+                return
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=one, args=(c,), daemon=True).start()
+
+
+def tls_source(ls, ctx):
+    def one(c):
+        try:
+            t = ctx.wrap_socket(c, server_side=True)
+            with t:
+                line = b""
+                while not line.endswith(b"\n"):
+                    part = t.recv(64)
+                    if not part:
+                        return
+                    line += part
+                send_zeros(t, int(line))
+                t.recv(1)
+        except (OSError, ValueError):
+            return
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=one, args=(c,), daemon=True).start()
+
+
 async def echo(reader, writer):
     try:
         while True:
@@ -122,13 +176,17 @@ async def echo(reader, writer):
         writer.close()
 
 
-async def main(ready):
-    for f, sock in (
-        (dns_udp, listen("192.0.2.53", 53, socket.SOCK_DGRAM)),
-        (dns_tcp, listen("192.0.2.53", 53)),
-        (source, listen("192.0.2.10", 9001)),
+async def main(ready, cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    for f, args in (
+        (dns_udp, (listen("192.0.2.53", 53, socket.SOCK_DGRAM),)),
+        (dns_tcp, (listen("192.0.2.53", 53),)),
+        (source, (listen("192.0.2.10", 9001),)),
+        (http_source, (listen("192.0.2.10", 9080),)),
+        (tls_source, (listen("192.0.2.10", 9443), ctx)),
     ):
-        threading.Thread(target=f, args=(sock,), daemon=True).start()
+        threading.Thread(target=f, args=args, daemon=True).start()
     server = await asyncio.start_server(echo, "192.0.2.10", 9000, backlog=4096, reuse_address=True)
     open(ready, "w").close()
     async with server:
@@ -136,4 +194,4 @@ async def main(ready):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))

@@ -899,3 +899,66 @@ print(req("allowed.test", "/first"), req("other.test", "/second"), req("allowed.
         "{ev:#?}"
     );
 }
+
+/// Captured TCP runs on the kernel's TCP: nf_tables rules in the step's namespace redirect it to
+/// the capture listener, whose accepted socket is visible in the namespace's /proc/net/tcp6
+/// while the connection is open (the userspace stack has no such socket). A direct connection
+/// to that listener (served in both modes) has no original destination: refused and logged. With
+/// STEPJAIL_NO_NFTABLES=1 the userspace fallback carries the same request and says what it costs.
+#[test]
+fn captured_tcp_runs_on_kernel_sockets_with_the_userspace_stack_as_fallback() {
+    if !needs_root() {
+        return;
+    }
+    let script = r#"python3 - <<'EOF'
+import socket
+s = socket.create_connection(("allowed.test", 80))
+s.sendall(b"GET /k HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+print(s.recv(4096).split(b"\r\n")[0].decode())
+held = [l.split()[1] for f in ("/proc/net/tcp", "/proc/net/tcp6") for l in open(f).readlines()[1:]
+        if l.split()[1].endswith(":0C39") and l.split()[3] == "01"]
+print("kernel" if held else "userspace")
+s.close()
+d = socket.create_connection(("10.255.255.1", 3129))
+print("direct:", d.recv(10))
+EOF"#;
+    for uid in egress_users() {
+        for fallback in [false, true] {
+            let net = Internet::new();
+            let dir = Dir::new(uid);
+            let env: Vec<(&str, &std::path::Path)> = if fallback {
+                vec![("STEPJAIL_NO_NFTABLES", std::path::Path::new("1"))]
+            } else {
+                vec![]
+            };
+            let out = net.run_env(&dir, PROFILE, &[], script, &env);
+            let path = if fallback { "userspace" } else { "kernel" };
+            assert_eq!(
+                out.ok(),
+                format!("HTTP/1.1 200 OK\n{path}\ndirect: b''\n"),
+                "as uid {uid}: {}",
+                out.stderr()
+            );
+            let warned = out.stderr().contains(
+                "captured TCP falls back to a userspace TCP stack (STEPJAIL_NO_NFTABLES=1)",
+            );
+            assert_eq!(warned, fallback, "as uid {uid}: {}", out.stderr());
+            assert_eq!(net.log("web.log"), "http allowed.test /k\n");
+            let ev = audit_events(&dir);
+            let host = [
+                ("decision", "allow"),
+                ("dest_name", "allowed.test"),
+                ("via", "transparent"),
+                ("name_source", "host"),
+                ("dest_port", "80"),
+            ];
+            assert_eq!(find(&ev, "connect", &host).len(), 1, "{ev:#?}");
+            let direct = find(
+                &ev,
+                "connect",
+                &[("decision", "deny"), ("dest_port", "3129")],
+            );
+            assert_eq!(direct.len(), 1, "{ev:#?}");
+        }
+    }
+}

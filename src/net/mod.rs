@@ -3,9 +3,16 @@
 //!
 //! Inside the namespace there is `lo` and a TUN device `sj0` that is the default route for IPv4
 //! and IPv6. Nothing is routed anywhere: every packet that leaves a socket of the step ends up
-//! either at a listener on loopback (the explicit proxy, the DNS stub) or in the TUN queue, which
-//! the supervisor reads with a userspace TCP/IP stack. The supervisor, outside, decides and dials
+//! at a listener on loopback (the explicit proxy, the DNS stub, the capture listener) or in the
+//! TUN queue. nf_tables rules in the namespace ([`nft`]) send every TCP connection routed to
+//! the TUN device to the capture listener and IPv4 DNS to the stub, so captured TCP runs on the
+//! kernel's TCP and is relayed with splice(2); what is left for the TUN queue (other UDP, ICMP,
+//! DNS to an IPv6 resolver) is read by the supervisor with a userspace TCP/IP stack, answered
+//! (DNS) or logged and dropped. Where nf_tables is unavailable, captured TCP falls back to that
+//! userspace stack (slow, but never unconfined). The supervisor, outside, decides and dials
 //! upstream from the host's namespace. No helper process runs in the sandbox.
+
+pub mod nft;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -21,6 +28,8 @@ pub const TUN_NAME: &str = "sj0";
 pub const TUN_V4: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 1);
 pub const TUN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5a, 0, 0, 0, 0, 0, 1);
 pub const TUN_MTU: u16 = 1500;
+/// The port of the capture listener (`[::]`, dual-stack) that nf_tables redirects TCP to.
+pub const CAPTURE_PORT: u16 = 3129;
 
 /// The proxy URL the step's environment points at.
 pub fn proxy_url() -> String {
@@ -85,49 +94,65 @@ pub struct Listeners {
     pub proxy_v6: OwnedFd,
     pub dns_udp: OwnedFd,
     pub dns_tcp: OwnedFd,
+    /// Where the nf_tables rules send captured TCP (`[::]:CAPTURE_PORT`, dual-stack). Served
+    /// even when the rules could not be installed: then only a direct connection reaches it,
+    /// which has no original destination and is refused.
+    pub captured: OwnedFd,
     /// Absent when `/dev/net/tun` cannot be opened: then the namespace has no route at all and
     /// only tools that use the proxy reach the network (fail closed, reported to the user).
     pub tun: Option<OwnedFd>,
 }
 
 impl Listeners {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     pub fn into_vec(self) -> Vec<OwnedFd> {
-        let mut v = vec![self.proxy_v4, self.proxy_v6, self.dns_udp, self.dns_tcp];
+        let mut v = vec![
+            self.proxy_v4,
+            self.proxy_v6,
+            self.dns_udp,
+            self.dns_tcp,
+            self.captured,
+        ];
         v.extend(self.tun);
         v
     }
 
     pub fn from_vec(v: Vec<OwnedFd>) -> Option<Listeners> {
         let mut it = v.into_iter();
-        let (proxy_v4, proxy_v6, dns_udp, dns_tcp) =
-            (it.next()?, it.next()?, it.next()?, it.next()?);
+        let (proxy_v4, proxy_v6, dns_udp, dns_tcp, captured) =
+            (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
         let tun = it.next();
         Some(Listeners {
             proxy_v4,
             proxy_v6,
             dns_udp,
             dns_tcp,
+            captured,
             tun,
         })
     }
 }
 
+/// Set to `1` in stepjail's environment: do not install the nf_tables rules, carry captured TCP
+/// on the userspace stack (the fallback where nf_tables is unavailable; for tests and diagnosis).
+pub const NO_NFTABLES_VAR: &str = "STEPJAIL_NO_NFTABLES";
+
+/// How the step's direct connections are captured, as set up by [`build_in_namespace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capture {
+    /// nf_tables rules send TCP to the capture listener (kernel sockets, spliced).
+    Kernel,
+    /// nf_tables is unavailable (the reason): TCP is carried by the userspace stack on the TUN.
+    Userspace(String),
+    /// No TUN device (the reason): there is no default route, so direct connections fail with
+    /// ENETUNREACH and only tools that use the proxy reach the network.
+    Off(String),
+}
+
 /// Builds the namespace's network (run in the sandbox child, which holds CAP_NET_ADMIN and
 /// CAP_NET_BIND_SERVICE in its own user namespace until it drops them).
-/// The second value says why transparent capture is off, when it is.
-pub fn build_in_namespace() -> std::io::Result<(Listeners, Option<String>)> {
-    let (tun, capture_off) = match sys::tun_create(TUN_NAME) {
-        Ok(tun) => {
-            sys::ipv4_default_via(TUN_NAME, TUN_V4)?;
-            sys::ipv6_default_via(TUN_NAME, TUN_V6)?;
-            (Some(tun), None)
-        }
-        // Typically /dev/net/tun with mode 0600 (distributions ship 0666). Without it there is
-        // no default route, so direct connections fail with ENETUNREACH: less access, not more.
-        Err(e) => (None, Some(format!("/dev/net/tun: {e}"))),
-    };
+pub fn build_in_namespace() -> std::io::Result<(Listeners, Capture)> {
     let listen = |addr: SocketAddr| -> std::io::Result<OwnedFd> {
         let l = std::net::TcpListener::bind(addr)?;
         Ok(OwnedFd::from(l))
@@ -136,15 +161,38 @@ pub fn build_in_namespace() -> std::io::Result<(Listeners, Option<String>)> {
     let proxy_v6 = listen(SocketAddr::from((Ipv6Addr::LOCALHOST, PROXY_PORT)))?;
     let dns_tcp = listen(SocketAddr::from((DNS_ADDR, 53)))?;
     let dns_udp = OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((DNS_ADDR, 53)))?);
+    // `[::]` takes IPv4 too (bindv6only is 0 in a new namespace): redirect sends IPv4 to
+    // 127.0.0.1 and IPv6 to ::1, both reach it.
+    let captured = listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, CAPTURE_PORT)))?;
+    let (tun, capture) = match sys::tun_create(TUN_NAME) {
+        Ok(tun) => {
+            sys::ipv4_default_via(TUN_NAME, TUN_V4)?;
+            sys::ipv6_default_via(TUN_NAME, TUN_V6)?;
+            // After the listeners: no rule ever points at a port nobody holds.
+            let capture = if std::env::var_os(NO_NFTABLES_VAR).is_some_and(|v| v == "1") {
+                Capture::Userspace(format!("{NO_NFTABLES_VAR}=1"))
+            } else {
+                match nft::install_capture(TUN_NAME, CAPTURE_PORT, DNS_ADDR) {
+                    Ok(()) => Capture::Kernel,
+                    Err(e) => Capture::Userspace(format!("nf_tables: {e}")),
+                }
+            };
+            (Some(tun), capture)
+        }
+        // Typically /dev/net/tun with mode 0600 (distributions ship 0666). Without it there is
+        // no default route, so direct connections fail with ENETUNREACH: less access, not more.
+        Err(e) => (None, Capture::Off(format!("/dev/net/tun: {e}"))),
+    };
     Ok((
         Listeners {
             proxy_v4,
             proxy_v6,
             dns_udp,
             dns_tcp,
+            captured,
             tun,
         },
-        capture_off,
+        capture,
     ))
 }
 

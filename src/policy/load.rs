@@ -10,6 +10,7 @@
 //! merged profile is checked once, at the end: a child cannot undo a parent's rule, and a
 //! contradiction between them is an error.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
@@ -259,8 +260,10 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
     // Mode: the child's if written; else allow rules turn an inherited `none` into `enforce`
     // (an `audit` or `enforce` parent keeps its mode); else the parent's.
     let allow_given = layer.allow.is_some();
+    // A set of the rule texts keeps the merge linear in the number of rules.
+    let mut seen: HashSet<String> = p.network.allow.iter().map(|r| r.text.clone()).collect();
     for rule in layer.allow.unwrap_or_default() {
-        if !p.network.allow.iter().any(|have| have.text == rule.text) {
+        if seen.insert(rule.text.clone()) {
             p.network.allow.push(rule);
         }
     }

@@ -5,6 +5,7 @@
 //! `{ cidr: RANGE, ports: [...] }`. Addresses are only accepted in the explicit `cidr` form, so
 //! that a name rule can never be read as "and whatever address it resolves to".
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use serde_saphyr::Spanned;
@@ -27,6 +28,8 @@ pub(crate) fn allow_rules(
     prefix: &str,
 ) -> Result<Vec<AllowRule>, PolicyError> {
     let mut out: Vec<AllowRule> = Vec::new();
+    // Linear in the number of rules: organisations keep allowlists of thousands of hosts.
+    let mut seen: HashSet<String> = HashSet::new();
     for (i, entry) in list.into_iter().enumerate() {
         let at = yaml::location(file, &entry.referenced);
         let key = format!("{prefix}network.allow[{i}]");
@@ -34,7 +37,7 @@ pub(crate) fn allow_rules(
             AllowWire::Text(text) => text_rule(&text, at, key)?,
             AllowWire::Rule(map) => map_rule(*map, at, key, file)?,
         };
-        if !out.iter().any(|have| have.text == rule.text) {
+        if seen.insert(rule.text.clone()) {
             out.push(rule);
         }
     }

@@ -20,14 +20,17 @@ use super::model::Location;
 pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The parser settings every file is read with. Budgets are far below serde-saphyr's defaults
-/// because profiles are small; an alias bomb or a 10k-deep `[[[[` fails in milliseconds.
+/// where depth and aliases are concerned, so an alias bomb or a 10k-deep `[[[[` fails in
+/// milliseconds. The node and event budgets do not bind before the file size limit does: an
+/// allowlist of thousands of hosts (10,000 `{ host, ports: [a, b, c] }` rules are ~70,000 nodes
+/// and ~100,000 events in 630 KB) is a normal profile, and its cost is linear in its size.
 fn options(duplicate_keys: DuplicateKeyPolicy) -> Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: 24,
             flow_nesting_limit: 24,
-            max_nodes: 50_000,
-            max_events: 200_000,
+            max_nodes: MAX_FILE_BYTES as usize,
+            max_events: 2 * MAX_FILE_BYTES as usize,
             max_aliases: 1_000,
             max_anchors: 1_000,
             max_recorded_anchor_events: 50_000,
@@ -668,6 +671,25 @@ mod tests {
             "{e}"
         );
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_allowlist_of_ten_thousand_map_rules_loads() {
+        let mut text = String::from("name: big\ndescription: many hosts\nnetwork:\n  allow:\n");
+        for i in 0..10_000 {
+            text.push_str(&format!(
+                "    - {{ host: mirror{i}.example.net, ports: [80, 443, 8443] }}\n"
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yml");
+        std::fs::write(&path, &text).unwrap();
+        let profile = crate::policy::load_file(&path).unwrap();
+        assert_eq!(profile.network.allow.len(), 10_000);
+        assert_eq!(
+            profile.network.allow[9_999].text,
+            "mirror9999.example.net:80,443,8443"
+        );
     }
 
     #[test]

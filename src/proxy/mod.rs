@@ -1,4 +1,5 @@
 pub mod broker;
+pub mod captured;
 pub mod content_coding;
 pub mod counting;
 pub mod dns;

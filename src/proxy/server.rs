@@ -46,6 +46,7 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
         proxy_v6,
         dns_udp,
         dns_tcp,
+        captured,
         tun,
     } = listeners;
     // Converting the descriptors needs the runtime's reactor.
@@ -62,6 +63,7 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
     rt.spawn(super::explicit::serve(tcp(proxy_v6)?, engine.clone()));
     rt.spawn(super::stub::serve_udp(udp, engine.clone()));
     rt.spawn(super::stub::serve_tcp(tcp(dns_tcp)?, engine.clone()));
+    rt.spawn(super::captured::serve(tcp(captured)?, engine.clone()));
     if let Some(tun) = tun {
         rt.spawn(super::transparent::serve(tun, engine.clone()));
     }

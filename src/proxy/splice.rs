@@ -1,7 +1,8 @@
 //! Zero-copy relaying of an allowed tunnel between two kernel TCP sockets with splice(2):
 //! bytes move socket -> pipe -> socket inside the kernel, never through our memory. Used for
-//! CONNECT tunnels once their first bytes have been checked; the transparent path (a userspace
-//! TCP stack) and anything not backed by a socket use the copying relay.
+//! CONNECT tunnels and connections captured on kernel sockets once their first bytes have been
+//! checked; the userspace-stack fallback of transparent capture and anything not backed by a
+//! socket use the copying relay.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

@@ -2,7 +2,8 @@
 //! TUN queue. A userspace TCP/IP stack (ipstack) terminates TCP here; each connection is
 //! decided by the TLS ClientHello's server name or the HTTP Host header, then dialled upstream
 //! from the host's namespace. UDP to port 53 is answered by the DNS stub; any other UDP, ICMP
-//! and raw packet never leaves, and is logged.
+//! and raw packet never leaves, and is logged. Where nf_tables rules redirect TCP to a kernel
+//! listener instead ([`super::captured`]), the same decision runs on kernel sockets.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,8 +16,9 @@ use std::time::{Duration, Instant};
 use ipstack::{IpStack, IpStackConfig, IpStackStream};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 
-use super::engine::{Attempt, Engine, Verdict, classify_host};
+use super::engine::{Attempt, Engine, Open, Verdict, classify_host};
 use super::explicit::{FirstBytes, read_client_hello};
 use super::http_head::parse_request_head;
 use super::sni::Peek;
@@ -160,9 +162,44 @@ fn refuse_datagram(engine: &Engine, dst: SocketAddr, protocol: Protocol, reason:
     engine.log_refusal_only(&a, reason);
 }
 
-async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>) {
-    let started = Instant::now();
+/// The step's end of a captured TCP connection: a stream of the userspace stack (TUN), or a
+/// kernel socket redirected by nf_tables (see [`super::captured`]), which is relayed with splice.
+pub(super) trait StepSide: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Relays an admitted connection until both sides finish; `already_up`: bytes sent first.
+    fn relay(
+        self,
+        open: Open,
+        upstream: TcpStream,
+        already_up: u64,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+impl StepSide for ipstack::IpStackTcpStream {
+    async fn relay(self, open: Open, upstream: TcpStream, already_up: u64) {
+        Engine::relay(open, self, upstream, already_up).await
+    }
+}
+
+impl StepSide for TcpStream {
+    async fn relay(self, open: Open, upstream: TcpStream, already_up: u64) {
+        open.add_up(already_up);
+        super::splice::relay(&self, &upstream, &open.counters).await;
+    }
+}
+
+async fn tcp_connection(tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>) {
     let dst = tcp.peer_addr();
+    captured_connection(tcp, dst, engine).await
+}
+
+/// One captured TCP connection to `dst` (where the step sent it): decided by the TLS server
+/// name, the HTTP Host or the address, then relayed, served request by request, or refused.
+pub(super) async fn captured_connection<S: StepSide>(
+    mut tcp: S,
+    dst: SocketAddr,
+    engine: Arc<Engine>,
+) {
+    let started = Instant::now();
     let mut first = Vec::with_capacity(1024);
     let peeked = tokio::time::timeout(
         FIRST_BYTES_TIMEOUT + Duration::from_millis(100),
@@ -229,12 +266,12 @@ async fn tcp_connection(mut tcp: ipstack::IpStackTcpStream, engine: Arc<Engine>)
     if upstream.write_all(&first).await.is_err() {
         return;
     }
-    Engine::relay(open, tcp, upstream, first.len() as u64).await;
+    tcp.relay(open, upstream, first.len() as u64).await;
 }
 
 /// Ends a refused connection at once, so the step's tool fails now instead of at its timeout:
 /// a plain HTTP request gets a 403 saying why, anything else is closed.
-async fn close_refused(mut tcp: ipstack::IpStackTcpStream, first: &[u8], reason: &str) {
+async fn close_refused<S: AsyncWrite + Unpin>(mut tcp: S, first: &[u8], reason: &str) {
     if matches!(parse_request_head(first), Peek::Done(_)) {
         let body = format!("stepjail: {reason}\n");
         let resp = format!(
