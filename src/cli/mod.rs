@@ -4,6 +4,7 @@
 pub mod action;
 pub mod audit;
 pub mod check;
+pub mod hooks;
 pub mod profiles;
 pub mod run;
 pub mod setup;
@@ -38,6 +39,10 @@ pub enum Command {
     /// GitHub Actions: run a JavaScript action's `main` in the sandbox under a step's policy
     /// entry (what the `run-action` composite calls).
     Action(action::ActionArgs),
+    /// GitHub Actions self-hosted runners: the container hooks (`ACTIONS_RUNNER_CONTAINER_HOOKS`)
+    /// that run every step of a job in the sandbox under the operator's policy; reads the
+    /// runner's JSON on stdin.
+    Hooks(hooks::HooksArgs),
 }
 
 /// Dispatches a parsed command line; returns the process exit code.
@@ -50,6 +55,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Setup(args) => setup::run(args),
         Command::Step(args) => step::run(args),
         Command::Action(args) => action::run(args),
+        Command::Hooks(args) => hooks::run(args),
     }
 }
 

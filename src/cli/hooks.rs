@@ -1,0 +1,19 @@
+//! `stepjail hooks`: the GitHub Actions runner's container hooks
+//! (`ACTIONS_RUNNER_CONTAINER_HOOKS`; see `ci::github::hooks`).
+
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct HooksArgs {
+    /// The runner operator's file: which profile each repository's jobs and steps get, which
+    /// container images run on the host, where audit logs go.
+    #[arg(long, value_name = "FILE", default_value = crate::ci::github::hooks::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Internal: the second half of `run_script_step`, re-executed with the step's environment.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub in_step: Option<PathBuf>,
+}
+
+pub fn run(args: HooksArgs) -> i32 {
+    crate::ci::github::hooks::run(&args.config, args.in_step.as_deref())
+}
