@@ -363,6 +363,10 @@ profiles:
     description: holds the npm token
     extends: default
     secrets: { NPM_TOKEN: {} }
+  npm-settings:
+    description: passes npm's settings, by pattern
+    extends: default
+    env: { pass: [NPM_*] }
 repositories:
   acme/app:
     jobs:
@@ -371,6 +375,7 @@ repositories:
           fetch: { profile: fetch }
           publish: { profile: publish }
           hello: { profile: offline }
+          test: { profile: npm-settings }
 ";
 
 /// The pids of processes whose command line holds `marker`.
@@ -525,14 +530,15 @@ fn a_secret_reaches_only_the_step_that_declares_it() {
         let (out, _) = r.prepare("ubuntu:24.04");
         assert_eq!(out.code(), 0, "{}{}", out.stdout(), out.stderr());
         // The workflow puts NPM_TOKEN in the job's `env:`: every step's environment has it.
+        // `test` passes NPM_* by pattern, yet does not get it: `publish` declares it.
         let token = [("NPM_TOKEN", "npm-secret-value")];
         let script = "if [ \"$NPM_TOKEN\" = npm-secret-value ]; then echo has-token; else echo no-token; fi\n\
-                      echo \"value:$NPM_TOKEN\"\n";
-        let s = r.run("test", script, &token);
+                      echo \"value:$NPM_TOKEN level:$NPM_CONFIG_LOGLEVEL\"\n";
+        let s = r.run("test", script, &[token[0], ("NPM_CONFIG_LOGLEVEL", "warn")]);
         let text = s.out.stdout();
         assert_eq!(s.out.code(), 0, "{text}{}", s.out.stderr());
         assert!(
-            text.contains("no-token") && text.contains("value:\n"),
+            text.contains("no-token") && text.contains("value: level:warn\n"),
             "{text}"
         );
         let s = r.run("publish", script, &token);
