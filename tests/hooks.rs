@@ -507,10 +507,14 @@ fn a_job_is_prepared_its_steps_run_under_the_operators_policy_and_cleanup_leaves
         let marker = format!("31337.{owner}");
         let s = r.run(
             "bg",
-            &format!("(setsid sleep {marker} >/dev/null 2>&1 &)\necho started\n"),
+            &format!(
+                "(setsid sleep {marker} >/dev/null 2>&1 &)\nsleep 0.3\n\
+                 echo \"running:$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -o 'slee[p] {marker}' | wc -l)\"\n"
+            ),
             &[],
         );
         assert_eq!(s.out.code(), 0, "{}{}", s.out.stdout(), s.out.stderr());
+        assert!(s.out.stdout().contains("running:1"), "{}", s.out.stdout());
         let out = r.cleanup();
         assert_eq!(out.code(), 0, "{}{}", out.stdout(), out.stderr());
         assert!(!job.exists(), "{} is left", job.display());
