@@ -743,3 +743,51 @@ fn unmapped_images_services_and_container_actions_are_refused() {
         out.stdout()
     );
 }
+
+#[test]
+fn the_operators_secrets_file_reaches_only_declaring_steps_and_no_step_reads_it() {
+    for owner in users() {
+        let config = CONFIG
+            .replace(
+                "default: offline\n",
+                "default: offline\nsecrets_file: @SECRETS@\n",
+            )
+            .replace(
+                "          test: { profile: npm-settings }\n",
+                "          test: { profile: npm-settings }\n          deploy: { profile: offline, secrets: { DEPLOY_KEY: {} } }\n",
+            );
+        let mut r = Runner::new(owner, "");
+        let secrets = r.dir.root.join("github-secrets.env");
+        std::fs::write(&secrets, "DEPLOY_KEY=operator-deploy-key\n").unwrap();
+        std::fs::write(
+            &r.config,
+            config
+                .replace("@AUDIT@", r.audit.to_str().unwrap())
+                .replace("@SECRETS@", secrets.to_str().unwrap()),
+        )
+        .unwrap();
+        let (out, _) = r.prepare("ubuntu:24.04");
+        assert_eq!(out.code(), 0, "{}{}", out.stdout(), out.stderr());
+        let script = format!(
+            "[ \"$DEPLOY_KEY\" = operator-deploy-key ] && echo has-key || echo no-key\n\
+             cat {} >/dev/null 2>&1 && echo read-file || echo cannot-read-file\n",
+            secrets.display()
+        );
+        // The workflow cannot put its own value in place of the operator's either.
+        let s = r.run("deploy", &script, &[("DEPLOY_KEY", "from-the-workflow")]);
+        let text = s.out.stdout();
+        assert_eq!(s.out.code(), 0, "{text}{}", s.out.stderr());
+        assert!(
+            text.contains("has-key") && text.contains("cannot-read-file"),
+            "{text}"
+        );
+        let s = r.run("test", &script, &[]);
+        let text = s.out.stdout();
+        assert_eq!(s.out.code(), 0, "{text}{}", s.out.stderr());
+        assert!(
+            text.contains("no-key") && text.contains("cannot-read-file"),
+            "{text}"
+        );
+        assert_eq!(r.cleanup().code(), 0);
+    }
+}
