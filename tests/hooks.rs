@@ -732,8 +732,23 @@ fn unmapped_images_services_and_container_actions_are_refused() {
         "{}",
         out.stdout()
     );
+    // The operator checks the file before using it.
+    let check = Command::new(bin())
+        .args(["hooks", "--check", "--config", r.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
     // A mistake in the operator's file fails the job with its position.
     std::fs::write(&r.config, "version: 1\naudit_dir: /x\nimagez: {}\n").unwrap();
+    let check = Command::new(bin())
+        .args(["hooks", "--check", "--config", r.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains(&format!("{}:3:1", r.config.display())),
+        "{check:?}"
+    );
     let (out, _) = r.prepare("ubuntu:24.04");
     assert_eq!(out.code(), 1);
     assert!(
