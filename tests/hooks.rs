@@ -428,7 +428,8 @@ fn a_job_is_prepared_its_steps_run_under_the_operators_policy_and_cleanup_leaves
             "curl -sSk https://allowed.test/ >/dev/null && echo reached-allowed\n\
              curl -sSk https://denied.test/ >/dev/null 2>&1 || echo denied-denied\n\
              echo \"home=$HOME ws=$GITHUB_WORKSPACE pwd=$(pwd) cv=$JOB_CONTAINER_VAR\"\n\
-             ls -A \"$RUNNER_TEMP\" | tr '\\n' ' '; echo\n",
+             ls -A \"$RUNNER_TEMP\" | tr '\\n' ' '; echo\n\
+             touch \"$HOME/.gitconfig\" 2>/dev/null && echo home-writable || echo home-not-writable\n",
             &[],
         );
         let text = s.out.stdout();
@@ -449,6 +450,7 @@ fn a_job_is_prepared_its_steps_run_under_the_operators_policy_and_cleanup_leaves
         // RUNNER_TEMP holds only the script, the event and the step's own files; not the
         // job's state, the hook responses or other steps' files.
         assert!(!text.contains("_stepjail_hooks"), "{text}");
+        assert!(text.contains("home-not-writable"), "{text}");
         assert!(!text.contains("_runner_hook_responses"), "{text}");
         assert!(
             text.contains(
