@@ -571,9 +571,11 @@ fn github_env_poisoning_is_removed_before_the_runner_reads_it() {
             "echo 'LD_PRELOAD=/__w/app/app/evil.so' >> \"$GITHUB_ENV\"\n\
              echo 'NODE_OPTIONS=--require /__w/app/app/evil.js' >> \"$GITHUB_ENV\"\n\
              echo 'KEPT=yes' >> \"$GITHUB_ENV\"\n\
-             echo \"$RUNNER_TEMP/../app/app/bin\" >> \"$GITHUB_PATH\"\n",
+             echo \"$RUNNER_TEMP/../app/app/bin\" >> \"$GITHUB_PATH\"\n\
+             echo \"home=$HOME\"\n",
             // A workflow's `env:` naming a library for the loader: never stepjail's own.
-            &[("LD_PRELOAD", "/nonexistent/preload.so")],
+            // Nor a HOME of its choosing for the sandbox's `$HOME` paths.
+            &[("LD_PRELOAD", "/nonexistent/preload.so"), ("HOME", "/")],
         );
         let text = s.out.stdout();
         assert_eq!(s.out.code(), 0, "{text}{}", s.out.stderr());
@@ -585,6 +587,11 @@ fn github_env_poisoning_is_removed_before_the_runner_reads_it() {
         assert_eq!(kept, [("KEPT".to_string(), "yes".to_string())]);
         assert!(
             text.contains("LD_PRELOAD") && text.contains("NODE_OPTIONS"),
+            "{text}"
+        );
+        let home = r.temp.join("_github_home");
+        assert!(
+            text.contains(&format!("home={}\n", home.display())),
             "{text}"
         );
         assert!(

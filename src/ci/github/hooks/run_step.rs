@@ -114,12 +114,13 @@ pub(super) fn first_half(input: &HookInput) -> i32 {
         env.entry("PATH".into()).or_insert_with(|| base.to_string());
     }
     // The values the sandbox's paths are made of come from the job, never from the step's
-    // variables (which the workflow sets): `HOME` the runner gave the container, the
-    // workspace and `RUNNER_TEMP` of `prepare_job`.
-    env.remove("HOME");
-    if let Some(home) = state.container_env.get("HOME") {
-        env.insert("HOME".into(), host(home));
-    }
+    // variables (which the workflow sets): the container's `HOME`, which the runner always
+    // makes `RUNNER_TEMP/_github_home` (actions/runner `ContainerOperationProvider.cs`
+    // `MountWellKnownDirectories`), the workspace and `RUNNER_TEMP` of `prepare_job`.
+    env.insert(
+        "HOME".into(),
+        state.runner_temp.join("_github_home").display().to_string(),
+    );
     env.insert(
         "GITHUB_WORKSPACE".into(),
         state.workspace.display().to_string(),
