@@ -594,6 +594,12 @@ fn github_env_poisoning_is_removed_before_the_runner_reads_it() {
             text.contains(&format!("home={}\n", home.display())),
             "{text}"
         );
+        // A directory the steps can write never goes on later steps' PATH.
+        let path_file = r
+            .temp
+            .join(format!("_runner_file_commands/add_path_{}", r.n));
+        assert_eq!(std::fs::read_to_string(path_file).unwrap(), "", "{text}");
+        assert!(text.contains("to GITHUB_PATH (line 1)"), "{text}");
         assert!(
             !s.out.stderr().contains("cannot be preloaded"),
             "{}",
