@@ -152,7 +152,19 @@ impl Runner {
 
     /// Runs the hook with `input` (the runner fills in `responseFile` and `state`); returns
     /// its output and the response file's content.
-    fn hook(&mut self, mut input: Value, hook_env: &[(&str, &str)]) -> (Out, String) {
+    fn hook(&mut self, input: Value, hook_env: &[(&str, &str)]) -> (Out, String) {
+        let (child, response) = self.spawn_hook(input, hook_env);
+        let out = Out(child.wait_with_output().unwrap());
+        let body = std::fs::read_to_string(&response).unwrap_or_default();
+        (out, body)
+    }
+
+    /// Starts the hook; returns it and its response file.
+    fn spawn_hook(
+        &mut self,
+        mut input: Value,
+        hook_env: &[(&str, &str)],
+    ) -> (std::process::Child, PathBuf) {
         self.n += 1;
         let response = self
             .temp
@@ -202,9 +214,7 @@ impl Runner {
             // One line, then the runner closes stdin (ProcessInvoker, keepStandardInOpen false).
             writeln!(stdin, "{input}").unwrap();
         }
-        let out = Out(child.wait_with_output().unwrap());
-        let body = std::fs::read_to_string(&response).unwrap_or_default();
-        (out, body)
+        (child, response)
     }
 
     fn prepare(&mut self, image: &str) -> (Out, String) {
@@ -817,6 +827,65 @@ fn the_operators_secrets_file_reaches_only_declaring_steps_and_no_step_reads_it(
         assert!(
             text.contains("no-key") && text.contains("cannot-read-file"),
             "{text}"
+        );
+        assert_eq!(r.cleanup().code(), 0);
+    }
+}
+
+#[test]
+fn a_cancelled_step_leaves_no_process() {
+    for owner in users() {
+        let mut r = Runner::new(owner, CONFIG);
+        let (out, _) = r.prepare("ubuntu:24.04");
+        assert_eq!(out.code(), 0, "{}{}", out.stdout(), out.stderr());
+        let marker = format!("4242.{owner}");
+        let script = r.temp.join("0099-long-guid.sh");
+        std::fs::write(&script, format!("sleep {marker}\n")).unwrap();
+        chown(&script, owner);
+        let input = json!({"command": "run_script_step", "args": {
+            "entryPoint": "bash",
+            "entryPointArgs": ["--noprofile", "--norc", "-e", "-o", "pipefail", "/__w/_temp/0099-long-guid.sh"],
+            "environmentVariables": {"GITHUB_ACTION": "long", "GITHUB_WORKSPACE": "/__w/app/app", "RUNNER_TEMP": "/__w/_temp"},
+            "prependPath": [],
+            "workingDirectory": "/__w/app/app"}});
+        let (child, _) = r.spawn_hook(input, &[("GITHUB_ACTION", "long")]);
+        let pattern = format!("sleep {marker}");
+        let start = std::time::Instant::now();
+        while processes_with(&pattern).is_empty() {
+            assert!(start.elapsed().as_secs() < 20, "the step never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // The runner cancels a step with SIGINT to the hook it started (ProcessInvoker).
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let mut child = child;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if start.elapsed().as_secs() > 20 {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let left = processes_with(&pattern);
+        // Whatever happened, end what this test started before asserting.
+        for pid in &left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.kill();
+        let status = status.expect("the hook did not end within 20 s of SIGINT");
+        assert_ne!(status.code(), Some(0), "{status:?}");
+        assert_eq!(
+            left,
+            Vec::<String>::new(),
+            "the step outlived its cancelled hook"
         );
         assert_eq!(r.cleanup().code(), 0);
     }
