@@ -560,3 +560,38 @@ fn after_step(
     }
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::held_from_supervisor;
+
+    #[test]
+    fn variables_that_change_how_stepjail_runs_are_held_from_it() {
+        for name in [
+            "LD_PRELOAD",
+            "ld_library_path",
+            "GLIBC_TUNABLES",
+            "MALLOC_ARENA_MAX",
+            "GCONV_PATH",
+            "SSL_CERT_FILE",
+            "HTTPS_PROXY",
+            "STEPJAIL_UPSTREAM_PROXY",
+            "RUST_MIN_STACK",
+            "TMPDIR",
+            "NODE_OPTIONS",
+        ] {
+            assert!(held_from_supervisor(name), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "GITHUB_ENV",
+            "INPUT_WHO",
+            "NPM_TOKEN",
+            "CI",
+            "LANG",
+        ] {
+            assert!(!held_from_supervisor(name), "{name}");
+        }
+    }
+}
