@@ -151,8 +151,11 @@ fn checkable(info: &str, text: &str) -> Result<Option<String>, String> {
         // GitLab operator and repository policies: ci::gitlab::policy's unit test
         // `the_documented_policies_parse` parses these blocks with the real loader.
         "yaml gitlab" => Ok(None),
+        // The GitHub runner operator's file: checked by `stepjail hooks --check` below.
+        "yaml hooks" => Ok(Some(text.to_string())),
         other => Err(format!(
-            "unknown fence `{other}`: use yaml, yaml fragment, yaml rule, yaml workflow or yaml gitlab"
+            "unknown fence `{other}`: use yaml, yaml fragment, yaml rule, yaml workflow, yaml gitlab \
+             or yaml hooks"
         )),
     }
 }
@@ -183,7 +186,11 @@ fn yaml_block_failures(pages: &[(String, String)]) -> (usize, Vec<(String, Strin
             };
             let file = dir.path().join(format!("block-{checked}.yml"));
             std::fs::write(&file, &doc).unwrap();
-            let out = stepjail(&["check", file.to_str().unwrap()]);
+            let out = if b.info == "yaml hooks" {
+                stepjail(&["hooks", "--check", "--config", file.to_str().unwrap()])
+            } else {
+                stepjail(&["check", file.to_str().unwrap()])
+            };
             if !out.status.success() {
                 failures.push((
                     at,

@@ -5,6 +5,7 @@ pub mod action;
 pub mod audit;
 pub mod check;
 pub mod gitlab;
+pub mod hooks;
 pub mod profiles;
 pub mod run;
 pub mod setup;
@@ -42,6 +43,10 @@ pub enum Command {
     /// GitLab Runner's Custom executor: `config_exec`, `prepare_exec`, `run_exec` and
     /// `cleanup_exec` (see docs/gitlab.md).
     Gitlab(gitlab::GitlabArgs),
+    /// GitHub Actions self-hosted runners: the container hooks (`ACTIONS_RUNNER_CONTAINER_HOOKS`)
+    /// that run every step of a job in the sandbox under the operator's policy; reads the
+    /// runner's JSON on stdin.
+    Hooks(hooks::HooksArgs),
 }
 
 /// Dispatches a parsed command line; returns the process exit code.
@@ -55,6 +60,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Step(args) => step::run(args),
         Command::Action(args) => action::run(args),
         Command::Gitlab(args) => gitlab::run(args),
+        Command::Hooks(args) => hooks::run(args),
     }
 }
 

@@ -27,6 +27,9 @@ pub use check::check_file;
 pub use error::{Conflict, PolicyError};
 pub use load::{MAX_EXTENDS_DEPTH, builtin_text, builtins, load, load_builtin, load_file};
 pub use policy_file::{Chosen, Policy, StepRule};
+/// The wire types of a policy, for files that embed one (`stepjail hooks`' operator file).
+pub(crate) use wire::{JobWire, PolicyWire, ProfileWire, Str};
+pub(crate) use yaml::SpannedMap;
 
 /// Reads and parses any YAML file into `T` with the same limits and error messages as profiles
 /// (for other YAML the product reads, such as a JavaScript action's `action.yml`).
@@ -34,6 +37,11 @@ pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
     let label = path.display().to_string();
     let text = yaml::read_file(path, &label)?;
     yaml::parse(&text, &label)
+}
+
+/// Reads a YAML file's text under the same size limit and UTF-8 check as profiles.
+pub(crate) fn read_text(path: &std::path::Path, label: &str) -> Result<String, PolicyError> {
+    yaml::read_file(path, label)
 }
 
 /// Parses YAML text (`label` names it in errors) with the same limits as profiles.

@@ -63,7 +63,18 @@ impl Policy {
     /// Parse and check a policy; every step's profile (with its secrets) is built once here, so
     /// a policy that passes cannot fail later for any step.
     pub fn parse(path: &Path, text: &str, label: &str) -> Result<Policy, PolicyError> {
-        let policy = Policy::parse_only(path, text, label, None)?;
+        let w: PolicyWire = yaml::parse(text, label)?;
+        Policy::from_wire_checked(path, w, label)
+    }
+
+    /// [`Policy::parse`] of a policy already parsed into its wire form: a policy embedded in
+    /// another file (the runner operator's file of `stepjail hooks` holds one per repository).
+    pub(crate) fn from_wire_checked(
+        path: &Path,
+        w: PolicyWire,
+        label: &str,
+    ) -> Result<Policy, PolicyError> {
+        let policy = Policy::from_wire(path, w, label, None)?;
         // Build every step's profile now: a broker host its profile cannot reach is an error
         // at setup, not in the middle of the job.
         policy.profile_named(&policy.default)?;
@@ -94,6 +105,17 @@ impl Policy {
         only: Option<(&str, &str)>,
     ) -> Result<Policy, PolicyError> {
         let w: PolicyWire = yaml::parse(text, label)?;
+        Policy::from_wire(path, w, label, only)
+    }
+
+    /// A policy from its wire form; with `only`, for that one (job, step) as
+    /// [`Policy::parse_frozen`].
+    pub(crate) fn from_wire(
+        path: &Path,
+        w: PolicyWire,
+        label: &str,
+        only: Option<(&str, &str)>,
+    ) -> Result<Policy, PolicyError> {
         // The one inline profile to build, when parsing for one step.
         let wanted: Option<String> = only.map(|(job, step)| {
             w.jobs

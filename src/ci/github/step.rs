@@ -353,7 +353,7 @@ pub fn run(req: StepRequest) -> i32 {
 }
 
 /// The records appended to the log at `path` after `offset` (a record boundary).
-fn read_from(path: &Path, offset: u64) -> Vec<crate::audit::Record> {
+pub(crate) fn read_from(path: &Path, offset: u64) -> Vec<crate::audit::Record> {
     use std::io::{Read as _, Seek as _};
     let Ok(mut f) = crate::host_file::open_read(path) else {
         return Vec::new();
