@@ -726,6 +726,28 @@ pub fn first_nameserver(resolv_conf: &str) -> Option<SocketAddr> {
     })
 }
 
+/// Resolves `name` upstream and returns the filtered answer (CNAMEs followed, only A/AAAA).
+pub async fn lookup_answer(
+    upstream: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: Duration,
+) -> Result<Answer, DnsError> {
+    let resp = resolve_upstream(upstream, name, qtype, timeout).await?;
+    let q = parse_query(&build_upstream_query(name, qtype, 0))?;
+    filter_answer(&q, &resp)
+}
+
+/// The addresses of `name` for `qtype` (1 = A, 28 = AAAA) according to `upstream`.
+pub async fn lookup(
+    upstream: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, DnsError> {
+    Ok(lookup_answer(upstream, name, qtype, timeout).await?.addrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,14 +3,14 @@
 //! NXDOMAIN without any query leaving the machine, so DNS tunnelling carries nothing out.
 //! Served on 127.0.0.53 (UDP and TCP) and on port 53 of any address the step sends to.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::dns::{self, DnsError, Rcode};
+use super::dns::{self, Rcode};
 use super::engine::Engine;
 use super::sni::Peek;
 use crate::audit::{self, Decision, DnsTransport, Event};
@@ -19,28 +19,6 @@ use crate::policy::egress::normalize_host;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle TCP DNS connection is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-
-/// Resolves `name` upstream and returns the filtered answer (CNAMEs followed, only A/AAAA).
-pub async fn lookup_answer(
-    upstream: SocketAddr,
-    name: &str,
-    qtype: u16,
-    timeout: Duration,
-) -> Result<dns::Answer, DnsError> {
-    let resp = dns::resolve_upstream(upstream, name, qtype, timeout).await?;
-    let q = dns::parse_query(&dns::build_upstream_query(name, qtype, 0))?;
-    dns::filter_answer(&q, &resp)
-}
-
-/// The addresses of `name` for `qtype` (1 = A, 28 = AAAA) according to `upstream`.
-pub async fn lookup(
-    upstream: SocketAddr,
-    name: &str,
-    qtype: u16,
-    timeout: Duration,
-) -> Result<Vec<IpAddr>, DnsError> {
-    Ok(lookup_answer(upstream, name, qtype, timeout).await?.addrs)
-}
 
 fn rcode_name(r: Rcode) -> String {
     match r {
@@ -140,7 +118,7 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             cnames: vec![],
             rcode: Rcode::NoError,
         }),
-        None => lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
+        None => dns::lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
     };
     match looked_up {
         Ok(ans) if ans.rcode == Rcode::NoError => {

@@ -13,7 +13,8 @@ use landlock::{
 };
 
 use super::plan::{HiddenKind, MountOp, Plan, Rlimit};
-use super::{report, seccomp, sys};
+use super::{report, seccomp};
+use crate::sys;
 
 /// The highest landlock ABI whose rights stepjail asks for. Rights of newer ABIs than the
 /// kernel's are dropped by the crate's best-effort mode, and reported.

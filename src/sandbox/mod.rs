@@ -10,7 +10,6 @@ pub mod plan;
 pub mod report;
 pub mod seccomp;
 pub mod settings;
-pub(crate) mod sys;
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,6 +20,8 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+
+use crate::sys;
 
 pub use plan::Plan;
 use report::Message;
