@@ -7,7 +7,7 @@ Reads every .rs file under SRC_DIR (the library crate rooted at lib.rs; main.rs 
 separate crate and is skipped) and collects the paths it names: `use crate::...`,
 `use super::...`, `use self::...`, use paths that start with a child module's name, and the
 same paths written inline in code (`crate::audit::Event`, `super::stub::answer(..)`).
-Comments, strings and character literals are skipped; `super::` inside an inline `mod tests
+Comments, strings, character literals and `pub(in path)` visibilities are skipped; `super::` inside an inline `mod tests
 { .. }` is resolved from that inline module. Each path is resolved to the file that defines
 the longest module prefix it names, giving two graphs:
 
@@ -142,6 +142,7 @@ class FileInfo:
 
 USE_RE = re.compile(r"\buse\s+([^;]*);")
 PATH_RE = re.compile(r"(?<![A-Za-z0-9_:$])((?:crate|super|self)(?:\s*::\s*" + IDENT + r")+)")
+VISIBILITY_RE = re.compile(r"\bpub\s*\(\s*in\s+[^)]*\)")
 MOD_DECL_RE = re.compile(r"\bmod\s+(" + IDENT + r")\s*;")
 MOD_BLOCK_RE = re.compile(r"\bmod\s+(" + IDENT + r")\s*\{")
 
@@ -149,6 +150,8 @@ MOD_BLOCK_RE = re.compile(r"\bmod\s+(" + IDENT + r")\s*\{")
 def parse_file(rel, text):
     info = FileInfo(rel, module_of(rel))
     code = strip_code(text)
+    # `pub(in crate::x)` names where an item is visible, not something it uses.
+    code = VISIBILITY_RE.sub(lambda m: " " * len(m.group(0)), code)
     line_starts = [0] + [m.end() for m in re.finditer(r"\n", code)]
 
     def line_of(pos):

@@ -64,14 +64,15 @@ class CheckCycles(unittest.TestCase):
         self.assertIn("a -> b -> a", out)
         self.assertIn("a/x.rs -> b.rs -> a/x.rs", out)
 
-    def test_comments_strings_and_test_super_do_not_count(self):
+    def test_comments_strings_visibilities_and_test_super_do_not_count(self):
         code, out = run({
             "lib.rs": LIB,
-            "a/mod.rs": "pub mod x;\n",
+            "a/mod.rs": "pub mod x;\npub fn h() { x::g(); }\n",
             "a/x.rs": """\
                 // use crate::b::B;
                 /// See [`crate::b::B`].
                 pub fn f() -> &'static str { "crate::b::B" }
+                pub(in crate::a) fn g() {}
                 #[cfg(test)]
                 mod tests {
                     use super::*;

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod audit;
 pub mod check;
+mod exit;
 pub mod profiles;
 pub mod run;
 pub mod setup;
@@ -11,8 +12,7 @@ pub mod step;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for a usage or profile error: nothing ran.
-pub const EXIT_USAGE: i32 = 2;
+pub use exit::EXIT_USAGE;
 
 #[derive(Debug, Parser)]
 #[command(name = "stepjail", version, about = "Run a CI step in a throwaway Linux sandbox", long_about = None)]

@@ -27,8 +27,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 impl UpstreamProxy {
     /// The value of `Proxy-Authorization: Basic`: `user:pass` in base64.
     fn proxy_authorization(&self) -> Option<String> {
-        self.credentials()
-            .map(crate::secrets::mask::base64_standard)
+        self.credentials().map(crate::secrets::base64_standard)
     }
 
     /// The CONNECT request for `host:port` (host by name, or an address literal).

@@ -3,6 +3,7 @@
 //! enforces the timeout. Every syscall and every `unsafe` lives in `sys`.
 
 pub mod apply;
+mod exit;
 pub mod host;
 pub mod init;
 pub mod output;
@@ -26,14 +27,7 @@ use crate::sys;
 pub use plan::Plan;
 use report::Message;
 
-/// stepjail's own exit codes (the step's code passes through otherwise; 128+N for signal N).
-/// The step sent a signal to its own init (`kill -TERM 1`) and was ended by it: not 128+N, which
-/// would look like the runner cancelling the step.
-pub const EXIT_INIT_SIGNALLED: i32 = 123;
-pub const EXIT_TIMEOUT: i32 = 124;
-pub const EXIT_SETUP: i32 = 125;
-pub const EXIT_CANNOT_EXEC: i32 = 126;
-pub const EXIT_NOT_FOUND: i32 = 127;
+pub use exit::{EXIT_CANNOT_EXEC, EXIT_INIT_SIGNALLED, EXIT_NOT_FOUND, EXIT_SETUP, EXIT_TIMEOUT};
 
 /// Namespaces every step gets.
 const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
