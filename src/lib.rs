@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod ci;
 pub mod cli;
+pub mod diag;
 pub mod host_file;
 pub mod net;
 pub mod policy;

@@ -417,10 +417,13 @@ impl Engine {
             },
         };
         match decision {
-            NameDecision::Allowed { rule } if !self.audit_broken() => Verdict::Go {
-                rule: Some(rule),
-                would_deny: None,
-            },
+            NameDecision::Allowed { rule } if !self.audit_broken() => {
+                tracing::debug!(conn = a.conn, dest = %describe(a), rule = %rule, "allowed");
+                Verdict::Go {
+                    rule: Some(rule),
+                    would_deny: None,
+                }
+            }
             NameDecision::Allowed { .. } => {
                 self.refuse(a, "the audit log cannot be written".into())
             }
@@ -549,6 +552,7 @@ impl Engine {
     /// most [`CACHE_TTL`]), so a build's thousand requests to one registry cost one query.
     async fn lookup_cached(&self, name: &str, qtype: u16) -> Result<Vec<IpAddr>, String> {
         if let Some(addrs) = self.hosts.lookup(name, qtype) {
+            tracing::debug!(name, qtype, ?addrs, "answered by the hosts file");
             return Ok(addrs);
         }
         let key = (name.to_string(), qtype);
@@ -559,7 +563,11 @@ impl Engine {
         }
         let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                tracing::debug!(name, qtype, error = %e, "upstream lookup failed");
+                e.to_string()
+            })?;
+        tracing::debug!(name, qtype, addrs = ?ans.addrs, ttl = ans.ttl, "resolved upstream");
         let ttl = Duration::from_secs(u64::from(ans.ttl)).min(CACHE_TTL);
         let mut cache = self.dns_cache.lock().expect("cache lock");
         if cache.len() > 4096 {
@@ -578,6 +586,7 @@ impl Engine {
             (Some(up), Some(target)) if !up.goes_direct(&target) => {
                 match self.route_via_upstream(a, rule).await? {
                     Route::Upstream => {
+                        tracing::debug!(conn = a.conn, upstream = %up, "tunnelling {target}:{} through the upstream proxy", a.port);
                         return up.connect(&target, a.port, CONNECT_TIMEOUT).await;
                     }
                     Route::Direct(candidates) => candidates,
@@ -591,11 +600,13 @@ impl Engine {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     a.ip = Some(ip);
+                    tracing::debug!(conn = a.conn, %ip, port = a.port, "connected");
                     return Ok(s);
                 }
                 Ok(Err(e)) => last = format!("connecting to {ip}:{}: {e}", a.port),
                 Err(_) => last = format!("connecting to {ip}:{} timed out", a.port),
             }
+            tracing::debug!(conn = a.conn, "{last}");
         }
         Err(DialError::Unreachable(last))
     }

@@ -90,8 +90,8 @@ pub async fn serve(tun: OwnedFd, engine: Arc<Engine>) {
     let dev = match Tun::new(tun) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!(
-                "stepjail: transparent capture unavailable (fd {raw}): {e}; captured traffic goes nowhere"
+            tracing::warn!(
+                "transparent capture unavailable (fd {raw}): {e}; captured traffic goes nowhere"
             );
             return;
         }
