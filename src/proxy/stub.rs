@@ -180,14 +180,20 @@ pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-            continue;
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS stub: receiving a UDP query failed");
+                continue;
+            }
         };
         let msg = buf[..n].to_vec();
         let (sock, engine) = (sock.clone(), engine.clone());
         tokio::spawn(async move {
-            if let Some(resp) = answer(&engine, &msg, DnsTransport::Udp).await {
-                let _ = sock.send_to(&resp, from).await;
+            if let Some(resp) = answer(&engine, &msg, DnsTransport::Udp).await
+                && let Err(e) = sock.send_to(&resp, from).await
+            {
+                tracing::debug!(error = %e, "DNS stub: sending a UDP answer failed");
             }
         });
     }
@@ -195,8 +201,12 @@ pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
 
 pub async fn serve_tcp(listener: TcpListener, engine: Arc<Engine>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS stub: accepting a TCP connection failed");
+                continue;
+            }
         };
         let engine = engine.clone();
         tokio::spawn(async move { serve_tcp_stream(stream, engine).await });
@@ -221,7 +231,10 @@ pub async fn serve_tcp_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
                 continue;
             }
             Peek::NeedMore => {}
-            Peek::NotThis | Peek::Malformed(_) => return,
+            Peek::NotThis | Peek::Malformed(_) => {
+                tracing::debug!("DNS stub: a TCP stream that is not DNS framing; closed");
+                return;
+            }
         }
         let mut chunk = [0u8; 4096];
         match tokio::time::timeout(TCP_IDLE, s.read(&mut chunk)).await {
