@@ -3,7 +3,7 @@
 //! The proxy builds a [`LeakScanner`] from the secrets that must not reach a destination (every
 //! secret not bound to that host), each with its needles: the real value and, for a brokered
 //! secret, its placeholder. Each needle is searched for as is and in every form
-//! [`encodings`] lists (base64 in both alphabets and at every byte offset, hex and URL encoding
+//! [`super::encodings`] lists (base64 in both alphabets and at every byte offset, hex and URL encoding
 //! in both cases), plus base32 (RFC 4648, upper and lower case, at every byte offset mod 5),
 //! which is how data usually travels in DNS names.
 //!

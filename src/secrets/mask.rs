@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use super::search::encodings;
+pub use super::search::{MIN_ENCODED_LEN, encodings};
 use super::wipe::wipe_vec;
 
 /// What replaces an occurrence.
@@ -227,7 +227,7 @@ impl Drop for Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::search::{BASE64_STD, BASE64_URL, MIN_ENCODED_LEN, base64, lcg};
+    use crate::secrets::search::{BASE64_STD, BASE64_URL, base64, lcg};
 
     fn mask_all(values: &[&[u8]], input: &[u8]) -> Vec<u8> {
         let mut m = Masker::new(values);

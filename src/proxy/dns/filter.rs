@@ -95,7 +95,7 @@ pub(super) enum Kept {
 /// and forks refused) and the addresses owned by the end of the chain are returned — A for an
 /// A query, AAAA for an AAAA query. Records for any other owner are dropped. A non-NOERROR
 /// rcode is returned with no addresses. The response's id is not checked here (the upstream id
-/// differs from the step's); [`resolve_upstream`] checks it.
+/// differs from the step's); [`super::resolve_upstream`] checks it.
 pub fn filter_answer(query: &Query, upstream_response: &[u8]) -> Result<Answer, DnsError> {
     let hdr = response_header(upstream_response)?;
     if hdr.truncated {

@@ -8,11 +8,9 @@ mod encodings;
 
 pub(in crate::secrets) use automaton::Automaton;
 pub(crate) use encodings::base64_standard;
-pub use encodings::encodings;
 #[cfg(test)]
-pub(in crate::secrets) use encodings::{
-    BASE64_STD, BASE64_URL, MIN_ENCODED_LEN, base32_forms, base64,
-};
+pub(in crate::secrets) use encodings::{BASE64_STD, BASE64_URL, base32_forms, base64};
+pub use encodings::{MIN_ENCODED_LEN, encodings};
 pub(in crate::secrets) use encodings::{form_pairs, forms};
 
 /// A small deterministic generator for the tests of the matchers; they need variety, not

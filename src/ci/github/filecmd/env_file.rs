@@ -221,7 +221,7 @@ pub fn render_env(entries: &[EnvEntry]) -> String {
 /// if anything was dropped. A file with nothing to drop is left byte for byte as it is.
 ///
 /// Fails closed: a file that does not parse, is not UTF-8 or is larger than
-/// [`MAX_FILE_BYTES`] is emptied (nothing the step wrote reaches later steps) and the error
+/// [`super::MAX_FILE_BYTES`] is emptied (nothing the step wrote reaches later steps) and the error
 /// returned. A symbolic link or anything but a regular file with one link is an error and left
 /// untouched. No file is `Ok` with nothing kept or removed.
 pub fn sanitize_env_file(path: &Path, allow: &[String]) -> Result<Sanitized, FileCommandError> {

@@ -37,7 +37,7 @@ pub enum FileCommandError {
     #[error("{path}: {what}; refusing to read or change it")]
     NotRegular { path: String, what: String },
 
-    /// Larger than [`MAX_FILE_BYTES`]; the file has been emptied.
+    /// Larger than [`super::MAX_FILE_BYTES`]; the file has been emptied.
     #[error("{path}: larger than {max} bytes{EMPTIED}")]
     TooLarge { path: String, max: u64 },
 

@@ -154,7 +154,7 @@ fn path_problem(entry: &str, shadowed: &[&str]) -> Option<String> {
 ///
 /// Returns the kept entries and the removed ones. The file is rewritten (one kept entry a line)
 /// only if something was removed. Same refusals and fail-closed emptying as
-/// [`sanitize_env_file`]; a missing file is `Ok` with nothing in it.
+/// [`super::sanitize_env_file`]; a missing file is `Ok` with nothing in it.
 pub fn sanitize_path_file(
     path: &Path,
     shadowed: &[&str],
