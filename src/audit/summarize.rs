@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::AuditError;
+use super::error::AuditError;
 use super::event::{Connect, Decision, Event, Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION};
 
 /// The records of one log file.

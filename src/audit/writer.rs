@@ -14,7 +14,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::AuditError;
+use super::error::AuditError;
 use super::event::{Event, Record};
 
 /// Where a step's audit records go. Cheap to clone; clones share one file descriptor.
@@ -152,7 +152,7 @@ impl MemoryLog {
     ///
     /// Panics if a line does not parse: the in-memory log is for tests, where that is a bug.
     pub fn records(&self) -> Vec<Record> {
-        super::parse_log(&self.bytes(), Path::new("<memory>"))
+        super::summarize::parse_log(&self.bytes(), Path::new("<memory>"))
             .expect("in-memory audit log parses")
             .records
     }

@@ -38,7 +38,7 @@ pub fn run(args: ActionArgs) -> i32 {
             Ok(i) => inputs.extend(i),
             Err(e) => {
                 eprintln!("stepjail: {e}");
-                return super::EXIT_USAGE;
+                return super::exit::EXIT_USAGE;
             }
         }
     }

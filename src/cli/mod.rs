@@ -4,6 +4,7 @@
 pub mod action;
 pub mod audit;
 pub mod check;
+mod exit;
 pub mod gitlab;
 pub mod hooks;
 pub mod profiles;
@@ -13,12 +14,16 @@ pub mod step;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for a usage or profile error: nothing ran.
-pub const EXIT_USAGE: i32 = 2;
+pub use exit::EXIT_USAGE;
 
 #[derive(Debug, Parser)]
 #[command(name = "stepjail", version, about = "Run a CI step in a throwaway Linux sandbox", long_about = None)]
 pub struct Cli {
+    /// Diagnostics on stderr: `-v` info, `-vv` debug, `-vvv` trace (before the subcommand:
+    /// `stepjail -vv run ...`). STEPJAIL_LOG (a tracing filter directive such as
+    /// `stepjail::proxy=debug`) wins over it.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,6 +56,7 @@ pub enum Command {
 
 /// Dispatches a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    crate::diag::init(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Profiles(args) => profiles::run(args),

@@ -44,7 +44,7 @@ fn show(name: &str) -> i32 {
                 .map(|e| e.to_string())
                 .unwrap_or_default();
             eprintln!("stepjail: {err}");
-            super::EXIT_USAGE
+            super::exit::EXIT_USAGE
         }
     }
 }

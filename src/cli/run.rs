@@ -64,13 +64,13 @@ fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
 pub fn run(args: RunArgs) -> i32 {
     let profile = match crate::policy::load(&args.profile) {
         Ok(p) => p,
-        Err(e) => return fail(super::EXIT_USAGE, e),
+        Err(e) => return fail(super::exit::EXIT_USAGE, e),
     };
     let workspace = args.workspace.clone().unwrap_or_else(|| PathBuf::from("."));
     let file_secrets = match &args.secrets_file {
         Some(p) => match crate::secrets::load_file(p) {
             Ok(v) => Some(v),
-            Err(e) => return fail(super::EXIT_USAGE, e),
+            Err(e) => return fail(super::exit::EXIT_USAGE, e),
         },
         None => None,
     };
@@ -175,7 +175,7 @@ pub fn execute(req: Request) -> Finished {
         .collect();
     let identity = match host::identity(req.user.as_deref(), &env) {
         Ok(i) => i,
-        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
+        Err(e) => return failed(finished, super::exit::EXIT_USAGE, &e),
     };
     let workspace = match std::fs::canonicalize(&req.workspace) {
         Ok(w) if w.is_dir() => w,
@@ -184,7 +184,7 @@ pub fn execute(req: Request) -> Finished {
                 "the workspace {} is not a directory",
                 req.workspace.display()
             );
-            return failed(finished, super::EXIT_USAGE, &msg);
+            return failed(finished, super::exit::EXIT_USAGE, &msg);
         }
     };
     let var = |k: &str| {
@@ -200,7 +200,7 @@ pub fn execute(req: Request) -> Finished {
     };
     let mut resolved = match profile.resolve(&vars) {
         Ok(r) => r,
-        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
+        Err(e) => return failed(finished, super::exit::EXIT_USAGE, &e),
     };
     if let Some(ci) = &req.ci {
         resolved.hidden.extend(ci.hidden.iter().cloned());
@@ -247,7 +247,7 @@ pub fn execute(req: Request) -> Finished {
     let secret_values =
         match crate::secrets::resolve(&resolved.secrets, file_secrets.as_ref(), &env) {
             Ok(v) => v,
-            Err(e) => return failed(finished, super::EXIT_USAGE, &e),
+            Err(e) => return failed(finished, super::exit::EXIT_USAGE, &e),
         };
     if let Some(mode) = req.mode {
         resolved.network.mode = mode;
@@ -263,7 +263,7 @@ pub fn execute(req: Request) -> Finished {
     let guard = match &req.audit_log {
         Some(p) => match audit_log_guard(p, &resolved.read_write) {
             Ok(g) => Some(g),
-            Err(msg) => return failed(finished, super::EXIT_USAGE, &msg),
+            Err(msg) => return failed(finished, super::exit::EXIT_USAGE, &msg),
         },
         None => None,
     };
@@ -291,7 +291,7 @@ pub fn execute(req: Request) -> Finished {
         (_, Some(r)) => r,
         (_, None) => {
             let msg = "no DNS resolver found in /etc/resolv.conf; pass --resolver ADDR:PORT";
-            return failed(finished, super::EXIT_USAGE, &msg);
+            return failed(finished, super::exit::EXIT_USAGE, &msg);
         }
     };
     // The host's hosts file, read here in the supervisor before the sandbox exists: the proxy
@@ -299,7 +299,7 @@ pub fn execute(req: Request) -> Finished {
     // STEPJAIL_HOSTS_FILE (a workflow's `env:` reaches a CI step's environment).
     let hosts = match crate::proxy::hosts::HostsFile::load_for_run(req.ci.is_none()) {
         Ok(h) => h,
-        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
+        Err(e) => return failed(finished, super::exit::EXIT_USAGE, &e),
     };
     // The corporate proxy allowed connections leave through (decisions do not change).
     let upstream = match resolved.network.mode {
@@ -311,7 +311,7 @@ pub fn execute(req: Request) -> Finished {
             resolved.network.upstream_proxy.as_ref(),
         ) {
             Ok(u) => u.map(|(u, _)| u),
-            Err(msg) => return failed(finished, super::EXIT_USAGE, &msg),
+            Err(msg) => return failed(finished, super::exit::EXIT_USAGE, &msg),
         },
     };
     let skeleton_files: Vec<PathBuf> = req
@@ -340,7 +340,7 @@ pub fn execute(req: Request) -> Finished {
         skeleton,
     ) {
         Ok(p) => p,
-        Err(e) => return failed(finished, super::EXIT_USAGE, &e),
+        Err(e) => return failed(finished, super::exit::EXIT_USAGE, &e),
     };
     // What the step's package managers would miss or could not use: a credential in a passed
     // URL stops the run (fail closed); the rest is one warning line each, said now rather than
@@ -358,7 +358,7 @@ pub fn execute(req: Request) -> Finished {
         eprintln!("stepjail: warning: {w}");
     }
     if let Some(refusal) = findings.refusals.first() {
-        return failed(finished, super::EXIT_USAGE, refusal);
+        return failed(finished, super::exit::EXIT_USAGE, refusal);
     }
     let pointers = findings.pointers;
     // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
@@ -371,7 +371,7 @@ pub fn execute(req: Request) -> Finished {
         .find(|(n, _)| sandbox::plan::sets_itself(n))
     {
         let msg = format!("secret {name}: stepjail sets this variable itself; rename the secret");
-        return failed(finished, super::EXIT_USAGE, &msg);
+        return failed(finished, super::exit::EXIT_USAGE, &msg);
     }
     let seed = crate::secrets::fresh_seed();
     let mut brokered = Vec::new();
@@ -387,7 +387,7 @@ pub fn execute(req: Request) -> Finished {
                     Ok(p) => p,
                     Err(e) => {
                         let msg = format!("secret {name}: {e}");
-                        return failed(finished, super::EXIT_USAGE, &msg);
+                        return failed(finished, super::exit::EXIT_USAGE, &msg);
                     }
                 };
                 step_values.push((name.clone(), placeholder.clone()));

@@ -34,7 +34,7 @@ pub struct SetupArgs {
 pub fn run(args: SetupArgs) -> i32 {
     let fail = |msg: String| {
         report::error("stepjail setup", &msg);
-        super::EXIT_USAGE
+        super::exit::EXIT_USAGE
     };
     // Only `stepjail setup` itself reads these variables; nothing is inherited by steps.
     let secrets = match (&args.secrets_env, &args.secrets_file) {

@@ -17,7 +17,7 @@ pub mod nft;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use crate::sandbox::sys;
+use crate::sys;
 
 /// The explicit proxy's port on 127.0.0.1 and ::1 inside the sandbox.
 pub const PROXY_PORT: u16 = 3128;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::error::PolicyError;
 use super::model::{EnvPattern, Limits, Location, NetworkMode, PathTemplate, SecretDecl};
 use super::network;
+use super::syntax::{parse_count, valid_env_name};
 use super::vars::{self, TemplateError};
 use super::wire::{ProfileWire, Str};
 use super::yaml::{self, expected_for};
@@ -28,7 +29,7 @@ pub(crate) struct Layer {
     /// `network.allow` if written (an empty list counts as written: it means enforce).
     pub allow: Option<Vec<super::model::AllowRule>>,
     /// `network.upstream_proxy` if written.
-    pub upstream_proxy: Option<crate::proxy::upstream::UpstreamProxy>,
+    pub upstream_proxy: Option<super::upstream_proxy::UpstreamProxy>,
     pub env_pass: Vec<EnvPattern>,
     /// (name, value template, where).
     pub env_set: Vec<(String, String, Location)>,
@@ -209,7 +210,7 @@ pub(crate) fn layer(
                 path: cx.path("network.upstream_proxy"),
                 reason,
             };
-            let up = crate::proxy::upstream::UpstreamProxy::parse(&u.value)
+            let up = super::upstream_proxy::UpstreamProxy::parse(&u.value)
                 .map_err(|e| bad(e.to_string()))?;
             // A profile is committed with the repository: a password in it is a leak.
             if up.has_credentials() {
@@ -347,15 +348,6 @@ pub(crate) fn valid_profile_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// `[A-Za-z_][A-Za-z0-9_]*`.
-pub(crate) fn valid_env_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// An `env.scrub` entry: a variable name, or a pattern of name characters and `*` wildcards
 /// (`*_authToken`, `CARGO_REGISTRIES_*_TOKEN`) with at least one name character. A pattern may
 /// also hold `/ : @ . -`, which npm's per-registry names carry (`npm_config_//host/:_authToken`).
@@ -376,14 +368,6 @@ pub(crate) fn env_pattern(s: &str) -> Option<EnvPattern> {
         None if valid_env_name(s) => Some(EnvPattern::Exact(s.to_string())),
         None => None,
     }
-}
-
-/// A plain non-negative integer (digits only: no sign, no `_`, no `0x`).
-pub(crate) fn parse_count(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// `4096`, `512K`, `1G`: an integer with an optional K/M/G/T suffix, powers of 1024.

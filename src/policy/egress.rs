@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 
+pub use super::hosts::rule_text;
 use super::model::{AllowRule, Network, NetworkMode, RuleTarget};
 
 pub use super::hosts::{HostError, normalize_host};
@@ -118,20 +119,6 @@ impl std::fmt::Display for RuleTarget {
             RuleTarget::Suffix(suffix) => write!(f, "*{suffix}"),
             RuleTarget::Cidr(net) => write!(f, "{net}"),
         }
-    }
-}
-
-/// The canonical text of a rule: `github.com:443`, `*.example.com:80,443`,
-/// `203.0.113.0/24:443`, `[2001:db8::/32]:8080`. `ports` must be sorted.
-pub fn rule_text(target: &RuleTarget, ports: &[u16]) -> String {
-    let ports = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    match target {
-        RuleTarget::Cidr(ipnet::IpNet::V6(net)) => format!("[{net}]:{ports}"),
-        other => format!("{other}:{ports}"),
     }
 }
 

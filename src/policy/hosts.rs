@@ -168,6 +168,20 @@ pub(crate) fn parse_pattern(s: &str) -> Result<RuleTarget, PatternError> {
     }
 }
 
+/// The canonical text of a rule: `github.com:443`, `*.example.com:80,443`,
+/// `203.0.113.0/24:443`, `[2001:db8::/32]:8080`. `ports` must be sorted.
+pub fn rule_text(target: &RuleTarget, ports: &[u16]) -> String {
+    let ports = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    match target {
+        RuleTarget::Cidr(ipnet::IpNet::V6(net)) => format!("[{net}]:{ports}"),
+        other => format!("{other}:{ports}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -325,3 +325,25 @@ pub(crate) fn check(p: &Profile) -> Result<(), PolicyError> {
     )?;
     secret_decls::check(p)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_allowlist_of_ten_thousand_map_rules_loads() {
+        let mut text = String::from("name: big\ndescription: many hosts\nnetwork:\n  allow:\n");
+        for i in 0..10_000 {
+            text.push_str(&format!(
+                "    - {{ host: mirror{i}.example.net, ports: [80, 443, 8443] }}\n"
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yml");
+        std::fs::write(&path, &text).unwrap();
+        let profile = super::load_file(&path).unwrap();
+        assert_eq!(profile.network.allow.len(), 10_000);
+        assert_eq!(
+            profile.network.allow[9_999].text,
+            "mirror9999.example.net:80,443,8443"
+        );
+    }
+}

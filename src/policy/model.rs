@@ -157,7 +157,7 @@ pub struct Network {
     pub allow: Vec<AllowRule>,
     /// `network.upstream_proxy`: the child's if written, else the parent's. Never holds
     /// credentials (the loader refuses them; they belong in `STEPJAIL_UPSTREAM_PROXY`).
-    pub upstream_proxy: Option<crate::proxy::upstream::UpstreamProxy>,
+    pub upstream_proxy: Option<super::upstream_proxy::UpstreamProxy>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

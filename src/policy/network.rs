@@ -10,11 +10,10 @@ use std::net::IpAddr;
 
 use serde_saphyr::Spanned;
 
-use super::convert::parse_count;
-use super::egress::rule_text;
 use super::error::PolicyError;
-use super::hosts::parse_pattern;
+use super::hosts::{parse_pattern, rule_text};
 use super::model::{AllowRule, Location, RuleTarget};
+use super::syntax::parse_count;
 use super::wire::{AllowRuleWire, AllowWire, Str};
 use super::yaml;
 

@@ -21,10 +21,11 @@
 
 use std::path::Path;
 
-use super::convert::{self, valid_env_name, valid_profile_name};
+use super::convert::{self, valid_profile_name};
 use super::error::PolicyError;
 use super::load::{self, Source};
 use super::model::{Location, Profile, SecretDecl};
+use super::syntax::valid_env_name;
 use super::wire::{PolicyWire, Str};
 use super::{builtin, secret_decls, yaml};
 

@@ -12,6 +12,9 @@ use std::io::Read;
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 use hyper::HeaderMap;
 
+/// The largest plain-HTTP request body read whole to look for secrets in it.
+pub(crate) const MAX_SCANNED_BODY: usize = 16 << 20;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(

@@ -19,6 +19,8 @@ use crate::audit::{self, AuditLog, Decision, Event, NameSource, Protocol, Via};
 use crate::policy::egress::{NameDecision, normalize_host};
 use crate::policy::model::{Network, NetworkMode};
 
+pub use super::dial::DialError;
+
 /// How long an upstream connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a DNS lookup upstream may take.
@@ -46,7 +48,7 @@ pub struct Engine {
     audit_failed: std::sync::atomic::AtomicBool,
     dns_cache: DnsCache,
     /// Brokered secrets, when the step has any: traffic to their hosts is intercepted.
-    pub broker: Option<Arc<super::broker::Broker>>,
+    pub broker: Option<Arc<super::brokered::Broker>>,
     /// Every secret value (and placeholder) the step has, to catch them leaving.
     pub leaks: Option<crate::secrets::LeakScanner>,
     /// Upstream connections open now, by [`Open`] key.
@@ -292,7 +294,7 @@ impl Engine {
         }));
     }
 
-    pub fn with_broker(mut self, broker: Option<Arc<super::broker::Broker>>) -> Engine {
+    pub fn with_broker(mut self, broker: Option<Arc<super::brokered::Broker>>) -> Engine {
         self.broker = broker;
         self
     }
@@ -359,7 +361,7 @@ impl Engine {
 
     /// The broker, when `name` is a host some secret is bound to, or one with method and path
     /// rules: such hosts are intercepted.
-    pub fn broker_for(&self, name: Option<&str>) -> Option<Arc<super::broker::Broker>> {
+    pub fn broker_for(&self, name: Option<&str>) -> Option<Arc<super::brokered::Broker>> {
         let name = name?;
         self.broker
             .as_ref()
@@ -415,10 +417,13 @@ impl Engine {
             },
         };
         match decision {
-            NameDecision::Allowed { rule } if !self.audit_broken() => Verdict::Go {
-                rule: Some(rule),
-                would_deny: None,
-            },
+            NameDecision::Allowed { rule } if !self.audit_broken() => {
+                tracing::debug!(conn = a.conn, dest = %describe(a), rule = %rule, "allowed");
+                Verdict::Go {
+                    rule: Some(rule),
+                    would_deny: None,
+                }
+            }
             NameDecision::Allowed { .. } => {
                 self.refuse(a, "the audit log cannot be written".into())
             }
@@ -547,6 +552,7 @@ impl Engine {
     /// most [`CACHE_TTL`]), so a build's thousand requests to one registry cost one query.
     async fn lookup_cached(&self, name: &str, qtype: u16) -> Result<Vec<IpAddr>, String> {
         if let Some(addrs) = self.hosts.lookup(name, qtype) {
+            tracing::debug!(name, qtype, ?addrs, "answered by the hosts file");
             return Ok(addrs);
         }
         let key = (name.to_string(), qtype);
@@ -555,9 +561,13 @@ impl Engine {
         {
             return Ok(addrs.clone());
         }
-        let ans = super::stub::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT)
+        let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                tracing::debug!(name, qtype, error = %e, "upstream lookup failed");
+                e.to_string()
+            })?;
+        tracing::debug!(name, qtype, addrs = ?ans.addrs, ttl = ans.ttl, "resolved upstream");
         let ttl = Duration::from_secs(u64::from(ans.ttl)).min(CACHE_TTL);
         let mut cache = self.dns_cache.lock().expect("cache lock");
         if cache.len() > 4096 {
@@ -576,6 +586,7 @@ impl Engine {
             (Some(up), Some(target)) if !up.goes_direct(&target) => {
                 match self.route_via_upstream(a, rule).await? {
                     Route::Upstream => {
+                        tracing::debug!(conn = a.conn, upstream = %up, "tunnelling {target}:{} through the upstream proxy", a.port);
                         return up.connect(&target, a.port, CONNECT_TIMEOUT).await;
                     }
                     Route::Direct(candidates) => candidates,
@@ -589,11 +600,13 @@ impl Engine {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     a.ip = Some(ip);
+                    tracing::debug!(conn = a.conn, %ip, port = a.port, "connected");
                     return Ok(s);
                 }
                 Ok(Err(e)) => last = format!("connecting to {ip}:{}: {e}", a.port),
                 Err(_) => last = format!("connecting to {ip}:{} timed out", a.port),
             }
+            tracing::debug!(conn = a.conn, "{last}");
         }
         Err(DialError::Unreachable(last))
     }
@@ -734,33 +747,6 @@ enum Route {
     Upstream,
     /// Direct, to these checked addresses.
     Direct(Vec<IpAddr>),
-}
-
-/// Why [`Engine::dial`] did not connect. The allowlist said yes by name; then either the
-/// address it resolved to is one the policy refuses (a special range no `cidr` rule opens: a
-/// denial, `403`), or the destination could not be reached (`502`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialError {
-    Refused(String),
-    Unreachable(String),
-}
-
-impl DialError {
-    /// The status the explicit proxy answers with.
-    pub fn status(&self) -> hyper::StatusCode {
-        match self {
-            DialError::Refused(_) => hyper::StatusCode::FORBIDDEN,
-            DialError::Unreachable(_) => hyper::StatusCode::BAD_GATEWAY,
-        }
-    }
-}
-
-impl std::fmt::Display for DialError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DialError::Refused(r) | DialError::Unreachable(r) => f.write_str(r),
-        }
-    }
 }
 
 /// The host part of a `Host` header value: `h`, `h:80`, `[v6]`, `[v6]:80`.

@@ -15,16 +15,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::content_coding::DecodeError;
+use super::client_hello::{FIRST_BYTES_TIMEOUT, FirstBytes, read_client_hello};
+use super::content_coding::{DecodeError, MAX_SCANNED_BODY};
 use super::engine::{Attempt, Engine, Verdict, classify_host};
 use super::http_head::{RequestHead, parse_request_head, target_authority};
-use super::sni::{Peek, parse_client_hello};
+use super::sni::Peek;
 use crate::audit::{self, Decision, Event, NameSource, Via};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// How long a tunnel may stay silent before its first bytes (the ClientHello) arrive.
-const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// The same where a rule allows raw TCP: protocols where the server speaks first (SMTP, MySQL)
 /// send nothing, and are relayed after this.
 const RAW_FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(1);
@@ -507,55 +506,6 @@ fn tunnel_tls_check(a: &Attempt, sni: Option<String>, ech: bool) -> Result<(), S
     }
 }
 
-pub enum FirstBytes {
-    Tls { sni: Option<String>, ech: bool },
-    NotTls,
-    Closed,
-    Bad(String),
-}
-
-/// Reads from `s` into `buf` until a whole ClientHello is there, or it is clearly not TLS.
-pub async fn read_client_hello<S: tokio::io::AsyncRead + Unpin>(
-    s: &mut S,
-    buf: &mut Vec<u8>,
-) -> FirstBytes {
-    let deadline = tokio::time::Instant::now() + FIRST_BYTES_TIMEOUT;
-    loop {
-        match parse_client_hello(buf) {
-            Peek::Done(info) => {
-                return FirstBytes::Tls {
-                    sni: info.sni,
-                    ech: info.ech,
-                };
-            }
-            Peek::NotThis => return FirstBytes::NotTls,
-            Peek::Malformed(why) => {
-                return FirstBytes::Bad(format!("malformed TLS ClientHello: {why}"));
-            }
-            Peek::NeedMore => {}
-        }
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
-            Ok(Ok(0)) => {
-                return if buf.is_empty() {
-                    FirstBytes::Closed
-                } else {
-                    FirstBytes::NotTls
-                };
-            }
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(_)) => return FirstBytes::Closed,
-            Err(_) => {
-                return if buf.is_empty() {
-                    FirstBytes::NotTls
-                } else {
-                    FirstBytes::Bad("ClientHello incomplete".into())
-                };
-            }
-        }
-    }
-}
-
 /// Plain HTTP through the proxy: `GET http://host/path HTTP/1.1`.
 async fn forward(
     req: Request<Incoming>,
@@ -715,9 +665,6 @@ async fn forward(
         }
     }
 }
-
-/// The largest plain-HTTP request body read whole to look for secrets in it.
-pub(crate) const MAX_SCANNED_BODY: usize = 16 << 20;
 
 /// Looks for the step's secrets in a plain-HTTP request about to leave; returns the request
 /// (its body buffered when it had to be read), or the status and reason to refuse it with.

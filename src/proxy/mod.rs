@@ -1,7 +1,10 @@
 pub mod broker;
+pub mod brokered;
 pub mod captured;
+pub mod client_hello;
 pub mod content_coding;
 pub mod counting;
+pub mod dial;
 pub mod dns;
 pub mod engine;
 pub mod explicit;

@@ -26,6 +26,7 @@ impl Drop for Proxy {
             while self.engine.open_connections() > 0 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            tracing::debug!(open = self.engine.open_connections(), "proxy stopping");
             // Before the tasks go: tearing down a connection of the userspace TCP stack can
             // block its thread, and a close event must not depend on that.
             self.engine.close_all();
@@ -64,6 +65,7 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
     rt.spawn(super::stub::serve_udp(udp, engine.clone()));
     rt.spawn(super::stub::serve_tcp(tcp(dns_tcp)?, engine.clone()));
     rt.spawn(super::captured::serve(tcp(captured)?, engine.clone()));
+    tracing::info!(transparent = tun.is_some(), "proxy serving");
     if let Some(tun) = tun {
         rt.spawn(super::transparent::serve(tun, engine.clone()));
     }

@@ -3,14 +3,14 @@
 //! NXDOMAIN without any query leaving the machine, so DNS tunnelling carries nothing out.
 //! Served on 127.0.0.53 (UDP and TCP) and on port 53 of any address the step sends to.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::dns::{self, DnsError, Rcode};
+use super::dns::{self, Rcode};
 use super::engine::Engine;
 use super::sni::Peek;
 use crate::audit::{self, Decision, DnsTransport, Event};
@@ -19,28 +19,6 @@ use crate::policy::egress::normalize_host;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle TCP DNS connection is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-
-/// Resolves `name` upstream and returns the filtered answer (CNAMEs followed, only A/AAAA).
-pub async fn lookup_answer(
-    upstream: SocketAddr,
-    name: &str,
-    qtype: u16,
-    timeout: Duration,
-) -> Result<dns::Answer, DnsError> {
-    let resp = dns::resolve_upstream(upstream, name, qtype, timeout).await?;
-    let q = dns::parse_query(&dns::build_upstream_query(name, qtype, 0))?;
-    dns::filter_answer(&q, &resp)
-}
-
-/// The addresses of `name` for `qtype` (1 = A, 28 = AAAA) according to `upstream`.
-pub async fn lookup(
-    upstream: SocketAddr,
-    name: &str,
-    qtype: u16,
-    timeout: Duration,
-) -> Result<Vec<IpAddr>, DnsError> {
-    Ok(lookup_answer(upstream, name, qtype, timeout).await?.addrs)
-}
 
 fn rcode_name(r: Rcode) -> String {
     match r {
@@ -140,7 +118,7 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             cnames: vec![],
             rcode: Rcode::NoError,
         }),
-        None => lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
+        None => dns::lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
     };
     match looked_up {
         Ok(ans) if ans.rcode == Rcode::NoError => {
@@ -202,14 +180,20 @@ pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-            continue;
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS stub: receiving a UDP query failed");
+                continue;
+            }
         };
         let msg = buf[..n].to_vec();
         let (sock, engine) = (sock.clone(), engine.clone());
         tokio::spawn(async move {
-            if let Some(resp) = answer(&engine, &msg, DnsTransport::Udp).await {
-                let _ = sock.send_to(&resp, from).await;
+            if let Some(resp) = answer(&engine, &msg, DnsTransport::Udp).await
+                && let Err(e) = sock.send_to(&resp, from).await
+            {
+                tracing::debug!(error = %e, "DNS stub: sending a UDP answer failed");
             }
         });
     }
@@ -217,8 +201,12 @@ pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
 
 pub async fn serve_tcp(listener: TcpListener, engine: Arc<Engine>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS stub: accepting a TCP connection failed");
+                continue;
+            }
         };
         let engine = engine.clone();
         tokio::spawn(async move { serve_tcp_stream(stream, engine).await });
@@ -243,7 +231,10 @@ pub async fn serve_tcp_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
                 continue;
             }
             Peek::NeedMore => {}
-            Peek::NotThis | Peek::Malformed(_) => return,
+            Peek::NotThis | Peek::Malformed(_) => {
+                tracing::debug!("DNS stub: a TCP stream that is not DNS framing; closed");
+                return;
+            }
         }
         let mut chunk = [0u8; 4096];
         match tokio::time::timeout(TCP_IDLE, s.read(&mut chunk)).await {

@@ -18,8 +18,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::client_hello::{FirstBytes, read_client_hello};
 use super::engine::{Attempt, Engine, Open, Verdict, classify_host};
-use super::explicit::{FirstBytes, read_client_hello};
 use super::http_head::parse_request_head;
 use super::sni::Peek;
 use crate::audit::{NameSource, Protocol, Via};
@@ -37,7 +37,7 @@ impl Tun {
             nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).map_err(io::Error::from)?;
         let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
-        Ok(Tun(crate::sandbox::sys::async_fd(fd)?))
+        Ok(Tun(crate::sys::async_fd(fd)?))
     }
 }
 
@@ -92,8 +92,8 @@ pub async fn serve(tun: OwnedFd, engine: Arc<Engine>) {
     let dev = match Tun::new(tun) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!(
-                "stepjail: transparent capture unavailable (fd {raw}): {e}; captured traffic goes nowhere"
+            tracing::warn!(
+                "transparent capture unavailable (fd {raw}): {e}; captured traffic goes nowhere"
             );
             return;
         }

@@ -11,181 +11,23 @@
 //! they are never printed: [`UpstreamProxy`]'s `Display` and every error show the URL without
 //! them.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::engine::DialError;
+use super::dial::DialError;
+pub use crate::policy::upstream_proxy::{UpstreamProxy, UrlError};
 
 /// The longest response head an upstream may send to a CONNECT.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long the upstream may take to connect onward and answer the CONNECT.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A parsed `http://[user:pass@]host[:port]` upstream, plus the destinations that go direct.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UpstreamProxy {
-    host: String,
-    port: u16,
-    /// `user:pass`, base64: the value of `Proxy-Authorization: Basic`.
-    auth: Option<String>,
-    /// NO_PROXY entries, lower-cased: `*`, a domain (`.corp.example` or `corp.example`, which
-    /// both match the name and its subdomains), an address, or a CIDR range.
-    no_proxy: Vec<String>,
-}
-
-impl std::fmt::Debug for UpstreamProxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the credentials, not even in debug output.
-        write!(f, "UpstreamProxy({self})")
-    }
-}
-
-impl std::fmt::Display for UpstreamProxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        write!(f, "http://{host}:{}", self.port)
-    }
-}
-
-/// Why an upstream proxy URL is refused. Never contains the URL's credentials.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UrlError {
-    #[error("an upstream proxy is an http:// URL (`http://[user:pass@]host:port`)")]
-    NotHttp,
-    #[error(
-        "https:// upstream proxies are not supported (TLS to the proxy itself); use its http:// port"
-    )]
-    Https,
-    #[error("the upstream proxy URL has no host")]
-    NoHost,
-    #[error("the upstream proxy URL has a bad port")]
-    BadPort,
-    #[error("the upstream proxy URL may hold only scheme, credentials, host and port (no path)")]
-    HasPath,
-    #[error("the upstream proxy URL has badly percent-encoded credentials")]
-    BadCredentials,
-}
-
 impl UpstreamProxy {
-    /// Parses `http://[user[:pass]@]host[:port]` (port 80 when omitted, as curl does not
-    /// assume 1080 for http://); a trailing `/` is accepted, a path is not.
-    pub fn parse(url: &str) -> Result<UpstreamProxy, UrlError> {
-        let url = url.trim();
-        let lower = url.to_ascii_lowercase();
-        let rest = if lower.starts_with("http://") {
-            &url["http://".len()..]
-        } else if lower.starts_with("https://") {
-            return Err(UrlError::Https);
-        } else if lower.contains("://") {
-            return Err(UrlError::NotHttp);
-        } else {
-            // `proxy.corp:3128` without a scheme, as many HTTPS_PROXY values are written.
-            url
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        // The credentials end at the last `@` (a password may hold an unencoded `@`).
-        let (userinfo, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, rest),
-        };
-        if hostport.contains(['/', '?', '#']) {
-            return Err(UrlError::HasPath);
-        }
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (ip, after) = v6.split_once(']').ok_or(UrlError::NoHost)?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None if after.is_empty() => None,
-                None => return Err(UrlError::BadPort),
-            };
-            (ip.to_string(), port)
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err(UrlError::NoHost);
-        }
-        let port = match port {
-            None => 80,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or(UrlError::BadPort)?,
-        };
-        let auth = match userinfo {
-            None => None,
-            Some(u) => {
-                let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-                let user = percent_decode(user).ok_or(UrlError::BadCredentials)?;
-                let pass = percent_decode(pass).ok_or(UrlError::BadCredentials)?;
-                let mut plain = user;
-                plain.push(b':');
-                plain.extend_from_slice(&pass);
-                Some(crate::secrets::mask::base64_standard(&plain))
-            }
-        };
-        Ok(UpstreamProxy {
-            host: host.to_ascii_lowercase(),
-            port,
-            auth,
-            no_proxy: Vec::new(),
-        })
-    }
-
-    /// Whether the URL carried credentials.
-    pub fn has_credentials(&self) -> bool {
-        self.auth.is_some()
-    }
-
-    /// Adds a `NO_PROXY` list (comma or space separated): destinations that go direct.
-    pub fn with_no_proxy(mut self, list: &str) -> UpstreamProxy {
-        self.no_proxy = list
-            .split([',', ' '])
-            .map(|e| e.trim().to_ascii_lowercase())
-            .filter(|e| !e.is_empty())
-            .collect();
-        self
-    }
-
-    /// Whether `host` (a normalised name or an address literal) goes direct: it matches a
-    /// NO_PROXY entry. Entries with a port (`host:8080`) match the host on any port, as curl.
-    pub fn goes_direct(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let ip = host.parse::<IpAddr>().ok();
-        self.no_proxy.iter().any(|entry| {
-            if entry == "*" {
-                return true;
-            }
-            if let Some(ip) = ip {
-                if let Ok(net) = entry.parse::<ipnet::IpNet>() {
-                    return net.contains(&ip);
-                }
-                let bare = entry
-                    .trim_start_matches('[')
-                    .split(']')
-                    .next()
-                    .unwrap_or("");
-                return bare.parse::<IpAddr>().is_ok_and(|e| e == ip);
-            }
-            let domain = entry.split(':').next().unwrap_or("");
-            let domain = domain.trim_start_matches("*.").trim_start_matches('.');
-            !domain.is_empty()
-                && (host == domain
-                    || host
-                        .strip_suffix(domain)
-                        .is_some_and(|head| head.ends_with('.')))
-        })
+    /// The value of `Proxy-Authorization: Basic`: `user:pass` in base64.
+    fn proxy_authorization(&self) -> Option<String> {
+        self.credentials().map(crate::secrets::base64_standard)
     }
 
     /// The CONNECT request for `host:port` (host by name, or an address literal).
@@ -196,7 +38,7 @@ impl UpstreamProxy {
             format!("{host}:{port}")
         };
         let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-        if let Some(auth) = &self.auth {
+        if let Some(auth) = self.proxy_authorization() {
             req.push_str(&format!("Proxy-Authorization: Basic {auth}\r\n"));
         }
         req.push_str("\r\n");
@@ -212,16 +54,13 @@ impl UpstreamProxy {
         connect_timeout: Duration,
     ) -> Result<TcpStream, DialError> {
         let fail = |what: String| DialError::Unreachable(format!("upstream proxy {self}: {what}"));
-        let mut s = match tokio::time::timeout(
-            connect_timeout,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(fail(format!("cannot connect: {e}"))),
-            Err(_) => return Err(fail("connecting timed out".into())),
-        };
+        let mut s =
+            match tokio::time::timeout(connect_timeout, TcpStream::connect(self.host_port())).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(fail(format!("cannot connect: {e}"))),
+                Err(_) => return Err(fail("connecting timed out".into())),
+            };
         let _ = s.set_nodelay(true);
         let exchange = async {
             s.write_all(self.connect_request(host, port).as_bytes())
@@ -239,7 +78,7 @@ impl UpstreamProxy {
             Some(401 | 407) => Err(fail(format!(
                 "answered `{}` to CONNECT {host}:{port} ({})",
                 printable(&status_line),
-                if self.auth.is_some() {
+                if self.has_credentials() {
                     "the credentials were refused"
                 } else {
                     "it wants credentials: http://user:pass@host:port"
@@ -288,23 +127,6 @@ fn printable(s: &str) -> String {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(120)
         .collect()
-}
-
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 /// Where the upstream setting of a run came from, in precedence order (first wins).
@@ -384,10 +206,10 @@ mod tests {
         );
         let p = UpstreamProxy::parse("http://[2001:db8::5]:3128").unwrap();
         assert_eq!(p.to_string(), "http://[2001:db8::5]:3128");
-        assert_eq!(UpstreamProxy::parse("http://p").unwrap().port, 80);
+        assert_eq!(UpstreamProxy::parse("http://p").unwrap().host_port().1, 80);
         // A password holding an unencoded `@`.
         let p = UpstreamProxy::parse("http://u:a@b@p:1").unwrap();
-        assert_eq!(p.auth.as_deref(), Some("dTphQGI="));
+        assert_eq!(p.proxy_authorization().as_deref(), Some("dTphQGI="));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use landlock::{
 };
 
 use super::plan::{HiddenKind, MountOp, Plan, Rlimit};
-use super::{report, seccomp, sys};
+use super::{report, seccomp};
+use crate::sys;
 
 /// The highest landlock ABI whose rights stepjail asks for. Rights of newer ABIs than the
 /// kernel's are dropped by the crate's best-effort mode, and reported.
@@ -68,7 +69,7 @@ pub fn child(
                 report_fd.as_fd(),
                 &report::Message::SetupFailed(format!("redirecting output: {e}")),
             );
-            sys::exit_now(super::EXIT_SETUP);
+            sys::exit_now(super::exit::EXIT_SETUP);
         }
     }
     match setup(plan, sync, &report_fd, net_fd) {
@@ -82,7 +83,7 @@ pub fn child(
                 report_fd.as_fd(),
                 &report::Message::SetupFailed(e.to_string()),
             );
-            sys::exit_now(super::EXIT_SETUP)
+            sys::exit_now(super::exit::EXIT_SETUP)
         }
     }
 }
@@ -171,7 +172,7 @@ fn wait_for_supervisor(sync: OwnedFd) -> Result<(), SetupError> {
     loop {
         match nix::unistd::read(&sync, &mut byte) {
             Ok(1) => return Ok(()),
-            Ok(_) => sys::exit_now(super::EXIT_SETUP), // supervisor gone: nobody to report to
+            Ok(_) => sys::exit_now(super::exit::EXIT_SETUP), // supervisor gone: nobody to report to
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).step(|| "waiting for the supervisor".into()),
         }
@@ -535,21 +536,21 @@ fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupErro
             if let Err(e) = sys::reset_signals().and_then(|_| sys::setsid()) {
                 fail(
                     report::Message::SetupFailed(format!("preparing the step: {e}")),
-                    super::EXIT_SETUP,
+                    super::exit::EXIT_SETUP,
                 );
             }
             for (r, v) in &plan.rlimits {
                 if let Err(e) = sys::set_rlimit(rlimit_resource(*r), *v) {
                     fail(
                         report::Message::SetupFailed(format!("setting {r:?} limit: {e}")),
-                        super::EXIT_SETUP,
+                        super::exit::EXIT_SETUP,
                     );
                 }
             }
             if let Err(e) = std::env::set_current_dir(&cwd) {
                 fail(
                     report::Message::SetupFailed(format!("entering {}: {e}", cwd.display())),
-                    super::EXIT_SETUP,
+                    super::exit::EXIT_SETUP,
                 );
             }
             // Like execvp: try each PATH entry; remember a permission error over "not found".
@@ -562,9 +563,9 @@ fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupErro
                 }
             }
             let code = if worst.raw_os_error() == Some(libc::ENOENT) {
-                super::EXIT_NOT_FOUND
+                super::exit::EXIT_NOT_FOUND
             } else {
-                super::EXIT_CANNOT_EXEC
+                super::exit::EXIT_CANNOT_EXEC
             };
             fail(
                 report::Message::ExecFailed {

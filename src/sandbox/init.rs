@@ -12,7 +12,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::sys;
+use crate::sys;
 
 /// Signals the supervisor forwards to the step (through us).
 pub const FORWARDED: &[libc::c_int] = &[

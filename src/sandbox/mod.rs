@@ -3,6 +3,7 @@
 //! enforces the timeout. Every syscall and every `unsafe` lives in `sys`.
 
 pub mod apply;
+mod exit;
 pub mod host;
 pub mod init;
 pub mod output;
@@ -10,7 +11,6 @@ pub mod plan;
 pub mod report;
 pub mod seccomp;
 pub mod settings;
-pub(crate) mod sys;
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,17 +22,12 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::sys;
+
 pub use plan::Plan;
 use report::Message;
 
-/// stepjail's own exit codes (the step's code passes through otherwise; 128+N for signal N).
-/// The step sent a signal to its own init (`kill -TERM 1`) and was ended by it: not 128+N, which
-/// would look like the runner cancelling the step.
-pub const EXIT_INIT_SIGNALLED: i32 = 123;
-pub const EXIT_TIMEOUT: i32 = 124;
-pub const EXIT_SETUP: i32 = 125;
-pub const EXIT_CANNOT_EXEC: i32 = 126;
-pub const EXIT_NOT_FOUND: i32 = 127;
+pub use exit::{EXIT_CANNOT_EXEC, EXIT_INIT_SIGNALLED, EXIT_NOT_FOUND, EXIT_SETUP, EXIT_TIMEOUT};
 
 /// Namespaces every step gets.
 const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
@@ -144,6 +139,8 @@ pub fn run<G>(
         }
         sys::Forked::Parent { child } => child,
     };
+    // The parent only: the child above emits nothing between the clone and execve.
+    tracing::info!(pid = child, "sandbox child cloned");
     drop((sync_r, report_w, net_theirs, out_theirs));
     // One relay, and one filter, per pipe: stdout's first (with merged output, the only one).
     let relays: Vec<output::Relay> = match (out_ours, output_filter) {
@@ -168,6 +165,7 @@ pub fn run<G>(
         return Err(e);
     }
     // Release the child.
+    tracing::debug!("identity maps written; releasing the child");
     sys::write_all(sync_w.as_fd(), b"1").map_err(SandboxError::Wait)?;
     drop(sync_w);
     let mut _egress = None;
@@ -178,7 +176,10 @@ pub fn run<G>(
             .map_err(SandboxError::Wait)?;
         if let Some(listeners) = crate::net::Listeners::from_vec(fds) {
             match start_egress(listeners) {
-                Ok(guard) => _egress = Some(guard),
+                Ok(guard) => {
+                    tracing::debug!("egress started on the step's listeners");
+                    _egress = Some(guard)
+                }
                 Err(e) => {
                     // Fail closed: no proxy, no step.
                     sys::kill(child, libc::SIGKILL);
@@ -231,6 +232,7 @@ fn supervise(
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     // Killing the namespace's init kills every process in it.
+                    tracing::debug!(pid = child, "timeout reached; killing the step's init");
                     sys::kill(child, libc::SIGKILL);
                     timed_out = true;
                     PollTimeout::NONE
@@ -284,6 +286,7 @@ fn supervise(
             while let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as libc::c_int;
                 if sig != libc::SIGCHLD {
+                    tracing::debug!(signal = sig, "relaying a signal to the step");
                     cancel_signal.get_or_insert(sig);
                     sys::kill(child, sig);
                 }
@@ -291,6 +294,7 @@ fn supervise(
             match waitpid(Pid::from_raw(child), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => {}
                 Ok(status) => {
+                    tracing::info!(?status, "the step's init ended");
                     // Every process of the step is gone: the pipes end; copy what is left.
                     for r in &mut relays {
                         r.drain();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::policy::model::{EnvPattern, LandlockPolicy, NetworkMode, ResolvedProfile};
+pub use crate::policy::reserved::{CA_BUNDLE_VARS, SANDBOX_VARS, sets_itself};
 
 /// Variables every step gets when the caller has them, before the profile's `env.pass`.
 pub const SAFE_DEFAULT_ENV: &[&str] = &["PATH", "TERM", "LANG", "TZ"];
@@ -527,15 +528,6 @@ pub const TRUST_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// Variables that point the common tools at a CA bundle.
-pub const CA_BUNDLE_VARS: &[&str] = &[
-    "SSL_CERT_FILE",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-];
-
 /// Tools' own CA bundle settings, which replace the system bundle for that tool. When the step
 /// trusts an extra CA ([`Plan::trust_ca`]), those present point at the combined bundle too.
 pub const TOOL_CA_VARS: &[&str] = &[
@@ -572,19 +564,6 @@ pub fn pem_certificates(text: &str) -> String {
         rest = &rest[b + e + END.len()..];
     }
     out
-}
-
-/// Variables the sandbox sets for every step (besides the proxy and CA bundle ones).
-pub const SANDBOX_VARS: &[&str] = &["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"];
-
-/// Whether stepjail sets variable `name` itself: the proxy variables ([`crate::net::proxy_env`]),
-/// the CA bundle variables and [`SANDBOX_VARS`]. A secret of that name would replace stepjail's
-/// value (`HTTPS_PROXY` pointing the step's tools around the proxy, `SSL_CERT_FILE` at a bundle
-/// of the secret's choosing), so profiles and policies may not declare one.
-pub fn sets_itself(name: &str) -> bool {
-    crate::net::proxy_env().iter().any(|(k, _)| k == name)
-        || CA_BUNDLE_VARS.contains(&name)
-        || SANDBOX_VARS.contains(&name)
 }
 
 impl Plan {

@@ -55,7 +55,7 @@ impl Message {
 
 /// Best effort: if the supervisor is gone there is nobody left to tell.
 pub fn send(fd: BorrowedFd<'_>, m: &Message) {
-    let _ = super::sys::write_all(fd, m.encode().as_bytes());
+    let _ = crate::sys::write_all(fd, m.encode().as_bytes());
 }
 
 #[cfg(test)]

@@ -14,135 +14,11 @@
 
 use std::collections::VecDeque;
 
+pub use super::search::{MIN_ENCODED_LEN, encodings};
 use super::wipe::wipe_vec;
 
 /// What replaces an occurrence.
 pub const MASK: &[u8] = b"***";
-
-/// Encoded forms shorter than this are left out of [`encodings`]: a two-character base64
-/// fragment occurs by chance everywhere, and would mask (or, in the proxy, deny) everything.
-pub const MIN_ENCODED_LEN: usize = 4;
-
-const BASE64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// The forms a value is commonly leaked in, without the value itself, without duplicates and
-/// without forms shorter than [`MIN_ENCODED_LEN`]:
-/// - base64, standard and URL-safe alphabets, with and without `=` padding;
-/// - for each alphabet, the characters that depend only on the value when it is encoded at byte
-///   offset 0, 1 or 2 of a larger input (`base64("user:" + token)` in a Basic `Authorization`
-///   header holds the token at offset 5, i.e. 2 mod 3);
-/// - hex, lower and upper case;
-/// - URL (percent) encoding with upper- and lower-case hex digits, and the form encoding that
-///   writes a space as `+`; the same as the value when it has no reserved characters, and then
-///   left out.
-///
-/// The egress proxy uses the same list for leak detection.
-pub fn encodings(value: &[u8]) -> Vec<Vec<u8>> {
-    let mut unique: Vec<Vec<u8>> = Vec::new();
-    for form in encodings_in_order(value) {
-        if form.len() >= MIN_ENCODED_LEN && form != value && !unique.contains(&form) {
-            unique.push(form);
-        }
-    }
-    unique
-}
-
-/// The forms [`encodings`] draws from, always the same number in the same order for values of
-/// the same length, duplicates and short forms included: the broker pairs a value's forms with
-/// its placeholder's by position.
-pub(super) fn encodings_in_order(value: &[u8]) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    if value.is_empty() {
-        return out;
-    }
-    for alphabet in [BASE64_STD, BASE64_URL] {
-        let padded = base64(value, alphabet, true);
-        let unpadded = padded
-            .iter()
-            .copied()
-            .take_while(|&b| b != b'=')
-            .collect::<Vec<u8>>();
-        out.push(padded);
-        out.push(unpadded);
-        for shift in 0..3 {
-            out.push(base64_core(value, shift, alphabet));
-        }
-    }
-    out.push(hex(value, b"0123456789abcdef"));
-    out.push(hex(value, b"0123456789ABCDEF"));
-    out.push(percent(value, b"0123456789ABCDEF", false));
-    out.push(percent(value, b"0123456789abcdef", false));
-    out.push(percent(value, b"0123456789ABCDEF", true));
-    out
-}
-
-/// Standard base64 with padding (RFC 4648 section 4), as HTTP Basic authentication uses.
-pub(crate) fn base64_standard(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    String::from_utf8(base64(input, ALPHABET, true)).expect("base64 is ASCII")
-}
-
-fn base64(input: &[u8], alphabet: &[u8; 64], pad: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize]);
-            } else if pad {
-                out.push(b'=');
-            }
-        }
-    }
-    out
-}
-
-/// The base64 characters fully determined by `value` when it sits at byte offset `shift` (mod 3)
-/// of a larger encoded input: character j covers bits [6j, 6j + 6) of the input, and is kept
-/// when those bits all belong to the value.
-fn base64_core(value: &[u8], shift: usize, alphabet: &[u8; 64]) -> Vec<u8> {
-    let mut input = vec![0u8; shift];
-    input.extend_from_slice(value);
-    let encoded = base64(&input, alphabet, false);
-    wipe_vec(&mut input);
-    let first = (8 * shift).div_ceil(6);
-    let end = (8 * (shift + value.len())) / 6;
-    encoded.get(first..end).unwrap_or_default().to_vec()
-}
-
-fn hex(value: &[u8], digits: &[u8; 16]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len() * 2);
-    for &b in value {
-        out.push(digits[usize::from(b >> 4)]);
-        out.push(digits[usize::from(b & 15)]);
-    }
-    out
-}
-
-/// RFC 3986 percent-encoding: everything but unreserved characters. `plus_for_space` gives the
-/// `application/x-www-form-urlencoded` spelling.
-fn percent(value: &[u8], digits: &[u8; 16], plus_for_space: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len() * 3);
-    for &b in value {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b),
-            b' ' if plus_for_space => out.push(b'+'),
-            _ => {
-                out.push(b'%');
-                out.push(digits[usize::from(b >> 4)]);
-                out.push(digits[usize::from(b & 15)]);
-            }
-        }
-    }
-    out
-}
 
 /// One value and its matching state.
 struct Pattern {
@@ -351,6 +227,7 @@ impl Drop for Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::search::{BASE64_STD, BASE64_URL, base64, lcg};
 
     fn mask_all(values: &[&[u8]], input: &[u8]) -> Vec<u8> {
         let mut m = Masker::new(values);
@@ -474,14 +351,6 @@ mod tests {
         out.extend(m.feed(b"ret secret"));
         out.extend(m.finish());
         assert_eq!(out, b"secret ***");
-    }
-
-    /// A small deterministic generator; the tests need variety, not quality.
-    fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *seed >> 33
     }
 
     #[test]

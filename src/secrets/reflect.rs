@@ -13,8 +13,8 @@
 //! What it cannot see: a value the host transforms in any other way (reverses, hashes,
 //! re-encodes in an alphabet not listed) or returns a piece at a time across responses.
 
-use super::leak::form_pairs;
 use super::replace::{ReplaceError, Replacer};
+use super::search::form_pairs;
 
 /// Replaces brokered values by their placeholders in one stream (see the module docs).
 ///
@@ -106,7 +106,7 @@ impl std::fmt::Debug for Reflection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::encodings;
+    use crate::secrets::search::encodings;
 
     const VALUE: &[u8] = b"ghp_Rt7kLm29QpXz81VbNc4WdY6hJ+/x";
     const HOLDER: &[u8] = b"ghp_Ab3cDe45FgHi67JkLm8NoP9qR+/y";

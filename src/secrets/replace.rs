@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::leak::Automaton;
+use super::search::Automaton;
 use super::wipe::wipe_vec;
 
 /// Why a set of pairs is refused. Holds indices and lengths, never bytes.
@@ -265,6 +265,7 @@ impl std::fmt::Debug for Replacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::search::lcg;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         list.iter()
@@ -435,13 +436,6 @@ mod tests {
         out.extend(r.feed(b"ret secret"));
         out.extend(r.finish());
         assert_eq!(out, b"SECRETret SECRET");
-    }
-
-    fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *seed >> 33
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use super::SecretsError;
+use super::error::SecretsError;
 use super::wipe::{wipe_string, wipe_vec};
 use crate::policy::model::SecretDecl;
 

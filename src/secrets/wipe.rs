@@ -1,7 +1,7 @@
 //! Overwriting secret bytes before their memory is freed.
 //!
 //! Best effort, in safe Rust, without a new dependency: the crate denies `unsafe` outside
-//! `sandbox::sys`, and `zeroize`'s volatile writes would need either that crate (not in the
+//! `crate::sys`, and `zeroize`'s volatile writes would need either that crate (not in the
 //! dependency set this module may change) or an `unsafe` block here. Writing zeros and passing the
 //! buffer through [`std::hint::black_box`] keeps the compiler from removing the "dead" stores,
 //! which is the failure `zeroize` exists to prevent. What neither approach covers: copies left

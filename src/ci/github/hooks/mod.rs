@@ -24,6 +24,7 @@
 //! [`protocol`].
 
 pub mod config;
+mod exit;
 pub mod job;
 pub mod narrow;
 pub mod protocol;
@@ -35,21 +36,15 @@ use std::path::Path;
 
 use super::report;
 use config::Operator;
+pub use exit::EXIT_FAILED;
+use exit::fail;
 use protocol::{HookInput, PrepareJobArgs, PrepareJobResponse, ResponseContainer, ResponseContext};
 
 /// Where the operator's file is unless `--config` says otherwise.
 pub const DEFAULT_CONFIG: &str = "/etc/stepjail/github.yml";
 
-/// Exit code of a hook that failed (the runner fails the step or the job on any non-zero).
-pub const EXIT_FAILED: i32 = 1;
-
 /// The largest hook input read (the runner's JSON holds a step's whole environment).
 const MAX_INPUT: u64 = 16 << 20;
-
-fn fail(msg: impl std::fmt::Display) -> i32 {
-    report::error("stepjail hooks", &msg);
-    EXIT_FAILED
-}
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Operator, RepoPolicy};
+use super::exit::{EXIT_FAILED, fail};
 use super::job::{self, JobState};
 use super::protocol::{HookInput, ScriptStepArgs};
-use super::{EXIT_FAILED, fail};
 use crate::audit::{AuditLog, Event, FileCommand};
 use crate::ci::github::action::ACTION_CONTEXT;
 use crate::ci::github::filecmd;
@@ -285,7 +285,7 @@ pub(super) fn second_half(file: &Path) -> i32 {
         Ok(o) => o,
         Err(e) => return fail(format!("the operator's file frozen at job start: {e}")),
     };
-    let step_id = super::env("GITHUB_ACTION").unwrap_or_default();
+    let step_id = std::env::var("GITHUB_ACTION").unwrap_or_default();
     let shown = format!("{}/{step_id}", state.job);
     let policy = match op.policy_for(&state.repository, None) {
         Ok(p) => p,

@@ -1,0 +1,12 @@
+//! How a hook fails: one `::error` annotation and the exit code the runner acts on.
+
+use crate::ci::github::report;
+
+/// Exit code of a hook that failed (the runner fails the step or the job on any non-zero).
+pub const EXIT_FAILED: i32 = 1;
+
+/// Reports `msg` as the hook's error and returns [`EXIT_FAILED`].
+pub(super) fn fail(msg: impl std::fmt::Display) -> i32 {
+    report::error("stepjail hooks", &msg);
+    EXIT_FAILED
+}

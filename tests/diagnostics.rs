@@ -1,0 +1,76 @@
+//! Diagnostics (`stepjail -v`, `STEPJAIL_LOG`) end to end: the real binary, a real sandbox.
+//! By default a run prints nothing it did not print before; `-v` and `STEPJAIL_LOG` add
+//! `stepjail: LEVEL module: ...` lines on stderr and leave stdout alone.
+
+mod common;
+
+use common::*;
+
+fn run(dir: &Dir, top: &[&str], env: Option<&str>) -> Out {
+    let mut args: Vec<&str> = top.to_vec();
+    args.extend_from_slice(&["run", "--", "sh", "-c", "echo out"]);
+    let sj = Sj::new(dir, &args);
+    match env {
+        Some(v) => sj.env("STEPJAIL_LOG", v),
+        None => sj,
+    }
+    .output()
+}
+
+#[test]
+fn a_run_prints_no_diagnostics_by_default() {
+    for uid in users() {
+        let dir = Dir::new(uid);
+        let out = run(&dir, &[], None);
+        assert_eq!(out.ok(), "out\n");
+        assert_eq!(out.stderr(), "", "as uid {uid}");
+    }
+}
+
+#[test]
+fn v_and_vv_add_the_supervisors_events_on_stderr() {
+    let dir = Dir::new(users()[0]);
+    let out = run(&dir, &["-v"], None);
+    assert_eq!(out.ok(), "out\n");
+    let err = out.stderr();
+    assert!(
+        err.contains("stepjail: INFO sandbox: sandbox child cloned pid="),
+        "{err}"
+    );
+    assert!(
+        err.contains("stepjail: INFO sandbox: the step's init ended status=Exited("),
+        "{err}"
+    );
+    assert!(!err.contains("DEBUG"), "{err}");
+    let out = run(&dir, &["-vv"], None);
+    assert_eq!(out.ok(), "out\n");
+    assert!(
+        out.stderr()
+            .contains("stepjail: DEBUG sandbox: identity maps written; releasing the child"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn stepjail_log_selects_modules_and_a_bad_directive_is_named_and_ignored() {
+    let dir = Dir::new(users()[0]);
+    let out = run(&dir, &[], Some("stepjail::sandbox=debug"));
+    assert_eq!(out.ok(), "out\n");
+    assert!(
+        out.stderr().contains("stepjail: DEBUG sandbox: "),
+        "{}",
+        out.stderr()
+    );
+    let out = run(&dir, &[], Some("stepjail::proxy=debug"));
+    assert_eq!(out.ok(), "out\n");
+    assert_eq!(out.stderr(), "", "no proxy runs without a network");
+    let out = run(&dir, &[], Some("stepjail=loud"));
+    assert_eq!(out.ok(), "out\n");
+    let err = out.stderr();
+    assert!(
+        err.starts_with("stepjail: ignoring STEPJAIL_LOG=\"stepjail=loud\": "),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
