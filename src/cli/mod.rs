@@ -1,5 +1,6 @@
 //! The command line: clap definitions and one function per subcommand. Each returns the exit
-//! code stepjail ends with; `main.rs` only parses and exits.
+//! code stepjail ends with, or the error that stopped it; [`main`] is the one place that turns
+//! an error into output and an exit code. `main.rs` only parses and exits.
 
 pub mod action;
 pub mod audit;
@@ -11,8 +12,7 @@ pub mod step;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for a usage or profile error: nothing ran.
-pub const EXIT_USAGE: i32 = 2;
+use crate::step::RunError;
 
 #[derive(Debug, Parser)]
 #[command(name = "stepjail", version, about = "Run a CI step in a throwaway Linux sandbox", long_about = None)]
@@ -42,7 +42,12 @@ pub enum Command {
 
 /// Dispatches a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
-    match cli.command {
+    // The subcommands a GitHub Actions runner calls: their errors are annotations there too.
+    let github = matches!(
+        cli.command,
+        Command::Setup(_) | Command::Step(_) | Command::Action(_)
+    );
+    let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Profiles(args) => profiles::run(args),
         Command::Check(args) => check::run(args),
@@ -50,7 +55,27 @@ pub fn main(cli: Cli) -> i32 {
         Command::Setup(args) => setup::run(args),
         Command::Step(args) => step::run(args),
         Command::Action(args) => action::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => rescue(&e, github),
     }
+}
+
+/// Says `e` (`stepjail: ...` on stderr, after its warnings; under GitHub Actions an `::error`
+/// annotation on stdout first) and returns its exit code.
+fn rescue(e: &RunError, github: bool) -> i32 {
+    for w in e.warnings() {
+        eprintln!("stepjail: warning: {w}");
+    }
+    if let Some(title) = e.annotation().filter(|_| github) {
+        println!(
+            "{}",
+            crate::ci::github::report::command("error", title, &e.to_string())
+        );
+    }
+    eprintln!("stepjail: {e}");
+    e.exit_code()
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::ci::github::report;
 use crate::ci::github::setup::{self, SetupRequest};
 use crate::ci::github::state::{self, JobMode};
 
@@ -31,11 +30,8 @@ pub struct SetupArgs {
     pub state_dir: Option<PathBuf>,
 }
 
-pub fn run(args: SetupArgs) -> i32 {
-    let fail = |msg: String| {
-        report::error("stepjail setup", &msg);
-        super::EXIT_USAGE
-    };
+pub fn run(args: SetupArgs) -> Result<i32, crate::step::RunError> {
+    let fail = |msg: String| Err(crate::step::RunError::Setup(msg));
     // Only `stepjail setup` itself reads these variables; nothing is inherited by steps.
     let secrets = match (&args.secrets_env, &args.secrets_file) {
         (Some(var), _) => std::env::var(var).ok(),
@@ -88,5 +84,5 @@ pub fn run(args: SetupArgs) -> i32 {
         ),
         Err(e) => return fail(format!("writing GITHUB_ENV: {e}")),
     }
-    0
+    Ok(0)
 }

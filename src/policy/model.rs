@@ -98,6 +98,17 @@ impl NetworkMode {
     }
 }
 
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    /// The spelling in profile files and on the command line; anything else is refused.
+    fn from_str(s: &str) -> Result<NetworkMode, String> {
+        [NetworkMode::None, NetworkMode::Enforce, NetworkMode::Audit]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown network mode `{s}` (none, enforce or audit)"))
+    }
+}
+
 impl std::fmt::Display for NetworkMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

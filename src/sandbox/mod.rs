@@ -25,15 +25,6 @@ use nix::unistd::Pid;
 pub use plan::Plan;
 use report::Message;
 
-/// stepjail's own exit codes (the step's code passes through otherwise; 128+N for signal N).
-/// The step sent a signal to its own init (`kill -TERM 1`) and was ended by it: not 128+N, which
-/// would look like the runner cancelling the step.
-pub const EXIT_INIT_SIGNALLED: i32 = 123;
-pub const EXIT_TIMEOUT: i32 = 124;
-pub const EXIT_SETUP: i32 = 125;
-pub const EXIT_CANNOT_EXEC: i32 = 126;
-pub const EXIT_NOT_FOUND: i32 = 127;
-
 /// Namespaces every step gets.
 const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWNS
@@ -74,7 +65,7 @@ impl SandboxError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SandboxError::Exec { code, .. } => *code,
-            _ => EXIT_SETUP,
+            _ => crate::exit::SETUP,
         }
     }
 }
@@ -339,7 +330,7 @@ fn finish(
             Some(Message::ExecFailed { command, error }) => {
                 let code = match status {
                     WaitStatus::Exited(_, c) => c,
-                    _ => EXIT_CANNOT_EXEC,
+                    _ => crate::exit::CANNOT_EXEC,
                 };
                 return Err(SandboxError::Exec {
                     command,
@@ -351,7 +342,7 @@ fn finish(
         }
     }
     let code = if timed_out {
-        EXIT_TIMEOUT
+        crate::exit::TIMEOUT
     } else {
         match status {
             WaitStatus::Exited(_, c) => c,
@@ -361,14 +352,14 @@ fn finish(
                 ));
             }
             WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-            _ => EXIT_SETUP,
+            _ => crate::exit::SETUP,
         }
     };
     // Init exits 128+N when the step died of signal N. If the step sent N to init itself and
     // stepjail relayed no signal, nobody cancelled it: say so with a code of our own.
     let code = match init_signal {
         Some(sig) if !timed_out && cancel_signal.is_none() && code == 128 + sig => {
-            EXIT_INIT_SIGNALLED
+            crate::exit::INIT_SIGNALLED
         }
         _ => code,
     };

@@ -207,12 +207,6 @@ fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// Reports an error twice: as an `::error` annotation (on the run's page) and on stderr.
-pub fn error(title: &str, msg: &dyn std::fmt::Display) {
-    println!("{}", command("error", title, &msg.to_string()));
-    eprintln!("stepjail: {msg}");
-}
-
 /// One workflow command, `::error title=...::message`.
 pub fn command(kind: &str, title: &str, message: &str) -> String {
     format!(

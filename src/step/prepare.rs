@@ -1,0 +1,365 @@
+//! `prepare`: a [`Spec`] checked and decided, in the order the host side of a run needs, without
+//! printing anything or changing anything on the host.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::log_guard::audit_log_guard;
+use super::{Host, RunError, Spec, read_small};
+use crate::audit::{NetMode, StepStart};
+use crate::policy::model::{EnvPattern, Network, NetworkMode, Vars};
+use crate::proxy::broker::{Broker, BrokeredSecret};
+use crate::proxy::hosts::HostsFile;
+use crate::proxy::upstream::UpstreamProxy;
+use crate::sandbox::plan::{HiddenKind, Plan};
+use crate::sandbox::{self, host};
+
+/// A step ready to launch: the plan and everything the supervisor and the proxy need.
+pub struct Prepared {
+    pub(super) run_id: String,
+    pub(super) plan: Plan,
+    /// Where the resolved profile came from (for `-v`).
+    pub(super) source: String,
+    pub(super) network: Network,
+    pub(super) mode: NetMode,
+    pub(super) writable: Vec<PathBuf>,
+    /// Caches under the step user's home to create before the sandbox exists.
+    pub(super) create_dirs: Vec<PathBuf>,
+    pub(super) audit_log: Option<PathBuf>,
+    /// Lines to print as `stepjail: warning: ...` when the step is launched.
+    pub(super) warnings: Vec<String>,
+    pub(super) verbose: bool,
+    pub(super) start: StepStart,
+    pub(super) resolver: std::net::SocketAddr,
+    pub(super) hosts: HostsFile,
+    pub(super) upstream: Option<UpstreamProxy>,
+    pub(super) pointers: Vec<(String, String)>,
+    pub(super) broker: Option<Arc<Broker>>,
+    pub(super) scanner: Option<crate::secrets::LeakScanner>,
+    /// Values to mask in the step's output (empty: the output is not filtered).
+    pub(super) mask: Vec<Vec<u8>>,
+}
+
+impl Prepared {
+    /// The run id of the step's audit records.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+    /// The resolved profile's name.
+    pub fn profile_name(&self) -> &str {
+        &self.plan.profile_name
+    }
+    /// The network mode the step runs under.
+    pub fn mode(&self) -> NetMode {
+        self.mode
+    }
+    /// The paths the step can write (the profile's `read_write`, resolved).
+    pub fn writable(&self) -> &[PathBuf] {
+        &self.writable
+    }
+    /// The sandbox's plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    /// Directories `launch` creates before the sandbox exists (missing caches the profile makes
+    /// writable under the step user's home).
+    pub fn create_dirs(&self) -> &[PathBuf] {
+        &self.create_dirs
+    }
+    /// Warnings `launch` prints first.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// Validates `spec` against the host and decides everything the run needs. Prints nothing and
+/// changes nothing on the host.
+pub fn prepare(spec: Spec, host: &Host) -> Result<Prepared, RunError> {
+    let mut warnings = Vec::new();
+    prepare_with(spec, host, &mut warnings).map_err(|e| e.with_warnings(warnings))
+}
+
+fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<Prepared, RunError> {
+    let run_id = super::new_run_id();
+    let env = host.env.clone();
+    let identity = host::identity(spec.user.as_deref(), &env).map_err(RunError::Identity)?;
+    let workspace = match std::fs::canonicalize(&spec.workspace) {
+        Ok(w) if w.is_dir() => w,
+        _ => return Err(RunError::Workspace(spec.workspace)),
+    };
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| PathBuf::from(v))
+    };
+    let vars = Vars {
+        workspace: Some(workspace.clone()),
+        home: identity.home.clone(),
+        tmpdir: var("TMPDIR"),
+        runner_temp: var("RUNNER_TEMP"),
+    };
+    let mut resolved = spec.profile.resolve(&vars)?;
+    if let Some(ci) = &spec.ci {
+        resolved.hidden.extend(ci.hidden.iter().cloned());
+        for name in &ci.pass {
+            resolved.env_pass.push(EnvPattern::Exact(name.clone()));
+        }
+        for (k, v) in &ci.set {
+            resolved.env_set.insert(k.clone(), v.clone());
+        }
+    }
+    // Caches a profile makes writable under the step user's home (`~/.npm`, `~/.cache/pip`)
+    // are created at launch when missing, as a fresh runner has none of them yet: a writable
+    // path that does not exist would grant nothing and the tool would fail. Only when stepjail
+    // runs as that user, so they are the user's own; never inside a hidden path.
+    let mut create_dirs = Vec::new();
+    if let Some(home) = &identity.home
+        && nix::unistd::geteuid().as_raw() == identity.uid
+    {
+        for p in &resolved.read_write {
+            if p.starts_with(home)
+                && p != home
+                && !resolved.hidden.iter().any(|h| p.starts_with(h))
+                && std::fs::symlink_metadata(p).is_err()
+            {
+                create_dirs.push(p.clone());
+            }
+        }
+    }
+    let writable = resolved.read_write.clone();
+    let file_secrets = spec.file_secrets;
+    // Every name in the secrets file is a secret: undeclared ones never pass, whatever
+    // `env.pass` says.
+    if let Some(f) = &file_secrets {
+        resolved.env_scrub.extend(f.names().map(str::to_string));
+    }
+    let secret_values = crate::secrets::resolve(&resolved.secrets, file_secrets.as_ref(), &env)?;
+    if let Some(mode) = spec.mode {
+        resolved.network.mode = mode;
+    }
+    let mode = match resolved.network.mode {
+        NetworkMode::None => NetMode::None,
+        NetworkMode::Enforce => NetMode::Enforce,
+        NetworkMode::Audit => NetMode::Audit,
+    };
+    // The log is the record of what the step did: after the run, the path the user named must
+    // hold what we wrote. Checked before the file is created (at launch).
+    let guard = match &spec.audit_log {
+        Some(p) => Some(audit_log_guard(p, &resolved.read_write).map_err(RunError::AuditLogPath)?),
+        None => None,
+    };
+    // The file becomes a read-only hole in a writable path, and each directory between that
+    // path and the file a mountpoint of its own (bound writable onto itself), which the step
+    // can neither rename nor remove (EBUSY): no `mv logs logs.old; mkdir logs`.
+    let log_hole = guard
+        .as_ref()
+        .filter(|g| g.inside_writable)
+        .map(|g| g.file.clone());
+    if let Some(g) = guard {
+        if g.inside_writable {
+            resolved.read_only.push(g.file);
+        }
+        resolved.read_write.extend(g.pinned);
+    }
+    let resolver = match (
+        resolved.network.mode,
+        spec.resolver.or_else(crate::proxy::dns::host_resolver),
+    ) {
+        (NetworkMode::None, r) => r.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 53))),
+        (_, Some(r)) => r,
+        (_, None) => return Err(RunError::NoResolver),
+    };
+    // The host's hosts file, read here in the supervisor before the sandbox exists: the proxy
+    // consults it (before DNS) for allowed names. Only `stepjail run` honours
+    // STEPJAIL_HOSTS_FILE (a workflow's `env:` reaches a CI step's environment).
+    let hosts = HostsFile::load_for_run(spec.ci.is_none())?;
+    // The corporate proxy allowed connections leave through (decisions do not change).
+    let upstream = match resolved.network.mode {
+        NetworkMode::None => None,
+        _ => crate::proxy::upstream::choose(
+            spec.upstream_proxy.as_deref(),
+            spec.upstream_from_env,
+            &env,
+            resolved.network.upstream_proxy.as_ref(),
+        )
+        .map_err(RunError::UpstreamProxy)?
+        .map(|(u, _)| u),
+    };
+    let skeleton_files: Vec<PathBuf> = spec
+        .ci
+        .iter()
+        .filter_map(|c| c.skeleton.as_ref())
+        .flat_map(|s| s.read_write.iter().chain(&s.read_only).cloned())
+        .collect();
+    let paths = resolved
+        .read_write
+        .iter()
+        .chain(&resolved.read_only)
+        .chain(&resolved.hidden)
+        .chain(&skeleton_files);
+    let mut facts = host::facts(paths, env.clone()).map_err(RunError::HostFacts)?;
+    // What launch creates, as it will be by then: the caches (directories) and the audit log
+    // (a file), so that the plan binds them.
+    for d in &create_dirs {
+        facts.kinds.entry(d.clone()).or_insert(HiddenKind::Dir);
+    }
+    if let Some(f) = log_hole {
+        facts.kinds.entry(f).or_insert(HiddenKind::File);
+    }
+    let skeleton = spec.ci.as_ref().and_then(|c| c.skeleton.as_ref());
+    let mut plan = Plan::build_with(
+        &resolved,
+        identity,
+        &workspace,
+        spec.command,
+        &facts,
+        skeleton,
+    )?;
+    // What the step's package managers would miss or could not use: a credential in a passed
+    // URL stops the run (fail closed); the rest is one warning line each, said now rather than
+    // as a fallback to the public registry or a denial minutes later.
+    let read_config = |p: &Path| read_small(p).ok();
+    let findings = sandbox::settings::check(&sandbox::settings::Inputs {
+        profile: &resolved,
+        caller: &facts.env,
+        step_env: &plan.env,
+        writable: &plan.writable,
+        home: plan.identity.home.as_deref(),
+        read: &read_config,
+    });
+    warnings.extend(findings.warnings);
+    if let Some(refusal) = findings.refusals.into_iter().next() {
+        return Err(RunError::Refused(refusal));
+    }
+    let pointers = findings.pointers;
+    // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
+    // here, with the proxy, which swaps it in towards the bound hosts only.
+    // Names the sandbox sets itself cannot be secrets: a secret named HTTPS_PROXY would point
+    // the step's tools around the proxy.
+    // (The profile loader refuses such declarations already; names from elsewhere, never.)
+    if let Some((name, _)) = secret_values
+        .iter()
+        .find(|(n, _)| sandbox::plan::sets_itself(n))
+    {
+        return Err(RunError::SecretSetsItself(name.clone()));
+    }
+    let seed = crate::secrets::fresh_seed();
+    let mut brokered = Vec::new();
+    let mut step_values = Vec::new();
+    for (name, value) in &secret_values {
+        match resolved
+            .secrets
+            .iter()
+            .find(|d| &d.name == name && !d.broker.is_empty())
+        {
+            Some(d) => {
+                let placeholder = crate::secrets::placeholder(value, &seed).map_err(|error| {
+                    RunError::Placeholder {
+                        name: name.clone(),
+                        error,
+                    }
+                })?;
+                step_values.push((name.clone(), placeholder.clone()));
+                brokered.push(BrokeredSecret {
+                    name: name.clone(),
+                    value: value.clone(),
+                    placeholder,
+                    hosts: d.broker.clone(),
+                    places: d.broker_in.clone(),
+                });
+            }
+            None => step_values.push((name.clone(), value.clone())),
+        }
+    }
+    plan.inject_secrets(&step_values);
+    // A CI runner keeps one log of both streams: mask them as one, or a value printed half to
+    // stdout and half to stderr would be whole in that log.
+    plan.merge_output = spec.ci.is_some();
+    let restricted = resolved
+        .network
+        .allow
+        .iter()
+        .any(|r| !r.methods.is_empty() || !r.paths.is_empty());
+    let broker = if brokered.is_empty() && !restricted {
+        None
+    } else {
+        let broker = Broker::new(brokered)?;
+        let Some(bundle) = sandbox::plan::TRUST_BUNDLES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+        else {
+            return Err(RunError::NoCaBundle);
+        };
+        let mut content = std::fs::read_to_string(&bundle).unwrap_or_default();
+        content.push('\n');
+        // The caller's own bundles (a corporate CA in NODE_EXTRA_CA_CERTS, PIP_CERT, ...) stay
+        // trusted: every variable is pointed at this one bundle, so it must hold them too.
+        let mut seen = vec![bundle.clone()];
+        for (var, file) in sandbox::plan::user_ca_files(&plan.env) {
+            // The system bundle is in already; a file named by two variables goes in once.
+            if seen.contains(&file) {
+                continue;
+            }
+            seen.push(file.clone());
+            match read_small(&file) {
+                Ok(text) => content.push_str(&sandbox::plan::pem_certificates(&text)),
+                Err(e) => warnings.push(format!(
+                    "{var}={}: {e}; its certificates are not in the step's CA bundle",
+                    file.display()
+                )),
+            }
+        }
+        content.push_str(broker.ca_pem());
+        plan.trust_ca(bundle, content);
+        Some(Arc::new(broker))
+    };
+    // What must never leave: every declared value, and every placeholder the step holds.
+    let needles: Vec<(String, Vec<Vec<u8>>)> = secret_values
+        .iter()
+        .map(|(name, value)| {
+            let mut n = vec![value.as_bytes().to_vec()];
+            if let Some((_, p)) = step_values.iter().find(|(k, v)| k == name && v != value) {
+                n.push(p.as_bytes().to_vec());
+            }
+            (name.clone(), n)
+        })
+        .collect();
+    let scanner = (!needles.is_empty()).then(|| crate::secrets::LeakScanner::new(&needles));
+    let mask = if spec.no_mask {
+        Vec::new()
+    } else {
+        secret_values
+            .iter()
+            .map(|(_, v)| v.as_bytes().to_vec())
+            .collect()
+    };
+    let start = StepStart {
+        profile: plan.profile_name.clone(),
+        mode,
+        command: plan.argv[0].clone(),
+        workspace: workspace.display().to_string(),
+        ci_job: spec.ci.as_ref().map(|c| c.job.clone()),
+        ci_step: spec.ci.as_ref().map(|c| c.step.clone()),
+    };
+    Ok(Prepared {
+        run_id,
+        plan,
+        source: spec.profile.source.clone(),
+        network: resolved.network.clone(),
+        mode,
+        writable,
+        create_dirs,
+        audit_log: spec.audit_log,
+        warnings: std::mem::take(warnings),
+        verbose: spec.verbose,
+        start,
+        resolver,
+        hosts,
+        upstream,
+        pointers,
+        broker,
+        scanner,
+        mask,
+    })
+}
