@@ -1,6 +1,7 @@
 pub mod broker;
 pub mod content_coding;
 pub mod counting;
+pub mod denial;
 pub mod dns;
 pub mod engine;
 pub mod explicit;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::engine::DialError;
+use super::denial::Denial;
 
 /// The longest response head an upstream may send to a CONNECT.
 const MAX_HEAD: usize = 16 * 1024;
@@ -204,14 +204,14 @@ impl UpstreamProxy {
     }
 
     /// Opens a tunnel to `host:port` through the upstream. Any failure is
-    /// [`DialError::Unreachable`] (502), never a fallback to a direct connection.
+    /// [`Denial::unreachable`] (502), never a fallback to a direct connection.
     pub async fn connect(
         &self,
         host: &str,
         port: u16,
         connect_timeout: Duration,
-    ) -> Result<TcpStream, DialError> {
-        let fail = |what: String| DialError::Unreachable(format!("upstream proxy {self}: {what}"));
+    ) -> Result<TcpStream, Denial> {
+        let fail = |what: String| Denial::unreachable(format!("upstream proxy {self}: {what}"));
         let mut s = match tokio::time::timeout(
             connect_timeout,
             TcpStream::connect((self.host.as_str(), self.port)),
