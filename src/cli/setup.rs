@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+
 use crate::ci::github::setup::{self, SetupRequest};
-use crate::ci::github::state::{self, JobMode};
+use crate::ci::github::state;
+use crate::policy::model::NetworkMode;
 
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
@@ -16,8 +19,9 @@ pub struct SetupArgs {
     pub policy_ref: Option<String>,
     /// `enforce` each step's profile, or `audit`: allow everything and report what enforcing
     /// would deny.
-    #[arg(long, default_value = "enforce", value_parser = ["enforce", "audit"])]
-    pub mode: String,
+    #[arg(long, default_value = "enforce", value_parser = PossibleValuesParser::new(["enforce", "audit"])
+        .try_map(|m| m.parse::<NetworkMode>()))]
+    pub mode: NetworkMode,
     /// The name of an environment variable holding the secrets as JSON
     /// (`${{ toJSON(secrets) }}`) or dotenv text.
     #[arg(long, value_name = "VAR")]
@@ -47,11 +51,7 @@ pub fn run(args: SetupArgs) -> Result<i32, crate::step::RunError> {
     let req = SetupRequest {
         policy: args.policy,
         policy_ref: args.policy_ref,
-        mode: if args.mode == "audit" {
-            JobMode::Audit
-        } else {
-            JobMode::Enforce
-        },
+        mode: args.mode,
         secrets,
         state_dir: state_dir.clone(),
     };

@@ -74,7 +74,12 @@ pub fn scrub_matches(pattern: &str, name: &str) -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The one network mode: a profile's `network.mode`, `--mode`, the job-wide mode of `stepjail
+/// setup` (enforce or audit), and the `mode` of a `step_start` audit record.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// Loopback only; nothing outside the sandbox is reachable. No proxy runs.
     #[default]
@@ -313,6 +318,18 @@ pub struct ResolvedProfile {
 
 #[cfg(test)]
 mod tests {
+    use super::NetworkMode;
+
+    #[test]
+    fn network_mode_spellings_round_trip_and_others_are_refused() {
+        for m in [NetworkMode::None, NetworkMode::Enforce, NetworkMode::Audit] {
+            assert_eq!(m.as_str().parse::<NetworkMode>(), Ok(m));
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        for bad in ["", "Enforce", "off", "audit "] {
+            assert!(bad.parse::<NetworkMode>().is_err(), "{bad:?}");
+        }
+    }
     use super::scrub_matches;
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::log_guard::audit_log_guard;
 use super::{Host, RunError, Spec, read_small};
-use crate::audit::{NetMode, StepStart};
+use crate::audit::StepStart;
 use crate::policy::model::{EnvPattern, Network, NetworkMode, Vars};
 use crate::proxy::broker::{Broker, BrokeredSecret};
 use crate::proxy::hosts::HostsFile;
@@ -21,7 +21,7 @@ pub struct Prepared {
     /// Where the resolved profile came from (for `-v`).
     pub(super) source: String,
     pub(super) network: Network,
-    pub(super) mode: NetMode,
+    pub(super) mode: NetworkMode,
     pub(super) writable: Vec<PathBuf>,
     /// Caches under the step user's home to create before the sandbox exists.
     pub(super) create_dirs: Vec<PathBuf>,
@@ -50,7 +50,7 @@ impl Prepared {
         &self.plan.profile_name
     }
     /// The network mode the step runs under.
-    pub fn mode(&self) -> NetMode {
+    pub fn mode(&self) -> NetworkMode {
         self.mode
     }
     /// The paths the step can write (the profile's `read_write`, resolved).
@@ -137,11 +137,7 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
     if let Some(mode) = spec.mode {
         resolved.network.mode = mode;
     }
-    let mode = match resolved.network.mode {
-        NetworkMode::None => NetMode::None,
-        NetworkMode::Enforce => NetMode::Enforce,
-        NetworkMode::Audit => NetMode::Audit,
-    };
+    let mode = resolved.network.mode;
     // The log is the record of what the step did: after the run, the path the user named must
     // hold what we wrote. Checked before the file is created (at launch).
     let guard = match &spec.audit_log {

@@ -81,7 +81,7 @@ fn a_valid_spec_gives_the_plan_and_creates_nothing() {
     std::fs::create_dir(f.workspace.join("logs")).unwrap();
     let p = prepare(s, &host(&f)).unwrap();
     assert_eq!(p.profile_name(), "t");
-    assert_eq!(p.mode(), crate::audit::NetMode::Enforce);
+    assert_eq!(p.mode(), crate::policy::model::NetworkMode::Enforce);
     assert_eq!(p.plan().argv, vec!["true".to_string()]);
     assert!(p.plan().egress);
     assert!(!p.run_id().is_empty());
@@ -120,7 +120,7 @@ fn the_mode_override_and_no_mask_are_applied() {
     s.mode = Some(NetworkMode::None);
     s.no_mask = true;
     let p = prepare(s, &host(&f)).unwrap();
-    assert_eq!(p.mode(), crate::audit::NetMode::None);
+    assert_eq!(p.mode(), crate::policy::model::NetworkMode::None);
     assert!(!p.plan().egress);
     assert!(p.mask.is_empty());
 }

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::audit::{Decision, Event, NetMode, Record};
+use crate::audit::{Decision, Event, Record};
+use crate::policy::model::NetworkMode;
 
 /// GitHub's limit on one step's summary.
 pub const SUMMARY_LIMIT: u64 = 1024 * 1024;
@@ -222,9 +223,9 @@ pub fn annotations(
     report: &StepReport,
     step: &str,
     profile: &str,
-    mode: Option<NetMode>,
+    mode: Option<NetworkMode>,
 ) -> Vec<String> {
-    let audit = mode == Some(NetMode::Audit);
+    let audit = mode == Some(NetworkMode::Audit);
     let (kind, verb) = if audit {
         ("warning", "would deny")
     } else {
@@ -289,7 +290,7 @@ fn bytes(n: u64) -> String {
 pub struct Header<'a> {
     pub step: &'a str,
     pub profile: &'a str,
-    pub mode: Option<NetMode>,
+    pub mode: Option<NetworkMode>,
     pub exit_code: i32,
     /// Entries stepjail removed from `$GITHUB_ENV` / `$GITHUB_PATH`.
     pub removed: &'a [String],
@@ -298,9 +299,9 @@ pub struct Header<'a> {
 /// The step's summary section (Markdown), at most [`SECTION_LIMIT`] bytes.
 pub fn summary(report: &StepReport, h: &Header<'_>) -> String {
     let mode = match h.mode {
-        Some(NetMode::Enforce) => "enforce",
-        Some(NetMode::Audit) => "audit",
-        Some(NetMode::None) => "no network",
+        Some(NetworkMode::Enforce) => "enforce",
+        Some(NetworkMode::Audit) => "audit",
+        Some(NetworkMode::None) => "no network",
         None => "not started",
     };
     let mut s = String::new();
@@ -343,7 +344,7 @@ pub fn summary(report: &StepReport, h: &Header<'_>) -> String {
         }
         s.push('\n');
     }
-    let audit = h.mode == Some(NetMode::Audit);
+    let audit = h.mode == Some(NetworkMode::Audit);
     if !report.denied.is_empty() {
         let _ = writeln!(
             s,
@@ -541,7 +542,7 @@ mod tests {
             r.reflected[&("ECHO_TOKEN".to_string(), "echo.test".to_string())],
             2
         );
-        let a = annotations(&r, "t/s", "p", Some(NetMode::Enforce));
+        let a = annotations(&r, "t/s", "p", Some(NetworkMode::Enforce));
         assert_eq!(
             a.last().unwrap(),
             "::warning title=stepjail secret reflected::step t/s: echo.test sent brokered secret ECHO_TOKEN back (2x); the step got its placeholder instead"
@@ -551,13 +552,13 @@ mod tests {
     #[test]
     fn annotations_name_step_host_and_port_and_escape() {
         let r = StepReport::from_records(&sample(), "run-1");
-        let a = annotations(&r, "test/deps", "npm", Some(NetMode::Enforce));
+        let a = annotations(&r, "test/deps", "npm", Some(NetworkMode::Enforce));
         assert_eq!(a.len(), 3);
         assert_eq!(
             a[0],
             "::error title=stepjail denied egress::step test/deps: denied evil.example:443 (no rule; profile 'npm'), 2 attempts"
         );
-        let w = annotations(&r, "t/s", "npm", Some(NetMode::Audit));
+        let w = annotations(&r, "t/s", "npm", Some(NetworkMode::Audit));
         assert!(
             w[0].starts_with("::warning title=stepjail would deny egress::step t/s: would deny")
         );
@@ -578,7 +579,7 @@ mod tests {
             &Header {
                 step: "test/deps",
                 profile: "npm",
-                mode: Some(NetMode::Audit),
+                mode: Some(NetworkMode::Audit),
                 exit_code: 0,
                 removed: &removed,
             },
@@ -624,7 +625,7 @@ mod tests {
             &Header {
                 step: "a/b",
                 profile: "p",
-                mode: Some(NetMode::Enforce),
+                mode: Some(NetworkMode::Enforce),
                 exit_code: 1,
                 removed: &[],
             },

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use super::filecmd;
 use super::report::{self, Header, StepReport};
-use super::state::{self, JobMode};
-use crate::audit::{AuditLog, Event, FileCommand, NetMode};
+use super::state;
+use crate::audit::{AuditLog, Event, FileCommand};
 use crate::policy::Policy;
 use crate::policy::model::NetworkMode;
 use crate::sandbox::plan::Skeleton;
@@ -163,8 +163,9 @@ pub fn run(req: StepRequest) -> Result<i32, RunError> {
         hidden.push(c);
     }
     let mode = match frozen.state.mode {
-        JobMode::Audit => Some(NetworkMode::Audit),
-        JobMode::Enforce => None,
+        NetworkMode::Audit => Some(NetworkMode::Audit),
+        // `enforce`: each step's profile as written (`state::load` refuses `none`).
+        _ => None,
     };
     let audit_path = dir.join(state::AUDIT_FILE);
     let offset = std::fs::metadata(&audit_path).map(|m| m.len()).unwrap_or(0);
@@ -364,7 +365,7 @@ struct Finished {
     /// The resolved profile's name (the chosen one's, when the step was not prepared).
     profile: String,
     /// The network mode, when the step was prepared.
-    mode: Option<NetMode>,
+    mode: Option<NetworkMode>,
     /// The paths the step could write (the profile's `read_write`, resolved).
     writable: Vec<PathBuf>,
 }
