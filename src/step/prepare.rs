@@ -11,7 +11,7 @@ use crate::policy::model::{EnvPattern, Network, NetworkMode, Vars};
 use crate::proxy::broker::{Broker, BrokeredSecret};
 use crate::proxy::hosts::HostsFile;
 use crate::proxy::upstream::UpstreamProxy;
-use crate::sandbox::plan::{HiddenKind, Plan};
+use crate::sandbox::plan::{Extras, HiddenKind, Plan, TrustedCa};
 use crate::sandbox::{self, host};
 
 /// A step ready to launch: the plan and everything the supervisor and the proxy need.
@@ -203,7 +203,7 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         facts.kinds.entry(f).or_insert(HiddenKind::File);
     }
     let skeleton = spec.ci.as_ref().and_then(|c| c.skeleton.as_ref());
-    let mut plan = Plan::build_with(
+    let draft = Plan::draft(
         &resolved,
         identity,
         &workspace,
@@ -218,9 +218,9 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
     let findings = sandbox::settings::check(&sandbox::settings::Inputs {
         profile: &resolved,
         caller: &facts.env,
-        step_env: &plan.env,
-        writable: &plan.writable,
-        home: plan.identity.home.as_deref(),
+        step_env: draft.env(),
+        writable: draft.writable(),
+        home: draft.identity().home.as_deref(),
         read: &read_config,
     });
     warnings.extend(findings.warnings);
@@ -267,17 +267,13 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
             None => step_values.push((name.clone(), value.clone())),
         }
     }
-    plan.inject_secrets(&step_values);
-    // A CI runner keeps one log of both streams: mask them as one, or a value printed half to
-    // stdout and half to stderr would be whole in that log.
-    plan.merge_output = spec.ci.is_some();
     let restricted = resolved
         .network
         .allow
         .iter()
         .any(|r| !r.methods.is_empty() || !r.paths.is_empty());
-    let broker = if brokered.is_empty() && !restricted {
-        None
+    let (broker, ca) = if brokered.is_empty() && !restricted {
+        (None, None)
     } else {
         let broker = Broker::new(brokered)?;
         let Some(bundle) = sandbox::plan::TRUST_BUNDLES
@@ -292,7 +288,7 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         // The caller's own bundles (a corporate CA in NODE_EXTRA_CA_CERTS, PIP_CERT, ...) stay
         // trusted: every variable is pointed at this one bundle, so it must hold them too.
         let mut seen = vec![bundle.clone()];
-        for (var, file) in sandbox::plan::user_ca_files(&plan.env) {
+        for (var, file) in sandbox::plan::user_ca_files(draft.env()) {
             // The system bundle is in already; a file named by two variables goes in once.
             if seen.contains(&file) {
                 continue;
@@ -307,9 +303,15 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
             }
         }
         content.push_str(broker.ca_pem());
-        plan.trust_ca(bundle, content);
-        Some(Arc::new(broker))
+        (Some(Arc::new(broker)), Some(TrustedCa { bundle, content }))
     };
+    let plan = draft.finish(Extras {
+        secrets: step_values.clone(),
+        ca,
+        // A CI runner keeps one log of both streams: mask them as one, or a value printed half
+        // to stdout and half to stderr would be whole in that log.
+        merge_output: spec.ci.is_some(),
+    });
     // What must never leave: every declared value, and every placeholder the step holds.
     let needles: Vec<(String, Vec<Vec<u8>>)> = secret_values
         .iter()
