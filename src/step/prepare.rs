@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::log_guard::audit_log_guard;
 use super::{Host, RunError, Spec, read_small};
 use crate::audit::StepStart;
-use crate::policy::model::{EnvPattern, Network, NetworkMode, Vars};
+use crate::policy::model::{Network, NetworkMode, RunAdditions, Vars};
 use crate::proxy::broker::{Broker, BrokeredSecret};
 use crate::proxy::hosts::HostsFile;
 use crate::proxy::upstream::UpstreamProxy;
@@ -98,25 +98,52 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         tmpdir: var("TMPDIR"),
         runner_temp: var("RUNNER_TEMP"),
     };
-    let mut resolved = spec.profile.resolve(&vars)?;
+    let base = spec.profile.resolve(&vars)?;
+    // The log is the record of what the step did: after the run, the path the user named must
+    // hold what we wrote. Checked before the file is created (at launch).
+    let guard = match &spec.audit_log {
+        Some(p) => Some(audit_log_guard(p, &base.read_write).map_err(RunError::AuditLogPath)?),
+        None => None,
+    };
+    let writable = base.read_write.clone();
+    let file_secrets = spec.file_secrets;
+    let mut add = RunAdditions {
+        mode: spec.mode,
+        // Every name in the secrets file is a secret: undeclared ones never pass, whatever
+        // `env.pass` says.
+        scrub: file_secrets
+            .iter()
+            .flat_map(|f| f.names().map(str::to_string))
+            .collect(),
+        ..RunAdditions::default()
+    };
     if let Some(ci) = &spec.ci {
-        resolved.hidden.extend(ci.hidden.iter().cloned());
-        for name in &ci.pass {
-            resolved.env_pass.push(EnvPattern::Exact(name.clone()));
-        }
-        for (k, v) in &ci.set {
-            resolved.env_set.insert(k.clone(), v.clone());
-        }
+        add.hidden.extend(ci.hidden.iter().cloned());
+        add.pass.extend(ci.pass.iter().cloned());
+        add.set.extend(ci.set.iter().cloned());
     }
+    // The log file becomes a read-only hole in a writable path, and each directory between that
+    // path and the file a mountpoint of its own (bound writable onto itself), which the step
+    // can neither rename nor remove (EBUSY): no `mv logs logs.old; mkdir logs`.
+    let log_hole = guard
+        .as_ref()
+        .filter(|g| g.inside_writable)
+        .map(|g| g.file.clone());
+    if let Some(g) = guard {
+        add.read_only.extend(log_hole.clone());
+        add.read_write.extend(g.pinned);
+    }
+    let resolved = base.with_run(add);
     // Caches a profile makes writable under the step user's home (`~/.npm`, `~/.cache/pip`)
     // are created at launch when missing, as a fresh runner has none of them yet: a writable
     // path that does not exist would grant nothing and the tool would fail. Only when stepjail
-    // runs as that user, so they are the user's own; never inside a hidden path.
+    // runs as that user, so they are the user's own; never inside a hidden path. (The audit
+    // log's pinned directories exist: they are never among them.)
     let mut create_dirs = Vec::new();
     if let Some(home) = &identity.home
         && nix::unistd::geteuid().as_raw() == identity.uid
     {
-        for p in &resolved.read_write {
+        for p in &writable {
             if p.starts_with(home)
                 && p != home
                 && !resolved.hidden.iter().any(|h| p.starts_with(h))
@@ -126,37 +153,8 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
             }
         }
     }
-    let writable = resolved.read_write.clone();
-    let file_secrets = spec.file_secrets;
-    // Every name in the secrets file is a secret: undeclared ones never pass, whatever
-    // `env.pass` says.
-    if let Some(f) = &file_secrets {
-        resolved.env_scrub.extend(f.names().map(str::to_string));
-    }
     let secret_values = crate::secrets::resolve(&resolved.secrets, file_secrets.as_ref(), &env)?;
-    if let Some(mode) = spec.mode {
-        resolved.network.mode = mode;
-    }
     let mode = resolved.network.mode;
-    // The log is the record of what the step did: after the run, the path the user named must
-    // hold what we wrote. Checked before the file is created (at launch).
-    let guard = match &spec.audit_log {
-        Some(p) => Some(audit_log_guard(p, &resolved.read_write).map_err(RunError::AuditLogPath)?),
-        None => None,
-    };
-    // The file becomes a read-only hole in a writable path, and each directory between that
-    // path and the file a mountpoint of its own (bound writable onto itself), which the step
-    // can neither rename nor remove (EBUSY): no `mv logs logs.old; mkdir logs`.
-    let log_hole = guard
-        .as_ref()
-        .filter(|g| g.inside_writable)
-        .map(|g| g.file.clone());
-    if let Some(g) = guard {
-        if g.inside_writable {
-            resolved.read_only.push(g.file);
-        }
-        resolved.read_write.extend(g.pinned);
-    }
     let resolver = match (
         resolved.network.mode,
         spec.resolver.or_else(crate::proxy::dns::host_resolver),

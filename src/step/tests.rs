@@ -234,3 +234,46 @@ fn errors_map_to_their_exit_codes_and_annotations() {
     );
     assert_eq!(RunError::Usage("x".into()).annotation(), None);
 }
+
+#[test]
+fn a_ci_step_adds_its_hidden_state_and_variables_and_scrubs_the_secrets_file_names() {
+    let f = fixture();
+    // Inside a writable bind, so it is covered (the rest of /tmp is the sandbox's own).
+    let state = f.workspace.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mut s = spec(
+        &f,
+        profile(&f, "name: t\ndescription: t\nextends: default\n"),
+    );
+    let path = f.workspace.join("secrets.env");
+    std::fs::write(&path, "UNDECLARED=zzz-value-9876\n").unwrap();
+    s.file_secrets = Some(crate::secrets::load_file(&path).unwrap());
+    s.mode = Some(NetworkMode::Audit);
+    s.ci = Some(CiStep {
+        skeleton: None,
+        hidden: vec![state.clone()],
+        pass: vec!["GITHUB_ENV".into()],
+        set: vec![("INPUT_WHO".into(), "me".into())],
+        job: "j".into(),
+        step: "s".into(),
+    });
+    let mut h = host(&f);
+    h.env.push(("GITHUB_ENV".into(), "/rt/env".into()));
+    h.env.push(("UNDECLARED".into(), "zzz-value-9876".into()));
+    let p = prepare(s, &h).unwrap();
+    let env = &p.plan().env;
+    assert!(env.contains(&("INPUT_WHO".to_string(), "me".to_string())));
+    assert!(env.contains(&("GITHUB_ENV".to_string(), "/rt/env".to_string())));
+    assert!(!env.iter().any(|(k, _)| k == "UNDECLARED"), "{env:?}");
+    assert!(
+        p.plan()
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountOp::Hide { target, .. } if target == &state)),
+        "{:?}",
+        p.plan().mounts
+    );
+    assert_eq!(p.mode(), NetworkMode::Audit);
+    assert!(p.plan().merge_output);
+    assert_eq!(p.start.ci_job.as_deref(), Some("j"));
+}
