@@ -55,6 +55,28 @@ fn env(name: &str) -> Option<String> {
 /// it (file commands, annotations, the summary). Returns the exit code stepjail ends with, or
 /// the error that stopped the step (after the after-step, when the step was located).
 pub fn run(req: StepRequest) -> Result<i32, RunError> {
+    let (spec, located) = locate(req)?;
+    let (finished, result) = launch(spec, &located);
+    after_step(&located, finished, result)
+}
+
+/// What the after-step needs to know of the located step.
+struct Located {
+    /// `job/step`, for messages.
+    shown: String,
+    /// The chosen profile's name.
+    profile: String,
+    /// The policy entry's `allow_env`.
+    allow_env: Vec<String>,
+    workspace_dir: PathBuf,
+    /// The job's audit log, and where this step's records begin in it.
+    audit_path: PathBuf,
+    offset: u64,
+}
+
+/// Finds the step's policy entry, its secrets and its runner files, and makes its spec. An
+/// error here means the step is not run (and there is nothing to do after it).
+fn locate(req: StepRequest) -> Result<(Spec, Located), RunError> {
     let Some(dir) = state::state_dir(req.state_dir.as_deref()) else {
         return Err(state(
             "no state directory: STEPJAIL_STATE and RUNNER_TEMP are unset (add the stepjail action before this step, or pass --state-dir)",
@@ -173,7 +195,14 @@ pub fn run(req: StepRequest) -> Result<i32, RunError> {
     pass.push("GITHUB_ACTION".into());
     pass.push("GITHUB_EVENT_PATH".into());
     pass.extend(req.pass.iter().cloned());
-    let profile_name = chosen.profile.name.clone();
+    let located = Located {
+        shown,
+        profile: chosen.profile.name.clone(),
+        allow_env: chosen.allow_env.clone(),
+        workspace_dir,
+        audit_path: audit_path.clone(),
+        offset,
+    };
     let spec = Spec {
         profile: chosen.profile,
         workspace,
@@ -193,14 +222,19 @@ pub fn run(req: StepRequest) -> Result<i32, RunError> {
             hidden,
             pass,
             set: req.set,
-            job: job.clone(),
-            step: step.clone(),
+            job,
+            step,
         }),
     };
-    // What the after-step needs, whether or not the step could be launched.
+    Ok((spec, located))
+}
+
+/// Prepares and launches the step; returns what the after-step needs, whether or not the step
+/// could be launched, with the outcome.
+fn launch(spec: Spec, at: &Located) -> (Finished, Result<crate::step::Outcome, RunError>) {
     let mut finished = Finished {
         run_id: crate::step::new_run_id(),
-        profile: profile_name,
+        profile: at.profile.clone(),
         mode: None,
         writable: Vec::new(),
     };
@@ -211,6 +245,24 @@ pub fn run(req: StepRequest) -> Result<i32, RunError> {
         finished.writable = prepared.writable().to_vec();
         prepared.launch()
     });
+    (finished, result)
+}
+
+/// What must follow the step before the runner reads its files: file commands sanitized,
+/// annotations, the summary section. Returns the step's code, or the error that stopped it.
+fn after_step(
+    at: &Located,
+    finished: Finished,
+    result: Result<crate::step::Outcome, RunError>,
+) -> Result<i32, RunError> {
+    let Located {
+        shown,
+        allow_env,
+        workspace_dir,
+        audit_path,
+        offset,
+        ..
+    } = at;
     let (mut code, error) = match result {
         Ok(outcome) => (outcome.code, None),
         Err(e) => (e.exit_code(), Some(e)),
@@ -240,7 +292,7 @@ pub fn run(req: StepRequest) -> Result<i32, RunError> {
         )
     };
     if let Some(p) = env("GITHUB_ENV") {
-        match filecmd::sanitize_env_file(Path::new(&p), &chosen.allow_env) {
+        match filecmd::sanitize_env_file(Path::new(&p), allow_env) {
             Ok(s) => notes.extend(s.removed.iter().map(|r| {
                 let name = report::safe_path(&r.name);
                 (
@@ -288,7 +340,7 @@ pub fn run(req: StepRequest) -> Result<i32, RunError> {
     }
     let mut removed_lines = Vec::new();
     // Removals go to the job's audit log too, under the step's run id: they are attempts.
-    let log = AuditLog::open(&audit_path, &finished.run_id)
+    let log = AuditLog::open(audit_path, &finished.run_id)
         .inspect_err(|e| eprintln!("stepjail: opening the audit log: {e}"))
         .ok();
     for (title, message, line, event) in notes {
@@ -332,16 +384,16 @@ pub fn run(req: StepRequest) -> Result<i32, RunError> {
     }
 
     // What the step did on the network: this run's records only.
-    let records = read_from(&audit_path, offset);
+    let records = read_from(audit_path, *offset);
     let rep = StepReport::from_records(&records, &finished.run_id);
-    for a in report::annotations(&rep, &shown, &finished.profile, finished.mode) {
+    for a in report::annotations(&rep, shown, &finished.profile, finished.mode) {
         println!("{a}");
     }
     if let Some(p) = env("GITHUB_STEP_SUMMARY") {
         let section = report::summary(
             &rep,
             &Header {
-                step: &shown,
+                step: shown,
                 profile: &finished.profile,
                 mode: finished.mode,
                 exit_code: code,
