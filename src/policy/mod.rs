@@ -17,6 +17,7 @@ mod network;
 mod paths;
 pub mod policy_file;
 pub(crate) mod ranges;
+pub mod reserved;
 mod resolve;
 mod secret_decls;
 mod vars;

@@ -34,7 +34,7 @@ pub(crate) fn declarations(
             });
         }
         let key = format!("{prefix}secrets.{}", name.value);
-        if crate::sandbox::plan::sets_itself(&name.value) {
+        if super::reserved::is_reserved(&name.value) {
             return Err(PolicyError::BadSecret {
                 at,
                 path: key,

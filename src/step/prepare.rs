@@ -233,7 +233,7 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
     // (The profile loader refuses such declarations already; names from elsewhere, never.)
     if let Some((name, _)) = secret_values
         .iter()
-        .find(|(n, _)| sandbox::plan::sets_itself(n))
+        .find(|(n, _)| crate::policy::reserved::is_reserved(n))
     {
         return Err(RunError::SecretSetsItself(name.clone()));
     }
