@@ -7,11 +7,11 @@ use std::sync::Arc;
 use super::log_guard::audit_log_guard;
 use super::{Host, RunError, Spec, read_small};
 use crate::audit::StepStart;
-use crate::policy::model::{Network, NetworkMode, RunAdditions, Vars};
+use crate::policy::model::{Network, NetworkMode, RunAdditions, SecretDecl, Vars};
 use crate::proxy::broker::{Broker, BrokeredSecret};
 use crate::proxy::hosts::HostsFile;
 use crate::proxy::upstream::UpstreamProxy;
-use crate::sandbox::plan::{Extras, HiddenKind, Plan, TrustedCa};
+use crate::sandbox::plan::{Extras, HiddenKind, Identity, Plan, TrustedCa};
 use crate::sandbox::{self, host};
 
 /// A step ready to launch: the plan and everything the supervisor and the proxy need.
@@ -79,7 +79,11 @@ pub fn prepare(spec: Spec, host: &Host) -> Result<Prepared, RunError> {
     prepare_with(spec, host, &mut warnings).map_err(|e| e.with_warnings(warnings))
 }
 
-fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<Prepared, RunError> {
+fn prepare_with(
+    mut spec: Spec,
+    host: &Host,
+    warnings: &mut Vec<String>,
+) -> Result<Prepared, RunError> {
     let run_id = super::new_run_id();
     let env = host.env.clone();
     let identity = host::identity(spec.user.as_deref(), &env).map_err(RunError::Identity)?;
@@ -106,7 +110,7 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         None => None,
     };
     let writable = base.read_write.clone();
-    let file_secrets = spec.file_secrets;
+    let file_secrets = spec.file_secrets.take();
     let mut add = RunAdditions {
         mode: spec.mode,
         // Every name in the secrets file is a secret: undeclared ones never pass, whatever
@@ -134,51 +138,10 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         add.read_write.extend(g.pinned);
     }
     let resolved = base.with_run(add);
-    // Caches a profile makes writable under the step user's home (`~/.npm`, `~/.cache/pip`)
-    // are created at launch when missing, as a fresh runner has none of them yet: a writable
-    // path that does not exist would grant nothing and the tool would fail. Only when stepjail
-    // runs as that user, so they are the user's own; never inside a hidden path. (The audit
-    // log's pinned directories exist: they are never among them.)
-    let mut create_dirs = Vec::new();
-    if let Some(home) = &identity.home
-        && nix::unistd::geteuid().as_raw() == identity.uid
-    {
-        for p in &writable {
-            if p.starts_with(home)
-                && p != home
-                && !resolved.hidden.iter().any(|h| p.starts_with(h))
-                && std::fs::symlink_metadata(p).is_err()
-            {
-                create_dirs.push(p.clone());
-            }
-        }
-    }
+    let create_dirs = missing_caches(&identity, &writable, &resolved.hidden);
     let secret_values = crate::secrets::resolve(&resolved.secrets, file_secrets.as_ref(), &env)?;
     let mode = resolved.network.mode;
-    let resolver = match (
-        resolved.network.mode,
-        spec.resolver.or_else(crate::proxy::dns::host_resolver),
-    ) {
-        (NetworkMode::None, r) => r.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 53))),
-        (_, Some(r)) => r,
-        (_, None) => return Err(RunError::NoResolver),
-    };
-    // The host's hosts file, read here in the supervisor before the sandbox exists: the proxy
-    // consults it (before DNS) for allowed names. Only `stepjail run` honours
-    // STEPJAIL_HOSTS_FILE (a workflow's `env:` reaches a CI step's environment).
-    let hosts = HostsFile::load_for_run(spec.ci.is_none())?;
-    // The corporate proxy allowed connections leave through (decisions do not change).
-    let upstream = match resolved.network.mode {
-        NetworkMode::None => None,
-        _ => crate::proxy::upstream::choose(
-            spec.upstream_proxy.as_deref(),
-            spec.upstream_from_env,
-            &env,
-            resolved.network.upstream_proxy.as_ref(),
-        )
-        .map_err(RunError::UpstreamProxy)?
-        .map(|(u, _)| u),
-    };
+    let (resolver, hosts, upstream) = network_inputs(&spec, mode, &resolved.network, &env)?;
     let skeleton_files: Vec<PathBuf> = spec
         .ci
         .iter()
@@ -226,45 +189,8 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         return Err(RunError::Refused(refusal));
     }
     let pointers = findings.pointers;
-    // Brokered secrets: the step gets a placeholder of the same shape; the real value stays
-    // here, with the proxy, which swaps it in towards the bound hosts only.
-    // Names the sandbox sets itself cannot be secrets: a secret named HTTPS_PROXY would point
-    // the step's tools around the proxy.
-    // (The profile loader refuses such declarations already; names from elsewhere, never.)
-    if let Some((name, _)) = secret_values
-        .iter()
-        .find(|(n, _)| crate::policy::reserved::is_reserved(n))
-    {
-        return Err(RunError::SecretSetsItself(name.clone()));
-    }
-    let seed = crate::secrets::fresh_seed();
-    let mut brokered = Vec::new();
-    let mut step_values = Vec::new();
-    for (name, value) in &secret_values {
-        match resolved
-            .secrets
-            .iter()
-            .find(|d| &d.name == name && !d.broker.is_empty())
-        {
-            Some(d) => {
-                let placeholder = crate::secrets::placeholder(value, &seed).map_err(|error| {
-                    RunError::Placeholder {
-                        name: name.clone(),
-                        error,
-                    }
-                })?;
-                step_values.push((name.clone(), placeholder.clone()));
-                brokered.push(BrokeredSecret {
-                    name: name.clone(),
-                    value: value.clone(),
-                    placeholder,
-                    hosts: d.broker.clone(),
-                    places: d.broker_in.clone(),
-                });
-            }
-            None => step_values.push((name.clone(), value.clone())),
-        }
-    }
+    let (step_values, brokered) = step_secrets(&secret_values, &resolved.secrets)?;
+    // Interception (brokered secrets, method and path rules) needs the broker and its CA.
     let restricted = resolved
         .network
         .allow
@@ -274,34 +200,8 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         (None, None)
     } else {
         let broker = Broker::new(brokered)?;
-        let Some(bundle) = sandbox::plan::TRUST_BUNDLES
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-        else {
-            return Err(RunError::NoCaBundle);
-        };
-        let mut content = std::fs::read_to_string(&bundle).unwrap_or_default();
-        content.push('\n');
-        // The caller's own bundles (a corporate CA in NODE_EXTRA_CA_CERTS, PIP_CERT, ...) stay
-        // trusted: every variable is pointed at this one bundle, so it must hold them too.
-        let mut seen = vec![bundle.clone()];
-        for (var, file) in sandbox::plan::user_ca_files(draft.env()) {
-            // The system bundle is in already; a file named by two variables goes in once.
-            if seen.contains(&file) {
-                continue;
-            }
-            seen.push(file.clone());
-            match read_small(&file) {
-                Ok(text) => content.push_str(&sandbox::plan::pem_certificates(&text)),
-                Err(e) => warnings.push(format!(
-                    "{var}={}: {e}; its certificates are not in the step's CA bundle",
-                    file.display()
-                )),
-            }
-        }
-        content.push_str(broker.ca_pem());
-        (Some(Arc::new(broker)), Some(TrustedCa { bundle, content }))
+        let ca = trusted_ca(&broker, draft.env(), warnings)?;
+        (Some(Arc::new(broker)), Some(ca))
     };
     let plan = draft.finish(Extras {
         secrets: step_values.clone(),
@@ -310,18 +210,7 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         // to stdout and half to stderr would be whole in that log.
         merge_output: spec.ci.is_some(),
     });
-    // What must never leave: every declared value, and every placeholder the step holds.
-    let needles: Vec<(String, Vec<Vec<u8>>)> = secret_values
-        .iter()
-        .map(|(name, value)| {
-            let mut n = vec![value.as_bytes().to_vec()];
-            if let Some((_, p)) = step_values.iter().find(|(k, v)| k == name && v != value) {
-                n.push(p.as_bytes().to_vec());
-            }
-            (name.clone(), n)
-        })
-        .collect();
-    let scanner = (!needles.is_empty()).then(|| crate::secrets::LeakScanner::new(&needles));
+    let scanner = leak_scanner(&secret_values, &step_values);
     let mask = if spec.no_mask {
         Vec::new()
     } else {
@@ -358,4 +247,165 @@ fn prepare_with(spec: Spec, host: &Host, warnings: &mut Vec<String>) -> Result<P
         scanner,
         mask,
     })
+}
+
+/// Caches a profile makes writable under the step user's home (`~/.npm`, `~/.cache/pip`) that
+/// are missing, for launch to create: a fresh runner has none of them yet, and a writable path
+/// that does not exist would grant nothing (the tool would fail). Only when stepjail runs as
+/// that user, so they are the user's own; never inside a hidden path.
+fn missing_caches(identity: &Identity, writable: &[PathBuf], hidden: &[PathBuf]) -> Vec<PathBuf> {
+    let Some(home) = &identity.home else {
+        return Vec::new();
+    };
+    if nix::unistd::geteuid().as_raw() != identity.uid {
+        return Vec::new();
+    }
+    writable
+        .iter()
+        .filter(|p| {
+            p.starts_with(home)
+                && *p != home
+                && !hidden.iter().any(|h| p.starts_with(h))
+                && std::fs::symlink_metadata(p).is_err()
+        })
+        .cloned()
+        .collect()
+}
+
+/// What the proxy needs of the host: the resolver it asks, the host's hosts file, and the
+/// corporate proxy allowed connections leave through (none of them without network).
+fn network_inputs(
+    spec: &Spec,
+    mode: NetworkMode,
+    network: &Network,
+    env: &[(String, String)],
+) -> Result<(std::net::SocketAddr, HostsFile, Option<UpstreamProxy>), RunError> {
+    let resolver = match (
+        mode,
+        spec.resolver.or_else(crate::proxy::dns::host_resolver),
+    ) {
+        (NetworkMode::None, r) => r.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 53))),
+        (_, Some(r)) => r,
+        (_, None) => return Err(RunError::NoResolver),
+    };
+    // Read here in the supervisor before the sandbox exists: the proxy consults it (before
+    // DNS) for allowed names. Only `stepjail run` honours STEPJAIL_HOSTS_FILE (a workflow's
+    // `env:` reaches a CI step's environment).
+    let hosts = HostsFile::load_for_run(spec.ci.is_none())?;
+    // Decisions do not change with an upstream; only the way out does.
+    let upstream = match mode {
+        NetworkMode::None => None,
+        _ => crate::proxy::upstream::choose(
+            spec.upstream_proxy.as_deref(),
+            spec.upstream_from_env,
+            env,
+            network.upstream_proxy.as_ref(),
+        )
+        .map_err(RunError::UpstreamProxy)?
+        .map(|(u, _)| u),
+    };
+    Ok((resolver, hosts, upstream))
+}
+
+/// Variables as (name, value) pairs.
+type EnvPairs = Vec<(String, String)>;
+
+/// The values the step holds, and the secrets the proxy brokers. A brokered secret's value
+/// stays here, with the proxy, which swaps it in towards the bound hosts only; the step gets a
+/// placeholder of the same shape. A name stepjail sets itself cannot be a secret (a secret named
+/// HTTPS_PROXY would point the step's tools around the proxy): the profile loader refuses such
+/// declarations already, and names from elsewhere are refused here.
+fn step_secrets(
+    values: &[(String, String)],
+    decls: &[SecretDecl],
+) -> Result<(EnvPairs, Vec<BrokeredSecret>), RunError> {
+    if let Some((name, _)) = values
+        .iter()
+        .find(|(n, _)| crate::policy::reserved::is_reserved(n))
+    {
+        return Err(RunError::SecretSetsItself(name.clone()));
+    }
+    let seed = crate::secrets::fresh_seed();
+    let mut brokered = Vec::new();
+    let mut step_values = Vec::new();
+    for (name, value) in values {
+        match decls
+            .iter()
+            .find(|d| &d.name == name && !d.broker.is_empty())
+        {
+            Some(d) => {
+                let placeholder = crate::secrets::placeholder(value, &seed).map_err(|error| {
+                    RunError::Placeholder {
+                        name: name.clone(),
+                        error,
+                    }
+                })?;
+                step_values.push((name.clone(), placeholder.clone()));
+                brokered.push(BrokeredSecret {
+                    name: name.clone(),
+                    value: value.clone(),
+                    placeholder,
+                    hosts: d.broker.clone(),
+                    places: d.broker_in.clone(),
+                });
+            }
+            None => step_values.push((name.clone(), value.clone())),
+        }
+    }
+    Ok((step_values, brokered))
+}
+
+/// The CA bundle the step trusts when the proxy intercepts: the system bundle, the caller's own
+/// bundles the step's environment names (a corporate CA in NODE_EXTRA_CA_CERTS, PIP_CERT, ...:
+/// every such variable is pointed at this one bundle, so it must hold them too), and the
+/// broker's CA. An unreadable caller bundle is a warning.
+fn trusted_ca(
+    broker: &Broker,
+    step_env: &[(String, String)],
+    warnings: &mut Vec<String>,
+) -> Result<TrustedCa, RunError> {
+    let Some(bundle) = sandbox::plan::TRUST_BUNDLES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        return Err(RunError::NoCaBundle);
+    };
+    let mut content = std::fs::read_to_string(&bundle).unwrap_or_default();
+    content.push('\n');
+    let mut seen = vec![bundle.clone()];
+    for (var, file) in sandbox::plan::user_ca_files(step_env) {
+        // The system bundle is in already; a file named by two variables goes in once.
+        if seen.contains(&file) {
+            continue;
+        }
+        seen.push(file.clone());
+        match read_small(&file) {
+            Ok(text) => content.push_str(&sandbox::plan::pem_certificates(&text)),
+            Err(e) => warnings.push(format!(
+                "{var}={}: {e}; its certificates are not in the step's CA bundle",
+                file.display()
+            )),
+        }
+    }
+    content.push_str(broker.ca_pem());
+    Ok(TrustedCa { bundle, content })
+}
+
+/// What must never leave: every declared value, and every placeholder the step holds.
+fn leak_scanner(
+    values: &[(String, String)],
+    step_values: &[(String, String)],
+) -> Option<crate::secrets::LeakScanner> {
+    let needles: Vec<(String, Vec<Vec<u8>>)> = values
+        .iter()
+        .map(|(name, value)| {
+            let mut n = vec![value.as_bytes().to_vec()];
+            if let Some((_, p)) = step_values.iter().find(|(k, v)| k == name && v != value) {
+                n.push(p.as_bytes().to_vec());
+            }
+            (name.clone(), n)
+        })
+        .collect();
+    (!needles.is_empty()).then(|| crate::secrets::LeakScanner::new(&needles))
 }
