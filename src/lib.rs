@@ -2,16 +2,19 @@
 //!
 //! The crate is split the way the product is: [`policy`] reads and validates profiles,
 //! [`sandbox`] plans and applies the sandbox (all syscalls and all `unsafe` live in
-//! `sys`), and [`cli`] holds the subcommands `main.rs` dispatches to.
+//! `sys`), [`step`] is the run pipeline (spec -> prepare -> launch) that the CLI and
+//! every CI integration call, and [`cli`] holds the subcommands `main.rs` dispatches to.
 
 pub mod audit;
 pub mod ci;
 pub mod cli;
 pub mod diag;
+pub mod exit;
 pub mod host_file;
 pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod sandbox;
 pub mod secrets;
+pub mod step;
 pub(crate) mod sys;

@@ -10,9 +10,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use stepjail::audit::{
     AuditError, AuditLog, Close, Connect, Decision, Dns, DnsTransport, Event, FileCommand, Http,
-    NameSource, NetMode, Protocol, Record, SecretLeak, SecretReflected, StepEnd, StepStart, Via,
-    read_log, sanitize_url, suggest, summarize,
+    NameSource, Protocol, Record, SecretLeak, SecretReflected, StepEnd, StepStart, Via, read_log,
+    sanitize_url, suggest, summarize,
 };
+// The audit log's mode is the one network mode (it was `audit::NetMode`).
+use stepjail::policy::model::NetworkMode as NetMode;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

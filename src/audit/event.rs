@@ -16,6 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::model::NetworkMode;
+
 /// The value of every line's `schema` field.
 pub const SCHEMA_NAME: &str = "stepjail.audit";
 /// The value of every line's `v` field; bumped on any incompatible change to the JSON.
@@ -78,7 +80,7 @@ pub enum Event {
 pub struct StepStart {
     /// Name of the resolved profile.
     pub profile: String,
-    pub mode: NetMode,
+    pub mode: NetworkMode,
     /// `argv[0]` only: arguments often carry tokens (`curl -H "Authorization: ..."`).
     pub command: String,
     /// The workspace directory as the host sees it.
@@ -224,18 +226,6 @@ pub struct FileCommand {
     pub reason: String,
 }
 
-/// The step's network mode, as the profile set it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NetMode {
-    /// Loopback only.
-    None,
-    /// The allowlist is enforced.
-    Enforce,
-    /// Everything is allowed; what the allowlist would deny is logged as `would_deny`.
-    Audit,
-}
-
 /// The outcome of a policy decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -304,7 +294,6 @@ macro_rules! wire_names {
 }
 
 wire_names! {
-    NetMode { None => "none", Enforce => "enforce", Audit => "audit" }
     Decision { Allow => "allow", Deny => "deny", WouldDeny => "would_deny" }
     NameSource { Connect => "connect", Sni => "sni", Host => "host", Dns => "dns", None => "none" }
     DnsTransport { Udp => "udp", Tcp => "tcp" }
@@ -459,7 +448,7 @@ mod tests {
         fn check<T: Serialize>(value: T, name: &str) {
             assert_eq!(serde_json::to_value(value).unwrap(), name);
         }
-        for v in [NetMode::None, NetMode::Enforce, NetMode::Audit] {
+        for v in [NetworkMode::None, NetworkMode::Enforce, NetworkMode::Audit] {
             check(v, v.as_str());
         }
         for v in [Decision::Allow, Decision::Deny, Decision::WouldDeny] {

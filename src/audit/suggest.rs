@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::event::{Decision, Event, NetMode, Protocol, Record};
+use super::event::{Decision, Event, Protocol, Record};
 use super::summarize::{host_of_ip, normalize_name};
+use crate::policy::model::NetworkMode;
 
 /// The suggested profile for `records` (merged from any number of runs), named `name`.
 ///
@@ -73,7 +74,7 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
     };
     let audit_runs: BTreeSet<&str> = records
         .iter()
-        .filter(|r| matches!(&r.event, Event::StepStart(s) if s.mode == NetMode::Audit))
+        .filter(|r| matches!(&r.event, Event::StepStart(s) if s.mode == NetworkMode::Audit))
         .map(|r| r.step.as_str())
         .collect();
     let mut looked_up_in_audit: BTreeSet<String> = BTreeSet::new();

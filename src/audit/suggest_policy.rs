@@ -180,15 +180,14 @@ mod tests {
 
     #[test]
     fn a_step_that_needed_nothing_new_keeps_its_built_in() {
-        use crate::audit::event::{
-            Connect, Decision, NameSource, NetMode, Protocol, StepStart, Via,
-        };
+        use crate::audit::event::{Connect, Decision, NameSource, Protocol, StepStart, Via};
+        use crate::policy::model::NetworkMode;
         let start = |step: &str| {
             Record::new(
                 "run-1",
                 Event::StepStart(StepStart {
                     profile: "npm".into(),
-                    mode: NetMode::Audit,
+                    mode: NetworkMode::Audit,
                     command: "npm".into(),
                     workspace: "/w".into(),
                     ci_job: Some("test".into()),

@@ -27,20 +27,14 @@ pub struct ActionArgs {
     pub dir: PathBuf,
 }
 
-pub fn run(args: ActionArgs) -> i32 {
+pub fn run(args: ActionArgs) -> Result<i32, crate::step::RunError> {
     let mut inputs = Vec::new();
     if let Some(f) = &args.inputs_file {
         let label = f.display().to_string();
         let parsed = std::fs::read_to_string(f)
             .map_err(|e| format!("{label}: {e}"))
             .and_then(|t| action::parse_inputs(&t, &label));
-        match parsed {
-            Ok(i) => inputs.extend(i),
-            Err(e) => {
-                eprintln!("stepjail: {e}");
-                return super::exit::EXIT_USAGE;
-            }
-        }
+        inputs.extend(parsed.map_err(crate::step::RunError::Usage)?);
     }
     inputs.extend(args.inputs);
     action::run(action::ActionRequest {

@@ -48,17 +48,12 @@ fn read_all(files: &[PathBuf]) -> Result<Vec<crate::audit::Record>, crate::audit
     Ok(records)
 }
 
-pub fn run(args: AuditArgs) -> i32 {
+pub fn run(args: AuditArgs) -> Result<i32, crate::step::RunError> {
+    use crate::step::RunError;
     let files = match &args.command {
         AuditCommand::Summarize { files } | AuditCommand::Suggest { files, .. } => files,
     };
-    let records = match read_all(files) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("stepjail: {e}");
-            return 1;
-        }
-    };
+    let records = read_all(files).map_err(|e| RunError::Read(e.to_string()))?;
     match &args.command {
         AuditCommand::Summarize { .. } => print!("{}", crate::audit::summarize(&records)),
         AuditCommand::Suggest {
@@ -67,14 +62,10 @@ pub fn run(args: AuditArgs) -> i32 {
             ..
         } => print!("{}", crate::audit::suggest(&records, name)),
         AuditCommand::Suggest { policy: true, .. } => {
-            match crate::audit::suggest_policy(&records) {
-                Ok(text) => print!("{text}"),
-                Err(e) => {
-                    eprintln!("stepjail: {e}");
-                    return 1;
-                }
-            }
+            let text = crate::audit::suggest_policy(&records)
+                .map_err(|e| RunError::Read(e.to_string()))?;
+            print!("{text}");
         }
     }
-    0
+    Ok(0)
 }

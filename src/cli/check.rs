@@ -11,7 +11,9 @@ pub struct CheckArgs {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(args: CheckArgs) -> i32 {
+/// Each file's error is the check's report (one line each, all files checked), not a failure
+/// of the command: it ends with exit code 1 then.
+pub fn run(args: CheckArgs) -> Result<i32, crate::step::RunError> {
     let mut failed = 0;
     for f in &args.files {
         let builtin = f
@@ -29,5 +31,5 @@ pub fn run(args: CheckArgs) -> i32 {
             }
         }
     }
-    if failed > 0 { 1 } else { 0 }
+    Ok(if failed > 0 { crate::exit::FAILURE } else { 0 })
 }

@@ -27,7 +27,7 @@ pub fn run(args: HooksArgs) -> i32 {
             }
             Err(e) => {
                 eprintln!("stepjail: {e}");
-                super::exit::EXIT_USAGE
+                crate::exit::USAGE
             }
         };
     }

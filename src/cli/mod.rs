@@ -1,10 +1,10 @@
 //! The command line: clap definitions and one function per subcommand. Each returns the exit
-//! code stepjail ends with; `main.rs` only parses and exits.
+//! code stepjail ends with, or the error that stopped it; [`main`] is the one place that turns
+//! an error into output and an exit code. `main.rs` only parses and exits.
 
 pub mod action;
 pub mod audit;
 pub mod check;
-mod exit;
 pub mod gitlab;
 pub mod hooks;
 pub mod profiles;
@@ -13,8 +13,6 @@ pub mod setup;
 pub mod step;
 
 use clap::{Parser, Subcommand};
-
-pub use exit::EXIT_USAGE;
 
 #[derive(Debug, Parser)]
 #[command(name = "stepjail", version, about = "Run a CI step in a throwaway Linux sandbox", long_about = None)]
@@ -57,7 +55,12 @@ pub enum Command {
 /// Dispatches a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     crate::diag::init(cli.verbose);
-    match cli.command {
+    // The subcommands a GitHub Actions runner calls: their errors are annotations there too.
+    let github = matches!(
+        cli.command,
+        Command::Setup(_) | Command::Step(_) | Command::Action(_)
+    );
+    let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Profiles(args) => profiles::run(args),
         Command::Check(args) => check::run(args),
@@ -65,8 +68,13 @@ pub fn main(cli: Cli) -> i32 {
         Command::Setup(args) => setup::run(args),
         Command::Step(args) => step::run(args),
         Command::Action(args) => action::run(args),
-        Command::Gitlab(args) => gitlab::run(args),
-        Command::Hooks(args) => hooks::run(args),
+        // The runners' drivers report in their runner's own way and return its exit codes.
+        Command::Gitlab(args) => Ok(gitlab::run(args)),
+        Command::Hooks(args) => Ok(hooks::run(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => crate::ci::github::report::say_error(&e, github),
     }
 }
 

@@ -15,36 +15,32 @@ pub enum ProfilesCommand {
     },
 }
 
-pub fn run(args: ProfilesArgs) -> i32 {
+pub fn run(args: ProfilesArgs) -> Result<i32, crate::step::RunError> {
     match args.command {
         None => list(),
         Some(ProfilesCommand::Show { name }) => show(&name),
     }
 }
 
-fn list() -> i32 {
+fn list() -> Result<i32, crate::step::RunError> {
     let all = crate::policy::builtins();
     let width = all.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, description) in all {
         println!("{name:width$}  {description}");
     }
-    0
+    Ok(0)
 }
 
-fn show(name: &str) -> i32 {
+fn show(name: &str) -> Result<i32, crate::step::RunError> {
     match crate::policy::builtin_text(name) {
         Some(text) => {
             print!("{text}");
-            0
+            Ok(0)
         }
-        None => {
-            // The same message as `run --profile NAME` with an unknown name.
-            let err = crate::policy::load_builtin(name)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            eprintln!("stepjail: {err}");
-            super::exit::EXIT_USAGE
-        }
+        // The same message as `run --profile NAME` with an unknown name.
+        None => match crate::policy::load_builtin(name) {
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(0),
+        },
     }
 }

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::ci::github::report;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+
 use crate::ci::github::setup::{self, SetupRequest};
-use crate::ci::github::state::{self, JobMode};
+use crate::ci::github::state;
+use crate::policy::model::NetworkMode;
 
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
@@ -17,8 +19,9 @@ pub struct SetupArgs {
     pub policy_ref: Option<String>,
     /// `enforce` each step's profile, or `audit`: allow everything and report what enforcing
     /// would deny.
-    #[arg(long, default_value = "enforce", value_parser = ["enforce", "audit"])]
-    pub mode: String,
+    #[arg(long, default_value = "enforce", value_parser = PossibleValuesParser::new(["enforce", "audit"])
+        .try_map(|m| m.parse::<NetworkMode>()))]
+    pub mode: NetworkMode,
     /// The name of an environment variable holding the secrets as JSON
     /// (`${{ toJSON(secrets) }}`) or dotenv text.
     #[arg(long, value_name = "VAR")]
@@ -31,11 +34,8 @@ pub struct SetupArgs {
     pub state_dir: Option<PathBuf>,
 }
 
-pub fn run(args: SetupArgs) -> i32 {
-    let fail = |msg: String| {
-        report::error("stepjail setup", &msg);
-        super::exit::EXIT_USAGE
-    };
+pub fn run(args: SetupArgs) -> Result<i32, crate::step::RunError> {
+    let fail = |msg: String| Err(crate::step::RunError::Setup(msg));
     // Only `stepjail setup` itself reads these variables; nothing is inherited by steps.
     let secrets = match (&args.secrets_env, &args.secrets_file) {
         (Some(var), _) => std::env::var(var).ok(),
@@ -51,11 +51,7 @@ pub fn run(args: SetupArgs) -> i32 {
     let req = SetupRequest {
         policy: args.policy,
         policy_ref: args.policy_ref,
-        mode: if args.mode == "audit" {
-            JobMode::Audit
-        } else {
-            JobMode::Enforce
-        },
+        mode: args.mode,
         secrets,
         state_dir: state_dir.clone(),
     };
@@ -88,5 +84,5 @@ pub fn run(args: SetupArgs) -> i32 {
         ),
         Err(e) => return fail(format!("writing GITHUB_ENV: {e}")),
     }
-    0
+    Ok(0)
 }

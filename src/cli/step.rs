@@ -18,7 +18,7 @@ pub struct StepArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(args: StepArgs) -> i32 {
+pub fn run(args: StepArgs) -> Result<i32, crate::step::RunError> {
     crate::ci::github::step::run(crate::ci::github::step::StepRequest {
         state_dir: args.state_dir,
         verbose: args.verbose,

@@ -201,6 +201,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_proxy_variable_the_step_gets_is_reserved() {
+        // A secret of one of these names would replace the proxy setting: the one list of
+        // names no secret may take must hold each of them.
+        for (name, _) in proxy_env() {
+            assert!(crate::policy::reserved::is_reserved(&name), "{name}");
+        }
+    }
+
+    #[test]
     fn proxy_env_sets_both_cases_and_excludes_loopback() {
         let env = proxy_env();
         for k in ["HTTP_PROXY", "https_proxy", "ALL_PROXY"] {

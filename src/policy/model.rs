@@ -74,7 +74,12 @@ pub fn scrub_matches(pattern: &str, name: &str) -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The one network mode: a profile's `network.mode`, `--mode`, the job-wide mode of `stepjail
+/// setup` (enforce or audit), and the `mode` of a `step_start` audit record.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// Loopback only; nothing outside the sandbox is reachable. No proxy runs.
     #[default]
@@ -95,6 +100,17 @@ impl NetworkMode {
             NetworkMode::Enforce => "enforce",
             NetworkMode::Audit => "audit",
         }
+    }
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    /// The spelling in profile files and on the command line; anything else is refused.
+    fn from_str(s: &str) -> Result<NetworkMode, String> {
+        [NetworkMode::None, NetworkMode::Enforce, NetworkMode::Audit]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown network mode `{s}` (none, enforce or audit)"))
     }
 }
 
@@ -300,8 +316,92 @@ pub struct ResolvedProfile {
     pub files: Vec<(PathBuf, String)>,
 }
 
+/// What one run adds to a resolved profile, all at once: a CI step's hidden state and passed or
+/// set variables, the names of a secrets file (scrubbed), a `--mode` override, and the audit
+/// log's read-only hole and pinned directories.
+#[derive(Debug, Clone, Default)]
+pub struct RunAdditions {
+    pub hidden: Vec<PathBuf>,
+    pub pass: Vec<String>,
+    pub set: Vec<(String, String)>,
+    pub scrub: Vec<String>,
+    pub mode: Option<NetworkMode>,
+    pub read_only: Vec<PathBuf>,
+    pub read_write: Vec<PathBuf>,
+}
+
+impl ResolvedProfile {
+    /// This profile with what one run adds: a new value, built once, which the run then only
+    /// reads (nothing patches a resolved profile field by field).
+    pub fn with_run(self, add: RunAdditions) -> ResolvedProfile {
+        let mut p = self;
+        p.hidden.extend(add.hidden);
+        p.env_pass
+            .extend(add.pass.into_iter().map(EnvPattern::Exact));
+        p.env_set.extend(add.set);
+        p.env_scrub.extend(add.scrub);
+        if let Some(mode) = add.mode {
+            p.network.mode = mode;
+        }
+        p.read_only.extend(add.read_only);
+        p.read_write.extend(add.read_write);
+        p
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::NetworkMode;
+
+    #[test]
+    fn run_additions_extend_a_resolved_profile_once() {
+        use super::{EnvPattern, ResolvedProfile, RunAdditions};
+        let base = ResolvedProfile {
+            name: "t".into(),
+            read_write: vec!["/ws".into()],
+            read_only: vec![],
+            hidden: vec!["/h".into()],
+            network: Default::default(),
+            env_pass: vec![],
+            env_set: [("A".to_string(), "1".to_string())].into(),
+            process: Default::default(),
+            landlock: Default::default(),
+            secrets: vec![],
+            env_scrub: vec!["S".into()],
+            files: vec![],
+        };
+        let p = base.clone().with_run(RunAdditions {
+            hidden: vec!["/state".into()],
+            pass: vec!["GITHUB_ENV".into()],
+            set: vec![("A".into(), "2".into())],
+            scrub: vec!["T".into()],
+            mode: Some(NetworkMode::Audit),
+            read_only: vec!["/ws/log".into()],
+            read_write: vec!["/ws/logs".into()],
+        });
+        assert_eq!(p.hidden, ["/h", "/state"].map(std::path::PathBuf::from));
+        assert_eq!(p.env_pass, [EnvPattern::Exact("GITHUB_ENV".into())]);
+        assert_eq!(p.env_set["A"], "2");
+        assert_eq!(p.env_scrub, ["S", "T"]);
+        assert_eq!(p.network.mode, NetworkMode::Audit);
+        assert_eq!(p.read_only, ["/ws/log"].map(std::path::PathBuf::from));
+        assert_eq!(
+            p.read_write,
+            ["/ws", "/ws/logs"].map(std::path::PathBuf::from)
+        );
+        assert_eq!(base.clone().with_run(RunAdditions::default()), base);
+    }
+
+    #[test]
+    fn network_mode_spellings_round_trip_and_others_are_refused() {
+        for m in [NetworkMode::None, NetworkMode::Enforce, NetworkMode::Audit] {
+            assert_eq!(m.as_str().parse::<NetworkMode>(), Ok(m));
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        for bad in ["", "Enforce", "off", "audit "] {
+            assert!(bad.parse::<NetworkMode>().is_err(), "{bad:?}");
+        }
+    }
     use super::scrub_matches;
 
     #[test]

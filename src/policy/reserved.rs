@@ -1,6 +1,24 @@
-//! Variables stepjail sets in every step itself, which no secret and no profile may set.
+//! The variable names stepjail sets itself in every step, in one list. A secret may not take
+//! one of them: its value would replace stepjail's (`HTTPS_PROXY` pointing the step's tools
+//! around the proxy, `SSL_CERT_FILE` at a bundle of the secret's choosing). `stepjail check`
+//! (and every profile or policy load) refuses such a declaration, and a run refuses a secret of
+//! such a name from anywhere else. `net::proxy_env` and the sandbox plan set these names; a test
+//! in `net` checks that every proxy variable the step gets is here.
 
-/// Variables that point the common tools at a CA bundle.
+/// The proxy variables, both cases (see `net::proxy_env`).
+pub const PROXY_VARS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// Variables that point the common tools at a CA bundle (the step's, when it trusts an extra
+/// CA).
 pub const CA_BUNDLE_VARS: &[&str] = &[
     "SSL_CERT_FILE",
     "NODE_EXTRA_CA_CERTS",
@@ -9,15 +27,27 @@ pub const CA_BUNDLE_VARS: &[&str] = &[
     "GIT_SSL_CAINFO",
 ];
 
-/// Variables the sandbox sets for every step (besides the proxy and CA bundle ones).
+/// Variables the sandbox sets for every step.
 pub const SANDBOX_VARS: &[&str] = &["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"];
 
-/// Whether stepjail sets variable `name` itself: the proxy variables ([`crate::net::proxy_env`]),
-/// the CA bundle variables and [`SANDBOX_VARS`]. A secret of that name would replace stepjail's
-/// value (`HTTPS_PROXY` pointing the step's tools around the proxy, `SSL_CERT_FILE` at a bundle
-/// of the secret's choosing), so profiles and policies may not declare one.
-pub fn sets_itself(name: &str) -> bool {
-    crate::net::proxy_env().iter().any(|(k, _)| k == name)
-        || CA_BUNDLE_VARS.contains(&name)
-        || SANDBOX_VARS.contains(&name)
+/// Whether stepjail sets variable `name` itself, so that no secret may have that name.
+pub fn is_reserved(name: &str) -> bool {
+    [PROXY_VARS, CA_BUNDLE_VARS, SANDBOX_VARS]
+        .iter()
+        .any(|list| list.contains(&name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reserved;
+
+    #[test]
+    fn reserved_names_are_exact_and_case_sensitive() {
+        for name in ["SSL_CERT_FILE", "PATH", "HOME", "https_proxy", "no_proxy"] {
+            assert!(is_reserved(name), "{name}");
+        }
+        for name in ["NPM_TOKEN", "Https_Proxy", "PATH2", ""] {
+            assert!(!is_reserved(name), "{name}");
+        }
+    }
 }

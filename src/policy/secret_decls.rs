@@ -12,7 +12,6 @@ use super::error::{Conflict, PolicyError};
 use super::hosts::HostError;
 use super::model::{BrokerPlace, NetworkMode, Profile, SecretDecl};
 use super::paths::where_relative;
-use super::reserved::sets_itself;
 use super::syntax::valid_env_name;
 use super::wire::{BrokerWire, SecretWire, Str};
 use super::yaml::{self, SpannedMap};
@@ -35,7 +34,7 @@ pub(crate) fn declarations(
             });
         }
         let key = format!("{prefix}secrets.{}", name.value);
-        if sets_itself(&name.value) {
+        if super::reserved::is_reserved(&name.value) {
             return Err(PolicyError::BadSecret {
                 at,
                 path: key,

@@ -28,6 +28,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use super::brokered::{Broker, BrokerError, BrokeredSecret};
+use super::denial::{Denial, Kind as DenialKind};
 use super::engine::{Attempt, Engine};
 use crate::audit::{self, Decision, Event};
 use crate::policy::model::BrokerPlace;
@@ -138,13 +139,18 @@ pub async fn intercept<S>(
     {
         engine.log_refusal_only(
             &attempt,
-            &format!("TLS server name {sni:?} does not match {host} (domain fronting)"),
+            &Denial::policy(format!(
+                "TLS server name {sni:?} does not match {host} (domain fronting)"
+            )),
         );
         return;
     }
     let config = match broker.server_config(&host) {
         Ok(c) => c,
-        Err(e) => return engine.log_refusal_only(&attempt, &e.to_string()),
+        Err(e) => {
+            return engine
+                .log_refusal_only(&attempt, &Denial::new(DenialKind::Internal, e.to_string()));
+        }
     };
     let Ok(step_tls) = start.into_stream(config).await else {
         return;
@@ -152,7 +158,7 @@ pub async fn intercept<S>(
     // Upstream: the checked address, and the real server's certificate against the system roots.
     let tcp = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
-        Err(reason) => return engine.log_refusal_only(&attempt, &reason.to_string()),
+        Err(denial) => return engine.log_refusal_only(&attempt, &denial),
     };
     // The close event counts the upstream leg as it crosses the wire (TLS records).
     let counters = Arc::<super::counting::Counters>::default();
@@ -169,7 +175,7 @@ pub async fn intercept<S>(
             // Fail closed: never fall back to an unverified connection.
             return engine.log_refusal_only(
                 &attempt,
-                &format!("upstream certificate verification failed: {e}"),
+                &Denial::unreachable(format!("upstream certificate verification failed: {e}")),
             );
         }
     };
@@ -232,6 +238,7 @@ async fn forward_bound(
             .request_allowed(host, port, req.method().as_str(), &path)
     });
     if let Err(reason) = allowed {
+        let denial = Denial::policy(reason);
         engine.log_refusal_only(
             &Attempt {
                 conn,
@@ -242,16 +249,10 @@ async fn forward_bound(
                 protocol: crate::audit::Protocol::Tcp,
                 via: crate::audit::Via::Proxy,
             },
-            &reason,
+            &denial,
         );
-        log(Decision::Deny, 403);
-        let mut r = Response::new(
-            http_body_util::Full::new(Bytes::from(format!("stepjail: {reason}\n")))
-                .map_err(|never| match never {})
-                .boxed(),
-        );
-        *r.status_mut() = StatusCode::FORBIDDEN;
-        return r;
+        log(Decision::Deny, denial.status().as_u16());
+        return answer(&denial);
     }
     // Secrets bound elsewhere must not ride along to this host either.
     let head = super::engine::request_head_bytes(
@@ -295,15 +296,9 @@ async fn forward_bound(
             Ok(b) => http_body_util::Full::new(b)
                 .map_err(|never| match never {})
                 .boxed(),
-            Err((code, reason)) => {
-                log(Decision::Deny, code.as_u16());
-                let mut r = Response::new(
-                    http_body_util::Full::new(Bytes::from(format!("stepjail: {reason}\n")))
-                        .map_err(|never| match never {})
-                        .boxed(),
-                );
-                *r.status_mut() = code;
-                return r;
+            Err(denial) => {
+                log(Decision::Deny, denial.status().as_u16());
+                return answer(&denial);
             }
         }
     } else {
@@ -340,14 +335,9 @@ async fn forward_bound(
             Err(reason) => {
                 // Fail closed: what cannot be scanned does not reach the step.
                 eprintln!("stepjail: withheld a response from {host}: {reason}");
-                log(Decision::Deny, 502);
-                let mut r = Response::new(
-                    http_body_util::Full::new(Bytes::from(format!("stepjail: {reason}\n")))
-                        .map_err(|never| match never {})
-                        .boxed(),
-                );
-                *r.status_mut() = StatusCode::BAD_GATEWAY;
-                r
+                let denial = Denial::unreachable(reason);
+                log(Decision::Deny, denial.status().as_u16());
+                answer(&denial)
             }
         },
         Err(_) => {
@@ -359,21 +349,20 @@ async fn forward_bound(
 
 /// Reads a coded request body to a bound host whole (at most
 /// [`super::content_coding::MAX_SCANNED_BODY`]) and looks for secrets bound elsewhere in it decoded,
-/// as the plain-HTTP path does. Returns the body as received, or the status to refuse with.
+/// as the plain-HTTP path does. Returns the body as received, or the denial to refuse it with.
 async fn check_coded_body(
     body: Incoming,
     headers: &hyper::HeaderMap,
     engine: &Engine,
     host: &str,
-) -> Result<Bytes, (StatusCode, String)> {
-    use super::content_coding::DecodeError;
+) -> Result<Bytes, Denial> {
     let limit = super::content_coding::MAX_SCANNED_BODY;
     let body = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
             let reason = "a coded request body too large to check for secrets";
             eprintln!("stepjail: refused a request to {host}: {reason}");
-            return Err((StatusCode::PAYLOAD_TOO_LARGE, reason.into()));
+            return Err(Denial::new(DenialKind::TooLarge, reason));
         }
     };
     let decoded = super::content_coding::decode(headers, &body, limit).map_err(|e| {
@@ -381,12 +370,7 @@ async fn check_coded_body(
             "stepjail: refused a request to {host}: {e} (profile '{}')",
             engine.profile
         );
-        let status = match e {
-            DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            DecodeError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            DecodeError::Corrupt { .. } => StatusCode::BAD_REQUEST,
-        };
-        (status, format!("the request was refused: {e}"))
+        Denial::undecodable(&e)
     })?;
     if let Some(secret) = engine.leaked_secret(decoded.as_deref().unwrap_or(&body), host, true) {
         engine.report_leak(
@@ -395,10 +379,9 @@ async fn check_coded_body(
             crate::audit::Via::Proxy,
             "an intercepted request body",
         );
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!("the request carries secret {secret}"),
-        ));
+        return Err(Denial::policy(format!(
+            "the request carries secret {secret}"
+        )));
     }
     Ok(body)
 }
@@ -660,6 +643,14 @@ fn names_host(req: &Request<Incoming>, host: &str, port: u16) -> Result<(), Stri
     }
 }
 
+/// The answer to a refused request.
+fn answer(denial: &Denial) -> Response<Out> {
+    denial
+        .response()
+        .map(|b| b.map_err(|never| match never {}).boxed())
+}
+
+/// An answer without a body (the reason is on stderr, or there is none to give).
 fn status(code: StatusCode) -> Response<Out> {
     let mut r = Response::new(
         http_body_util::Empty::new()

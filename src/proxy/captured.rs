@@ -74,6 +74,8 @@ fn refuse_direct(stream: &TcpStream, engine: &Engine) {
     };
     engine.log_refusal_only(
         &a,
-        "a direct connection to the capture listener has no destination",
+        &super::denial::Denial::policy(
+            "a direct connection to the capture listener has no destination",
+        ),
     );
 }

@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::denial::{Denial, Kind as DenialKind};
 use crate::audit::{self, AuditLog, Decision, Event, NameSource, Protocol, Via};
 use crate::policy::egress::{NameDecision, normalize_host};
 use crate::policy::model::{Network, NetworkMode};
-
-pub use super::dial::DialError;
 
 /// How long an upstream connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,8 +163,8 @@ pub enum Verdict {
         rule: Option<String>,
         would_deny: Option<String>,
     },
-    /// Refuse, for this reason (already logged and printed).
-    Refuse { reason: String },
+    /// Refuse (already logged and printed).
+    Refuse(Denial),
 }
 
 impl Engine {
@@ -405,9 +404,9 @@ impl Engine {
                 a.via,
                 "a connection whose host name",
             );
-            return Verdict::Refuse {
-                reason: format!("the host name carries secret {secret}"),
-            };
+            return Verdict::Refuse(Denial::policy(format!(
+                "the host name carries secret {secret}"
+            )));
         }
         let decision = match (&a.name, a.ip) {
             (Some(name), _) => self.network.decide_name(name, a.port),
@@ -425,32 +424,32 @@ impl Engine {
                 }
             }
             NameDecision::Allowed { .. } => {
-                self.refuse(a, "the audit log cannot be written".into())
+                self.refuse(a, Denial::policy("the audit log cannot be written"))
             }
-            NameDecision::Denied { reason } => self.refuse(a, reason.to_string()),
+            NameDecision::Denied { reason } => self.refuse(a, Denial::policy(reason.to_string())),
         }
     }
 
-    /// Refuses an attempt for `reason` (or, in audit mode, lets it through as would-deny).
-    pub fn refuse(&self, a: &Attempt, reason: String) -> Verdict {
+    /// Refuses an attempt with `denial` (or, in audit mode, lets it through as would-deny).
+    pub fn refuse(&self, a: &Attempt, denial: Denial) -> Verdict {
         let dest = describe(a);
         if self.audit_mode() && !self.audit_broken() {
             eprintln!(
-                "stepjail: would deny {dest} ({reason}; profile '{}' is in audit mode)",
+                "stepjail: would deny {dest} ({denial}; profile '{}' is in audit mode)",
                 self.profile
             );
             Verdict::Go {
                 rule: None,
-                would_deny: Some(reason),
+                would_deny: Some(denial.into_reason()),
             }
         } else {
-            self.log_connect(a, Decision::Deny, None, Some(reason.clone()));
+            self.log_connect(a, Decision::Deny, None, Some(denial.reason().to_string()));
             eprintln!(
-                "stepjail: denied {dest} ({reason}; profile '{}'{})",
+                "stepjail: denied {dest} ({denial}; profile '{}'{})",
                 self.profile,
                 self.pointed_by(a)
             );
-            Verdict::Refuse { reason }
+            Verdict::Refuse(denial)
         }
     }
 
@@ -464,7 +463,8 @@ impl Engine {
 
     /// Logs and prints a refusal that audit mode does not turn into a pass (traffic stepjail
     /// has no way to relay: UDP other than DNS, ICMP, raw IP).
-    pub fn log_refusal_only(&self, a: &Attempt, reason: &str) {
+    pub fn log_refusal_only(&self, a: &Attempt, denial: &Denial) {
+        let reason = denial.reason();
         self.log_connect(a, Decision::Deny, None, Some(reason.to_string()));
         let proto = match a.protocol {
             Protocol::Tcp => String::new(),
@@ -505,7 +505,7 @@ impl Engine {
         &self,
         name: &str,
         rule: Option<&str>,
-    ) -> Result<Vec<IpAddr>, (DialError, Option<IpAddr>)> {
+    ) -> Result<Vec<IpAddr>, (Denial, Option<IpAddr>)> {
         let mut addrs = Vec::new();
         let mut last_err = None;
         let (v4, v6) = tokio::join!(self.lookup_cached(name, 1), self.lookup_cached(name, 28));
@@ -520,7 +520,7 @@ impl Engine {
                 Some(e) => format!("cannot resolve {name}: {e}"),
                 None => format!("{name} has no address"),
             };
-            return Err((DialError::Unreachable(reason), None));
+            return Err((Denial::unreachable(reason), None));
         }
         let mut refused = None;
         let ok: Vec<IpAddr> = addrs
@@ -538,9 +538,9 @@ impl Engine {
             )
             .collect();
         match (ok.is_empty(), refused) {
-            (true, Some((r, ip))) => Err((DialError::Refused(r), Some(ip))),
+            (true, Some((r, ip))) => Err((Denial::policy(r), Some(ip))),
             (true, None) => Err((
-                DialError::Unreachable(format!("{name} has no usable address")),
+                Denial::unreachable(format!("{name} has no usable address")),
                 None,
             )),
             _ => Ok(ok),
@@ -580,7 +580,7 @@ impl Engine {
     /// Opens the upstream connection for an allowed attempt: by name (resolved and checked
     /// here, then that exact address dialled) or, without a name, to the address itself.
     /// With an upstream proxy, see [`Engine::dial_via_upstream`].
-    pub async fn dial(&self, a: &mut Attempt, rule: Option<&str>) -> Result<TcpStream, DialError> {
+    pub async fn dial(&self, a: &mut Attempt, rule: Option<&str>) -> Result<TcpStream, Denial> {
         let target = a.name.clone().or_else(|| a.ip.map(|ip| ip.to_string()));
         let candidates = match (&self.upstream, target) {
             (Some(up), Some(target)) if !up.goes_direct(&target) => {
@@ -608,7 +608,7 @@ impl Engine {
             }
             tracing::debug!(conn = a.conn, "{last}");
         }
-        Err(DialError::Unreachable(last))
+        Err(Denial::unreachable(last))
     }
 
     /// The addresses a direct dial may use: the name resolved and checked, or the address
@@ -617,7 +617,7 @@ impl Engine {
         &self,
         a: &mut Attempt,
         rule: Option<&str>,
-    ) -> Result<Vec<IpAddr>, DialError> {
+    ) -> Result<Vec<IpAddr>, Denial> {
         let candidates = match &a.name {
             Some(name) => match name.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
@@ -634,7 +634,7 @@ impl Engine {
         // special-range check as a resolved one; only a cidr rule naming the range opens it.
         for ip in &candidates {
             if let Err(r) = self.network.check_resolved(rule.unwrap_or(""), *ip) {
-                return Err(DialError::Refused(r.to_string()));
+                return Err(Denial::policy(r.to_string()));
             }
         }
         Ok(candidates)
@@ -654,7 +654,7 @@ impl Engine {
         &self,
         a: &mut Attempt,
         rule: Option<&str>,
-    ) -> Result<Route, DialError> {
+    ) -> Result<Route, Denial> {
         let literal = match &a.name {
             Some(name) => name.parse::<IpAddr>().ok(),
             None => a.ip,
@@ -673,11 +673,11 @@ impl Engine {
                 }
                 match self.resolve_checked(name, rule).await {
                     Ok(addrs) => addrs,
-                    Err((DialError::Refused(r), ip)) => {
+                    Err((d, ip)) if d.kind() == DenialKind::Policy => {
                         a.ip = ip.or(a.ip);
-                        return Err(DialError::Refused(r));
+                        return Err(d);
                     }
-                    Err((DialError::Unreachable(_), _)) => {
+                    Err(_) => {
                         let mut u = self.unresolved.lock().expect("unresolved lock");
                         if u.len() > 4096 {
                             u.clear();
@@ -687,11 +687,11 @@ impl Engine {
                     }
                 }
             }
-            (None, None) => return Err(DialError::Unreachable("no address to connect to".into())),
+            (None, None) => return Err(Denial::unreachable("no address to connect to")),
         };
         for ip in &addrs {
             if let Err(r) = self.network.check_resolved(rule.unwrap_or(""), *ip) {
-                return Err(DialError::Refused(r.to_string()));
+                return Err(Denial::policy(r.to_string()));
             }
         }
         if addrs

@@ -10,13 +10,14 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::client_hello::{FIRST_BYTES_TIMEOUT, FirstBytes, read_client_hello};
-use super::content_coding::{DecodeError, MAX_SCANNED_BODY};
+use super::content_coding::MAX_SCANNED_BODY;
+use super::denial::{Denial, Kind as DenialKind};
 use super::engine::{Attempt, Engine, Verdict, classify_host};
 use super::http_head::{RequestHead, parse_request_head, target_authority};
 use super::sni::Peek;
@@ -86,12 +87,8 @@ async fn read_first_head(mut stream: TcpStream) -> FirstHead {
     }
 }
 
-async fn respond_raw(stream: &mut TcpStream, status: &str, body: &str) {
-    let msg = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(msg.as_bytes()).await;
+async fn respond_raw(stream: &mut TcpStream, denial: &Denial) {
+    let _ = stream.write_all(&denial.raw_response()).await;
     let _ = stream.shutdown().await;
 }
 
@@ -104,21 +101,12 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
         .and_then(|(host, port, _)| Ok((classify_host(&host)?, port)));
     let (host, port) = match target {
         Ok(t) => t,
-        Err(e) => {
-            return respond_raw(&mut stream, "400 Bad Request", &format!("stepjail: {e}\n")).await;
-        }
+        Err(e) => return respond_raw(&mut stream, &Denial::bad_request(e)).await,
     };
     let mut attempt = Attempt::proxied(conn, host, port, NameSource::Connect);
     let (rule, would_deny) = match engine.decide(&attempt) {
         Verdict::Go { rule, would_deny } => (rule, would_deny),
-        Verdict::Refuse { reason } => {
-            return respond_raw(
-                &mut stream,
-                "403 Forbidden",
-                &format!("stepjail: {reason}\n"),
-            )
-            .await;
-        }
+        Verdict::Refuse(denial) => return respond_raw(&mut stream, &denial).await,
     };
     // A host a brokered secret is bound to: terminate TLS here and swap the secret in.
     if let Some(broker) = engine.broker_for(attempt.name.as_deref()) {
@@ -135,13 +123,9 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
     }
     let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
-        Err(reason) => {
-            engine.log_refusal_only(&attempt, &reason.to_string());
-            let line = match reason.status() {
-                StatusCode::FORBIDDEN => "403 Forbidden",
-                _ => "502 Bad Gateway",
-            };
-            return respond_raw(&mut stream, line, &format!("stepjail: {reason}\n")).await;
+        Err(denial) => {
+            engine.log_refusal_only(&attempt, &denial);
+            return respond_raw(&mut stream, &denial).await;
         }
     };
     engine.admitted(&attempt, rule, would_deny);
@@ -184,22 +168,11 @@ async fn splice_tunnel(
     super::splice::relay(&step, &upstream, &open.counters).await;
 }
 
-fn text(status: StatusCode, msg: String) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(msg + "\n"))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
-    r
-}
-
-fn refused(reason: String) -> Response<Body> {
-    text(StatusCode::FORBIDDEN, format!("stepjail: {reason}"))
+/// The answer to a refused request.
+fn refused(denial: &Denial) -> Response<Body> {
+    denial
+        .response()
+        .map(|b| b.map_err(|never| match never {}).boxed())
 }
 
 async fn handle(
@@ -279,18 +252,17 @@ async fn captured(
                 .ok()
         });
         let Some(uri) = absolute else {
+            let denial = Denial::bad_request(
+                "a captured plain-HTTP request needs exactly one valid Host header",
+            );
             engine.log(Event::Http(audit::Http {
                 conn: engine.conn_id(),
                 method: req.method().to_string(),
                 url: audit::sanitize_url(&format!("http://?{path}")),
                 decision: Decision::Deny,
-                status: Some(400),
+                status: Some(denial.status().as_u16()),
             }));
-            return text(
-                StatusCode::BAD_REQUEST,
-                "stepjail: a captured plain-HTTP request needs exactly one valid Host header"
-                    .into(),
-            );
+            return refused(&denial);
         };
         *req.uri_mut() = uri;
     }
@@ -307,16 +279,16 @@ async fn captured(
             "the request's Host header or target does not match the CONNECT host {} (domain fronting)",
             super::engine::describe(connect)
         );
-        match engine.refuse(&a, reason) {
-            Verdict::Refuse { reason } => {
+        match engine.refuse(&a, Denial::policy(reason)) {
+            Verdict::Refuse(denial) => {
                 engine.log(Event::Http(audit::Http {
                     conn: a.conn,
                     method: req.method().to_string(),
                     url: audit::sanitize_url(&req.uri().to_string()),
                     decision: Decision::Deny,
-                    status: Some(403),
+                    status: Some(denial.status().as_u16()),
                 }));
-                return refused(reason);
+                return refused(&denial);
             }
             Verdict::Go { would_deny, .. } => engine.admitted(&a, None, would_deny),
         }
@@ -338,25 +310,25 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
     let started = Instant::now();
     let (host, port) = match connect_target(&req) {
         Ok(t) => t,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("stepjail: {e}")),
+        Err(e) => return refused(&Denial::bad_request(e)),
     };
     let mut attempt = Attempt::proxied(conn, host, port, NameSource::Connect);
     let (rule, would_deny) = match engine.decide(&attempt) {
         Verdict::Go { rule, would_deny } => (rule, would_deny),
-        Verdict::Refuse { reason } => return refused(reason),
+        Verdict::Refuse(denial) => return refused(&denial),
     };
     if engine.broker_for(attempt.name.as_deref()).is_some() {
         // Interception needs the raw connection; this CONNECT came after other requests.
-        return refused(
-            "CONNECT to a host with brokered secrets must open a new proxy connection".into(),
-        );
+        return refused(&Denial::policy(
+            "CONNECT to a host with brokered secrets must open a new proxy connection",
+        ));
     }
     let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
-        Err(reason) => {
+        Err(denial) => {
             // Audit mode cannot make an unreachable (or special) address reachable.
-            engine.log_refusal_only(&attempt, &reason.to_string());
-            return text(reason.status(), format!("stepjail: {reason}"));
+            engine.log_refusal_only(&attempt, &denial);
+            return refused(&denial);
         }
     };
     engine.admitted(&attempt, rule, would_deny);
@@ -458,8 +430,8 @@ async fn tunnel_first_bytes<S: tokio::io::AsyncRead + Unpin>(
     };
     let mut a = attempt.clone();
     a.source = source;
-    match engine.refuse(&a, reason) {
-        Verdict::Refuse { .. } => Tunnel::Stop,
+    match engine.refuse(&a, Denial::policy(reason)) {
+        Verdict::Refuse(_) => Tunnel::Stop,
         Verdict::Go { would_deny, .. } => {
             engine.admitted(&a, None, would_deny);
             Tunnel::Relay
@@ -526,22 +498,25 @@ async fn forward(
             status: Some(status),
         }));
     };
+    // A refused request: its record, with the status it is answered with, and the answer.
+    let deny = |conn: u64, denial: &Denial| {
+        log_http(conn, Decision::Deny, denial.status().as_u16());
+        refused(denial)
+    };
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        log_http(conn, Decision::Deny, 400);
-        return text(
-            StatusCode::BAD_REQUEST,
-            "stepjail: the proxy forwards only absolute http:// URLs; use CONNECT for TLS".into(),
+        return deny(
+            conn,
+            &Denial::bad_request(
+                "the proxy forwards only absolute http:// URLs; use CONNECT for TLS",
+            ),
         );
     }
     let auth = uri.authority().expect("checked above").clone();
     let port = auth.port_u16().unwrap_or(80);
     let host = match classify_host(auth.host()) {
         Ok(h) => h,
-        Err(e) => {
-            log_http(conn, Decision::Deny, 400);
-            return text(StatusCode::BAD_REQUEST, format!("stepjail: {e}"));
-        }
+        Err(e) => return deny(conn, &Denial::bad_request(e)),
     };
     let mut attempt = Attempt::proxied(conn, host, port, NameSource::Host);
     attempt.via = via;
@@ -557,15 +532,12 @@ async fn forward(
     } else {
         engine.refuse(
             &attempt,
-            "the Host header does not match the request target (domain fronting)".into(),
+            Denial::policy("the Host header does not match the request target (domain fronting)"),
         )
     };
     let (rule, would_deny) = match verdict {
         Verdict::Go { rule, would_deny } => (rule, would_deny),
-        Verdict::Refuse { reason } => {
-            log_http(conn, Decision::Deny, 403);
-            return refused(reason);
-        }
+        Verdict::Refuse(denial) => return deny(conn, &denial),
     };
     let decision = if would_deny.is_some() {
         Decision::WouldDeny
@@ -585,16 +557,13 @@ async fn forward(
                 .network
                 .request_allowed(&dest, port, req.method().as_str(), uri.path())
     {
-        engine.log_refusal_only(&attempt, &reason);
-        log_http(conn, Decision::Deny, 403);
-        return refused(reason);
+        let denial = Denial::policy(reason);
+        engine.log_refusal_only(&attempt, &denial);
+        return deny(conn, &denial);
     }
     let req = match check_plain_request(req, &engine, &dest, via).await {
         Ok(r) => r,
-        Err((status, why)) => {
-            log_http(conn, Decision::Deny, status.as_u16());
-            return text(status, format!("stepjail: {why}"));
-        }
+        Err(denial) => return deny(conn, &denial),
     };
     let mut req = req;
     // Keep-alive towards the server: the client connection's last upstream connection is reused
@@ -627,10 +596,9 @@ async fn forward(
         None => {
             let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
                 Ok(s) => s,
-                Err(reason) => {
-                    engine.log_refusal_only(&attempt, &reason.to_string());
-                    log_http(conn, Decision::Deny, reason.status().as_u16());
-                    return text(reason.status(), format!("stepjail: {reason}"));
+                Err(denial) => {
+                    engine.log_refusal_only(&attempt, &denial);
+                    return deny(conn, &denial);
                 }
             };
             engine.admitted(&attempt, rule, would_deny);
@@ -640,8 +608,7 @@ async fn forward(
                 match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
                     Ok(x) => x,
                     Err(e) => {
-                        log_http(conn, Decision::Deny, 502);
-                        return text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"));
+                        return deny(conn, &Denial::unreachable(format!("upstream: {e}")));
                     }
                 };
             tokio::spawn(async move {
@@ -660,20 +627,22 @@ async fn forward(
             resp.map(|b| b.boxed())
         }
         Err(e) => {
-            log_http(upstream_conn, decision, 502);
-            text(StatusCode::BAD_GATEWAY, format!("stepjail: upstream: {e}"))
+            // Allowed (or would-deny) and sent: the record keeps its decision.
+            let denial = Denial::unreachable(format!("upstream: {e}"));
+            log_http(upstream_conn, decision, denial.status().as_u16());
+            refused(&denial)
         }
     }
 }
 
 /// Looks for the step's secrets in a plain-HTTP request about to leave; returns the request
-/// (its body buffered when it had to be read), or the status and reason to refuse it with.
+/// (its body buffered when it had to be read), or the denial to refuse it with.
 async fn check_plain_request(
     req: Request<Incoming>,
     engine: &Engine,
     dest: &str,
     via: Via,
-) -> Result<Request<Body>, (StatusCode, String)> {
+) -> Result<Request<Body>, Denial> {
     if engine.leaks.is_none() {
         return Ok(req.map(|b| b.boxed()));
     }
@@ -689,9 +658,9 @@ async fn check_plain_request(
     {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "plain-HTTP request body too large to check for secrets".into(),
+            return Err(Denial::new(
+                DenialKind::TooLarge,
+                "plain-HTTP request body too large to check for secrets",
             ));
         }
     };
@@ -703,21 +672,15 @@ async fn check_plain_request(
                 "stepjail: denied a plain-HTTP request to {dest}: {e} (profile '{}')",
                 engine.profile
             );
-            let status = match e {
-                DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                DecodeError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                DecodeError::Corrupt { .. } => StatusCode::BAD_REQUEST,
-            };
-            return Err((status, format!("the request was refused: {e}")));
+            return Err(Denial::undecodable(&e));
         }
     };
     for part in [&head[..], decoded.as_deref().unwrap_or(&body)] {
         if let Some(secret) = engine.leaked_secret(part, dest, false) {
             engine.report_leak(&secret, dest, via, "a plain-HTTP request");
-            return Err((
-                StatusCode::FORBIDDEN,
-                format!("the request carries secret {secret}"),
-            ));
+            return Err(Denial::policy(format!(
+                "the request carries secret {secret}"
+            )));
         }
     }
     Ok(Request::from_parts(

@@ -4,7 +4,7 @@ pub mod captured;
 pub mod client_hello;
 pub mod content_coding;
 pub mod counting;
-pub mod dial;
+pub mod denial;
 pub mod dns;
 pub mod engine;
 pub mod explicit;

@@ -268,7 +268,7 @@ mod tests {
     use crate::audit::AuditLog;
     use crate::policy::egress::rule_text;
     use crate::policy::model::{AllowRule, Location, Network, NetworkMode, RuleTarget};
-    use crate::proxy::engine::DialError;
+    use crate::proxy::denial::Denial;
     use crate::proxy::hosts::HostsFile;
 
     const HOSTS: &str = "\
@@ -367,10 +367,9 @@ mod tests {
         assert_eq!(ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(
             err,
-            DialError::Refused(
+            Denial::policy(
                 "resolved to 10.1.2.3 (private) which is not allowed unless a cidr rule names \
                  it: add `- { cidr: 10.1.2.3/32, ports: [443] }` to network.allow"
-                    .into()
             )
         );
         let e = engine(&[("10.1.2.3/32", &[443])]);

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::client_hello::{FirstBytes, read_client_hello};
+use super::denial::Denial;
 use super::engine::{Attempt, Engine, Open, Verdict, classify_host};
 use super::http_head::parse_request_head;
 use super::sni::Peek;
@@ -148,7 +149,7 @@ fn is_link_local_multicast(ip: std::net::IpAddr) -> bool {
     matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] == 0xff02)
 }
 
-fn refuse_datagram(engine: &Engine, dst: SocketAddr, protocol: Protocol, reason: &str) {
+fn refuse_datagram(engine: &Engine, dst: SocketAddr, protocol: Protocol, reason: &'static str) {
     let a = Attempt {
         conn: engine.conn_id(),
         name: None,
@@ -159,7 +160,7 @@ fn refuse_datagram(engine: &Engine, dst: SocketAddr, protocol: Protocol, reason:
         via: Via::Transparent,
     };
     // Never allowed, not even in audit mode: there is nothing to relay UDP or ICMP with.
-    engine.log_refusal_only(&a, reason);
+    engine.log_refusal_only(&a, &Denial::policy(reason));
 }
 
 /// The step's end of a captured TCP connection: a stream of the userspace stack (TUN), or a
@@ -231,18 +232,18 @@ pub(super) async fn captured_connection<S: StepSide>(
                 engine.decide(&attempt)
             }
             Ok(Err(_ip)) => engine.decide(&attempt),
-            Err(reason) => engine.refuse(&attempt, reason),
+            Err(reason) => engine.refuse(&attempt, Denial::policy(reason)),
         },
         Peeked::Refuse(source, reason) => {
             attempt.source = source;
-            engine.refuse(&attempt, reason)
+            engine.refuse(&attempt, Denial::policy(reason))
         }
         Peeked::Nothing => engine.decide(&attempt),
         Peeked::Closed => return,
     };
     let (rule, would_deny) = match verdict {
         Verdict::Go { rule, would_deny } => (rule, would_deny),
-        Verdict::Refuse { reason } => return close_refused(tcp, &first, &reason).await,
+        Verdict::Refuse(denial) => return close_refused(tcp, &first, &denial).await,
     };
     if let Some(broker) = engine.broker_for(attempt.name.as_deref())
         && attempt.source == NameSource::Sni
@@ -255,10 +256,9 @@ pub(super) async fn captured_connection<S: StepSide>(
     // the step picked: that address is only trusted when no name is known and a cidr allows it.
     let mut upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
         Ok(s) => s,
-        Err(reason) => {
-            let reason = reason.to_string();
-            engine.log_refusal_only(&attempt, &reason);
-            return close_refused(tcp, &first, &reason).await;
+        Err(denial) => {
+            engine.log_refusal_only(&attempt, &denial);
+            return close_refused(tcp, &first, &denial).await;
         }
     };
     engine.admitted(&attempt, rule, would_deny);
@@ -270,15 +270,10 @@ pub(super) async fn captured_connection<S: StepSide>(
 }
 
 /// Ends a refused connection at once, so the step's tool fails now instead of at its timeout:
-/// a plain HTTP request gets a 403 saying why, anything else is closed.
-async fn close_refused<S: AsyncWrite + Unpin>(mut tcp: S, first: &[u8], reason: &str) {
+/// a plain HTTP request gets the denial's answer saying why, anything else is closed.
+async fn close_refused<S: AsyncWrite + Unpin>(mut tcp: S, first: &[u8], denial: &Denial) {
     if matches!(parse_request_head(first), Peek::Done(_)) {
-        let body = format!("stepjail: {reason}\n");
-        let resp = format!(
-            "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = tcp.write_all(resp.as_bytes()).await;
+        let _ = tcp.write_all(&denial.raw_response()).await;
     }
     let _ = tcp.shutdown().await;
 }

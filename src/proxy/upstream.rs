@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::dial::DialError;
+use super::denial::Denial;
 pub use crate::policy::upstream_proxy::{UpstreamProxy, UrlError};
 
 /// The longest response head an upstream may send to a CONNECT.
@@ -46,14 +46,14 @@ impl UpstreamProxy {
     }
 
     /// Opens a tunnel to `host:port` through the upstream. Any failure is
-    /// [`DialError::Unreachable`] (502), never a fallback to a direct connection.
+    /// [`Denial::unreachable`] (502), never a fallback to a direct connection.
     pub async fn connect(
         &self,
         host: &str,
         port: u16,
         connect_timeout: Duration,
-    ) -> Result<TcpStream, DialError> {
-        let fail = |what: String| DialError::Unreachable(format!("upstream proxy {self}: {what}"));
+    ) -> Result<TcpStream, Denial> {
+        let fail = |what: String| Denial::unreachable(format!("upstream proxy {self}: {what}"));
         let mut s =
             match tokio::time::timeout(connect_timeout, TcpStream::connect(self.host_port())).await
             {

@@ -69,7 +69,7 @@ pub fn child(
                 report_fd.as_fd(),
                 &report::Message::SetupFailed(format!("redirecting output: {e}")),
             );
-            sys::exit_now(super::exit::EXIT_SETUP);
+            sys::exit_now(crate::exit::SETUP);
         }
     }
     match setup(plan, sync, &report_fd, net_fd) {
@@ -83,7 +83,7 @@ pub fn child(
                 report_fd.as_fd(),
                 &report::Message::SetupFailed(e.to_string()),
             );
-            sys::exit_now(super::exit::EXIT_SETUP)
+            sys::exit_now(crate::exit::SETUP)
         }
     }
 }
@@ -172,7 +172,7 @@ fn wait_for_supervisor(sync: OwnedFd) -> Result<(), SetupError> {
     loop {
         match nix::unistd::read(&sync, &mut byte) {
             Ok(1) => return Ok(()),
-            Ok(_) => sys::exit_now(super::exit::EXIT_SETUP), // supervisor gone: nobody to report to
+            Ok(_) => sys::exit_now(crate::exit::SETUP), // supervisor gone: nobody to report to
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).step(|| "waiting for the supervisor".into()),
         }
@@ -536,21 +536,21 @@ fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupErro
             if let Err(e) = sys::reset_signals().and_then(|_| sys::setsid()) {
                 fail(
                     report::Message::SetupFailed(format!("preparing the step: {e}")),
-                    super::exit::EXIT_SETUP,
+                    crate::exit::SETUP,
                 );
             }
             for (r, v) in &plan.rlimits {
                 if let Err(e) = sys::set_rlimit(rlimit_resource(*r), *v) {
                     fail(
                         report::Message::SetupFailed(format!("setting {r:?} limit: {e}")),
-                        super::exit::EXIT_SETUP,
+                        crate::exit::SETUP,
                     );
                 }
             }
             if let Err(e) = std::env::set_current_dir(&cwd) {
                 fail(
                     report::Message::SetupFailed(format!("entering {}: {e}", cwd.display())),
-                    super::exit::EXIT_SETUP,
+                    crate::exit::SETUP,
                 );
             }
             // Like execvp: try each PATH entry; remember a permission error over "not found".
@@ -563,9 +563,9 @@ fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupErro
                 }
             }
             let code = if worst.raw_os_error() == Some(libc::ENOENT) {
-                super::exit::EXIT_NOT_FOUND
+                crate::exit::NOT_FOUND
             } else {
-                super::exit::EXIT_CANNOT_EXEC
+                crate::exit::CANNOT_EXEC
             };
             fail(
                 report::Message::ExecFailed {

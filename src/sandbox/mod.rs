@@ -3,7 +3,6 @@
 //! enforces the timeout. Every syscall and every `unsafe` lives in `sys`.
 
 pub mod apply;
-mod exit;
 pub mod host;
 pub mod init;
 pub mod output;
@@ -26,8 +25,6 @@ use crate::sys;
 
 pub use plan::Plan;
 use report::Message;
-
-pub use exit::{EXIT_CANNOT_EXEC, EXIT_INIT_SIGNALLED, EXIT_NOT_FOUND, EXIT_SETUP, EXIT_TIMEOUT};
 
 /// Namespaces every step gets.
 const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
@@ -69,7 +66,7 @@ impl SandboxError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SandboxError::Exec { code, .. } => *code,
-            _ => EXIT_SETUP,
+            _ => crate::exit::SETUP,
         }
     }
 }
@@ -343,7 +340,7 @@ fn finish(
             Some(Message::ExecFailed { command, error }) => {
                 let code = match status {
                     WaitStatus::Exited(_, c) => c,
-                    _ => EXIT_CANNOT_EXEC,
+                    _ => crate::exit::CANNOT_EXEC,
                 };
                 return Err(SandboxError::Exec {
                     command,
@@ -355,7 +352,7 @@ fn finish(
         }
     }
     let code = if timed_out {
-        EXIT_TIMEOUT
+        crate::exit::TIMEOUT
     } else {
         match status {
             WaitStatus::Exited(_, c) => c,
@@ -365,14 +362,14 @@ fn finish(
                 ));
             }
             WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-            _ => EXIT_SETUP,
+            _ => crate::exit::SETUP,
         }
     };
     // Init exits 128+N when the step died of signal N. If the step sent N to init itself and
     // stepjail relayed no signal, nobody cancelled it: say so with a code of our own.
     let code = match init_signal {
         Some(sig) if !timed_out && cancel_signal.is_none() && code == 128 + sig => {
-            EXIT_INIT_SIGNALLED
+            crate::exit::INIT_SIGNALLED
         }
         _ => code,
     };

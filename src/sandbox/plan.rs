@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::policy::model::{EnvPattern, LandlockPolicy, NetworkMode, ResolvedProfile};
-pub use crate::policy::reserved::{CA_BUNDLE_VARS, SANDBOX_VARS, sets_itself};
+pub use crate::policy::reserved::SANDBOX_VARS;
 
 /// Variables every step gets when the caller has them, before the profile's `env.pass`.
 pub const SAFE_DEFAULT_ENV: &[&str] = &["PATH", "TERM", "LANG", "TZ"];
@@ -180,26 +180,79 @@ pub enum PlanError {
     },
 }
 
+/// What a plan holds beyond the profile and the host: the step's secrets and a CA to trust.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The step's secret values (placeholders for brokered ones), set after everything else,
+    /// so a declaration wins over `env.set` (which the profile loader already refuses anyway).
+    pub secrets: Vec<(String, String)>,
+    /// A CA the step trusts on top of the system's (the broker's).
+    pub ca: Option<TrustedCa>,
+    /// See [`Plan::merge_output`].
+    pub merge_output: bool,
+}
+
+/// A CA bundle the step sees at `bundle` (covered inside the sandbox only) holding `content`:
+/// the system bundle, the certificates of [`user_ca_files`] of the [`Draft`]'s environment,
+/// and the extra CA.
+#[derive(Debug, Clone)]
+pub struct TrustedCa {
+    pub bundle: PathBuf,
+    pub content: String,
+}
+
+/// A plan before its [`Extras`]: what the profile and the host decide. The tool-settings
+/// check reads it (the caller's settings, not the step's secrets), and the CA bundle's content
+/// is made from its environment; [`Draft::finish`] then makes the [`Plan`].
+#[derive(Debug, Clone)]
+pub struct Draft(Plan);
+
+impl Draft {
+    /// The step's environment without its secrets and without a trusted CA.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.0.env
+    }
+    /// Paths bound writable into the sandbox (existing ones only).
+    pub fn writable(&self) -> &[PathBuf] {
+        &self.0.writable
+    }
+    pub fn identity(&self) -> &Identity {
+        &self.0.identity
+    }
+    /// The plan, with `extras` in it.
+    pub fn finish(self, extras: Extras) -> Plan {
+        let mut plan = self.0;
+        plan.set_secrets(&extras.secrets);
+        if let Some(ca) = extras.ca {
+            plan.trust_ca(ca.bundle, ca.content);
+        }
+        plan.merge_output = extras.merge_output;
+        plan
+    }
+}
+
 impl Plan {
+    /// The plan for running `argv` under `profile`, with the step's secrets and trusted CA.
     pub fn build(
         profile: &ResolvedProfile,
         identity: Identity,
         workspace: &Path,
         argv: Vec<String>,
         host: &HostFacts,
+        extras: Extras,
     ) -> Result<Plan, PlanError> {
-        Plan::build_with(profile, identity, workspace, argv, host, None)
+        Ok(Plan::draft(profile, identity, workspace, argv, host, None)?.finish(extras))
     }
 
-    /// [`Plan::build`] with a directory reduced to a [`Skeleton`].
-    pub fn build_with(
+    /// The [`Draft`] of a plan, with a directory reduced to a [`Skeleton`] when given.
+    pub fn draft(
         profile: &ResolvedProfile,
         identity: Identity,
         workspace: &Path,
         argv: Vec<String>,
         host: &HostFacts,
         skeleton: Option<&Skeleton>,
-    ) -> Result<Plan, PlanError> {
+    ) -> Result<Draft, PlanError> {
         if argv.is_empty() {
             return Err(PlanError::NoCommand);
         }
@@ -252,7 +305,7 @@ impl Plan {
         } else {
             host.cwd.clone()
         };
-        Ok(Plan {
+        Ok(Draft(Plan {
             profile_name: profile.name.clone(),
             env,
             identity,
@@ -267,7 +320,7 @@ impl Plan {
             timeout: profile.process.timeout,
             egress,
             merge_output: false,
-        })
+        }))
     }
 }
 
@@ -452,7 +505,7 @@ pub fn environment(
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in caller {
         // CI credentials and the profile's scrub list never pass; declared secrets are
-        // injected by name (see `Plan::inject_secrets`), never picked up by a pattern.
+        // injected by name (see `Extras::secrets`), never picked up by a pattern.
         if crate::secrets::CI_CREDENTIALS.contains(&k.as_str())
             || profile
                 .env_scrub
@@ -528,8 +581,10 @@ pub const TRUST_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
+pub use crate::policy::reserved::CA_BUNDLE_VARS;
+
 /// Tools' own CA bundle settings, which replace the system bundle for that tool. When the step
-/// trusts an extra CA ([`Plan::trust_ca`]), those present point at the combined bundle too.
+/// trusts an extra CA ([`Extras::ca`]), those present point at the combined bundle too.
 pub const TOOL_CA_VARS: &[&str] = &[
     "PIP_CERT",
     "npm_config_cafile",
@@ -570,7 +625,7 @@ impl Plan {
     /// Makes the step trust an extra CA: the bundle at `bundle` is covered (inside the sandbox
     /// only) with `content` (the system bundle, the certificates of [`user_ca_files`], and the
     /// CA), and the usual variables, and the tools' own CA settings present, point at it.
-    pub fn trust_ca(&mut self, bundle: PathBuf, content: String) {
+    fn trust_ca(&mut self, bundle: PathBuf, content: String) {
         let at = self.mounts.len() - 1; // before the final Seal of /dev, where it is staged
         self.mounts.insert(
             at,
@@ -596,7 +651,7 @@ impl Plan {
 
     /// Adds the step's declared secrets to its environment (after everything else, so a
     /// declaration wins over `env.set`, which the profile loader already refuses anyway).
-    pub fn inject_secrets(&mut self, values: &[(String, String)]) {
+    fn set_secrets(&mut self, values: &[(String, String)]) {
         for (k, v) in values {
             self.env.retain(|(name, _)| name != k);
             self.env.push((k.clone(), v.clone()));
@@ -627,6 +682,17 @@ fn rlimits(profile: &ResolvedProfile) -> Rlimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan without secrets or a trusted CA.
+    fn build(
+        p: &ResolvedProfile,
+        id: Identity,
+        ws: &Path,
+        argv: Vec<String>,
+        h: &HostFacts,
+    ) -> Result<Plan, PlanError> {
+        Plan::build(p, id, ws, argv, h, Extras::default())
+    }
     use crate::policy::model::{Network, ProcessPolicy};
 
     fn profile() -> ResolvedProfile {
@@ -718,8 +784,7 @@ mod tests {
     fn profile_files_are_written_into_the_fresh_tmp_before_any_bind() {
         let mut p = profile();
         p.files = vec![("/tmp/stepjail/apt.conf".into(), "Dir \"/ws\";\n".into())];
-        let plan =
-            Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &host()).unwrap();
+        let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &host()).unwrap();
         let at = |want: fn(&MountOp) -> bool| plan.mounts.iter().position(want).unwrap();
         let file = at(|m| matches!(m, MountOp::TmpFile { .. }));
         assert_eq!(
@@ -751,7 +816,7 @@ mod tests {
             // Read-only files outside the skeleton are visible anyway: never bound.
             read_only: vec!["/act/wf/a.sh".into()],
         };
-        let plan = Plan::build_with(
+        let plan = Plan::draft(
             &profile(),
             ident(),
             Path::new("/ws"),
@@ -759,7 +824,8 @@ mod tests {
             &h,
             Some(&sk),
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             binds(&plan),
             vec![
@@ -770,7 +836,7 @@ mod tests {
         assert!(plan.writable.contains(&"/act/wf/envs.txt".into()));
         // Without a RUNNER_TEMP there is no skeleton tmpfs, the files are still bound.
         let sk = Skeleton { dir: None, ..sk };
-        let plan = Plan::build_with(
+        let plan = Plan::draft(
             &profile(),
             ident(),
             Path::new("/ws"),
@@ -778,7 +844,8 @@ mod tests {
             &h,
             Some(&sk),
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(binds(&plan).len(), 2);
         assert!(
             !plan
@@ -803,7 +870,7 @@ mod tests {
                 read_write: vec![file.into()],
                 read_only: vec![],
             };
-            Plan::build_with(
+            Plan::draft(
                 &p,
                 ident(),
                 Path::new("/ws"),
@@ -835,7 +902,7 @@ mod tests {
 
     #[test]
     fn mount_order_is_private_readonly_then_private_mounts_then_binds_then_hides() {
-        let plan = Plan::build(
+        let plan = build(
             &profile(),
             ident(),
             Path::new("/ws"),
@@ -898,7 +965,7 @@ mod tests {
         h.kinds.insert("/tmp/ws".into(), HiddenKind::Dir);
         h.kinds
             .insert("/tmp/ws/agent.sock".into(), HiddenKind::File);
-        let plan = Plan::build(&p, ident(), Path::new("/tmp/ws"), vec!["true".into()], &h).unwrap();
+        let plan = build(&p, ident(), Path::new("/tmp/ws"), vec!["true".into()], &h).unwrap();
         let hides: Vec<&MountOp> = plan
             .mounts
             .iter()
@@ -917,7 +984,7 @@ mod tests {
     fn cwd_inside_a_hidden_path_falls_back_to_the_workspace() {
         let mut h = host();
         h.cwd = "/home/u/.ssh".into();
-        let plan = Plan::build(
+        let plan = build(
             &profile(),
             ident(),
             Path::new("/ws"),
@@ -932,8 +999,8 @@ mod tests {
     fn cwd_in_the_private_tmp_falls_back_to_the_workspace() {
         let mut h = host();
         h.cwd = "/tmp/checkout".into();
-        let build = |h: &HostFacts| {
-            Plan::build(
+        let cwd = |h: &HostFacts| {
+            build(
                 &profile(),
                 ident(),
                 Path::new("/ws"),
@@ -943,18 +1010,18 @@ mod tests {
             .unwrap()
             .cwd
         };
-        assert_eq!(build(&h), PathBuf::from("/ws"));
+        assert_eq!(cwd(&h), PathBuf::from("/ws"));
         // Inside a writable bind under /tmp, the directory is there: it stays.
         let mut p = profile();
         p.read_write.push("/tmp/checkout".into());
         h.kinds.insert("/tmp/checkout".into(), HiddenKind::Dir);
-        let plan = Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
+        let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
         assert_eq!(plan.cwd, PathBuf::from("/tmp/checkout"));
     }
 
     #[test]
     fn empty_command_is_an_error() {
-        let err = Plan::build(&profile(), ident(), Path::new("/ws"), vec![], &host()).unwrap_err();
+        let err = build(&profile(), ident(), Path::new("/ws"), vec![], &host()).unwrap_err();
         assert_eq!(err, PlanError::NoCommand);
     }
 
@@ -1003,7 +1070,7 @@ mod tests {
             "PATH".into(),
             "/home/u/.pyenv/plugins/pyenv-virtualenv/shims:/home/u/.pyenv/shims:/usr/bin".into(),
         )];
-        let plan = Plan::build(
+        let plan = build(
             &profile(),
             ident(),
             Path::new("/ws"),
@@ -1027,23 +1094,72 @@ mod tests {
         p.read_write.push("/home/u/.pyenv".into());
         h.kinds.insert("/home/u/.pyenv".into(), HiddenKind::Dir);
         h.env = vec![("PATH".into(), "/home/u/.pyenv/shims:/usr/bin".into())];
-        let plan = Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
+        let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
         assert!(!plan.env.iter().any(|(k, _)| k == PYENV_REHASH_FUNCTION));
         h.env = vec![("PATH".into(), "/usr/bin".into())];
-        let plan = Plan::build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
+        let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
         assert!(!plan.env.iter().any(|(k, _)| k == PYENV_REHASH_FUNCTION));
     }
 
     #[test]
-    fn a_trusted_ca_keeps_the_callers_bundles_and_repoints_tool_settings() {
-        let mut plan = Plan::build(
+    fn extras_put_the_secrets_and_the_ca_into_the_plan() {
+        let plan = Plan::build(
             &profile(),
             ident(),
             Path::new("/ws"),
             vec!["true".into()],
             &host(),
+            Extras {
+                secrets: vec![("TOKEN".into(), "v".into())],
+                ca: Some(TrustedCa {
+                    bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+                    content: "pem".into(),
+                }),
+                merge_output: true,
+            },
         )
         .unwrap();
+        assert!(plan.env.contains(&("TOKEN".to_string(), "v".to_string())));
+        assert!(plan.env.contains(&(
+            "SSL_CERT_FILE".to_string(),
+            "/etc/ssl/certs/ca-certificates.crt".to_string()
+        )));
+        assert!(plan.merge_output);
+        // Staged before the final seal of /dev.
+        let n = plan.mounts.len();
+        assert_eq!(
+            plan.mounts[n - 2],
+            MountOp::File {
+                target: "/etc/ssl/certs/ca-certificates.crt".into(),
+                content: "pem".into()
+            }
+        );
+        assert!(matches!(plan.mounts[n - 1], MountOp::Seal { .. }));
+        let bare = build(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &host(),
+        );
+        let bare = bare.unwrap();
+        assert!(!bare.env.iter().any(|(k, _)| k == "TOKEN"));
+        assert!(!bare.merge_output);
+        assert_eq!(bare.mounts.len(), n - 1);
+    }
+
+    #[test]
+    fn a_trusted_ca_keeps_the_callers_bundles_and_repoints_tool_settings() {
+        let mut draft = Plan::draft(
+            &profile(),
+            ident(),
+            Path::new("/ws"),
+            vec!["true".into()],
+            &host(),
+            None,
+        )
+        .unwrap();
+        let plan = &mut draft.0;
         plan.env
             .push(("NODE_EXTRA_CA_CERTS".into(), "/corp/ca.pem".into()));
         plan.env.push(("PIP_CERT".into(), "/corp/pip.pem".into()));
@@ -1058,7 +1174,13 @@ mod tests {
                 ("PIP_CERT".to_string(), PathBuf::from("/corp/pip.pem"))
             ]
         );
-        plan.trust_ca("/etc/ssl/certs/ca-certificates.crt".into(), "x".into());
+        let plan = draft.finish(Extras {
+            ca: Some(TrustedCa {
+                bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+                content: "x".into(),
+            }),
+            ..Extras::default()
+        });
         let get = |k: &str| plan.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
         for k in ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "PIP_CERT"] {
             assert_eq!(get(k), "/etc/ssl/certs/ca-certificates.crt", "{k}");

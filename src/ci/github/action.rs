@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::report;
 use super::step::{self, StepRequest};
+use crate::step::RunError;
 
 /// The runner's default variables an action's toolkit reads for its context (`@actions/github`
 /// builds `context` from them). None is a credential: `GITHUB_TOKEN` and the `ACTIONS_*`
@@ -90,9 +91,8 @@ pub struct ActionRequest {
     pub inputs: Vec<(String, String)>,
 }
 
-fn fail(msg: impl std::fmt::Display) -> i32 {
-    report::error("stepjail action", &msg);
-    crate::cli::EXIT_USAGE
+fn fail(msg: impl std::fmt::Display) -> Result<i32, RunError> {
+    Err(RunError::Action(msg.to_string()))
 }
 
 /// `INPUT_<NAME>` as the runner names it: upper case, spaces as `_` (hyphens kept).
@@ -110,7 +110,7 @@ fn scalar(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Runs the action; returns stepjail's exit code.
-pub fn run(req: ActionRequest) -> i32 {
+pub fn run(req: ActionRequest) -> Result<i32, RunError> {
     let dir = match std::fs::canonicalize(&req.dir) {
         Ok(d) if d.is_dir() => d,
         _ => return fail(format!("{}: not a directory", req.dir.display())),

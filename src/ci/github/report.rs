@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::audit::{Decision, Event, NetMode, Record};
+use crate::audit::{Decision, Event, Record};
+use crate::policy::model::NetworkMode;
 
 /// GitHub's limit on one step's summary.
 pub const SUMMARY_LIMIT: u64 = 1024 * 1024;
@@ -207,12 +208,6 @@ fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// Reports an error twice: as an `::error` annotation (on the run's page) and on stderr.
-pub fn error(title: &str, msg: &dyn std::fmt::Display) {
-    println!("{}", command("error", title, &msg.to_string()));
-    eprintln!("stepjail: {msg}");
-}
-
 /// One workflow command, `::error title=...::message`.
 pub fn command(kind: &str, title: &str, message: &str) -> String {
     format!(
@@ -222,15 +217,30 @@ pub fn command(kind: &str, title: &str, message: &str) -> String {
     )
 }
 
+/// Says a step's error the one way stepjail says errors: its warnings, then (`annotate`: under
+/// GitHub Actions) an `::error` annotation on stdout, then `stepjail: ...` on stderr; returns its
+/// exit code. `cli::main` says every subcommand's error with it; the runner drivers, which go on
+/// after a failed step, say theirs with it too.
+pub fn say_error(e: &crate::step::RunError, annotate: bool) -> i32 {
+    for w in e.warnings() {
+        eprintln!("stepjail: warning: {w}");
+    }
+    if let Some(title) = e.annotation().filter(|_| annotate) {
+        println!("{}", command("error", title, &e.to_string()));
+    }
+    eprintln!("stepjail: {e}");
+    e.exit_code()
+}
+
 /// One annotation per distinct denial (`::error`, or `::warning` in audit mode), at most
 /// [`MAX_ANNOTATIONS`], then one saying how many more are in the summary.
 pub fn annotations(
     report: &StepReport,
     step: &str,
     profile: &str,
-    mode: Option<NetMode>,
+    mode: Option<NetworkMode>,
 ) -> Vec<String> {
-    let audit = mode == Some(NetMode::Audit);
+    let audit = mode == Some(NetworkMode::Audit);
     let (kind, verb) = if audit {
         ("warning", "would deny")
     } else {
@@ -295,7 +305,7 @@ fn bytes(n: u64) -> String {
 pub struct Header<'a> {
     pub step: &'a str,
     pub profile: &'a str,
-    pub mode: Option<NetMode>,
+    pub mode: Option<NetworkMode>,
     pub exit_code: i32,
     /// Entries stepjail removed from `$GITHUB_ENV` / `$GITHUB_PATH`.
     pub removed: &'a [String],
@@ -304,9 +314,9 @@ pub struct Header<'a> {
 /// The step's summary section (Markdown), at most [`SECTION_LIMIT`] bytes.
 pub fn summary(report: &StepReport, h: &Header<'_>) -> String {
     let mode = match h.mode {
-        Some(NetMode::Enforce) => "enforce",
-        Some(NetMode::Audit) => "audit",
-        Some(NetMode::None) => "no network",
+        Some(NetworkMode::Enforce) => "enforce",
+        Some(NetworkMode::Audit) => "audit",
+        Some(NetworkMode::None) => "no network",
         None => "not started",
     };
     let mut s = String::new();
@@ -349,7 +359,7 @@ pub fn summary(report: &StepReport, h: &Header<'_>) -> String {
         }
         s.push('\n');
     }
-    let audit = h.mode == Some(NetMode::Audit);
+    let audit = h.mode == Some(NetworkMode::Audit);
     if !report.denied.is_empty() {
         let _ = writeln!(
             s,
@@ -547,7 +557,7 @@ mod tests {
             r.reflected[&("ECHO_TOKEN".to_string(), "echo.test".to_string())],
             2
         );
-        let a = annotations(&r, "t/s", "p", Some(NetMode::Enforce));
+        let a = annotations(&r, "t/s", "p", Some(NetworkMode::Enforce));
         assert_eq!(
             a.last().unwrap(),
             "::warning title=stepjail secret reflected::step t/s: echo.test sent brokered secret ECHO_TOKEN back (2x); the step got its placeholder instead"
@@ -557,13 +567,13 @@ mod tests {
     #[test]
     fn annotations_name_step_host_and_port_and_escape() {
         let r = StepReport::from_records(&sample(), "run-1");
-        let a = annotations(&r, "test/deps", "npm", Some(NetMode::Enforce));
+        let a = annotations(&r, "test/deps", "npm", Some(NetworkMode::Enforce));
         assert_eq!(a.len(), 3);
         assert_eq!(
             a[0],
             "::error title=stepjail denied egress::step test/deps: denied evil.example:443 (no rule; profile 'npm'), 2 attempts"
         );
-        let w = annotations(&r, "t/s", "npm", Some(NetMode::Audit));
+        let w = annotations(&r, "t/s", "npm", Some(NetworkMode::Audit));
         assert!(
             w[0].starts_with("::warning title=stepjail would deny egress::step t/s: would deny")
         );
@@ -584,7 +594,7 @@ mod tests {
             &Header {
                 step: "test/deps",
                 profile: "npm",
-                mode: Some(NetMode::Audit),
+                mode: Some(NetworkMode::Audit),
                 exit_code: 0,
                 removed: &removed,
             },
@@ -630,7 +640,7 @@ mod tests {
             &Header {
                 step: "a/b",
                 profile: "p",
-                mode: Some(NetMode::Enforce),
+                mode: Some(NetworkMode::Enforce),
                 exit_code: 1,
                 removed: &[],
             },

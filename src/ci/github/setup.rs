@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::state::{self, JobMode, State};
+use super::state::{self, State};
 use crate::policy::Policy;
 use crate::policy::model::NetworkMode;
 
@@ -14,7 +14,8 @@ pub struct SetupRequest {
     pub policy: PathBuf,
     /// Read the policy from this git revision (`origin/main`) instead of the working tree.
     pub policy_ref: Option<String>,
-    pub mode: JobMode,
+    /// `enforce` or `audit`.
+    pub mode: NetworkMode,
     /// The secrets as `toJSON(secrets)` (or dotenv) text.
     pub secrets: Option<String>,
     pub state_dir: PathBuf,
@@ -154,7 +155,7 @@ pub fn setup(req: &SetupRequest) -> Result<SetupOutcome, SetupError> {
     let mut table = Vec::new();
     let describe = |p: &crate::policy::model::Profile| {
         let net = match (req.mode, p.network.mode) {
-            (JobMode::Audit, _) => "audit: everything allowed and logged".to_string(),
+            (NetworkMode::Audit, _) => "audit: everything allowed and logged".to_string(),
             (_, NetworkMode::None) => "no network".to_string(),
             (_, NetworkMode::Audit) => "audit".to_string(),
             (_, NetworkMode::Enforce) => format!("{} allow rules", p.network.allow.len()),

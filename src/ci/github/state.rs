@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::model::NetworkMode;
+
 /// Variable naming the state directory in later steps.
 pub const STATE_VAR: &str = "STEPJAIL_STATE";
 /// Variable holding the frozen policy's SHA-256 in later steps.
@@ -29,22 +31,14 @@ pub const STATE_FILE: &str = "state.json";
 pub const SECRETS_FILE: &str = "secrets.json";
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
-/// The job-wide network mode the action was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobMode {
-    /// Each step's profile is enforced.
-    Enforce,
-    /// Every step is allowed out; what enforcing would deny is logged and reported.
-    Audit,
-}
-
 /// `state.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub version: u32,
-    pub mode: JobMode,
+    /// The job-wide mode the action was given: `enforce` (each step's profile as written) or
+    /// `audit` (every step allowed out; what enforcing would deny is logged and reported).
+    pub mode: NetworkMode,
     /// Lower-case hex SHA-256 of `policy.yml`.
     pub policy_sha256: String,
     /// Where the policy was read from (`.github/stepjail.yml`, `origin/main:.github/stepjail.yml`).
@@ -188,6 +182,9 @@ pub fn load(dir: &Path, expected: Option<&str>) -> Result<Frozen, StateError> {
     if state.version != 1 {
         return Err(malformed(format!("version {} (expected 1)", state.version)));
     }
+    if state.mode == NetworkMode::None {
+        return Err(malformed("mode none (expected enforce or audit)".into()));
+    }
     let policy = read(dir, POLICY_FILE)?;
     let found = sha256_hex(&policy);
     for want in std::iter::once(state.policy_sha256.as_str()).chain(expected) {
@@ -228,7 +225,7 @@ mod tests {
         write_atomic(&dir, POLICY_FILE, b"version: 1\n", 0o600).unwrap();
         let state = State {
             version: 1,
-            mode: JobMode::Enforce,
+            mode: NetworkMode::Enforce,
             policy_sha256: sha256_hex(b"version: 1\n"),
             policy_source: "x".into(),
         };
@@ -251,5 +248,31 @@ mod tests {
             load(&d.path().join("none"), None),
             Err(StateError::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn a_job_mode_is_enforce_or_audit_never_none() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("s");
+        prepare_dir(&dir).unwrap();
+        write_atomic(&dir, POLICY_FILE, b"version: 1\n", 0o600).unwrap();
+        for (mode, ok) in [("enforce", true), ("audit", true), ("none", false)] {
+            let state = format!(
+                r#"{{"version":1,"mode":"{mode}","policy_sha256":"{}","policy_source":"x"}}"#,
+                sha256_hex(b"version: 1\n")
+            );
+            write_atomic(&dir, STATE_FILE, state.as_bytes(), 0o600).unwrap();
+            match load(&dir, None) {
+                Ok(f) => assert!(ok, "{mode}: {:?}", f.state),
+                Err(e) => {
+                    assert!(!ok, "{mode}: {e}");
+                    assert!(
+                        e.to_string()
+                            .contains("mode none (expected enforce or audit)"),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use super::filecmd;
 use super::report::{self, Header, StepReport};
-use super::state::{self, JobMode};
+use super::state;
 use crate::audit::{AuditLog, Event, FileCommand};
-use crate::cli::run::{CiStep, Request};
 use crate::policy::Policy;
 use crate::policy::model::NetworkMode;
 use crate::sandbox::plan::Skeleton;
+use crate::step::{CiStep, Host, RunError, Spec};
 
 /// The file-command variables: each names a file of this step the step may write.
 pub const FILE_COMMANDS: &[&str] = &[
@@ -30,9 +30,6 @@ pub const FILE_COMMANDS: &[&str] = &[
 /// Programs a `$GITHUB_PATH` entry may not shadow.
 pub const SHADOWED: &[&str] = &["stepjail", "bash", "sh", "env", "sudo"];
 
-/// Exit code when the frozen state is missing, unreadable or was changed.
-pub const EXIT_STATE: i32 = 125;
-
 pub struct StepRequest {
     pub state_dir: Option<PathBuf>,
     pub verbose: bool,
@@ -45,28 +42,48 @@ pub struct StepRequest {
     pub pass: Vec<String>,
 }
 
-fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
-    report::error("stepjail", &msg);
-    code
+/// The frozen state is missing, unreadable or was changed (exit 125).
+fn state(msg: impl std::fmt::Display) -> RunError {
+    RunError::State(msg.to_string())
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Runs one step; returns the exit code stepjail ends with.
-pub fn run(req: StepRequest) -> i32 {
+/// Runs one step: locates its policy entry and files, launches it, then does what must follow
+/// it (file commands, annotations, the summary). Returns the exit code stepjail ends with, or
+/// the error that stopped the step (after the after-step, when the step was located).
+pub fn run(req: StepRequest) -> Result<i32, RunError> {
+    let (spec, located) = locate(req)?;
+    let (finished, result) = launch(spec, &located);
+    after_step(&located, finished, result)
+}
+
+/// What the after-step needs to know of the located step.
+struct Located {
+    /// `job/step`, for messages.
+    shown: String,
+    /// The chosen profile's name.
+    profile: String,
+    /// The policy entry's `allow_env`.
+    allow_env: Vec<String>,
+    workspace_dir: PathBuf,
+    /// The job's audit log, and where this step's records begin in it.
+    audit_path: PathBuf,
+    offset: u64,
+}
+
+/// Finds the step's policy entry, its secrets and its runner files, and makes its spec. An
+/// error here means the step is not run (and there is nothing to do after it).
+fn locate(req: StepRequest) -> Result<(Spec, Located), RunError> {
     let Some(dir) = state::state_dir(req.state_dir.as_deref()) else {
-        return fail(
-            EXIT_STATE,
+        return Err(state(
             "no state directory: STEPJAIL_STATE and RUNNER_TEMP are unset (add the stepjail action before this step, or pass --state-dir)",
-        );
+        ));
     };
     let expected = env(state::DIGEST_VAR);
-    let frozen = match state::load(&dir, expected.as_deref()) {
-        Ok(f) => f,
-        Err(e) => return fail(EXIT_STATE, e),
-    };
+    let frozen = state::load(&dir, expected.as_deref()).map_err(state)?;
     let policy_path = dir.join(state::POLICY_FILE);
     let label = format!(
         "frozen policy {} (from {})",
@@ -79,14 +96,9 @@ pub fn run(req: StepRequest) -> i32 {
         .clone()
         .or_else(|| env("GITHUB_ACTION"))
         .unwrap_or_default();
-    let policy = match Policy::parse_frozen(&policy_path, &frozen.policy, &label, &job, &step) {
-        Ok(p) => p,
-        Err(e) => return fail(EXIT_STATE, e),
-    };
-    let chosen = match policy.for_step(&job, &step) {
-        Ok(c) => c,
-        Err(e) => return fail(crate::cli::EXIT_USAGE, e),
-    };
+    let policy =
+        Policy::parse_frozen(&policy_path, &frozen.policy, &label, &job, &step).map_err(state)?;
+    let chosen = policy.for_step(&job, &step)?;
     let shown = format!("{job}/{step}");
     if req.verbose {
         eprintln!(
@@ -101,10 +113,7 @@ pub fn run(req: StepRequest) -> i32 {
     }
     let secrets_path = dir.join(state::SECRETS_FILE);
     let file_secrets = if secrets_path.exists() {
-        match crate::secrets::load_file(&secrets_path) {
-            Ok(v) => Some(v),
-            Err(e) => return fail(EXIT_STATE, e),
-        }
+        Some(crate::secrets::load_file(&secrets_path).map_err(state)?)
     } else {
         None
     };
@@ -121,13 +130,10 @@ pub fn run(req: StepRequest) -> i32 {
     for var in FILE_COMMANDS {
         let Some(p) = env(var) else { continue };
         let refused = |why: &dyn std::fmt::Display| {
-            fail(
-                EXIT_STATE,
-                format!(
-                    "{var}={}: {why}; the step is not run",
-                    report::safe_path(&p)
-                ),
-            )
+            Err(state(format!(
+                "{var}={}: {why}; the step is not run",
+                report::safe_path(&p)
+            )))
         };
         match filecmd::step_file(Path::new(&p)) {
             Ok(Some(real)) if real.starts_with(&state_real) => {
@@ -179,8 +185,9 @@ pub fn run(req: StepRequest) -> i32 {
         hidden.push(c);
     }
     let mode = match frozen.state.mode {
-        JobMode::Audit => Some(NetworkMode::Audit),
-        JobMode::Enforce => None,
+        NetworkMode::Audit => Some(NetworkMode::Audit),
+        // `enforce`: each step's profile as written (`state::load` refuses `none`).
+        _ => None,
     };
     let audit_path = dir.join(state::AUDIT_FILE);
     let offset = std::fs::metadata(&audit_path).map(|m| m.len()).unwrap_or(0);
@@ -188,7 +195,15 @@ pub fn run(req: StepRequest) -> i32 {
     pass.push("GITHUB_ACTION".into());
     pass.push("GITHUB_EVENT_PATH".into());
     pass.extend(req.pass.iter().cloned());
-    let finished = crate::cli::run::execute(Request {
+    let located = Located {
+        shown,
+        profile: chosen.profile.name.clone(),
+        allow_env: chosen.allow_env.clone(),
+        workspace_dir,
+        audit_path: audit_path.clone(),
+        offset,
+    };
+    let spec = Spec {
         profile: chosen.profile,
         workspace,
         user: None,
@@ -207,11 +222,51 @@ pub fn run(req: StepRequest) -> i32 {
             hidden,
             pass,
             set: req.set,
-            job: job.clone(),
-            step: step.clone(),
+            job,
+            step,
         }),
+    };
+    Ok((spec, located))
+}
+
+/// Prepares and launches the step; returns what the after-step needs, whether or not the step
+/// could be launched, with the outcome.
+fn launch(spec: Spec, at: &Located) -> (Finished, Result<crate::step::Outcome, RunError>) {
+    let mut finished = Finished {
+        run_id: crate::step::new_run_id(),
+        profile: at.profile.clone(),
+        mode: None,
+        writable: Vec::new(),
+    };
+    let result = crate::step::prepare(spec, &Host::current()).and_then(|prepared| {
+        finished.run_id = prepared.run_id().to_string();
+        finished.profile = prepared.profile_name().to_string();
+        finished.mode = Some(prepared.mode());
+        finished.writable = prepared.writable().to_vec();
+        prepared.launch()
     });
-    let mut code = finished.code;
+    (finished, result)
+}
+
+/// What must follow the step before the runner reads its files: file commands sanitized,
+/// annotations, the summary section. Returns the step's code, or the error that stopped it.
+fn after_step(
+    at: &Located,
+    finished: Finished,
+    result: Result<crate::step::Outcome, RunError>,
+) -> Result<i32, RunError> {
+    let Located {
+        shown,
+        allow_env,
+        workspace_dir,
+        audit_path,
+        offset,
+        ..
+    } = at;
+    let (mut code, error) = match result {
+        Ok(outcome) => (outcome.code, None),
+        Err(e) => (e.exit_code(), Some(e)),
+    };
 
     // File commands: what this step leaves for later steps. Names and paths come from the
     // step: reduced to plain characters before they reach annotations and the summary.
@@ -237,7 +292,7 @@ pub fn run(req: StepRequest) -> i32 {
         )
     };
     if let Some(p) = env("GITHUB_ENV") {
-        match filecmd::sanitize_env_file(Path::new(&p), &chosen.allow_env) {
+        match filecmd::sanitize_env_file(Path::new(&p), allow_env) {
             Ok(s) => notes.extend(s.removed.iter().map(|r| {
                 let name = report::safe_path(&r.name);
                 (
@@ -285,7 +340,7 @@ pub fn run(req: StepRequest) -> i32 {
     }
     let mut removed_lines = Vec::new();
     // Removals go to the job's audit log too, under the step's run id: they are attempts.
-    let log = AuditLog::open(&audit_path, &finished.run_id)
+    let log = AuditLog::open(audit_path, &finished.run_id)
         .inspect_err(|e| eprintln!("stepjail: opening the audit log: {e}"))
         .ok();
     for (title, message, line, event) in notes {
@@ -299,7 +354,7 @@ pub fn run(req: StepRequest) -> i32 {
     }
     if discarded && code == 0 {
         // The runner would have failed the step on a file it cannot parse.
-        code = 1;
+        code = crate::exit::FAILURE;
     }
 
     // Programs on the runner's PATH that this step could have replaced: later unsandboxed
@@ -329,16 +384,16 @@ pub fn run(req: StepRequest) -> i32 {
     }
 
     // What the step did on the network: this run's records only.
-    let records = read_from(&audit_path, offset);
+    let records = read_from(audit_path, *offset);
     let rep = StepReport::from_records(&records, &finished.run_id);
-    for a in report::annotations(&rep, &shown, &finished.profile, finished.mode) {
+    for a in report::annotations(&rep, shown, &finished.profile, finished.mode) {
         println!("{a}");
     }
     if let Some(p) = env("GITHUB_STEP_SUMMARY") {
         let section = report::summary(
             &rep,
             &Header {
-                step: &shown,
+                step: shown,
                 profile: &finished.profile,
                 mode: finished.mode,
                 exit_code: code,
@@ -349,7 +404,22 @@ pub fn run(req: StepRequest) -> i32 {
             eprintln!("stepjail: writing the step summary: {e}");
         }
     }
-    code
+    match error {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
+}
+
+/// What the after-step knows of the run.
+struct Finished {
+    /// The run id of the step's audit records.
+    run_id: String,
+    /// The resolved profile's name (the chosen one's, when the step was not prepared).
+    profile: String,
+    /// The network mode, when the step was prepared.
+    mode: Option<NetworkMode>,
+    /// The paths the step could write (the profile's `read_write`, resolved).
+    writable: Vec<PathBuf>,
 }
 
 /// The records appended to the log at `path` after `offset` (a record boundary).

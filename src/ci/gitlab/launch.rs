@@ -1,10 +1,10 @@
-//! The one place the GitLab driver calls the run pipeline (`cli::run::execute` today; the
-//! `step` library once it exists). Everything GitLab-specific is decided before this.
+//! The one place the GitLab driver calls the run pipeline (`step::prepare`, then
+//! `Prepared::launch`). Everything GitLab-specific is decided before this.
 
 use std::path::PathBuf;
 
-use crate::cli::run::{CiStep, Request};
 use crate::policy::model::{Location, NetworkMode, Profile, SecretDecl};
+use crate::step::{CiStep, Host, Spec};
 
 /// Where the stage's script is put: the sandbox's own private /tmp (the runner's copy, with
 /// every variable in it, stays outside).
@@ -60,7 +60,7 @@ pub fn launch(mut s: Stage) -> Ended {
         });
         values.insert(name, value);
     }
-    let finished = crate::cli::run::execute(Request {
+    let spec = Spec {
         profile: s.profile,
         workspace: s.workspace,
         user: s.user,
@@ -81,9 +81,16 @@ pub fn launch(mut s: Stage) -> Ended {
             job: s.job,
             step: s.stage,
         }),
+    };
+    let mut run_id = crate::step::new_run_id();
+    let result = crate::step::prepare(spec, &Host::current()).and_then(|prepared| {
+        run_id = prepared.run_id().to_string();
+        prepared.launch()
     });
-    Ended {
-        code: finished.code,
-        run_id: finished.run_id,
-    }
+    let code = match result {
+        Ok(outcome) => outcome.code,
+        // GitLab shows the job log as is: no GitHub annotation.
+        Err(e) => crate::ci::github::report::say_error(&e, false),
+    };
+    Ended { code, run_id }
 }

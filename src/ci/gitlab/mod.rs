@@ -401,7 +401,7 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
                 .iter()
                 .filter(|v| v.masked && !v.value.is_empty())
                 .filter(|v| !hold.iter().any(|w| w.key == v.key))
-                .filter(|v| !crate::sandbox::plan::sets_itself(&v.key))
+                .filter(|v| !crate::policy::reserved::is_reserved(&v.key))
                 .map(|v| (v.key.clone(), v.value.clone()))
                 .collect();
             (pr, mode, masked)
@@ -460,7 +460,7 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
     sanitize_gitlab_env(&workspace, stage);
     let started = report_denials(&audit_log, offset, &ended.run_id, stage);
     let code = ended.code;
-    if !started || code == crate::sandbox::EXIT_SETUP {
+    if !started || code == crate::exit::SETUP {
         return system(
             codes,
             format!("stage {stage}: the sandbox could not run it (exit code {code})"),

@@ -33,10 +33,11 @@ use crate::ci::github::action::ACTION_CONTEXT;
 use crate::ci::github::filecmd;
 use crate::ci::github::report::{self, Header, StepReport};
 use crate::ci::github::step::{FILE_COMMANDS, SHADOWED, read_from};
-use crate::cli::run::{CiStep, Finished, Request};
+use crate::policy::model::NetworkMode;
 use crate::policy::model::Profile;
 use crate::policy::{Chosen, Policy};
 use crate::sandbox::plan::Skeleton;
+use crate::step::{CiStep, Host, Spec};
 
 type Vars = Vec<(String, String)>;
 
@@ -220,14 +221,26 @@ struct Launch {
     ci: CiStep,
 }
 
-/// THE adapter to the run pipeline: runs one step in a fresh sandbox and says how it ended.
+/// How a launched (or refused) step ended: what the after-step needs.
+struct Finished {
+    /// The exit code stepjail ends with.
+    code: i32,
+    /// The run id of the step's audit records.
+    run_id: String,
+    /// The resolved profile's name and network mode (empty and `None` when it was not prepared).
+    profile: String,
+    mode: Option<NetworkMode>,
+    /// The paths the step could write (the profile's `read_write`, resolved).
+    writable: Vec<PathBuf>,
+}
+
+/// THE adapter to the run pipeline: prepares and launches one step in a fresh sandbox and says
+/// how it ended; an error that stopped it is said here (the after-step still runs).
 ///
-/// Today it calls `cli::run::execute`, which takes the step's environment from this process
-/// (the first half re-executed stepjail with it). When the pipeline is the `step` library
-/// (`step::prepare(spec, host) -> Prepared`, `Prepared::launch() -> Outcome`), this is the one
-/// place to change — with the environment passed in `host`, the re-execution goes too.
+/// `prepare` takes the step's environment from this process (the first half re-executed
+/// stepjail with it); passing it in `Host` instead would let that re-execution go.
 fn launch(l: Launch) -> Finished {
-    crate::cli::run::execute(Request {
+    let spec = Spec {
         profile: l.profile,
         workspace: l.workspace,
         user: l.user,
@@ -241,7 +254,26 @@ fn launch(l: Launch) -> Finished {
         verbose: false,
         command: l.command,
         ci: Some(l.ci),
-    })
+    };
+    let mut finished = Finished {
+        code: 0,
+        run_id: crate::step::new_run_id(),
+        profile: String::new(),
+        mode: None,
+        writable: Vec::new(),
+    };
+    let result = crate::step::prepare(spec, &Host::current()).and_then(|prepared| {
+        finished.run_id = prepared.run_id().to_string();
+        finished.profile = prepared.profile_name().to_string();
+        finished.mode = Some(prepared.mode());
+        finished.writable = prepared.writable().to_vec();
+        prepared.launch()
+    });
+    finished.code = match result {
+        Ok(outcome) => outcome.code,
+        Err(e) => crate::ci::github::report::say_error(&e, true),
+    };
+    finished
 }
 
 pub(super) fn second_half(file: &Path) -> i32 {

@@ -1,0 +1,138 @@
+//! `Prepared::launch`: create what the run needs on the host, clone the sandbox, serve its
+//! network, wait for the step, and record its start and end.
+
+use super::error::RunError;
+use super::prepare::Prepared;
+use super::spec::Outcome;
+use crate::audit::{AuditLog, Event, StepEnd};
+use crate::proxy::engine::Engine;
+use crate::sandbox;
+
+impl Prepared {
+    /// Runs the step. Must be called while the process is single-threaded: the sandbox is
+    /// cloned before the proxy's runtime (and its threads) starts.
+    pub fn launch(self) -> Result<Outcome, RunError> {
+        for w in &self.warnings {
+            eprintln!("stepjail: warning: {w}");
+        }
+        create_dirs(&self.create_dirs);
+        let audit = match &self.audit_log {
+            Some(p) => AuditLog::open(p, &self.run_id).map_err(RunError::AuditLog)?,
+            None => AuditLog::disabled(),
+        };
+        let plan = self.plan;
+        if self.verbose {
+            let id = &plan.identity;
+            eprintln!(
+                "stepjail: profile {} ({}), step runs as uid {} gid {}",
+                plan.profile_name, self.source, id.uid, id.gid
+            );
+            if let Some(up) = &self.upstream {
+                eprintln!("stepjail: allowed connections leave through upstream proxy {up}");
+            }
+        }
+        let started = std::time::Instant::now();
+        let log = |e: Event| {
+            if let Err(err) = audit.write(e) {
+                eprintln!("stepjail: writing the audit log: {err}");
+            }
+        };
+        log(Event::StepStart(self.start));
+        let engine = Engine::new(
+            self.network,
+            plan.profile_name.clone(),
+            audit.clone(),
+            self.resolver,
+        )
+        .with_hosts(self.hosts)
+        .with_broker(self.broker)
+        .with_leak_scanner(self.scanner)
+        .with_upstream(self.upstream)
+        .with_pointers(self.pointers);
+        let mask = self.mask;
+        let masking = !mask.is_empty();
+        let make_masker = move || -> Box<dyn sandbox::output::Filter> {
+            let refs: Vec<&[u8]> = mask.iter().map(Vec::as_slice).collect();
+            Box::new(MaskFilter(crate::secrets::Masker::with_encodings(&refs)))
+        };
+        let filter: Option<&dyn Fn() -> Box<dyn sandbox::output::Filter>> =
+            if masking { Some(&make_masker) } else { None };
+        // Fork first, then threads: the proxy's runtime starts in the closure, after the clone.
+        let result = sandbox::run(
+            &plan,
+            move |listeners| crate::proxy::server::start(listeners, engine),
+            filter,
+        );
+        let (code, timed_out, cancel_signal, init_signal) = match &result {
+            Ok(o) => (o.code, o.timed_out, o.cancel_signal, o.init_signal),
+            Err(e) => (e.exit_code(), false, None, None),
+        };
+        log(Event::StepEnd(StepEnd {
+            profile: plan.profile_name.clone(),
+            exit_code: code,
+            duration_ms: started.elapsed().as_millis() as u64,
+            timed_out,
+            cancel_signal,
+            init_signal,
+        }));
+        let outcome = result?;
+        if self.verbose {
+            for line in &outcome.info {
+                eprintln!("stepjail: {line}");
+            }
+        }
+        if outcome.timed_out {
+            let t = plan.timeout.unwrap_or_default();
+            eprintln!(
+                "stepjail: the step timed out after {}s and was killed",
+                t.as_secs_f64()
+            );
+        }
+        if let Some(sig) = outcome.init_signal {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {sig}"));
+            eprintln!(
+                "stepjail: the step sent {name} to its own init (PID 1), which forwarded it to the step; it was not cancelled{}",
+                if outcome.code == crate::exit::INIT_SIGNALLED {
+                    format!(" (exit code {}, not {})", outcome.code, 128 + sig)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(Outcome {
+            code: outcome.code,
+            timed_out: outcome.timed_out,
+            cancel_signal: outcome.cancel_signal,
+            init_signal: outcome.init_signal,
+        })
+    }
+}
+
+/// Creates the missing caches the profile makes writable under the step user's home; a
+/// failure is said and the run goes on (the step's tool will fail on its own).
+fn create_dirs(dirs: &[std::path::PathBuf]) {
+    use std::os::unix::fs::DirBuilderExt;
+    for p in dirs {
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(p)
+        {
+            eprintln!("stepjail: creating {}: {e}", p.display());
+        }
+    }
+}
+
+/// The secret masker as an output filter for the sandbox.
+struct MaskFilter(crate::secrets::Masker);
+
+impl sandbox::output::Filter for MaskFilter {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.0.feed(chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        self.0.finish()
+    }
+}
