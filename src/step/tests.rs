@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::policy::model::{NetworkMode, Profile};
 use crate::sandbox::plan::MountOp;
 
 struct Fixture {
