@@ -522,7 +522,9 @@ fn the_reserved_secret_names_are_the_ones_check_refuses() {
     // docs/secrets.md says the same in words.
     let secrets = read("docs/secrets.md");
     assert!(secrets.contains(
-        "(the proxy and CA-bundle\nvariables, `PATH`, `HOME`, `TMPDIR`, `USER`, `LOGNAME`) are refused"
+        "(the proxy variables, the tool proxy switches such as\n`JAVA_TOOL_OPTIONS` and \
+         `NODE_USE_ENV_PROXY`, the CA-bundle variables, `PATH`, `HOME`, `TMPDIR`,\n`USER`, \
+         `LOGNAME`) are refused"
     ));
     // Broken on purpose: a name dropped from the docs is found.
     let edited = threat.replacen("`LOGNAME`", "`LOGNAMES`", 1);

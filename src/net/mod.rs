@@ -204,7 +204,7 @@ mod tests {
     fn every_proxy_variable_the_step_gets_is_reserved() {
         // A secret of one of these names would replace the proxy setting: the one list of
         // names no secret may take must hold each of them.
-        for (name, _) in proxy_env() {
+        for (name, _) in proxy_env().into_iter().chain(tool_proxy_env(None)) {
             assert!(crate::policy::reserved::is_reserved(&name), "{name}");
         }
     }

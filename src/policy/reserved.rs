@@ -27,12 +27,22 @@ pub const CA_BUNDLE_VARS: &[&str] = &[
     "GIT_SSL_CAINFO",
 ];
 
+/// The switches of tools that ignore the proxy variables, which stepjail sets to point them at
+/// the explicit proxy (see `net::tool_proxy_env`; `JAVA_TOOL_OPTIONS` keeps the caller's options
+/// with the proxy properties appended, which a secret of that name would replace).
+pub const TOOL_PROXY_VARS: &[&str] = &[
+    "JAVA_TOOL_OPTIONS",
+    "NODE_USE_ENV_PROXY",
+    "YARN_HTTP_PROXY",
+    "YARN_HTTPS_PROXY",
+];
+
 /// Variables the sandbox sets for every step.
 pub const SANDBOX_VARS: &[&str] = &["PATH", "HOME", "TMPDIR", "USER", "LOGNAME"];
 
 /// Whether stepjail sets variable `name` itself, so that no secret may have that name.
 pub fn is_reserved(name: &str) -> bool {
-    [PROXY_VARS, CA_BUNDLE_VARS, SANDBOX_VARS]
+    [PROXY_VARS, TOOL_PROXY_VARS, CA_BUNDLE_VARS, SANDBOX_VARS]
         .iter()
         .any(|list| list.contains(&name))
 }
@@ -43,7 +53,14 @@ mod tests {
 
     #[test]
     fn reserved_names_are_exact_and_case_sensitive() {
-        for name in ["SSL_CERT_FILE", "PATH", "HOME", "https_proxy", "no_proxy"] {
+        for name in [
+            "SSL_CERT_FILE",
+            "PATH",
+            "HOME",
+            "https_proxy",
+            "no_proxy",
+            "NODE_USE_ENV_PROXY",
+        ] {
             assert!(is_reserved(name), "{name}");
         }
         for name in ["NPM_TOKEN", "Https_Proxy", "PATH2", ""] {
