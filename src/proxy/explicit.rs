@@ -231,7 +231,7 @@ pub enum PlainHttp {
 /// allowed host cannot name another host.
 pub async fn serve_plain_http<S>(engine: Arc<Engine>, io: S, from: PlainHttp)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     let pool: Pool = Arc::default();
     let svc = service_fn(move |req| {
