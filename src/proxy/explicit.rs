@@ -32,6 +32,9 @@ const RAW_FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(1);
 pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors (EMFILE) or the like: the pending connection stays queued,
+            // so retrying at once would spin; wait for connections to close.
+            super::server::accept_backoff().await;
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -218,6 +218,9 @@ pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
 pub async fn serve_tcp(listener: TcpListener, engine: Arc<Engine>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors (EMFILE) or the like: the pending connection stays queued,
+            // so retrying at once would spin; wait for connections to close.
+            super::server::accept_backoff().await;
             continue;
         };
         let engine = engine.clone();
