@@ -36,13 +36,13 @@ run() {
     local start=$SECONDS
     if "$@" > "$out.tmp" 2>&1; then r=ok; else r=FAILED; status=1; fi
     # The figures and the verdicts; not the thousands of per-request stderr lines.
-    grep -E '^(LOAD|test |test result|thread .* panicked|assertion|  left|  right)' "$out.tmp" | tee -a "$out"
+    grep -E '^(LOAD|SLOWLORIS|test |test result|thread .* panicked|assertion|  left|  right)' "$out.tmp" | tee -a "$out"
     echo "-- $name: $r in $((SECONDS - start))s" | tee -a "$out"
     rm -f "$out.tmp"
 }
 
-cargo build --locked --tests --test faults --test load
-run faults cargo test --locked --test faults -- --nocapture --test-threads=1
+cargo build --locked --test faults --test load
+run faults cargo test --locked --test faults -- --nocapture --test-threads=1 --include-ignored
 run load cargo test --locked --test load -- --nocapture --test-threads=1
 if [ -n "$NOFILE_SOFT" ]; then
     run "load, soft NOFILE $NOFILE_SOFT" prlimit --nofile="$NOFILE_SOFT:$(ulimit -Hn)" \

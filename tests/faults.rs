@@ -425,3 +425,50 @@ except OSError as e:
         "{ev:#?}"
     );
 }
+
+/// How long the explicit proxy lets a client dribble a request head: the first head of a
+/// connection, and the second one on a kept-alive connection. A measurement for
+/// scripts/reliability.sh (about 70 s), not a CI test: it prints `SLOWLORIS ...` lines.
+#[test]
+#[ignore]
+fn slowloris_header_timeouts_measured() {
+    if !needs_root() {
+        return;
+    }
+    let f = Faulty::new();
+    let dir = Dir::new(NOBODY);
+    let slow = r#"
+import os, socket, sys, time, urllib.parse
+u = urllib.parse.urlsplit(os.environ['http_proxy'])
+def dribble(second):
+    s = socket.create_connection((u.hostname, u.port))
+    if second:
+        s.send(b'GET http://ok.test/ HTTP/1.1\r\nHost: ok.test\r\n\r\n')
+        s.recv(4096)
+    t = time.monotonic()
+    try:
+        while time.monotonic() - t < 65:
+            s.send(b'X-a: b\r\n')
+            time.sleep(1)
+            s.setblocking(False)
+            try:
+                if s.recv(4096) == b'':
+                    return 'closed by the proxy after %ds' % (time.monotonic() - t)
+            except BlockingIOError:
+                pass
+            s.setblocking(True)
+        return 'still open after %ds' % (time.monotonic() - t)
+    except OSError as e:
+        return 'cut after %ds (%s)' % (time.monotonic() - t, e)
+print('SLOWLORIS first head:', dribble(False), flush=True)
+print('SLOWLORIS second head on a kept-alive connection:', dribble(True), flush=True)
+"#;
+    dir.write("ws/slow.py", slow);
+    let out = Out(f
+        .command(&[], &dir, PROFILE, &audit_path(&dir), "python3 slow.py")
+        .output()
+        .unwrap());
+    for l in out.ok().lines() {
+        eprintln!("{l}");
+    }
+}
