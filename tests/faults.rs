@@ -445,6 +445,7 @@ def dribble(second):
     if second:
         s.send(b'GET http://ok.test/ HTTP/1.1\r\nHost: ok.test\r\n\r\n')
         s.recv(4096)
+    s.send(b'GET http://ok.test/ HTTP/1.1\r\nHost: ok.test\r\n')
     t = time.monotonic()
     try:
         while time.monotonic() - t < 65:
