@@ -27,7 +27,7 @@ fn knob(name: &str, default: usize) -> usize {
 /// all. Prints `served N failed N` and the first errors.
 const MANY: &str = r#"
 import asyncio, os, resource, sys, urllib.parse
-n, mode = int(sys.argv[1]), sys.argv[2]
+n, mode, limit = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 if mode == 'proxy':
@@ -40,9 +40,9 @@ results = []
 async def one():
     w = None
     try:
-        r, w = await asyncio.wait_for(asyncio.open_connection(*addr), 20)
+        r, w = await asyncio.wait_for(asyncio.open_connection(*addr), limit)
         w.write(req)
-        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 20)
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), limit)
         await r.readexactly(3)
         results.append('200' if b' 200 ' in head.split(b'\r\n')[0] else head.split(b'\r\n')[0].decode())
     except Exception as e:
@@ -83,6 +83,13 @@ fn one_step_many_concurrent_connections() {
         return;
     }
     let n = knob("STEPJAIL_LOAD_CONNS", 2000);
+    // How long each connection may take to be answered (seconds).
+    let wait = knob("STEPJAIL_LOAD_WAIT", 20);
+    let modes: Vec<String> = std::env::var("STEPJAIL_LOAD_VIA")
+        .unwrap_or("proxy capture".into())
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     let f = Faulty::new();
     let users = if knob("STEPJAIL_LOAD_AS_ROOT", 0) == 1 {
         vec![NOBODY, 0]
@@ -90,7 +97,7 @@ fn one_step_many_concurrent_connections() {
         vec![NOBODY]
     };
     for uid in users {
-        for mode in ["proxy", "capture"] {
+        for mode in modes.iter().map(String::as_str) {
             let dir = Dir::new(uid);
             dir.write("ws/many.py", MANY);
             let start = Instant::now();
@@ -100,7 +107,7 @@ fn one_step_many_concurrent_connections() {
                     &dir,
                     PROFILE,
                     &audit_path(&dir),
-                    &format!("python3 many.py {n} {mode}"),
+                    &format!("python3 many.py {n} {mode} {wait}"),
                 )
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -357,7 +364,7 @@ fn many_connections_under_a_low_soft_descriptor_limit() {
             &dir,
             PROFILE,
             &audit_path(&dir),
-            &format!("python3 many.py {n} proxy"),
+            &format!("python3 many.py {n} proxy 20"),
         )
         .output()
         .unwrap());
