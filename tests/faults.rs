@@ -479,3 +479,64 @@ print('SLOWLORIS second head on a kept-alive connection:', dribble(True), flush=
         eprintln!("{l}");
     }
 }
+
+/// The step signals its own init while 200 downloads stream through the proxy: exit 123 and
+/// `init_signal` as without load, every `connect` has its `close`, the upstream sees every
+/// stream end, and nothing of the step is left.
+#[test]
+fn step_signalling_its_own_init_under_load() {
+    if !needs_root() {
+        return;
+    }
+    let f = Faulty::new();
+    let dir = Dir::new(NOBODY);
+    let mark = marker("init");
+    dir.write(
+        "ws/streams.py",
+        r#"
+import asyncio, os, sys, urllib.parse
+u = urllib.parse.urlsplit(os.environ['http_proxy'])
+async def one():
+    r, w = await asyncio.open_connection(u.hostname, u.port)
+    w.write(b'GET http://ok.test/stream HTTP/1.1\r\nHost: ok.test\r\n\r\n')
+    while await r.read(65536):
+        pass
+async def main():
+    await asyncio.gather(*(one() for _ in range(int(sys.argv[1]))), return_exceptions=True)
+asyncio.run(main())
+"#,
+    );
+    let script = format!("python3 streams.py 200 {mark} & sleep 4; kill -TERM 1; sleep 5");
+    let out = Out(f
+        .command(&[], &dir, PROFILE, &audit_path(&dir), &script)
+        .output()
+        .unwrap());
+    assert_eq!(out.code(), 123, "{}", out.stderr());
+    assert!(
+        out.stderr()
+            .contains("the step sent SIGTERM to its own init"),
+        "{}",
+        out.stderr()
+    );
+    assert!(wait_gone(&mark, Duration::from_secs(2)).is_empty());
+    let ev = audit_events(&dir);
+    let connects = find(
+        &ev,
+        "connect",
+        &[("dest_name", "ok.test"), ("decision", "allow")],
+    );
+    assert_eq!(connects.len(), 200);
+    assert_eq!(find(&ev, "close", &[]).len(), 200);
+    let end = find(&ev, "step_end", &[("exit_code", "123")]);
+    assert_eq!(end.len(), 1, "{ev:#?}");
+    assert_eq!(end[0]["init_signal"], 15);
+    let start = Instant::now();
+    while f.log("tcp.log").matches("ok.test stream-ended").count() < 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{} streams ended",
+            f.log("tcp.log").matches("ok.test stream-ended").count()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
