@@ -34,7 +34,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of descriptors (EMFILE) or the like: the pending connection stays queued,
             // so retrying at once would spin; wait for connections to close.
-            super::server::accept_backoff().await;
+            super::engine::accept_backoff().await;
             continue;
         };
         let _ = stream.set_nodelay(true);

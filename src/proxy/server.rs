@@ -34,13 +34,6 @@ impl Drop for Proxy {
     }
 }
 
-/// How long an accept loop waits after a failed `accept` (EMFILE above all) before it retries.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-
-pub async fn accept_backoff() {
-    tokio::time::sleep(ACCEPT_BACKOFF).await;
-}
-
 /// Every relayed connection holds two descriptors (the step's side and the upstream), so the
 /// supervisor raises its soft `RLIMIT_NOFILE` to the hard limit, as servers do. The step was
 /// cloned before this and keeps the limits it was given.
