@@ -20,7 +20,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
             Ok(s) => s,
             // Out of descriptors or a connection reset before accept: keep serving.
             Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                super::engine::accept_backoff().await;
                 continue;
             }
         };

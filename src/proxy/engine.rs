@@ -31,6 +31,14 @@ const RELAY_BUFFER: usize = 64 * 1024;
 /// How long a relay waits for the step's side to acknowledge the end of the response (the
 /// userspace TCP stack waits for the FIN's ACK, which a peer that already left never sends).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long an accept loop waits after a failed `accept` (EMFILE above all) before it retries.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The pause after a failed `accept`: the pending connection stays queued, so retrying at once
+/// would spin until descriptors are free again.
+pub async fn accept_backoff() {
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}
 
 /// Names the DNS stub explains a special-range answer for, at most, in one run.
 const MAX_EXPLAINED: usize = 1024;

@@ -32,6 +32,9 @@ const RAW_FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(1);
 pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors (EMFILE) or the like: the pending connection stays queued,
+            // so retrying at once would spin; wait for connections to close.
+            super::engine::accept_backoff().await;
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -203,7 +206,7 @@ pub enum PlainHttp {
 /// allowed host cannot name another host.
 pub async fn serve_plain_http<S>(engine: Arc<Engine>, io: S, from: PlainHttp)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     let pool: Pool = Arc::default();
     let svc = service_fn(move |req| {

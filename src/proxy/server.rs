@@ -35,7 +35,20 @@ impl Drop for Proxy {
     }
 }
 
+/// Every relayed connection holds two descriptors (the step's side and the upstream), so the
+/// supervisor raises its soft `RLIMIT_NOFILE` to the hard limit, as servers do. The step was
+/// cloned before this and keeps the limits it was given.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
+    raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("stepjail-proxy")

@@ -204,7 +204,10 @@ pub async fn serve_tcp(listener: TcpListener, engine: Arc<Engine>) {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
+                // Out of descriptors (EMFILE) or the like: the pending connection stays queued,
+                // so retrying at once would spin; wait for connections to close.
                 tracing::debug!(error = %e, "DNS stub: accepting a TCP connection failed");
+                super::engine::accept_backoff().await;
                 continue;
             }
         };

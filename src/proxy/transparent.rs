@@ -220,9 +220,14 @@ pub(super) async fn captured_connection<S: StepSide>(
     // Plain HTTP is served request by request, each one decided and checked as a proxied
     // request is, never relayed as a byte stream after its first request.
     if let Peeked::Name(NameSource::Host, _) = &peeked {
-        let io = super::prefixed::Prefixed::new(first, tcp);
+        let mut io = super::prefixed::Prefixed::new(first, tcp);
         let from = super::explicit::PlainHttp::Captured { port: dst.port() };
-        return super::explicit::serve_plain_http(engine, io, from).await;
+        super::explicit::serve_plain_http(engine, &mut io, from).await;
+        // However hyper ended (an upstream reset mid-body included), end the step's side: a
+        // dropped userspace-stack stream sends nothing, and the step would wait forever. One
+        // poll sends the FIN (waiting for its acknowledgement could block on a gone step).
+        let _ = tokio::time::timeout(Duration::ZERO, io.shutdown()).await;
+        return;
     }
     let verdict = match peeked {
         Peeked::Name(source, host) => match classify_host(&host) {
