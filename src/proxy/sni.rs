@@ -72,10 +72,12 @@ pub fn parse_client_hello(buf: &[u8]) -> Peek<ClientHelloInfo> {
         Some(3) => {}
         Some(_) => return Peek::NotThis,
     }
-    match buf.get(2) {
-        None => return Peek::NeedMore,
-        Some(minor) if *minor <= 4 => {}
-        Some(_) => return Peek::NotThis,
+    // The record's minor version is not checked: RFC 8446 (5.1) says legacy_record_version
+    // "MUST be ignored for all purposes", and servers (rustls among them) accept any 0x03xx.
+    // Refusing an odd one as "not TLS" sent such a hello down the non-TLS path (found by the
+    // `sni` fuzz target, which compares with rustls).
+    if buf.len() < 3 {
+        return Peek::NeedMore;
     }
     let Some(len_bytes) = buf.get(3..5) else {
         return Peek::NeedMore;
@@ -336,6 +338,18 @@ mod tests {
             parse_client_hello(&hello(&exts)),
             Peek::Malformed("more than one host_name in server_name")
         );
+    }
+
+    #[test]
+    fn any_legacy_record_version_is_tls() {
+        let mut rec = hello(&sni_ext(&[(0, b"a.example")]));
+        for minor in [0x00, 0x05, 0x70, 0xff] {
+            rec[2] = minor;
+            match parse_client_hello(&rec) {
+                Peek::Done(info) => assert_eq!(info.sni.as_deref(), Some("a.example")),
+                other => panic!("record version 3.{minor}: {other:?}"),
+            }
+        }
     }
 
     #[test]
