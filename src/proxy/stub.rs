@@ -16,7 +16,6 @@ use super::sni::Peek;
 use crate::audit::{self, Decision, DnsTransport, Event};
 use crate::policy::egress::normalize_host;
 
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle TCP DNS connection is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -118,7 +117,7 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             cnames: vec![],
             rcode: Rcode::NoError,
         }),
-        None => dns::lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
+        None => engine.answer_cached(&q.name, q.qtype).await,
     };
     match looked_up {
         Ok(ans) if ans.rcode == Rcode::NoError => {
@@ -378,5 +377,65 @@ mod tests {
             (Rcode::NoError, ips(&["10.1.2.3"]))
         );
         assert!(e.first_special_for("mirror.corp"));
+    }
+
+    /// A resolver on a local port answering every query with 192.0.2.20 and 10.0.0.1 (TTL 60);
+    /// returns its address and the number of queries it has answered.
+    async fn counting_upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let q = dns::parse_query(&buf[..n]).unwrap();
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let resp = dns::build_answer(&buf[..n], &q, &ips(&["192.0.2.20", "10.0.0.1"]), 60);
+                sock.send_to(&resp, from).await.unwrap();
+            }
+        });
+        (addr, count)
+    }
+
+    #[tokio::test]
+    async fn a_repeated_name_is_answered_from_the_cache_checked_and_logged_each_time() {
+        let (upstream, asked) = counting_upstream().await;
+        let (log, mem) = AuditLog::memory("t");
+        let e = Engine::new(
+            Network {
+                mode: NetworkMode::Enforce,
+                allow: vec![rule("cached.test", &[443])],
+                upstream_proxy: None,
+            },
+            "t".into(),
+            log,
+            upstream,
+        );
+        for name in ["cached.test", "CACHED.test", "cached.test"] {
+            // The private address is removed from the cached answer as from a fresh one.
+            assert_eq!(
+                ask(&e, name, 1).await,
+                (Rcode::NoError, ips(&["192.0.2.20"]))
+            );
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The proxy's own lookup for a dial is served from the same cache.
+        assert_eq!(
+            e.resolve_checked("cached.test", Some("cached.test:443"))
+                .await,
+            Ok(ips(&["192.0.2.20"]))
+        );
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2); // the AAAA query
+        let text = String::from_utf8(mem.bytes()).unwrap();
+        let dns_events: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(r#""event":"dns""#))
+            .collect();
+        assert_eq!(dns_events.len(), 3, "{text}");
+        for line in dns_events {
+            assert!(line.contains(r#""answers":["192.0.2.20"]"#), "{line}");
+            assert!(line.contains("10.0.0.1"), "{line}");
+        }
     }
 }
