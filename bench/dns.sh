@@ -2,7 +2,8 @@
 # Benchmark (not a test): bench/proxy.sh section 4 alone, for iterating on the DNS stub.
 # Sequential UDP queries for an allowed name: direct to the benchmark's DNS server, to the stub
 # (127.0.0.53) and to 192.0.2.53 from inside the sandbox (captured: redirected to the stub).
-# Usage: bench/dns.sh [N] [ROUNDS]   (root; STEPJAIL=path, default target/release/stepjail)
+# Usage: bench/dns.sh [N] [ROUNDS]   (root; STEPJAIL=path, default target/release/stepjail;
+# BEFORE=path measures a second binary in the same rounds, interleaved, for a side-by-side).
 set -euo pipefail
 N="${1:-10000}"
 ROUNDS="${2:-3}"
@@ -42,11 +43,17 @@ disown
 for _ in $(seq 100); do [[ -e "$WORK/ready" ]] && break; sleep 0.1; done
 rate() { "$PY" -c 'import json,sys,statistics as s; d=json.load(sys.stdin)["samples_us"]; print(f"{len(d)/sum(d)*1e6:8.0f} q/s  p50 {s.median(d):6.1f} us")'; }
 sj() {
-    ip netns exec "$NS" "$BIN" run --profile "$WORK/bench.yml" --resolver 192.0.2.53:53 \
+    local bin="$1"
+    shift
+    ip netns exec "$NS" "$bin" run --profile "$WORK/bench.yml" --resolver 192.0.2.53:53 \
         --workspace "$WORK/ws" "$@" </dev/null
 }
 for r in $(seq "$ROUNDS"); do
-    printf 'round %s direct   ' "$r"; ip netns exec "$NS" "$PY" "$WORK/ws/proxy_client.py" dns 192.0.2.53 web.bench "$N" | rate
-    printf 'round %s stub     ' "$r"; sj -- "$PY" "$WORK/ws/proxy_client.py" dns 127.0.0.53 web.bench "$N" | rate
-    printf 'round %s captured ' "$r"; sj -- "$PY" "$WORK/ws/proxy_client.py" dns 192.0.2.53 web.bench "$N" | rate
+    printf 'round %s %-30s direct   ' "$r" upstream; ip netns exec "$NS" "$PY" "$WORK/ws/proxy_client.py" dns 192.0.2.53 web.bench "$N" | rate
+    for b in ${BEFORE:+"$BEFORE"} "$BIN"; do
+        printf 'round %s %-30s stub     ' "$r" "$b"
+        sj "$b" -- "$PY" "$WORK/ws/proxy_client.py" dns 127.0.0.53 web.bench "$N" | rate
+        printf 'round %s %-30s captured ' "$r" "$b"
+        sj "$b" -- "$PY" "$WORK/ws/proxy_client.py" dns 192.0.2.53 web.bench "$N" | rate
+    done
 done

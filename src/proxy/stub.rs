@@ -3,8 +3,10 @@
 //! NXDOMAIN without any query leaving the machine, so DNS tunnelling carries nothing out.
 //! Served on 127.0.0.53 (UDP and TCP) and on port 53 of any address the step sends to.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -187,14 +189,30 @@ pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
             }
         };
         let msg = buf[..n].to_vec();
-        let (sock, engine) = (sock.clone(), engine.clone());
-        tokio::spawn(async move {
-            if let Some(resp) = answer(&engine, &msg, DnsTransport::Udp).await
-                && let Err(e) = sock.send_to(&resp, from).await
-            {
-                tracing::debug!(error = %e, "DNS stub: sending a UDP answer failed");
+        let engine = engine.clone();
+        let mut pending = Box::pin(async move { answer(&engine, &msg, DnsTransport::Udp).await });
+        // Polled once here: a name answered without waiting (cached, refused, from the hosts
+        // file) is answered on this task, without waking another worker thread for it. Only
+        // a query that waits for the upstream resolver becomes a task of its own, which polls
+        // it again (with its own waker) so nothing stalls behind it.
+        let polled = pending
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(resp) => send_udp(&sock, resp, from).await,
+            Poll::Pending => {
+                let sock = sock.clone();
+                tokio::spawn(async move { send_udp(&sock, pending.await, from).await });
             }
-        });
+        }
+    }
+}
+
+async fn send_udp(sock: &UdpSocket, resp: Option<Vec<u8>>, to: std::net::SocketAddr) {
+    if let Some(resp) = resp
+        && let Err(e) = sock.send_to(&resp, to).await
+    {
+        tracing::debug!(error = %e, "DNS stub: sending a UDP answer failed");
     }
 }
 
