@@ -43,7 +43,11 @@ pub async fn accept_backoff() {
 /// Names the DNS stub explains a special-range answer for, at most, in one run.
 const MAX_EXPLAINED: usize = 1024;
 
-type DnsCache = std::sync::Mutex<std::collections::HashMap<(String, u16), (Vec<IpAddr>, Instant)>>;
+/// Upstream answers by (lower-cased name, qtype), each with the instant it expires.
+type DnsCache =
+    std::sync::Mutex<std::collections::HashMap<(String, u16), (super::dns::Answer, Instant)>>;
+/// Answers kept at most; past this the cache starts over.
+const CACHE_MAX: usize = 4096;
 
 pub struct Engine {
     pub network: Network,
@@ -563,26 +567,43 @@ impl Engine {
             tracing::debug!(name, qtype, ?addrs, "answered by the hosts file");
             return Ok(addrs);
         }
-        let key = (name.to_string(), qtype);
-        if let Some((addrs, until)) = self.dns_cache.lock().expect("cache lock").get(&key)
-            && Instant::now() < *until
-        {
-            return Ok(addrs.clone());
+        let ans = self.answer_cached(name, qtype).await.map_err(|e| {
+            tracing::debug!(name, qtype, error = %e, "upstream lookup failed");
+            e.to_string()
+        })?;
+        Ok(ans.addrs)
+    }
+
+    /// The upstream resolver's filtered answer for `name`/`qtype`, from a cache shared by the
+    /// DNS stub and the proxy's own dials. A NOERROR answer is kept for its TTL (at most
+    /// [`CACHE_TTL`]) and served with the TTL it has left, so a step asking for one name a
+    /// thousand times costs one upstream query; other answers and failures are not kept.
+    pub async fn answer_cached(
+        &self,
+        name: &str,
+        qtype: u16,
+    ) -> Result<super::dns::Answer, super::dns::DnsError> {
+        let key = (name.to_ascii_lowercase(), qtype);
+        if let Some((ans, until)) = self.dns_cache.lock().expect("cache lock").get(&key) {
+            let now = Instant::now();
+            if now < *until {
+                let left = u32::try_from(until.duration_since(now).as_secs()).unwrap_or(u32::MAX);
+                let mut ans = ans.clone();
+                ans.ttl = ans.ttl.min(left);
+                return Ok(ans);
+            }
         }
-        let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT)
-            .await
-            .map_err(|e| {
-                tracing::debug!(name, qtype, error = %e, "upstream lookup failed");
-                e.to_string()
-            })?;
+        let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT).await?;
         tracing::debug!(name, qtype, addrs = ?ans.addrs, ttl = ans.ttl, "resolved upstream");
         let ttl = Duration::from_secs(u64::from(ans.ttl)).min(CACHE_TTL);
-        let mut cache = self.dns_cache.lock().expect("cache lock");
-        if cache.len() > 4096 {
-            cache.clear();
+        if ans.rcode == super::dns::Rcode::NoError && !ttl.is_zero() {
+            let mut cache = self.dns_cache.lock().expect("cache lock");
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key, (ans.clone(), Instant::now() + ttl));
         }
-        cache.insert(key, (ans.addrs.clone(), Instant::now() + ttl));
-        Ok(ans.addrs)
+        Ok(ans)
     }
 
     /// Opens the upstream connection for an allowed attempt: by name (resolved and checked

@@ -3,8 +3,10 @@
 //! NXDOMAIN without any query leaving the machine, so DNS tunnelling carries nothing out.
 //! Served on 127.0.0.53 (UDP and TCP) and on port 53 of any address the step sends to.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +18,6 @@ use super::sni::Peek;
 use crate::audit::{self, Decision, DnsTransport, Event};
 use crate::policy::egress::normalize_host;
 
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle TCP DNS connection is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -118,7 +119,7 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             cnames: vec![],
             rcode: Rcode::NoError,
         }),
-        None => dns::lookup_answer(engine.resolver, &q.name, q.qtype, UPSTREAM_TIMEOUT).await,
+        None => engine.answer_cached(&q.name, q.qtype).await,
     };
     match looked_up {
         Ok(ans) if ans.rcode == Rcode::NoError => {
@@ -188,14 +189,30 @@ pub async fn serve_udp(sock: UdpSocket, engine: Arc<Engine>) {
             }
         };
         let msg = buf[..n].to_vec();
-        let (sock, engine) = (sock.clone(), engine.clone());
-        tokio::spawn(async move {
-            if let Some(resp) = answer(&engine, &msg, DnsTransport::Udp).await
-                && let Err(e) = sock.send_to(&resp, from).await
-            {
-                tracing::debug!(error = %e, "DNS stub: sending a UDP answer failed");
+        let engine = engine.clone();
+        let mut pending = Box::pin(async move { answer(&engine, &msg, DnsTransport::Udp).await });
+        // Polled once here: a name answered without waiting (cached, refused, from the hosts
+        // file) is answered on this task, without waking another worker thread for it. Only
+        // a query that waits for the upstream resolver becomes a task of its own, which polls
+        // it again (with its own waker) so nothing stalls behind it.
+        let polled = pending
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(resp) => send_udp(&sock, resp, from).await,
+            Poll::Pending => {
+                let sock = sock.clone();
+                tokio::spawn(async move { send_udp(&sock, pending.await, from).await });
             }
-        });
+        }
+    }
+}
+
+async fn send_udp(sock: &UdpSocket, resp: Option<Vec<u8>>, to: std::net::SocketAddr) {
+    if let Some(resp) = resp
+        && let Err(e) = sock.send_to(&resp, to).await
+    {
+        tracing::debug!(error = %e, "DNS stub: sending a UDP answer failed");
     }
 }
 
@@ -381,5 +398,65 @@ mod tests {
             (Rcode::NoError, ips(&["10.1.2.3"]))
         );
         assert!(e.first_special_for("mirror.corp"));
+    }
+
+    /// A resolver on a local port answering every query with 192.0.2.20 and 10.0.0.1 (TTL 60);
+    /// returns its address and the number of queries it has answered.
+    async fn counting_upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let q = dns::parse_query(&buf[..n]).unwrap();
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let resp = dns::build_answer(&buf[..n], &q, &ips(&["192.0.2.20", "10.0.0.1"]), 60);
+                sock.send_to(&resp, from).await.unwrap();
+            }
+        });
+        (addr, count)
+    }
+
+    #[tokio::test]
+    async fn a_repeated_name_is_answered_from_the_cache_checked_and_logged_each_time() {
+        let (upstream, asked) = counting_upstream().await;
+        let (log, mem) = AuditLog::memory("t");
+        let e = Engine::new(
+            Network {
+                mode: NetworkMode::Enforce,
+                allow: vec![rule("cached.test", &[443])],
+                upstream_proxy: None,
+            },
+            "t".into(),
+            log,
+            upstream,
+        );
+        for name in ["cached.test", "CACHED.test", "cached.test"] {
+            // The private address is removed from the cached answer as from a fresh one.
+            assert_eq!(
+                ask(&e, name, 1).await,
+                (Rcode::NoError, ips(&["192.0.2.20"]))
+            );
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The proxy's own lookup for a dial is served from the same cache.
+        assert_eq!(
+            e.resolve_checked("cached.test", Some("cached.test:443"))
+                .await,
+            Ok(ips(&["192.0.2.20"]))
+        );
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2); // the AAAA query
+        let text = String::from_utf8(mem.bytes()).unwrap();
+        let dns_events: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(r#""event":"dns""#))
+            .collect();
+        assert_eq!(dns_events.len(), 3, "{text}");
+        for line in dns_events {
+            assert!(line.contains(r#""answers":["192.0.2.20"]"#), "{line}");
+            assert!(line.contains("10.0.0.1"), "{line}");
+        }
     }
 }
