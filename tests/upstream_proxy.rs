@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::inet::{Internet, audit_events, egress_users, find, needs_root};
+use common::inet::{Internet, audit_events, egress_users, find, needs_root, run_in_netns};
 use common::*;
 
 const PROXY: &str = "http://198.51.100.20:3128";
@@ -140,30 +140,8 @@ impl Corp {
         script: &str,
         env: &[(&str, &str)],
     ) -> Out {
-        let p = dir.write("ws/profile.yml", profile);
-        let audit = dir.root.join("audit.jsonl");
-        let _ = std::fs::remove_file(&audit);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.corp]);
-        if dir.owner != 0 {
-            let id = dir.owner.to_string();
-            cmd.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
-        }
-        cmd.arg(bin())
-            .args(["run", "--profile", p.to_str().unwrap()])
-            .args(["--resolver", "192.0.2.53:53"])
-            .args(["--audit-log", audit.to_str().unwrap()])
-            .args(extra)
-            .args(["--", "sh", "-c", script])
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", &dir.home)
-            .current_dir(&dir.ws)
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Out(cmd.output().unwrap())
+        let _ = std::fs::remove_file(dir.root.join("audit.jsonl"));
+        run_in_netns(&self.corp, dir, profile, extra, script, env)
     }
 }
 

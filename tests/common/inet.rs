@@ -119,35 +119,49 @@ impl Internet {
         script: &str,
         env: &[(&str, &Path)],
     ) -> Out {
-        let p = dir.write("ws/profile.yml", profile);
-        let audit = dir.root.join("audit.jsonl");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns]);
-        if dir.owner != 0 {
-            let id = dir.owner.to_string();
-            cmd.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
-        }
-        cmd.arg(bin())
-            .args([
-                "run",
-                "--profile",
-                p.to_str().unwrap(),
-                "--resolver",
-                "192.0.2.53:53",
-            ])
-            .args(["--audit-log", audit.to_str().unwrap()])
-            .args(extra)
-            .args(["--", "sh", "-c", script])
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", &dir.home)
-            .current_dir(&dir.ws)
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Out(cmd.output().unwrap())
+        run_in_netns(&self.ns, dir, profile, extra, script, env)
     }
+}
+
+/// `stepjail run --profile <yaml> --resolver 192.0.2.53:53 --audit-log <dir>/audit.jsonl
+/// EXTRA... -- sh -c SCRIPT` inside network namespace `ns`, as the directory's owner, with `env`
+/// for stepjail itself (the step gets what its profile passes).
+pub fn run_in_netns<V: AsRef<std::ffi::OsStr>>(
+    ns: &str,
+    dir: &Dir,
+    profile: &str,
+    extra: &[&str],
+    script: &str,
+    env: &[(&str, V)],
+) -> Out {
+    let p = dir.write("ws/profile.yml", profile);
+    let audit = dir.root.join("audit.jsonl");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]);
+    if dir.owner != 0 {
+        let id = dir.owner.to_string();
+        cmd.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
+    }
+    cmd.arg(bin())
+        .args([
+            "run",
+            "--profile",
+            p.to_str().unwrap(),
+            "--resolver",
+            "192.0.2.53:53",
+        ])
+        .args(["--audit-log", audit.to_str().unwrap()])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &dir.home)
+        .current_dir(&dir.ws)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Out(cmd.output().unwrap())
 }
 
 impl Drop for Internet {
