@@ -310,8 +310,16 @@ mod tests {
 
     #[test]
     fn unknown_shapes_are_refused() {
-        assert!(rewrite("#!/bin/sh\necho $CI_JOB_TOKEN\n", &[]).is_err());
-        assert!(rewrite("eval $'\\q'\n", &[]).is_err());
-        assert!(rewrite("eval $'unterminated\n", &[]).is_err());
+        for (script, why) in [
+            ("#!/bin/sh\necho $CI_JOB_TOKEN\n", "no `eval` line"),
+            (
+                "eval $'\\q'\n",
+                "an escape GitLab Runner does not write: \\q",
+            ),
+            ("eval $'unterminated\n", "unterminated $'...'"),
+        ] {
+            let e = rewrite(script, &[]).unwrap_err().to_string();
+            assert!(e.contains(why), "{script:?}: {e}");
+        }
     }
 }
