@@ -535,6 +535,33 @@ fn extends_builtin_merges() {
 }
 
 #[test]
+fn cgroup_limits_merge_key_by_key_through_extends() {
+    let files = Files::new();
+    files.write(
+        "base.yml",
+        "name: base\ndescription: d\nprocess:\n  limits:\n    memory: 1G\n    pids: 100\n",
+    );
+    let child = files.write(
+        "child.yml",
+        "name: child\ndescription: d\nextends: base.yml\nprocess:\n  limits:\n    pids: 50\n    cpu: 0.5\n    enforce: best-effort\n",
+    );
+    let p = load_file(&child).unwrap();
+    let l = &p.process.limits;
+    assert_eq!(l.memory, Some(1 << 30));
+    assert_eq!(l.pids, Some(50));
+    assert_eq!(l.cpu_millis, Some(500));
+    assert_eq!(l.enforce, Some(Enforce::BestEffort));
+    assert!(l.needs_cgroup());
+    // The built-ins set none: no built-in profile needs a cgroup.
+    for (name, _) in builtins() {
+        assert!(
+            !load_builtin(name).unwrap().process.limits.needs_cgroup(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn builtins_load_and_resolve() {
     let list = builtins();
     let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
