@@ -851,4 +851,53 @@ mod tests {
             vec![parent.join("stepjail-1-10")]
         );
     }
+
+    /// The v2 attach, `cgroup.kill` and removal on the real unified hierarchy (which holds no
+    /// memory, pids or cpu controller on a hybrid machine, but takes processes): a member is
+    /// killed and the directory removed. Needs root; the parsers read the real /proc.
+    #[test]
+    fn v2_attach_kill_and_remove_on_the_real_hierarchy() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: creating a cgroup needs root");
+            return;
+        }
+        let root = Path::new("/");
+        let members = parse_proc_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap());
+        let mounts = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        let me = members
+            .iter()
+            .find(|m| m.id == 0 && m.controllers.is_empty());
+        let Some(dir) = me.and_then(|me| {
+            mounts
+                .iter()
+                .filter(|m| m.version == Version::V2)
+                .find_map(|m| dir_in(root, m, &me.path))
+        }) else {
+            eprintln!("skipped: no cgroup v2 hierarchy");
+            return;
+        };
+        let step = dir.join(format!("{PREFIX}test-{:x}", std::process::id()));
+        std::fs::create_dir(&step).unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let cg = StepCgroup {
+            made: vec![Made {
+                version: Version::V2,
+                dir: step.clone(),
+                controllers: vec![],
+            }],
+            memory: None,
+            pids: None,
+            warning: None,
+        };
+        cg.attach(sleeper.id() as libc::pid_t).unwrap();
+        let procs = std::fs::read_to_string(step.join("cgroup.procs")).unwrap();
+        assert_eq!(procs.trim(), sleeper.id().to_string());
+        assert_eq!(cg.finish(), None);
+        assert!(!step.exists());
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
 }
