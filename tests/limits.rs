@@ -305,6 +305,12 @@ fn a_sigkilled_supervisors_cgroup_is_swept_by_the_next_run() {
         dirs[0].exists(),
         "removed although its supervisor was SIGKILLed?"
     );
+    // A leftover is swept once it is 2 s old (younger, it may be another PID namespace's run
+    // between making its cgroup and moving its child in).
+    let made = std::fs::metadata(&dirs[0]).unwrap().modified().unwrap();
+    while made.elapsed().unwrap() < Duration::from_millis(2100) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The next run with a cgroup limit sweeps it.
     let out = run(&dir, &p, "true").output();
     out.ok();

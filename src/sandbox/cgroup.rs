@@ -579,13 +579,17 @@ fn enable_controllers(dir: &Path, wanted: &[Controller], name: &str) -> Result<(
 }
 
 /// Removes step cgroups that earlier runs left behind (a supervisor killed with SIGKILL cannot
-/// remove its own): empty ones whose supervisor pid no longer runs. A live run's are never
-/// touched.
+/// remove its own): empty ones whose supervisor pid no longer runs, made at least
+/// [`LEFTOVER_AGE`] ago. A live run's are never touched: its pid runs, or (a supervisor in
+/// another PID namespace, whose pid means nothing here) its cgroup is empty only for the
+/// moment between its creation and the child's move into it.
 fn sweep(root: &Path, dir: &Path) {
     for d in leftovers(root, dir) {
         let _ = std::fs::remove_dir(d);
     }
 }
+
+const LEFTOVER_AGE: Duration = Duration::from_secs(2);
 
 fn leftovers(root: &Path, dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -601,7 +605,13 @@ fn leftovers(root: &Path, dir: &Path) -> Vec<PathBuf> {
         let empty = std::fs::read_to_string(e.path().join("cgroup.procs"))
             .map(|t| t.trim().is_empty())
             .unwrap_or(false);
-        if !alive && empty {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= LEFTOVER_AGE);
+        if !alive && empty && old {
             out.push(e.path());
         }
     }
@@ -846,6 +856,22 @@ mod tests {
         std::fs::create_dir_all(t.path().join("proc/32")).unwrap();
         std::fs::write(parent.join("stepjail-1-30/cgroup.procs"), "77\n").unwrap();
         std::fs::create_dir_all(parent.join("stepjail-1-40")).unwrap();
+        // Just made: not yet a leftover (another PID namespace's run may be about to move its
+        // child in).
+        assert!(leftovers(t.path(), &parent).is_empty());
+        let past = std::time::SystemTime::now() - Duration::from_secs(3);
+        for name in [
+            "stepjail-1-10",
+            "stepjail-1-20",
+            "stepjail-1-30",
+            "stepjail-1-40",
+            "keep-1-10",
+        ] {
+            std::fs::File::open(parent.join(name))
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
         assert_eq!(
             leftovers(t.path(), &parent),
             vec![parent.join("stepjail-1-10")]
