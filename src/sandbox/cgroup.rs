@@ -39,7 +39,7 @@ impl Request {
             pids: l.pids,
             cpu_millis: l.cpu_millis,
             enforce: l.enforce.unwrap_or_default(),
-            name: format!("{PREFIX}{}", crate::step::new_run_id()),
+            name: default_name(),
             source: String::new(),
         })
     }
@@ -57,6 +57,16 @@ impl Request {
         }
         out
     }
+}
+
+/// `stepjail-<ms hex>-<pid hex>`, the shape of a run id, for a plan whose caller names no run
+/// (`step::launch` gives the run's own id).
+fn default_name() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!("{PREFIX}{ms:x}-{:x}", std::process::id())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
