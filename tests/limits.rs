@@ -266,7 +266,9 @@ fn cpu_quota_holds_a_busy_loop_to_its_share() {
     eprintln!("cpu {cpu:.3} s in {wall:.3} s wall, throttled {throttled} times");
     assert!(wall >= 1.0);
     assert!(cpu < 0.4, "cpu {cpu} s in {wall} s wall under cpu: 0.2");
-    assert!(throttled >= 3, "{stat}");
+    // 10 or 11 on an idle machine; fewer when the machine gives the loop less than its quota
+    // anyway. Without the step in its cgroup, 0.
+    assert!(throttled >= 1, "{stat}");
     assert!(step_end(&dir).get("limit").is_none());
     assert!(!dirs[0].exists());
 }
