@@ -157,7 +157,7 @@ fn fork_bomb_is_held_at_the_pids_limit() {
         .map(str::to_string);
     assert!(line.is_some(), "{}", out.stderr());
     eprintln!(
-        "pids.current {} at 1.5 s; {}; step_end {end}",
+        "LIMITS fork bomb: pids.current {} at 1.5 s; {}; step_end {end}",
         running,
         line.unwrap()
     );
@@ -218,7 +218,7 @@ fn memory_balloon_is_oom_killed_and_stepjail_survives() {
         out.stderr()
     );
     assert!(!dirs[0].exists(), "{} left", dirs[0].display());
-    eprintln!("step_end {end}");
+    eprintln!("LIMITS memory balloon: step_end {end}");
 }
 
 /// A busy loop of about 1 s wall under `cpu: 0.2` gets about 0.2 s of CPU (the kernel's
@@ -263,7 +263,7 @@ fn cpu_quota_holds_a_busy_loop_to_its_share() {
     std::fs::write(dir.ws.join("done"), "").unwrap();
     let out = Out(child.wait_with_output().unwrap());
     assert_eq!(out.code(), 0, "{}", out.stderr());
-    eprintln!("cpu {cpu:.3} s in {wall:.3} s wall, throttled {throttled} times");
+    eprintln!("LIMITS cpu 0.2: {cpu:.3} s of CPU in {wall:.3} s wall, throttled {throttled} times");
     assert!(wall >= 1.0);
     assert!(cpu < 0.4, "cpu {cpu} s in {wall} s wall under cpu: 0.2");
     // 10 or 11 on an idle machine; fewer when the machine gives the loop less than its quota
