@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rerun the fault and load tests with the numbers RELIABILITY.md records, and keep their
+# Rerun the fault, load and resource-limit tests with the numbers RELIABILITY.md records, and keep their
 # figures (the `LOAD ...` lines the tests print: served/failed, duration, the supervisor's
 # VmHWM and peak descriptors).
 #
@@ -39,14 +39,15 @@ run() {
     local start=$SECONDS
     if "$@" > "$out.tmp" 2>&1; then r=ok; else r=FAILED; status=1; fi
     # The figures and the verdicts; not the thousands of per-request stderr lines.
-    grep -E '^(LOAD|SLOWLORIS|test |test result|thread .* panicked|assertion|  left|  right)' "$out.tmp" | tee -a "$out"
+    grep -E '^(LOAD|LIMITS|SLOWLORIS|test |test result|thread .* panicked|assertion|  left|  right)' "$out.tmp" | tee -a "$out"
     echo "-- $name: $r in $((SECONDS - start))s" | tee -a "$out"
     rm -f "$out.tmp"
 }
 
-cargo build --locked --test faults --test load
+cargo build --locked --test faults --test load --test limits
 run faults cargo test --locked --test faults -- --nocapture --test-threads=1 --include-ignored
 run load cargo test --locked --test load -- --nocapture --test-threads=1
+run limits cargo test --locked --test limits -- --nocapture --test-threads=1
 if [ -n "$NOFILE_SOFT" ]; then
     run "load, soft NOFILE $NOFILE_SOFT" prlimit --nofile="$NOFILE_SOFT:$(ulimit -Hn)" \
         cargo test --locked --test load one_step -- --nocapture

@@ -6,6 +6,11 @@
 pub const FAILURE: i32 = 1;
 /// A usage, profile or policy error: nothing ran.
 pub const USAGE: i32 = 2;
+/// A cgroup limit of the profile (`process.limits.memory` or `pids`) ended the step: the kernel
+/// OOM-killed a process of the step, or refused a fork, and the step then failed (timed-out
+/// steps included). A step that succeeds anyway keeps 0; the audit `step_end.limit` and a
+/// stderr line say which limit.
+pub const LIMIT: i32 = 122;
 /// The step sent a signal to its own init (`kill -TERM 1`) and was ended by it: not 128+N,
 /// which would look like the runner cancelling the step.
 pub const INIT_SIGNALLED: i32 = 123;

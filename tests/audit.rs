@@ -84,6 +84,7 @@ fn every_event() -> Vec<Event> {
             timed_out: true,
             cancel_signal: Some(2),
             init_signal: Some(15),
+            limit: Some("memory".into()),
         }),
         Event::Dns(Dns {
             rule: Some("registry.npmjs.org:443".into()),
@@ -527,6 +528,7 @@ fn two_runs() -> Vec<Record> {
                 timed_out: false,
                 cancel_signal: None,
                 init_signal: None,
+                limit: None,
             }),
         ),
         rec(
@@ -612,6 +614,7 @@ fn two_runs() -> Vec<Record> {
                 timed_out: false,
                 cancel_signal: None,
                 init_signal: None,
+                limit: None,
             }),
         ),
     ]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use stepjail::policy::model::{EnvPattern, NetworkMode, RuleTarget, Vars};
+use stepjail::policy::model::{Enforce, EnvPattern, NetworkMode, RuleTarget, Vars};
 use stepjail::policy::{PolicyError, builtins, check_file, load, load_builtin, load_file};
 
 /// A temp dir with files in it; returns the dir and the path of `name`.
@@ -79,6 +79,10 @@ process:
     cpu_seconds: 3600
     address_space: 8G
     core_size: 0
+    memory: 2G
+    pids: 256
+    cpu: 1.5
+    enforce: best-effort
 landlock:
   min_abi: 4
 "#;
@@ -122,6 +126,10 @@ fn the_documented_example_parses_and_resolves() {
     assert_eq!(l.cpu_seconds, Some(3600));
     assert_eq!(l.address_space, Some(8 << 30));
     assert_eq!(l.core_size, Some(0));
+    assert_eq!(l.memory, Some(2 << 30));
+    assert_eq!(l.pids, Some(256));
+    assert_eq!(l.cpu_millis, Some(1500));
+    assert_eq!(l.enforce, Some(Enforce::BestEffort));
     assert_eq!(p.landlock.min_abi, Some(4));
 
     let r = p.resolve(&vars()).unwrap();
@@ -212,6 +220,34 @@ fn invalid_values_name_key_and_expectation() {
         e,
         "FILE:5:16: `process.limits.file_size`: expected a size like 4096, 512M or 1G, found `1GB`"
     );
+    let limit = |kv: &str| {
+        load_err(&format!(
+            "name: x\ndescription: d\nprocess:\n  limits:\n    {kv}\n"
+        ))
+    };
+    assert_eq!(
+        limit("memory: 512MB"),
+        "FILE:5:13: `process.limits.memory`: expected a size of at least 1M, like 512M or 2G, found `512MB`"
+    );
+    assert_eq!(
+        limit("memory: 4K"),
+        "FILE:5:13: `process.limits.memory`: expected a size of at least 1M, like 512M or 2G, found `4K`"
+    );
+    assert_eq!(
+        limit("pids: 1"),
+        "FILE:5:11: `process.limits.pids`: expected an integer of at least 2 (processes and threads), found `1`"
+    );
+    assert_eq!(
+        limit("cpu: 150%"),
+        "FILE:5:10: `process.limits.cpu`: expected a number of CPUs like 0.5, 1.5 or 2 (at least 0.01), found `150%`"
+    );
+    assert_eq!(
+        limit("enforce: maybe"),
+        "FILE:5:14: `process.limits.enforce`: expected `required` or `best-effort`, found `maybe`"
+    );
+    let e = limit("swap: 1G");
+    assert!(e.starts_with("FILE:5:5: "), "{e}");
+    assert!(e.contains("swap"), "{e}");
     let e = load_err("name: x\ndescription: d\nlandlock:\n  min_abi: 0\n");
     assert_eq!(
         e,
@@ -496,6 +532,33 @@ fn extends_builtin_merges() {
     assert_eq!(p.process.timeout, Some(Duration::from_secs(5400)));
     // Child's scalar overrides the parent's.
     assert_eq!(p.process.limits.core_size, Some(1 << 20));
+}
+
+#[test]
+fn cgroup_limits_merge_key_by_key_through_extends() {
+    let files = Files::new();
+    files.write(
+        "base.yml",
+        "name: base\ndescription: d\nprocess:\n  limits:\n    memory: 1G\n    pids: 100\n",
+    );
+    let child = files.write(
+        "child.yml",
+        "name: child\ndescription: d\nextends: base.yml\nprocess:\n  limits:\n    pids: 50\n    cpu: 0.5\n    enforce: best-effort\n",
+    );
+    let p = load_file(&child).unwrap();
+    let l = &p.process.limits;
+    assert_eq!(l.memory, Some(1 << 30));
+    assert_eq!(l.pids, Some(50));
+    assert_eq!(l.cpu_millis, Some(500));
+    assert_eq!(l.enforce, Some(Enforce::BestEffort));
+    assert!(l.needs_cgroup());
+    // The built-ins set none: no built-in profile needs a cgroup.
+    for (name, _) in builtins() {
+        assert!(
+            !load_builtin(name).unwrap().process.limits.needs_cgroup(),
+            "{name}"
+        );
+    }
 }
 
 #[test]

@@ -108,6 +108,10 @@ pub struct StepEnd {
     /// forwards it to the step: the step signalled itself and was not cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_signal: Option<i32>,
+    /// The cgroup limit the step ran into: `memory` (the kernel OOM-killed a process of the
+    /// step) or `pids` (it refused a fork). Absent when none was hit or none was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 /// One DNS query the stub resolver answered or refused.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::error::PolicyError;
-use super::model::{EnvPattern, Limits, Location, NetworkMode, PathTemplate, SecretDecl};
+use super::model::{Enforce, EnvPattern, Limits, Location, NetworkMode, PathTemplate, SecretDecl};
 use super::network;
 use super::syntax::{parse_count, valid_env_name};
 use super::vars::{self, TemplateError};
@@ -305,6 +305,19 @@ pub(crate) fn layer(
                 parse_size,
             )?,
             core_size: cx.optional(l.core_size, "process.limits.core_size", parse_size)?,
+            // A limit of zero would stop the step before it starts: refused as a value.
+            memory: cx.optional(l.memory, "process.limits.memory", |s| {
+                parse_size(s).filter(|&n| n >= 1 << 20)
+            })?,
+            pids: cx.optional(l.pids, "process.limits.pids", |s| {
+                parse_count(s).filter(|&n| n >= 2)
+            })?,
+            cpu_millis: cx.optional(l.cpu, "process.limits.cpu", parse_cpus)?,
+            enforce: cx.optional(l.enforce, "process.limits.enforce", |s| match s {
+                "required" => Some(Enforce::Required),
+                "best-effort" => Some(Enforce::BestEffort),
+                _ => None,
+            })?,
         },
     };
     let min_abi = cx.optional(
@@ -380,6 +393,22 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 0),
     };
     parse_count(digits)?.checked_mul(1u64 << shift)
+}
+
+/// `0.5`, `1.5`, `2`: a number of CPUs with at most three decimals, from 0.01 to 4096, as
+/// thousandths of a CPU. One syntax only (no `150%`): the same number `nproc` counts in.
+pub(crate) fn parse_cpus(s: &str) -> Option<u64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || frac.len() > 3 || s.ends_with('.') {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole = parse_count(whole)?;
+    let frac: u64 = format!("{frac:0<3}").parse().ok()?;
+    let millis = whole.checked_mul(1000)?.checked_add(frac)?;
+    (10..=4096 * 1000).contains(&millis).then_some(millis)
 }
 
 /// `90s`, `30m`, `2h`, `1h30m`, or a plain integer of seconds. Units go from larger to smaller,
@@ -468,6 +497,22 @@ mod tests {
             "0x10",
         ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("1"), Some(1000));
+        assert_eq!(parse_cpus("0.5"), Some(500));
+        assert_eq!(parse_cpus("1.5"), Some(1500));
+        assert_eq!(parse_cpus("0.25"), Some(250));
+        assert_eq!(parse_cpus("0.01"), Some(10));
+        assert_eq!(parse_cpus("4096"), Some(4_096_000));
+        for bad in [
+            "", "0", "0.0", "0.001", "4097", "1.", ".5", "1.2345", "150%", "-1", "1,5", "1e3",
+            "one", "1.5.", "0x1", "1. 5", "+1",
+        ] {
+            assert_eq!(parse_cpus(bad), None, "{bad:?}");
         }
     }
 

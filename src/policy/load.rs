@@ -303,6 +303,10 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
     l.cpu_seconds = new.cpu_seconds.or(l.cpu_seconds);
     l.address_space = new.address_space.or(l.address_space);
     l.core_size = new.core_size.or(l.core_size);
+    l.memory = new.memory.or(l.memory);
+    l.pids = new.pids.or(l.pids);
+    l.cpu_millis = new.cpu_millis.or(l.cpu_millis);
+    l.enforce = new.enforce.or(l.enforce);
     p.landlock.min_abi = layer.min_abi.or(p.landlock.min_abi);
     p
 }

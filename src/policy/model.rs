@@ -248,7 +248,8 @@ impl SecretDecl {
     }
 }
 
-/// rlimits applied to the step. `None` leaves the inherited limit.
+/// rlimits (per process) and cgroup limits (for the whole step) applied to the step. `None`
+/// leaves the inherited limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
     pub open_files: Option<u64>,
@@ -257,6 +258,32 @@ pub struct Limits {
     pub cpu_seconds: Option<u64>,
     pub address_space: Option<u64>,
     pub core_size: Option<u64>,
+    /// cgroup: bytes of memory for every process of the step together.
+    pub memory: Option<u64>,
+    /// cgroup: processes and threads of the step at once.
+    pub pids: Option<u64>,
+    /// cgroup: CPU time per wall time, in thousandths of a CPU (1500 = 1.5 CPUs).
+    pub cpu_millis: Option<u64>,
+    /// What happens when a cgroup limit cannot be applied; `None` means [`Enforce::Required`].
+    pub enforce: Option<Enforce>,
+}
+
+impl Limits {
+    /// Whether any limit needs a cgroup for the step.
+    pub fn needs_cgroup(&self) -> bool {
+        self.memory.is_some() || self.pids.is_some() || self.cpu_millis.is_some()
+    }
+}
+
+/// `process.limits.enforce`: what happens when the step's cgroup limits cannot be applied
+/// (no cgroup the supervisor may create, a controller missing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Enforce {
+    /// The step does not run (exit 125), with a message naming the missing delegation.
+    #[default]
+    Required,
+    /// One warning naming what is missing, and the step runs without those limits.
+    BestEffort,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

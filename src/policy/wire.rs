@@ -175,6 +175,10 @@ pub(crate) struct LimitsWire {
     pub cpu_seconds: Option<Str>,
     pub address_space: Option<Str>,
     pub core_size: Option<Str>,
+    pub memory: Option<Str>,
+    pub pids: Option<Str>,
+    pub cpu: Option<Str>,
+    pub enforce: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 //! enforces the timeout. Every syscall and every `unsafe` lives in `sys`.
 
 pub mod apply;
+pub mod cgroup;
 pub mod host;
 pub mod init;
 pub mod output;
@@ -59,6 +60,9 @@ pub enum SandboxError {
     Wait(std::io::Error),
     #[error("starting the egress proxy: {0} (the step was not started)")]
     Egress(std::io::Error),
+    /// `process.limits` asks for cgroup limits that cannot be had (`enforce: required`).
+    #[error("{0}; the step was not started")]
+    Limits(String),
 }
 
 impl SandboxError {
@@ -83,6 +87,8 @@ pub struct Outcome {
     pub init_signal: Option<i32>,
     /// Informational lines from setup (landlock ABI and status).
     pub info: Vec<String>,
+    /// The cgroup limit the step ran into (an OOM kill, a refused fork).
+    pub limit: Option<cgroup::LimitHit>,
 }
 
 /// Runs the plan's command in a new sandbox and waits for it. Must be called while the process
@@ -96,6 +102,20 @@ pub fn run<G>(
     output_filter: Option<&dyn Fn() -> Box<dyn output::Filter>>,
 ) -> Result<Outcome, SandboxError> {
     let prep = SandboxError::Prepare;
+    // The step's cgroup exists before the clone: a `required` limit that cannot be had stops
+    // the run before anything started, and the child can be moved in before it is released.
+    let step_cgroup = match &plan.cgroup {
+        Some(req) => {
+            let cg = cgroup::StepCgroup::create(std::path::Path::new("/"), req)
+                .map_err(SandboxError::Limits)?;
+            if let Some(w) = &cg.warning {
+                eprintln!("stepjail: warning: {w}");
+            }
+            tracing::debug!(dirs = ?cg.dirs(), "step cgroup made");
+            Some(cg)
+        }
+        None => None,
+    };
     let (sync_r, sync_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| prep(e.into()))?;
     let (report_r, report_w) =
@@ -161,6 +181,22 @@ pub fn run<G>(
         let _ = waitpid(Pid::from_raw(child), None);
         return Err(e);
     }
+    // Into the step's cgroup before the child is released: it has run no step code yet, and
+    // everything it starts from here on is born inside.
+    if let (Some(cg), Some(req)) = (&step_cgroup, &plan.cgroup)
+        && let Err(e) = cg.attach(child)
+    {
+        match req.enforce {
+            crate::policy::model::Enforce::Required => {
+                sys::kill(child, libc::SIGKILL);
+                let _ = waitpid(Pid::from_raw(child), None);
+                return Err(SandboxError::Limits(e));
+            }
+            crate::policy::model::Enforce::BestEffort => {
+                eprintln!("stepjail: warning: {e}; the step runs without its cgroup limits")
+            }
+        }
+    }
     // Release the child.
     tracing::debug!("identity maps written; releasing the child");
     sys::write_all(sync_w.as_fd(), b"1").map_err(SandboxError::Wait)?;
@@ -186,13 +222,20 @@ pub fn run<G>(
             }
         }
     }
-    supervise(
+    let mut outcome = supervise(
         child,
         plan.timeout.map(|t| started + t),
         report_r,
         sfd,
         relays,
-    )
+    )?;
+    outcome.limit = step_cgroup.and_then(cgroup::StepCgroup::finish);
+    // A step that failed after running into a limit failed because of it (an OOM-killed
+    // process, a refused fork): one code says so, unless the runner cancelled it.
+    if outcome.limit.is_some() && outcome.code != 0 && outcome.cancel_signal.is_none() {
+        outcome.code = crate::exit::LIMIT;
+    }
+    Ok(outcome)
 }
 
 fn write_id_maps(child: libc::pid_t, id: &plan::Identity) -> Result<(), SandboxError> {
@@ -379,5 +422,6 @@ fn finish(
         cancel_signal,
         init_signal,
         info,
+        limit: None,
     })
 }

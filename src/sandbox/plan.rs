@@ -135,6 +135,8 @@ pub struct Plan {
     pub cwd: PathBuf,
     pub argv: Vec<String>,
     pub rlimits: Rlimits,
+    /// The step's cgroup limits (memory, pids, cpu), when the profile sets any.
+    pub cgroup: Option<super::cgroup::Request>,
     pub timeout: Option<Duration>,
     /// Whether the step gets the egress proxy (a TUN device, the proxy and DNS listeners);
     /// without it the network namespace holds only `lo`.
@@ -317,6 +319,7 @@ impl Plan {
             cwd,
             argv,
             rlimits: rlimits(profile),
+            cgroup: super::cgroup::Request::from_limits(&profile.process.limits),
             timeout: profile.process.timeout,
             egress,
             merge_output: false,

@@ -20,7 +20,13 @@ impl Prepared {
             Some(p) => AuditLog::open(p, &self.run_id).map_err(RunError::AuditLog)?,
             None => AuditLog::disabled(),
         };
-        let plan = self.plan;
+        let mut plan = self.plan;
+        // The step's cgroup carries the run id, so a leftover names its run, and the profile's
+        // source, for a refusal to point at.
+        if let Some(req) = plan.cgroup.as_mut() {
+            req.name = format!("{}{}", sandbox::cgroup::PREFIX, self.run_id);
+            req.source = self.source.clone();
+        }
         if self.verbose {
             let id = &plan.identity;
             eprintln!(
@@ -63,9 +69,9 @@ impl Prepared {
             move |listeners| crate::proxy::server::start(listeners, engine),
             filter,
         );
-        let (code, timed_out, cancel_signal, init_signal) = match &result {
-            Ok(o) => (o.code, o.timed_out, o.cancel_signal, o.init_signal),
-            Err(e) => (e.exit_code(), false, None, None),
+        let (code, timed_out, cancel_signal, init_signal, limit) = match &result {
+            Ok(o) => (o.code, o.timed_out, o.cancel_signal, o.init_signal, o.limit),
+            Err(e) => (e.exit_code(), false, None, None, None),
         };
         log(Event::StepEnd(StepEnd {
             profile: plan.profile_name.clone(),
@@ -74,6 +80,7 @@ impl Prepared {
             timed_out,
             cancel_signal,
             init_signal,
+            limit: limit.map(|l| l.name().to_string()),
         }));
         let outcome = result?;
         if self.verbose {
@@ -87,6 +94,18 @@ impl Prepared {
                 "stepjail: the step timed out after {}s and was killed",
                 t.as_secs_f64()
             );
+        }
+        match outcome.limit {
+            Some(sandbox::cgroup::LimitHit::Memory { limit, kills }) => eprintln!(
+                "stepjail: the step hit its memory limit ({}, process.limits.memory); the kernel killed {kills} of its processes (out of memory){}",
+                mib(limit),
+                code_note(outcome.code),
+            ),
+            Some(sandbox::cgroup::LimitHit::Pids { limit, refused }) => eprintln!(
+                "stepjail: the step hit its pids limit ({limit} processes and threads, process.limits.pids); the kernel refused {refused} forks{}",
+                code_note(outcome.code),
+            ),
+            None => {}
         }
         if let Some(sig) = outcome.init_signal {
             let name = nix::sys::signal::Signal::try_from(sig)
@@ -107,6 +126,24 @@ impl Prepared {
             cancel_signal: outcome.cancel_signal,
             init_signal: outcome.init_signal,
         })
+    }
+}
+
+/// `512 MiB`, `1.5 GiB`, or bytes below 1 MiB.
+fn mib(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b => format!("{b} bytes"),
+    }
+}
+
+fn code_note(code: i32) -> String {
+    if code == crate::exit::LIMIT {
+        format!(" (exit code {code})")
+    } else {
+        String::new()
     }
 }
 
