@@ -226,7 +226,7 @@ impl<'a> Aggregate<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Close, Connect, NameSource, Via};
+    use crate::audit::event::{Close, Connect, NameSource, Via};
 
     fn connect(conn: u64, name: &str, decision: Decision, reason: &str) -> Record {
         Record::new(
