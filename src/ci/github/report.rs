@@ -632,6 +632,37 @@ mod tests {
         assert!(s.contains("LD_PRELOAD"));
     }
 
+    /// Rows merge spellings the log keeps apart; each row keeps its first refusal's reason in
+    /// log order (not in the order the aggregate sorts spellings), and bytes of a connection
+    /// let through in audit mode count as reached.
+    #[test]
+    fn merged_spellings_keep_the_first_reason_and_would_deny_bytes_are_reached() {
+        let reason = |e: Event, why: &str| match e {
+            Event::Connect(mut c) => {
+                c.reason = Some(why.into());
+                rec(Event::Connect(c))
+            }
+            _ => unreachable!(),
+        };
+        let records = vec![
+            reason(connect(1, "upper.example", 443, Decision::Deny), "first"),
+            reason(connect(2, "UPPER.example", 443, Decision::Deny), "second"),
+            reason(connect(3, "audit.example", 443, Decision::WouldDeny), "x"),
+            rec(Event::Close(Close {
+                conn: 3,
+                bytes_up: 7,
+                bytes_down: 9,
+                duration_ms: 1,
+            })),
+        ];
+        let r = StepReport::from_records(&records, "run-1");
+        assert_eq!(
+            r.denied[&("upper.example".to_string(), 443)],
+            (2, "first".to_string())
+        );
+        assert_eq!(r.reached[&("audit.example".to_string(), 443)], (0, 7, 9));
+    }
+
     #[test]
     fn free_text_is_inert_markdown() {
         assert_eq!(
