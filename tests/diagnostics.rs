@@ -74,3 +74,39 @@ fn stepjail_log_selects_modules_and_a_bad_directive_is_named_and_ignored() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// `-v` is one global flag: after the subcommand it is the same `-v` as before it (the
+/// tracing level and what the sandbox applied), while anything after `--` is the step's own.
+#[test]
+fn v_works_anywhere_before_the_command_and_after_it_belongs_to_the_step() {
+    let dir = Dir::new(users()[0]);
+    for args in [
+        &["-vv", "run", "--"][..],
+        &["run", "-vv", "--"],
+        &["run", "-v", "-v", "--"],
+        &["run", "--verbose", "-v", "--"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["sh", "-c", "echo out"]);
+        let out = Sj::new(&dir, &args).output();
+        assert_eq!(out.ok(), "out\n", "{args:?}");
+        let err = out.stderr();
+        for line in [
+            "stepjail: profile default (builtin:default), step runs as uid ",
+            "stepjail: INFO sandbox: sandbox child cloned pid=",
+            "stepjail: DEBUG sandbox: identity maps written; releasing the child",
+            "stepjail: landlock: ABI ",
+        ] {
+            assert!(err.contains(line), "{args:?}: no {line:?} in {err}");
+        }
+    }
+    // After `--`, `-v` is an argument of the step's command, and stepjail says nothing.
+    let out = Sj::run(&dir, &[], &["sh", "-c", "echo \"$@\"", "sh", "-v", "-vv"]).output();
+    assert_eq!(out.ok(), "-v -vv\n");
+    assert_eq!(out.stderr(), "");
+    // Every other subcommand takes it too, and it changes none of their output.
+    let out = Sj::new(&dir, &["check", "-v", "default"]).output();
+    assert_eq!(out.ok(), "default: ok\n");
+    let out = Sj::new(&dir, &["profiles", "-v"]).output();
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+}

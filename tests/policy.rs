@@ -134,15 +134,15 @@ fn the_documented_example_parses_and_resolves() {
 
     let r = p.resolve(&vars()).unwrap();
     assert_eq!(
-        r.read_write,
+        r.read_write(),
         [
             PathBuf::from("/work/repo"),
             PathBuf::from("/home/runner/.cargo/registry")
         ]
     );
-    assert_eq!(r.read_only, [PathBuf::from("/work/repo/.git")]);
-    assert!(r.hidden.contains(&PathBuf::from("/home/runner/.ssh")));
-    assert_eq!(r.env_set["CARGO_HOME"], "/home/runner/.cargo");
+    assert_eq!(r.read_only(), [PathBuf::from("/work/repo/.git")]);
+    assert!(r.hidden().contains(&PathBuf::from("/home/runner/.ssh")));
+    assert_eq!(r.env_set()["CARGO_HOME"], "/home/runner/.cargo");
 }
 
 #[test]
@@ -419,7 +419,7 @@ fn resolve_rechecks_rules_on_real_paths() {
     let mut v = vars();
     v.workspace = Some("/home/runner".into());
     let resolved = p.resolve(&v).unwrap();
-    assert_eq!(resolved.read_write, [PathBuf::from("/home/runner")]);
+    assert_eq!(resolved.read_write(), [PathBuf::from("/home/runner")]);
     // Workspace == TMPDIR: the same directory hidden and writable.
     let mut v = vars();
     v.workspace = Some("/tmp/".into());
@@ -578,31 +578,34 @@ fn builtins_load_and_resolve() {
         assert_eq!(load(name).unwrap(), p);
         let r = p.resolve(&vars()).unwrap();
         // Everything extends default: its workspace first, its hidden credentials kept.
-        assert_eq!(r.read_write[0], PathBuf::from("/work/repo"));
+        assert_eq!(r.read_write()[0], PathBuf::from("/work/repo"));
         // Some add their tools' credential files (profiles/*.yml `hidden`).
         let own_hidden = match *name {
             "yarn" | "poetry" | "gradle" => 1,
             "composer" => 2,
             _ => 0,
         };
-        assert_eq!(r.hidden.len(), 18 + own_hidden, "{name}");
+        assert_eq!(r.hidden().len(), 18 + own_hidden, "{name}");
         assert!(
-            r.hidden
+            r.hidden()
                 .contains(&PathBuf::from("/home/runner/.cargo/credentials.toml"))
         );
-        assert!(r.hidden.contains(&PathBuf::from("/run/podman/podman.sock")));
-        assert_eq!(r.process.limits.core_size, Some(0));
+        assert!(
+            r.hidden()
+                .contains(&PathBuf::from("/run/podman/podman.sock"))
+        );
+        assert_eq!(r.process().limits.core_size, Some(0));
         // default's list first; the package-manager profiles add their tools' settings.
         assert_eq!(
-            r.env_pass[..default.env.pass.len()],
+            r.env_pass()[..default.env.pass.len()],
             default.env.pass[..],
             "{name}"
         );
         if ["default", "offline", "github", "codecov", "apt"].contains(name) {
-            assert_eq!(r.env_pass, default.env.pass, "{name}");
+            assert_eq!(r.env_pass(), default.env.pass, "{name}");
         }
-        assert!(r.env_pass.contains(&EnvPattern::Prefix("LC_".into())));
-        assert!(!r.env_pass.iter().any(|p| p.matches("GITHUB_TOKEN")));
+        assert!(r.env_pass().contains(&EnvPattern::Prefix("LC_".into())));
+        assert!(!r.env_pass().iter().any(|p| p.matches("GITHUB_TOKEN")));
         // No built-in passes a tool's credential setting: matched by a pattern means scrubbed.
         for cred in [
             "npm_config__auth",
@@ -627,31 +630,31 @@ fn builtins_load_and_resolve() {
             "VSS_NUGET_EXTERNAL_FEED_ENDPOINTS",
             "COMPOSER_AUTH",
         ] {
-            let passed = r.env_pass.iter().any(|p| p.matches(cred));
+            let passed = r.env_pass().iter().any(|p| p.matches(cred));
             let scrubbed = r
-                .env_scrub
+                .env_scrub()
                 .iter()
                 .any(|s| stepjail::policy::model::scrub_matches(s, cred));
             assert!(!passed || scrubbed, "{name} passes {cred}");
         }
         match *name {
             "default" | "offline" => {
-                assert_eq!(r.network.mode, NetworkMode::None);
-                assert!(r.network.allow.is_empty());
-                assert_eq!(r.read_write, [PathBuf::from("/work/repo")]);
+                assert_eq!(r.network().mode, NetworkMode::None);
+                assert!(r.network().allow.is_empty());
+                assert_eq!(r.read_write(), [PathBuf::from("/work/repo")]);
             }
             _ => {
-                assert_eq!(r.network.mode, NetworkMode::Enforce, "{name}");
-                assert!(!r.network.allow.is_empty(), "{name}");
+                assert_eq!(r.network().mode, NetworkMode::Enforce, "{name}");
+                assert!(!r.network().allow.is_empty(), "{name}");
                 // Only names: no built-in reaches an address range.
                 assert!(
-                    r.network
+                    r.network()
                         .allow
                         .iter()
                         .all(|rule| !matches!(rule.target, RuleTarget::Cidr(_))),
                     "{name}"
                 );
-                let caches = r.read_write.len() - 1;
+                let caches = r.read_write().len() - 1;
                 let expected = match *name {
                     // apt keeps its lists and downloads in the workspace (profiles/apt.yml).
                     "github" | "codecov" | "apt" => 0,
@@ -661,7 +664,7 @@ fn builtins_load_and_resolve() {
                     "gradle" => 7,
                     _ => 2,
                 };
-                assert_eq!(caches, expected, "{name}: {:?}", r.read_write);
+                assert_eq!(caches, expected, "{name}: {:?}", r.read_write());
             }
         }
     }
@@ -1050,20 +1053,24 @@ fn files_are_only_written_into_the_private_tmp_and_expand_variables() {
     );
     let resolved = r.unwrap().resolve(&vars()).unwrap();
     assert_eq!(
-        resolved.files,
+        resolved.files(),
         [
             ("/tmp/a/b.conf".into(), "dir /work/repo".to_string()),
             (
                 "/tmp/stepjail/apt.conf".into(),
-                load_builtin("apt").unwrap().resolve(&vars()).unwrap().files[0]
+                load_builtin("apt")
+                    .unwrap()
+                    .resolve(&vars())
+                    .unwrap()
+                    .files()[0]
                     .1
                     .clone()
             ),
         ]
     );
-    assert!(resolved.files[1].1.contains("Dir::State \"/work/repo\";"));
+    assert!(resolved.files()[1].1.contains("Dir::State \"/work/repo\";"));
     assert_eq!(
-        resolved.env_set.get("APT_CONFIG").map(String::as_str),
+        resolved.env_set().get("APT_CONFIG").map(String::as_str),
         Some("/tmp/stepjail/apt.conf")
     );
 }

@@ -2,7 +2,8 @@
 //!
 //! [`event`] is the wire schema (`schema/audit-v1.schema.json` is its JSON Schema),
 //! [`writer`] appends records to a file, [`mod@summarize`] reads logs back and tabulates them,
-//! and [`mod@suggest`] turns logs into a profile allowlist. Nothing here ever records header
+//! [`mod@suggest`] turns logs into a profile allowlist, and [`aggregate`] is the one pass over
+//! the records that both (and the GitHub step summary) render from. Nothing here ever records header
 //! values, bodies, query strings or secret values.
 //!
 //! The proxy writes through one [`AuditLog`] per step:
@@ -16,6 +17,7 @@
 //! # }
 //! ```
 
+pub mod aggregate;
 mod error;
 pub mod event;
 pub mod suggest;
@@ -23,6 +25,7 @@ pub mod suggest_policy;
 pub mod summarize;
 pub mod writer;
 
+pub use aggregate::Aggregate;
 pub use error::AuditError;
 pub use event::{
     Close, Connect, Decision, Dns, DnsTransport, Event, FileCommand, Http, NameSource, Protocol,

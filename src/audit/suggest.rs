@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::event::{Decision, Event, Protocol, Record};
+use super::aggregate::{Aggregate, DestKey, DestStats};
+use super::event::{Protocol, Record};
 use super::summarize::{host_of_ip, normalize_name};
 use crate::policy::model::NetworkMode;
 
@@ -29,53 +30,58 @@ use crate::policy::model::NetworkMode;
 /// they all ran under the same built-in one, else `default`. Output is deterministic: hosts by
 /// connection count (most first), then by name.
 pub fn suggest(records: &[Record], name: &str) -> String {
-    let ran_under = profiles_run(records);
+    let agg = Aggregate::new(records);
+    let ran_under = agg.profiles_run();
     let extends = match ran_under.iter().collect::<Vec<_>>()[..] {
-        [p] if p != name && crate::policy::load_builtin(p).is_ok() => p.as_str(),
+        [p] if *p != name && crate::policy::load_builtin(p).is_ok() => *p,
         _ => "default",
     };
-    suggest_extending(records, name, extends)
+    render(&agg, name, extends)
 }
 
-/// The profiles the steps in `records` ran under (their `step_start` events).
-fn profiles_run(records: &[Record]) -> BTreeSet<String> {
-    records
+/// The special addresses an allowed name resolved to and was refused for, with how many
+/// refusals each: the event's address, or (logs written before it was recorded) the one each
+/// refusal's reason names.
+fn refused_special(key: &DestKey<'_>, stats: &DestStats<'_>) -> Vec<(IpAddr, &'static str, u64)> {
+    let special =
+        |ip: IpAddr, n: u64| crate::policy::ranges::special_range(ip).map(|range| (ip, range, n));
+    if stats.counts.denied == 0 {
+        return Vec::new();
+    }
+    if let Some(ip) = key.ip {
+        return special(ip, stats.counts.denied).into_iter().collect();
+    }
+    stats
+        .denied_reasons
         .iter()
-        .filter_map(|r| match &r.event {
-            Event::StepStart(s) => Some(s.profile.clone()),
-            _ => None,
+        .filter_map(|(reason, n)| {
+            let rest = reason.split_once("resolved to ")?.1;
+            special(rest.split_once(' ')?.0.parse().ok()?, *n)
         })
         .collect()
-}
-
-/// The special address an allowed name resolved to and was refused for: the event's address,
-/// or (logs written before it was recorded) the one the reason names.
-fn refused_special(c: &super::event::Connect) -> Option<(IpAddr, &'static str)> {
-    if c.decision != Decision::Deny {
-        return None;
-    }
-    let ip = c.dest_ip.or_else(|| {
-        let rest = c.reason.as_deref()?.split_once("resolved to ")?.1;
-        rest.split_once(' ')?.0.parse().ok()
-    })?;
-    crate::policy::ranges::special_range(ip).map(|range| (ip, range))
 }
 
 /// [`suggest`] with the parent profile given (a built-in name). Hosts and ports the parent
 /// already allows are left out, and named in a comment.
 pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> String {
-    let ran_under = profiles_run(records);
-    let same_parent = !ran_under.is_empty() && ran_under.iter().all(|p| p == extends);
+    render(&Aggregate::new(records), name, extends)
+}
+
+/// [`suggest_extending`]'s text, from the aggregate of the records.
+fn render(agg: &Aggregate<'_>, name: &str, extends: &str) -> String {
+    let ran_under = agg.profiles_run();
+    let same_parent = !ran_under.is_empty() && ran_under.iter().all(|p| *p == extends);
     let parent = crate::policy::load_builtin(extends).ok();
     let parent_allows = |host: &str, port: u16| {
         parent
             .as_ref()
             .is_some_and(|p| p.network.decide_name(host, port).is_allowed())
     };
-    let audit_runs: BTreeSet<&str> = records
+    let audit_runs: BTreeSet<&str> = agg
+        .steps
         .iter()
-        .filter(|r| matches!(&r.event, Event::StepStart(s) if s.mode == NetworkMode::Audit))
-        .map(|r| r.step.as_str())
+        .filter(|(_, f)| f.starts.iter().any(|s| s.mode == NetworkMode::Audit))
+        .map(|(step, _)| *step)
         .collect();
     let mut looked_up_in_audit: BTreeSet<String> = BTreeSet::new();
     let mut special: BTreeMap<(String, IpAddr, &'static str, u16), usize> = BTreeMap::new();
@@ -85,64 +91,53 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
     let mut looked_up: BTreeSet<String> = BTreeSet::new();
     let mut connected: BTreeSet<String> = BTreeSet::new();
     let mut invalid = 0usize;
-    let mut connections = 0usize;
-    let runs: BTreeSet<&str> = records.iter().map(|r| r.step.as_str()).collect();
+    let connections = agg.connections() as usize;
+    let runs = agg.steps.len();
 
-    for record in records {
-        match &record.event {
-            Event::Connect(c) => {
-                connections += 1;
-                let named = c
-                    .dest_name
-                    .as_deref()
-                    .map(normalize_name)
-                    .filter(|n| n.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
-                let Some(host) = named else {
-                    // No name, or the "name" is an address literal (`CONNECT 203.0.113.7:443`).
-                    let ip = c.dest_ip.or_else(|| {
-                        let name = c.dest_name.as_deref()?;
-                        name.trim_matches(['[', ']']).parse().ok()
-                    });
-                    match ip {
-                        Some(ip) => *by_address.entry((ip, c.dest_port)).or_default() += 1,
-                        None => invalid += 1,
-                    }
-                    continue;
-                };
-                if !is_host_name(&host) {
-                    invalid += 1;
-                    continue;
-                }
-                connected.insert(host.clone());
-                if c.protocol != Protocol::Tcp {
-                    *not_tcp.entry((c.protocol, host, c.dest_port)).or_default() += 1;
-                    continue;
-                }
-                let refused = refused_special(c);
-                if let Some((ip, range)) = refused {
-                    *special
-                        .entry((host.clone(), ip, range, c.dest_port))
-                        .or_default() += 1;
-                }
-                let stats = hosts.entry(host).or_default();
-                stats.ports.insert(c.dest_port);
-                stats.connections += 1;
-                match c.decision {
-                    Decision::Allow => {}
-                    Decision::Deny => stats.denied += 1,
-                    Decision::WouldDeny => stats.would_deny += 1,
-                }
+    for (key, stats) in &agg.destinations {
+        let n = stats.counts.total() as usize;
+        let named = key
+            .name
+            .map(normalize_name)
+            .filter(|n| n.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
+        let Some(host) = named else {
+            // No name, or the "name" is an address literal (`CONNECT 203.0.113.7:443`).
+            let ip = key
+                .ip
+                .or_else(|| key.name?.trim_matches(['[', ']']).parse().ok());
+            match ip {
+                Some(ip) => *by_address.entry((ip, key.port)).or_default() += n,
+                None => invalid += n,
             }
-            Event::Dns(d) => {
-                let name = normalize_name(&d.name);
-                if is_host_name(&name) {
-                    if audit_runs.contains(record.step.as_str()) {
-                        looked_up_in_audit.insert(name.clone());
-                    }
-                    looked_up.insert(name);
-                }
+            continue;
+        };
+        if !is_host_name(&host) {
+            invalid += n;
+            continue;
+        }
+        connected.insert(host.clone());
+        if key.protocol != Protocol::Tcp {
+            *not_tcp.entry((key.protocol, host, key.port)).or_default() += n;
+            continue;
+        }
+        for (ip, range, refused) in refused_special(key, stats) {
+            *special
+                .entry((host.clone(), ip, range, key.port))
+                .or_default() += refused as usize;
+        }
+        let host_stats = hosts.entry(host).or_default();
+        host_stats.ports.insert(key.port);
+        host_stats.connections += n;
+        host_stats.denied += stats.counts.denied as usize;
+        host_stats.would_deny += stats.counts.would_deny as usize;
+    }
+    for (step, name) in agg.names.keys() {
+        let name = normalize_name(name);
+        if is_host_name(&name) {
+            if audit_runs.contains(step) {
+                looked_up_in_audit.insert(name.clone());
             }
-            _ => {}
+            looked_up.insert(name);
         }
     }
 
@@ -167,7 +162,7 @@ pub fn suggest_extending(records: &[Record], name: &str, extends: &str) -> Strin
     let _ = writeln!(
         out,
         "# suggested by `stepjail audit suggest` from {} ({}, {})",
-        plural(runs.len(), "run"),
+        plural(runs, "run"),
         plural(connections, "connection"),
         plural(entries.len(), "name"),
     );

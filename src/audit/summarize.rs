@@ -8,8 +8,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::aggregate::{Aggregate, Counts, DestKey};
 use super::error::AuditError;
-use super::event::{Connect, Decision, Event, Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION};
+use super::event::{Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION};
 
 /// The records of one log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,65 +108,71 @@ pub fn summarize(records: &[Record]) -> String {
     if records.is_empty() {
         return "no audit records\n".to_owned();
     }
-    let mut steps: BTreeMap<&str, StepRow> = BTreeMap::new();
-    let mut dests: HashMap<String, DestRow> = HashMap::new();
-    // (step, conn) -> destination key, to attribute `close` bytes; the last decision wins.
-    let mut conns: HashMap<(&str, u64), String> = HashMap::new();
-    let mut names: BTreeMap<String, DnsRow> = BTreeMap::new();
-    let mut leaks = Vec::new();
-    let mut reflected = Vec::new();
-    let mut removed = Vec::new();
-    let mut totals = [0usize; 3];
-    let mut queries = 0usize;
+    render(&Aggregate::new(records))
+}
 
-    for record in records {
-        let step = record.step.as_str();
-        match &record.event {
-            Event::StepStart(s) => {
-                let row = steps.entry(step).or_default();
-                row.profile = Some(s.profile.clone());
-                row.mode = Some(s.mode.as_str().to_owned());
-                if let (Some(job), Some(ci_step)) = (&s.ci_job, &s.ci_step) {
-                    row.ci = Some(format!("{job}/{ci_step}"));
-                }
-            }
-            Event::StepEnd(e) => {
-                let row = steps.entry(step).or_default();
-                row.profile.get_or_insert_with(|| e.profile.clone());
-                row.end = Some((e.exit_code, e.duration_ms, e.timed_out));
-            }
-            Event::Connect(c) => {
-                let key = destination(c);
-                let row = dests.entry(key.clone()).or_default();
-                row.counts[decision_index(c.decision)] += 1;
-                totals[decision_index(c.decision)] += 1;
-                conns.insert((step, c.conn), key);
-            }
-            Event::Close(c) => {
-                if let Some(row) = conns.get(&(step, c.conn)).and_then(|k| dests.get_mut(k)) {
-                    row.bytes_up += c.bytes_up;
-                    row.bytes_down += c.bytes_down;
-                }
-            }
-            Event::Dns(d) => {
-                queries += 1;
-                let row = names.entry(normalize_name(&d.name)).or_default();
-                row.counts[decision_index(d.decision)] += 1;
-                row.qtypes.insert(d.qtype.clone());
-            }
-            Event::SecretLeak(l) => leaks.push(l),
-            Event::SecretReflected(r) => reflected.push(r),
-            Event::FileCommand(f) => removed.push(f),
-            Event::Http(_) => {}
+/// [`summarize`]'s text, from the aggregate of the records.
+fn render(agg: &Aggregate<'_>) -> String {
+    let mut steps: BTreeMap<&str, StepRow> = BTreeMap::new();
+    for (step, facts) in &agg.steps {
+        if facts.starts.is_empty() && facts.ends.is_empty() {
+            continue;
         }
+        let mut row = StepRow::default();
+        // The last `step_start` says how it ran; without one, the first `step_end` names the
+        // profile.
+        if let Some(s) = facts.starts.last() {
+            row.profile = Some(s.profile.clone());
+            row.mode = Some(s.mode.as_str().to_owned());
+        }
+        // `job/step` from the last `step_start` that has them.
+        row.ci = facts
+            .starts
+            .iter()
+            .rev()
+            .find_map(|s| match (&s.ci_job, &s.ci_step) {
+                (Some(job), Some(ci_step)) => Some(format!("{job}/{ci_step}")),
+                _ => None,
+            });
+        if let Some(e) = facts.ends.first() {
+            row.profile.get_or_insert_with(|| e.profile.clone());
+        }
+        row.end = facts
+            .ends
+            .last()
+            .map(|e| (e.exit_code, e.duration_ms, e.timed_out));
+        steps.insert(step, row);
     }
+    let mut dests: HashMap<String, DestRow> = HashMap::new();
+    let mut totals = Counts::default();
+    for (key, stats) in &agg.destinations {
+        let row = dests.entry(destination(key)).or_default();
+        add_counts(&mut row.counts, &stats.counts);
+        totals.merge(&stats.counts);
+        row.bytes_up += stats.bytes.up;
+        row.bytes_down += stats.bytes.down;
+    }
+    let mut names: BTreeMap<String, DnsRow> = BTreeMap::new();
+    let mut queries = 0u64;
+    for ((_, name), stats) in &agg.names {
+        queries += stats.counts.total();
+        let row = names.entry(normalize_name(name)).or_default();
+        add_counts(&mut row.counts, &stats.counts);
+        row.qtypes
+            .extend(stats.qtypes.iter().map(|t| (*t).to_owned()));
+    }
+    let leaks: Vec<_> = agg.leaks.iter().map(|(_, l)| *l).collect();
+    let reflected: Vec<_> = agg.reflected.iter().map(|(_, r)| *r).collect();
+    let removed: Vec<_> = agg.file_commands.iter().map(|(_, f)| *f).collect();
+    let totals = [totals.allowed, totals.denied, totals.would_deny].map(|n| n as usize);
+    let queries = queries as usize;
 
     let mut out = String::new();
     let connections: usize = totals.iter().sum();
     let _ = writeln!(
         out,
         "{}, {} ({} allowed, {} denied, {} would-deny), {}",
-        plural(records_steps(records), "step"),
+        plural(agg.steps.len(), "step"),
         plural(connections, "connection"),
         totals[0],
         totals[1],
@@ -358,25 +365,15 @@ struct DnsRow {
     qtypes: BTreeSet<String>,
 }
 
-fn decision_index(d: Decision) -> usize {
-    match d {
-        Decision::Allow => 0,
-        Decision::Deny => 1,
-        Decision::WouldDeny => 2,
-    }
-}
-
-fn records_steps(records: &[Record]) -> usize {
-    records
-        .iter()
-        .map(|r| r.step.as_str())
-        .collect::<BTreeSet<_>>()
-        .len()
+fn add_counts(row: &mut [usize; 3], c: &Counts) {
+    row[0] += c.allowed as usize;
+    row[1] += c.denied as usize;
+    row[2] += c.would_deny as usize;
 }
 
 /// `host:port` (or `[v6]:port`), with `/udp` or `/icmp` appended for non-TCP.
-fn destination(c: &Connect) -> String {
-    let host = match (&c.dest_name, c.dest_ip) {
+fn destination(c: &DestKey<'_>) -> String {
+    let host = match (c.name, c.ip) {
         (Some(name), _) => normalize_name(name),
         (None, Some(ip)) => host_of_ip(ip),
         (None, None) => "(unknown)".to_owned(),
@@ -386,7 +383,7 @@ fn destination(c: &Connect) -> String {
         Protocol::Udp => "/udp",
         Protocol::Icmp => "/icmp",
     };
-    format!("{host}:{}{proto}", c.dest_port)
+    format!("{host}:{}{proto}", c.port)
 }
 
 /// An address as the host part of `host:port`: IPv6 in brackets.

@@ -20,14 +20,11 @@ pub struct ActionArgs {
     /// $RUNNER_TEMP/stepjail).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Print what the sandbox applied to stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     /// The action's directory (holding action.yml).
     pub dir: PathBuf,
 }
 
-pub fn run(args: ActionArgs) -> Result<i32, crate::step::RunError> {
+pub fn run(args: ActionArgs, verbose: bool) -> Result<i32, crate::step::RunError> {
     let mut inputs = Vec::new();
     if let Some(f) = &args.inputs_file {
         let label = f.display().to_string();
@@ -39,7 +36,7 @@ pub fn run(args: ActionArgs) -> Result<i32, crate::step::RunError> {
     inputs.extend(args.inputs);
     action::run(action::ActionRequest {
         state_dir: args.state_dir,
-        verbose: args.verbose,
+        verbose,
         step: args.step,
         dir: args.dir,
         inputs,

@@ -17,10 +17,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "stepjail", version, about = "Run a CI step in a throwaway Linux sandbox", long_about = None)]
 pub struct Cli {
-    /// Diagnostics on stderr: `-v` info, `-vv` debug, `-vvv` trace (before the subcommand:
-    /// `stepjail -vv run ...`). STEPJAIL_LOG (a tracing filter directive such as
-    /// `stepjail::proxy=debug`) wins over it.
-    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    /// Diagnostics on stderr: `-v` info (with what the sandbox applied: identity, landlock
+    /// ABI), `-vv` debug, `-vvv` trace; anywhere before `--` (`stepjail run -v -- ...`).
+    /// STEPJAIL_LOG (a tracing filter directive such as `stepjail::proxy=debug`) wins over it.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -55,19 +55,22 @@ pub enum Command {
 /// Dispatches a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     crate::diag::init(cli.verbose);
+    // One `-v`, wherever it is written: at 1 and above, `run`, `step` and `action` also say
+    // what the sandbox applied (they had a `-v` of their own before it was global).
+    let verbose = cli.verbose > 0;
     // The subcommands a GitHub Actions runner calls: their errors are annotations there too.
     let github = matches!(
         cli.command,
         Command::Setup(_) | Command::Step(_) | Command::Action(_)
     );
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, verbose),
         Command::Profiles(args) => profiles::run(args),
         Command::Check(args) => check::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Setup(args) => setup::run(args),
-        Command::Step(args) => step::run(args),
-        Command::Action(args) => action::run(args),
+        Command::Step(args) => step::run(args, verbose),
+        Command::Action(args) => action::run(args, verbose),
         // The runners' drivers report in their runner's own way and return its exit codes.
         Command::Gitlab(args) => Ok(gitlab::run(args)),
         Command::Hooks(args) => Ok(hooks::run(args)),

@@ -48,16 +48,13 @@ pub struct RunArgs {
     /// through pipes, so the step sees no terminal).
     #[arg(long)]
     pub no_mask: bool,
-    /// Print what the sandbox applied (landlock ABI, identity) to stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     /// The command and its arguments.
     #[arg(required = true, last = true)]
     pub command: Vec<String>,
 }
 
 /// Builds the step's spec from the command line, prepares and launches it.
-pub fn run(args: RunArgs) -> Result<i32, RunError> {
+pub fn run(args: RunArgs, verbose: bool) -> Result<i32, RunError> {
     let profile = crate::policy::load(&args.profile)?;
     let file_secrets = match &args.secrets_file {
         Some(p) => Some(crate::secrets::load_file(p)?),
@@ -76,7 +73,7 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
         upstream_from_env: args.upstream_proxy_from_env,
         file_secrets,
         no_mask: args.no_mask,
-        verbose: args.verbose,
+        verbose,
         command: args.command,
         ci: None,
     };

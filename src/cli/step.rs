@@ -9,19 +9,16 @@ pub struct StepArgs {
     /// $RUNNER_TEMP/stepjail).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Print what the sandbox applied to stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     /// The shell command the runner gives, with the script's path: `bash --noprofile --norc
     /// -eo pipefail {0}`.
     #[arg(required = true, last = true)]
     pub command: Vec<String>,
 }
 
-pub fn run(args: StepArgs) -> Result<i32, crate::step::RunError> {
+pub fn run(args: StepArgs, verbose: bool) -> Result<i32, crate::step::RunError> {
     crate::ci::github::step::run(crate::ci::github::step::StepRequest {
         state_dir: args.state_dir,
-        verbose: args.verbose,
+        verbose,
         command: args.command,
         step_id: None,
         set: Vec::new(),

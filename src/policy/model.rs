@@ -324,8 +324,34 @@ pub struct Vars {
 }
 
 /// A profile with every variable expanded: what the sandbox plan is built from.
+///
+/// Sealed: the fields are private to `policy`, so a value exists only as [`Profile::resolve`]
+/// made it (checked on the expanded paths) and, for one run, [`ResolvedProfile::with_run`]
+/// extended it. Everything else reads it through the accessors, named like the fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedProfile {
+    pub(super) name: String,
+    pub(super) read_write: Vec<PathBuf>,
+    pub(super) read_only: Vec<PathBuf>,
+    pub(super) hidden: Vec<PathBuf>,
+    pub(super) network: Network,
+    pub(super) env_pass: Vec<EnvPattern>,
+    pub(super) env_set: BTreeMap<String, String>,
+    pub(super) process: ProcessPolicy,
+    pub(super) landlock: LandlockPolicy,
+    /// Secrets the step declares (values come from `--secrets-file` or the environment).
+    pub(super) secrets: Vec<SecretDecl>,
+    /// Variables never passed to the step, besides the built-in CI credentials.
+    pub(super) env_scrub: Vec<String>,
+    /// Files written into the step's private /tmp before it starts: (path, expanded content).
+    pub(super) files: Vec<(PathBuf, String)>,
+}
+
+/// The fields of a [`ResolvedProfile`], for unit tests elsewhere in the crate that need a
+/// profile no file could describe (a test build only: nothing else can make one).
+#[cfg(test)]
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedParts {
     pub name: String,
     pub read_write: Vec<PathBuf>,
     pub read_only: Vec<PathBuf>,
@@ -335,12 +361,29 @@ pub struct ResolvedProfile {
     pub env_set: BTreeMap<String, String>,
     pub process: ProcessPolicy,
     pub landlock: LandlockPolicy,
-    /// Secrets the step declares (values come from `--secrets-file` or the environment).
     pub secrets: Vec<SecretDecl>,
-    /// Variables never passed to the step, besides the built-in CI credentials.
     pub env_scrub: Vec<String>,
-    /// Files written into the step's private /tmp before it starts: (path, expanded content).
     pub files: Vec<(PathBuf, String)>,
+}
+
+#[cfg(test)]
+impl From<ResolvedParts> for ResolvedProfile {
+    fn from(p: ResolvedParts) -> ResolvedProfile {
+        ResolvedProfile {
+            name: p.name,
+            read_write: p.read_write,
+            read_only: p.read_only,
+            hidden: p.hidden,
+            network: p.network,
+            env_pass: p.env_pass,
+            env_set: p.env_set,
+            process: p.process,
+            landlock: p.landlock,
+            secrets: p.secrets,
+            env_scrub: p.env_scrub,
+            files: p.files,
+        }
+    }
 }
 
 /// What one run adds to a resolved profile, all at once: a CI step's hidden state and passed or
@@ -358,6 +401,50 @@ pub struct RunAdditions {
 }
 
 impl ResolvedProfile {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Paths the step may write, expanded, without duplicates.
+    pub fn read_write(&self) -> &[PathBuf] {
+        &self.read_write
+    }
+    /// Paths bound read-only inside writable ones.
+    pub fn read_only(&self) -> &[PathBuf] {
+        &self.read_only
+    }
+    /// Paths covered in the sandbox.
+    pub fn hidden(&self) -> &[PathBuf] {
+        &self.hidden
+    }
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+    pub fn env_pass(&self) -> &[EnvPattern] {
+        &self.env_pass
+    }
+    /// `env.set`, values expanded.
+    pub fn env_set(&self) -> &BTreeMap<String, String> {
+        &self.env_set
+    }
+    pub fn process(&self) -> &ProcessPolicy {
+        &self.process
+    }
+    pub fn landlock(&self) -> &LandlockPolicy {
+        &self.landlock
+    }
+    /// Secrets the step declares (values come from `--secrets-file` or the environment).
+    pub fn secrets(&self) -> &[SecretDecl] {
+        &self.secrets
+    }
+    /// Variables never passed to the step, besides the built-in CI credentials.
+    pub fn env_scrub(&self) -> &[String] {
+        &self.env_scrub
+    }
+    /// Files written into the step's private /tmp before it starts: (path, expanded content).
+    pub fn files(&self) -> &[(PathBuf, String)] {
+        &self.files
+    }
+
     /// This profile with what one run adds: a new value, built once, which the run then only
     /// reads (nothing patches a resolved profile field by field).
     pub fn with_run(self, add: RunAdditions) -> ResolvedProfile {

@@ -261,7 +261,7 @@ impl Plan {
         if let Some(sk) = skeleton {
             check_step_files(sk, profile, host)?;
         }
-        let egress = profile.network.mode != NetworkMode::None;
+        let egress = profile.network().mode != NetworkMode::None;
         let (sources, mut mounts, writable) = mounts(profile, host, skeleton);
         if egress {
             // Before the final Seal of /dev, where the file's content is staged.
@@ -308,19 +308,19 @@ impl Plan {
             host.cwd.clone()
         };
         Ok(Draft(Plan {
-            profile_name: profile.name.clone(),
+            profile_name: profile.name().to_string(),
             env,
             identity,
             hostname: "stepjail".to_string(),
             sources,
             mounts,
             writable,
-            landlock: profile.landlock.clone(),
+            landlock: profile.landlock().clone(),
             cwd,
             argv,
             rlimits: rlimits(profile),
-            cgroup: super::cgroup::Request::from_limits(&profile.process.limits),
-            timeout: profile.process.timeout,
+            cgroup: super::cgroup::Request::from_limits(&profile.process().limits),
+            timeout: profile.process().timeout,
             egress,
             merge_output: false,
         }))
@@ -329,7 +329,7 @@ impl Plan {
 
 /// Every path to cover: the profile's, the runner's credential files, and every host socket.
 fn hidden_paths(profile: &ResolvedProfile, host: &HostFacts) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = profile.hidden.clone();
+    let mut out: Vec<PathBuf> = profile.hidden().to_vec();
     if let Some(root) = &host.runner_root {
         out.extend(RUNNER_CREDENTIAL_FILES.iter().map(|f| root.join(f)));
     }
@@ -361,7 +361,7 @@ fn mounts(
     ];
     // Right after the private /tmp exists, before any writable bind: a host directory bound
     // under /tmp then covers the file instead of the file being written into the host's tree.
-    for (target, content) in &profile.files {
+    for (target, content) in profile.files() {
         ops.push(MountOp::TmpFile {
             target: target.clone(),
             content: content.clone(),
@@ -371,7 +371,7 @@ fn mounts(
     // tmpfs instead of being hidden by it; their sources were opened before any mount.
     let mut sources = Vec::new();
     let mut writable = Vec::new();
-    for p in dedup(&profile.read_write) {
+    for p in dedup(profile.read_write()) {
         if !host.kinds.contains_key(&p) {
             continue; // a writable path that does not exist grants nothing
         }
@@ -399,7 +399,7 @@ fn mounts(
         }
     }
     // Read-only holes after the writable binds they punch through.
-    for p in dedup(&profile.read_only) {
+    for p in dedup(profile.read_only()) {
         if host.kinds.contains_key(&p) && writable.iter().any(|w| p.starts_with(w)) {
             ops.push(MountOp::ReadOnly { target: p });
         }
@@ -482,7 +482,7 @@ fn check_step_files(
         } else {
             found(&hidden, "the hidden path")
         };
-        if let Some(e) = found(&profile.read_write, "the writable path").or(hidden_found) {
+        if let Some(e) = found(profile.read_write(), "the writable path").or(hidden_found) {
             return Err(e);
         }
     }
@@ -511,16 +511,16 @@ pub fn environment(
         // injected by name (see `Extras::secrets`), never picked up by a pattern.
         if crate::secrets::CI_CREDENTIALS.contains(&k.as_str())
             || profile
-                .env_scrub
+                .env_scrub()
                 .iter()
                 .any(|s| crate::policy::model::scrub_matches(s, k))
-            || profile.secrets.iter().any(|d| &d.name == k)
+            || profile.secrets().iter().any(|d| &d.name == k)
         {
             continue;
         }
         let passed = SAFE_DEFAULT_ENV.contains(&k.as_str())
             || k.starts_with("LC_")
-            || profile.env_pass.iter().any(|p: &EnvPattern| p.matches(k));
+            || profile.env_pass().iter().any(|p: &EnvPattern| p.matches(k));
         if passed {
             env.insert(k.clone(), v.clone());
         }
@@ -537,7 +537,7 @@ pub fn environment(
         env.insert("LOGNAME".into(), name.clone());
     }
     env.insert("TMPDIR".into(), "/tmp".into());
-    for (k, v) in &profile.env_set {
+    for (k, v) in profile.env_set() {
         env.insert(k.clone(), v.clone());
     }
     env.into_iter().collect()
@@ -664,7 +664,7 @@ impl Plan {
 }
 
 fn rlimits(profile: &ResolvedProfile) -> Rlimits {
-    let l = &profile.process.limits;
+    let l = &profile.process().limits;
     let mut out = vec![];
     let pairs = [
         (Rlimit::OpenFiles, l.open_files),
@@ -696,10 +696,14 @@ mod tests {
     ) -> Result<Plan, PlanError> {
         Plan::build(p, id, ws, argv, h, Extras::default())
     }
-    use crate::policy::model::{Network, ProcessPolicy};
+    use crate::policy::model::{Network, ProcessPolicy, ResolvedParts, RunAdditions};
 
     fn profile() -> ResolvedProfile {
-        ResolvedProfile {
+        parts().into()
+    }
+
+    fn parts() -> ResolvedParts {
+        ResolvedParts {
             name: "t".into(),
             read_write: vec!["/ws".into(), "/missing".into()],
             read_only: vec!["/ws/.git".into(), "/etc".into()],
@@ -785,8 +789,9 @@ mod tests {
 
     #[test]
     fn profile_files_are_written_into_the_fresh_tmp_before_any_bind() {
-        let mut p = profile();
+        let mut p = parts();
         p.files = vec![("/tmp/stepjail/apt.conf".into(), "Dir \"/ws\";\n".into())];
+        let p = ResolvedProfile::from(p);
         let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &host()).unwrap();
         let at = |want: fn(&MountOp) -> bool| plan.mounts.iter().position(want).unwrap();
         let file = at(|m| matches!(m, MountOp::TmpFile { .. }));
@@ -866,8 +871,10 @@ mod tests {
             &["/ws/env.txt", "/home/u/.ssh/env.txt", "/rt/cmd/env"],
         );
         let build = |file: &str, hidden: &[&str]| {
-            let mut p = profile();
-            p.hidden.extend(hidden.iter().map(PathBuf::from));
+            let p = profile().with_run(RunAdditions {
+                hidden: hidden.iter().map(PathBuf::from).collect(),
+                ..RunAdditions::default()
+            });
             let sk = Skeleton {
                 dir: Some("/rt".into()),
                 read_write: vec![file.into()],
@@ -962,8 +969,9 @@ mod tests {
 
     #[test]
     fn hidden_paths_in_tmp_are_covered_only_inside_a_writable_bind() {
-        let mut p = profile();
+        let mut p = parts();
         p.read_write = vec!["/tmp/ws".into()];
+        let p = ResolvedProfile::from(p);
         let mut h = host();
         h.kinds.insert("/tmp/ws".into(), HiddenKind::Dir);
         h.kinds
@@ -1015,8 +1023,10 @@ mod tests {
         };
         assert_eq!(cwd(&h), PathBuf::from("/ws"));
         // Inside a writable bind under /tmp, the directory is there: it stays.
-        let mut p = profile();
-        p.read_write.push("/tmp/checkout".into());
+        let p = profile().with_run(RunAdditions {
+            read_write: vec!["/tmp/checkout".into()],
+            ..RunAdditions::default()
+        });
         h.kinds.insert("/tmp/checkout".into(), HiddenKind::Dir);
         let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
         assert_eq!(plan.cwd, PathBuf::from("/tmp/checkout"));
@@ -1093,8 +1103,10 @@ mod tests {
             )
         );
         // Writable shims (a profile that allows it) or no pyenv: nothing set.
-        let mut p = profile();
-        p.read_write.push("/home/u/.pyenv".into());
+        let p = profile().with_run(RunAdditions {
+            read_write: vec!["/home/u/.pyenv".into()],
+            ..RunAdditions::default()
+        });
         h.kinds.insert("/home/u/.pyenv".into(), HiddenKind::Dir);
         h.env = vec![("PATH".into(), "/home/u/.pyenv/shims:/usr/bin".into())];
         let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();

@@ -402,18 +402,18 @@ pub struct Inputs<'a> {
 /// Checks the tool settings of one run; see the module documentation.
 pub fn check(i: &Inputs) -> Findings {
     let mut f = Findings::default();
-    let profile = &i.profile.name;
+    let profile = i.profile.name();
     let step = |k: &str| i.step_env.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-    let declared = |k: &str| i.profile.secrets.iter().any(|d| d.name == k);
+    let declared = |k: &str| i.profile.secrets().iter().any(|d| d.name == k);
     // Dropped settings, grouped by the built-in profile that would pass them: one line each
     // (a runner image that sets CARGO_HOME and RUSTUP_HOME gets one line, not two, per step).
     let mut dropped: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
     // Under a built-in ecosystem profile only its own tools run: NODE_EXTRA_CA_CERTS set on the
     // machine is no news to a pip step. Under any other profile every dropped setting counts.
-    let ecosystem = KNOWN.iter().any(|k| k.profiles.contains(&profile.as_str()));
+    let ecosystem = KNOWN.iter().any(|k| k.profiles.contains(&profile));
     for (name, value) in i.caller {
         // Passed from the caller: the step has the caller's value, and stepjail did not set it.
-        let passed = step(name) == Some(value) && !i.profile.env_set.contains_key(name);
+        let passed = step(name) == Some(value) && !i.profile.env_set().contains_key(name);
         if passed
             && !declared(name)
             && let Some(url) = url_with_credentials(value)
@@ -427,12 +427,12 @@ pub fn check(i: &Inputs) -> Findings {
         }
         let Some(kn) = known(name) else { continue };
         if step(name).is_none() && !declared(name) {
-            let scrubbed = i.profile.env_scrub.iter().any(|s| scrub_matches(s, name));
+            let scrubbed = i.profile.env_scrub().iter().any(|s| scrub_matches(s, name));
             // Without network, registry URLs and CA bundles change nothing; homes, caches and
             // flags still decide whether an offline build finds its toolchain and modules.
-            let offline = i.profile.network.mode == NetworkMode::None
+            let offline = i.profile.network().mode == NetworkMode::None
                 && matches!(kn.kind, Kind::Url | Kind::Urls | Kind::Ca);
-            let relevant = !offline && (!ecosystem || kn.profiles.contains(&profile.as_str()));
+            let relevant = !offline && (!ecosystem || kn.profiles.contains(&profile));
             if !scrubbed && relevant && !is_default(name, value, i.home) {
                 let builtins = kn.profiles.join(", ");
                 match dropped.iter_mut().find(|(p, _)| *p == builtins) {
@@ -492,7 +492,7 @@ pub fn check(i: &Inputs) -> Findings {
             keys.join(", ")
         ));
     }
-    for p in &i.profile.read_write {
+    for p in i.profile.read_write() {
         if p.starts_with("/tmp") && !i.writable.iter().any(|w| w == p) {
             f.warnings.push(format!(
                 "filesystem.read_write {} does not exist, so nothing is bound there: the step's \
@@ -505,7 +505,7 @@ pub fn check(i: &Inputs) -> Findings {
     if let Some(home) = i.home {
         for c in CONFIG_FILES {
             let file = home.join(c.rel);
-            let Some(hidden) = i.profile.hidden.iter().find(|h| file.starts_with(h)) else {
+            let Some(hidden) = i.profile.hidden().iter().find(|h| file.starts_with(h)) else {
                 continue;
             };
             let Some(text) = (i.read)(&file) else {
@@ -555,7 +555,7 @@ fn unreachable(
     host: &str,
     port: u16,
 ) -> Option<String> {
-    let net = &profile.network;
+    let net = &profile.network();
     // Loopback is the sandbox's own (NO_PROXY names it): nothing the allowlist decides.
     let bare = host.trim_matches(['[', ']']);
     let loopback = bare == "localhost"
@@ -571,7 +571,7 @@ fn unreachable(
         NetworkMode::None => Some(format!(
             "{name} ({what}) points at {host}:{port}, but profile {} gives the step no network \
              (network.mode: none)",
-            profile.name
+            profile.name()
         )),
         NetworkMode::Enforce => {
             if net.decide_name(host, port).is_allowed() {
@@ -587,7 +587,7 @@ fn unreachable(
             Some(format!(
                 "{name} ({what}) points at {host}:{port}, which profile {} does not allow, so \
                  those requests will be denied; add `- {rule}` under network.allow",
-                profile.name
+                profile.name()
             ))
         }
     }
@@ -689,6 +689,7 @@ fn url_hosts(value: &str) -> Vec<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::model::RunAdditions;
 
     fn profile(name: &str) -> ResolvedProfile {
         crate::policy::load_builtin(name)
@@ -748,12 +749,12 @@ mod tests {
                 let p = profile(name);
                 let sample = kn.name.replace('*', "X");
                 assert!(
-                    p.env_pass.iter().any(|e| e.matches(&sample)),
+                    p.env_pass().iter().any(|e| e.matches(&sample)),
                     "{} is not passed by {name}",
                     kn.name,
                 );
                 assert!(
-                    !p.env_scrub.iter().any(|s| scrub_matches(s, &sample)),
+                    !p.env_scrub().iter().any(|s| scrub_matches(s, &sample)),
                     "{}",
                     kn.name
                 );
@@ -763,8 +764,10 @@ mod tests {
 
     #[test]
     fn a_dropped_setting_is_named_with_the_key_that_passes_it() {
-        let mut online = profile("default");
-        online.network.mode = NetworkMode::Audit;
+        let online = profile("default").with_run(RunAdditions {
+            mode: Some(NetworkMode::Audit),
+            ..RunAdditions::default()
+        });
         let f = run(
             &online,
             &[("PIP_INDEX_URL", "https://mirror.corp/simple")],
@@ -951,8 +954,10 @@ mod tests {
               there; add it to filesystem.read_write"
             ]
         );
-        let mut p = profile("default");
-        p.read_write.push("/tmp/missing".into());
+        let p = profile("default").with_run(RunAdditions {
+            read_write: vec!["/tmp/missing".into()],
+            ..RunAdditions::default()
+        });
         let f = run(&p, &[], &[]);
         assert_eq!(f.warnings.len(), 1);
         assert!(f.warnings[0].starts_with("filesystem.read_write /tmp/missing does not exist"));

@@ -107,10 +107,10 @@ fn prepare_with(
     // The log is the record of what the step did: after the run, the path the user named must
     // hold what we wrote. Checked before the file is created (at launch).
     let guard = match &spec.audit_log {
-        Some(p) => Some(audit_log_guard(p, &base.read_write).map_err(RunError::AuditLogPath)?),
+        Some(p) => Some(audit_log_guard(p, base.read_write()).map_err(RunError::AuditLogPath)?),
         None => None,
     };
-    let writable = base.read_write.clone();
+    let writable = base.read_write().to_vec();
     let file_secrets = spec.file_secrets.take();
     let mut add = RunAdditions {
         mode: spec.mode,
@@ -139,10 +139,10 @@ fn prepare_with(
         add.read_write.extend(g.pinned);
     }
     let resolved = base.with_run(add);
-    let create_dirs = missing_caches(&identity, &writable, &resolved.hidden);
-    let secret_values = crate::secrets::resolve(&resolved.secrets, file_secrets.as_ref(), &env)?;
-    let mode = resolved.network.mode;
-    let (resolver, hosts, upstream) = network_inputs(&spec, mode, &resolved.network, &env)?;
+    let create_dirs = missing_caches(&identity, &writable, resolved.hidden());
+    let secret_values = crate::secrets::resolve(resolved.secrets(), file_secrets.as_ref(), &env)?;
+    let mode = resolved.network().mode;
+    let (resolver, hosts, upstream) = network_inputs(&spec, mode, resolved.network(), &env)?;
     let skeleton_files: Vec<PathBuf> = spec
         .ci
         .iter()
@@ -150,10 +150,10 @@ fn prepare_with(
         .flat_map(|s| s.read_write.iter().chain(&s.read_only).cloned())
         .collect();
     let paths = resolved
-        .read_write
+        .read_write()
         .iter()
-        .chain(&resolved.read_only)
-        .chain(&resolved.hidden)
+        .chain(resolved.read_only())
+        .chain(resolved.hidden())
         .chain(&skeleton_files);
     let mut facts = host::facts(paths, env.clone()).map_err(RunError::HostFacts)?;
     // What launch creates, as it will be by then: the caches (directories) and the audit log
@@ -190,10 +190,10 @@ fn prepare_with(
         return Err(RunError::Refused(refusal));
     }
     let pointers = findings.pointers;
-    let (step_values, brokered) = step_secrets(&secret_values, &resolved.secrets)?;
+    let (step_values, brokered) = step_secrets(&secret_values, resolved.secrets())?;
     // Interception (brokered secrets, method and path rules) needs the broker and its CA.
     let restricted = resolved
-        .network
+        .network()
         .allow
         .iter()
         .any(|r| !r.methods.is_empty() || !r.paths.is_empty());
@@ -232,7 +232,7 @@ fn prepare_with(
         run_id,
         plan,
         source: spec.profile.source.clone(),
-        network: resolved.network.clone(),
+        network: resolved.network().clone(),
         mode,
         writable,
         create_dirs,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::audit::{Decision, Event, Record};
+use crate::audit::{Aggregate, Record};
 use crate::policy::model::NetworkMode;
 
 /// GitHub's limit on one step's summary.
@@ -83,72 +83,88 @@ fn dest_of(name: Option<&str>, ip: Option<IpAddr>, port: u16) -> Dest {
 impl StepReport {
     /// Builds the report from the records of one run (`run_id`).
     pub fn from_records(records: &[Record], run_id: &str) -> StepReport {
+        StepReport::from_aggregate(&Aggregate::new(records.iter().filter(|x| x.step == run_id)))
+    }
+
+    /// Builds the report from the aggregate of one run's records.
+    pub fn from_aggregate(agg: &Aggregate<'_>) -> StepReport {
         let mut r = StepReport::default();
-        let mut conns: BTreeMap<u64, Dest> = BTreeMap::new();
-        let mut dns_denied: BTreeMap<String, (u64, String)> = BTreeMap::new();
-        for rec in records.iter().filter(|x| x.step == run_id) {
-            match &rec.event {
-                Event::Connect(c) => {
-                    let d = dest_of(c.dest_name.as_deref(), c.dest_ip, c.dest_port);
-                    match c.decision {
-                        Decision::Allow => {
-                            r.reached.entry(d.clone()).or_default().0 += 1;
-                            conns.insert(c.conn, d);
-                        }
-                        Decision::Deny | Decision::WouldDeny => {
-                            let e = r
-                                .denied
-                                .entry(d.clone())
-                                .or_insert_with(|| (0, c.reason.clone().unwrap_or_default()));
-                            e.0 += 1;
-                            if c.decision == Decision::WouldDeny {
-                                // Let through in audit mode: its bytes count as reached.
-                                conns.insert(c.conn, d);
-                            }
-                        }
-                    }
-                }
-                Event::Close(c) => {
-                    if let Some(d) = conns.get(&c.conn) {
-                        let e = r.reached.entry(d.clone()).or_default();
-                        e.1 += c.bytes_up;
-                        e.2 += c.bytes_down;
-                    }
-                }
-                Event::Http(h) if h.decision != Decision::Allow => {
-                    let (scheme, rest) = h.url.split_once("://").unwrap_or(("http", &h.url));
-                    let authority = rest.split('/').next().unwrap_or("?");
-                    let default_port = if scheme == "https" { 443 } else { 80 };
-                    let (name, port) = match authority.rsplit_once(':') {
-                        Some((n, p)) if !p.contains(']') => (n, p.parse().unwrap_or(default_port)),
-                        _ => (authority, default_port),
-                    };
-                    let path = h.url.splitn(4, '/').nth(3).unwrap_or("");
-                    let why = format!(
-                        "{} /{} not allowed",
-                        safe_name(&h.method).to_uppercase(),
-                        safe_name(path)
-                    );
-                    let e = r
-                        .denied
-                        .entry((safe_name(name), port))
-                        .or_insert_with(|| (0, why));
-                    e.0 += 1;
-                }
-                Event::Dns(d) if d.decision != Decision::Allow => {
-                    let name = safe_name(d.name.trim_end_matches('.'));
-                    let e = dns_denied
-                        .entry(name)
-                        .or_insert_with(|| (0, d.reason.clone().unwrap_or_default()));
-                    e.0 += 1;
-                }
-                Event::SecretLeak(l) => *r.leaks.entry(safe_name(&l.secret_name)).or_default() += 1,
-                Event::SecretReflected(x) => {
-                    let key = (safe_var(&x.secret_name), safe_name(&x.dest_name));
-                    *r.reflected.entry(key).or_default() += 1;
-                }
-                _ => {}
+        // Rows merge destinations the log spells apart (`A.example`, `a.example`): each keeps
+        // the reason of its first refusal in the log.
+        let mut first: BTreeMap<Dest, usize> = BTreeMap::new();
+        let mut refused = |denied: &mut BTreeMap<Dest, (u64, String)>,
+                           d: Dest,
+                           n: u64,
+                           seq: usize,
+                           why: String| {
+            let e = denied.entry(d.clone()).or_insert_with(|| (0, why.clone()));
+            e.0 += n;
+            let at = first.entry(d).or_insert(seq);
+            if seq < *at {
+                *at = seq;
+                e.1 = why;
             }
+        };
+        for (key, stats) in &agg.destinations {
+            let d = dest_of(key.name, key.ip, key.port);
+            // Allowed, or let through in audit mode: its bytes count as reached.
+            if stats.counts.allowed > 0 || stats.passed.is_some() {
+                let e = r.reached.entry(d.clone()).or_default();
+                e.0 += stats.counts.allowed;
+                if let Some(b) = stats.passed {
+                    e.1 += b.up;
+                    e.2 += b.down;
+                }
+            }
+            if let Some((seq, why)) = stats.first_refusal {
+                let why = why.unwrap_or_default().to_string();
+                refused(&mut r.denied, d, stats.counts.refused(), seq, why);
+            }
+        }
+        for ((_, method, url), stats) in &agg.requests {
+            let Some(seq) = stats.first_refusal else {
+                continue;
+            };
+            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+            let authority = rest.split('/').next().unwrap_or("?");
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            let (name, port) = match authority.rsplit_once(':') {
+                Some((n, p)) if !p.contains(']') => (n, p.parse().unwrap_or(default_port)),
+                _ => (authority, default_port),
+            };
+            let path = url.splitn(4, '/').nth(3).unwrap_or("");
+            let why = format!(
+                "{} /{} not allowed",
+                safe_name(method).to_uppercase(),
+                safe_name(path)
+            );
+            let d = (safe_name(name), port);
+            refused(&mut r.denied, d, stats.counts.refused(), seq, why);
+        }
+        let mut dns_denied: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        let mut dns_first: BTreeMap<String, usize> = BTreeMap::new();
+        for ((_, name), stats) in &agg.names {
+            let Some((seq, why)) = stats.first_refusal else {
+                continue;
+            };
+            let name = safe_name(name.trim_end_matches('.'));
+            let why = why.unwrap_or_default();
+            let e = dns_denied
+                .entry(name.clone())
+                .or_insert_with(|| (0, why.to_string()));
+            e.0 += stats.counts.refused();
+            let at = dns_first.entry(name).or_insert(seq);
+            if seq < *at {
+                *at = seq;
+                e.1 = why.to_string();
+            }
+        }
+        for (_, l) in &agg.leaks {
+            *r.leaks.entry(safe_name(&l.secret_name)).or_default() += 1;
+        }
+        for (_, x) in &agg.reflected {
+            let key = (safe_var(&x.secret_name), safe_name(&x.dest_name));
+            *r.reflected.entry(key).or_default() += 1;
         }
         // A name refused by DNS is an attempt of its own, unless a connection to it was denied
         // too (then that row says it all).
@@ -474,7 +490,9 @@ pub fn append_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Close, Connect, Dns, DnsTransport, NameSource, Protocol, Via};
+    use crate::audit::{
+        Close, Connect, Decision, Dns, DnsTransport, Event, NameSource, Protocol, Via,
+    };
 
     fn rec(event: Event) -> Record {
         Record::new("run-1", event)
@@ -612,6 +630,37 @@ mod tests {
         assert!(s.contains("- tunnel.attacker.example:443\n"), "{s}");
         assert!(!s.contains("<b>"), "{s}");
         assert!(s.contains("LD_PRELOAD"));
+    }
+
+    /// Rows merge spellings the log keeps apart; each row keeps its first refusal's reason in
+    /// log order (not in the order the aggregate sorts spellings), and bytes of a connection
+    /// let through in audit mode count as reached.
+    #[test]
+    fn merged_spellings_keep_the_first_reason_and_would_deny_bytes_are_reached() {
+        let reason = |e: Event, why: &str| match e {
+            Event::Connect(mut c) => {
+                c.reason = Some(why.into());
+                rec(Event::Connect(c))
+            }
+            _ => unreachable!(),
+        };
+        let records = vec![
+            reason(connect(1, "upper.example", 443, Decision::Deny), "first"),
+            reason(connect(2, "UPPER.example", 443, Decision::Deny), "second"),
+            reason(connect(3, "audit.example", 443, Decision::WouldDeny), "x"),
+            rec(Event::Close(Close {
+                conn: 3,
+                bytes_up: 7,
+                bytes_down: 9,
+                duration_ms: 1,
+            })),
+        ];
+        let r = StepReport::from_records(&records, "run-1");
+        assert_eq!(
+            r.denied[&("upper.example".to_string(), 443)],
+            (2, "first".to_string())
+        );
+        assert_eq!(r.reached[&("audit.example".to_string(), 443)], (0, 7, 9));
     }
 
     #[test]
