@@ -40,6 +40,10 @@ pub async fn accept_backoff() {
     tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
+/// Why everything is refused once the audit log failed: 403, like any refusal (tools retry a
+/// 5xx, and this does not pass).
+pub const AUDIT_BROKEN: &str = "the audit log cannot be written";
+
 /// Names the DNS stub explains a special-range answer for, at most, in one run.
 const MAX_EXPLAINED: usize = 1024;
 
@@ -388,15 +392,18 @@ impl Engine {
         self.network.mode == NetworkMode::Audit
     }
 
-    /// Writes an event; a failing audit log turns the proxy into deny-everything.
-    pub fn log(&self, event: Event) {
-        if let Err(e) = self.audit.write(event)
-            && !self.audit_failed.swap(true, Ordering::SeqCst)
-        {
+    /// Writes an event; a failing audit log turns the proxy into deny-everything. Returns
+    /// whether the record was written whole: a connection whose record was not must not go on.
+    pub fn log(&self, event: Event) -> bool {
+        let Err(e) = self.audit.write(event) else {
+            return true;
+        };
+        if !self.audit_failed.swap(true, Ordering::SeqCst) {
             eprintln!(
                 "stepjail: writing the audit log failed ({e}); denying all further network access"
             );
         }
+        false
     }
 
     pub fn audit_broken(&self) -> bool {
@@ -435,9 +442,7 @@ impl Engine {
                     would_deny: None,
                 }
             }
-            NameDecision::Allowed { .. } => {
-                self.refuse(a, Denial::policy("the audit log cannot be written"))
-            }
+            NameDecision::Allowed { .. } => self.refuse(a, Denial::policy(AUDIT_BROKEN)),
             NameDecision::Denied { reason } => self.refuse(a, Denial::policy(reason.to_string())),
         }
     }
@@ -466,7 +471,10 @@ impl Engine {
     }
 
     /// Logs a passed attempt once its upstream connection is open (so the address is known).
-    pub fn admitted(&self, a: &Attempt, rule: Option<String>, would_deny: Option<String>) {
+    /// False when its record could not be written: the caller drops the upstream connection
+    /// and refuses with [`AUDIT_BROKEN`] (nothing is relayed without its whole record).
+    #[must_use]
+    pub fn admitted(&self, a: &Attempt, rule: Option<String>, would_deny: Option<String>) -> bool {
         match would_deny {
             Some(reason) => self.log_connect(a, Decision::WouldDeny, None, Some(reason)),
             None => self.log_connect(a, Decision::Allow, rule, None),
@@ -495,7 +503,7 @@ impl Engine {
         decision: Decision,
         rule: Option<String>,
         reason: Option<String>,
-    ) {
+    ) -> bool {
         self.log(Event::Connect(audit::Connect {
             conn: a.conn,
             dest_name: a.name.clone(),
@@ -507,7 +515,7 @@ impl Engine {
             decision,
             rule,
             reason,
-        }));
+        }))
     }
 
     /// Resolves `name` with the upstream resolver (A and AAAA), keeping only addresses the
