@@ -24,8 +24,8 @@ use crate::policy::model::{Network, NetworkMode};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a DNS lookup upstream may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest the proxy reuses an upstream answer for its own dials.
-const CACHE_TTL: Duration = Duration::from_secs(30);
+/// The longest the proxy reuses an upstream answer (or a name it could not resolve).
+const CACHE_TTL: Duration = super::dns::CACHE_TTL;
 /// Buffer per direction for relayed tunnels (tokio's default of 8 KiB costs throughput).
 const RELAY_BUFFER: usize = 64 * 1024;
 /// How long a relay waits for the step's side to acknowledge the end of the response (the
@@ -47,12 +47,6 @@ pub const AUDIT_BROKEN: &str = "the audit log cannot be written";
 /// Names the DNS stub explains a special-range answer for, at most, in one run.
 const MAX_EXPLAINED: usize = 1024;
 
-/// Upstream answers by (lower-cased name, qtype), each with the instant it expires.
-type DnsCache =
-    std::sync::Mutex<std::collections::HashMap<(String, u16), (super::dns::Answer, Instant)>>;
-/// Answers kept at most; past this the cache starts over.
-const CACHE_MAX: usize = 4096;
-
 pub struct Engine {
     pub network: Network,
     pub profile: String,
@@ -61,7 +55,7 @@ pub struct Engine {
     next_conn: AtomicU64,
     /// Set when writing the audit log fails: from then on everything is denied (fail closed).
     audit_failed: std::sync::atomic::AtomicBool,
-    dns_cache: DnsCache,
+    dns_cache: super::dns::Cache,
     /// Brokered secrets, when the step has any: traffic to their hosts is intercepted.
     pub broker: Option<Arc<super::brokered::Broker>>,
     /// Every secret value (and placeholder) the step has, to catch them leaving.
@@ -192,7 +186,7 @@ impl Engine {
             resolver,
             next_conn: AtomicU64::new(1),
             audit_failed: std::sync::atomic::AtomicBool::new(false),
-            dns_cache: DnsCache::default(),
+            dns_cache: Default::default(),
             broker: None,
             leaks: None,
             open: Default::default(),
@@ -583,35 +577,20 @@ impl Engine {
     }
 
     /// The upstream resolver's filtered answer for `name`/`qtype`, from a cache shared by the
-    /// DNS stub and the proxy's own dials. A NOERROR answer is kept for its TTL (at most
-    /// [`CACHE_TTL`]) and served with the TTL it has left, so a step asking for one name a
-    /// thousand times costs one upstream query; other answers and failures are not kept.
+    /// DNS stub and the proxy's own dials (see [`super::dns::Cache`]): a NOERROR answer is
+    /// kept for its TTL (at most [`CACHE_TTL`]), and callers asking for a name while it is
+    /// being looked up wait for that one query.
     pub async fn answer_cached(
         &self,
         name: &str,
         qtype: u16,
-    ) -> Result<super::dns::Answer, super::dns::DnsError> {
-        let key = (name.to_ascii_lowercase(), qtype);
-        if let Some((ans, until)) = self.dns_cache.lock().expect("cache lock").get(&key) {
-            let now = Instant::now();
-            if now < *until {
-                let left = u32::try_from(until.duration_since(now).as_secs()).unwrap_or(u32::MAX);
-                let mut ans = ans.clone();
-                ans.ttl = ans.ttl.min(left);
-                return Ok(ans);
-            }
-        }
-        let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT).await?;
-        tracing::debug!(name, qtype, addrs = ?ans.addrs, ttl = ans.ttl, "resolved upstream");
-        let ttl = Duration::from_secs(u64::from(ans.ttl)).min(CACHE_TTL);
-        if ans.rcode == super::dns::Rcode::NoError && !ttl.is_zero() {
-            let mut cache = self.dns_cache.lock().expect("cache lock");
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(key, (ans.clone(), Instant::now() + ttl));
-        }
-        Ok(ans)
+    ) -> Result<super::dns::Answer, Arc<super::dns::DnsError>> {
+        let lookup = || async {
+            let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT).await?;
+            tracing::debug!(name, qtype, addrs = ?ans.addrs, ttl = ans.ttl, "resolved upstream");
+            Ok(ans)
+        };
+        self.dns_cache.get_or_lookup(name, qtype, lookup).await
     }
 
     /// Opens the upstream connection for an allowed attempt: by name (resolved and checked

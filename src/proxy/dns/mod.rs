@@ -20,6 +20,7 @@
 //! the stub needs its exact bytes to echo them.
 
 mod answer;
+mod cache;
 mod codec;
 mod filter;
 #[cfg(test)]
@@ -27,6 +28,7 @@ mod tests;
 mod upstream;
 
 pub use answer::{build_answer, error_answer, formerr, notimp, nxdomain, refused, servfail};
+pub use cache::{CACHE_TTL, Cache};
 pub use codec::{
     CLASS_IN, DnsError, MAX_CNAME_HOPS, MAX_TCP_MESSAGE, MAX_TTL, Peek, Query, Rcode, TYPE_A,
     TYPE_AAAA, TYPE_CNAME, parse_query, tcp_frame, tcp_unframe, type_name,
