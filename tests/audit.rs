@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use stepjail::audit::{
-    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsTransport, Event, FileCommand, Http,
-    NameSource, Protocol, Record, SecretLeak, SecretReflected, StepEnd, StepStart, Via, read_log,
-    sanitize_url, suggest, summarize,
+    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsLimited, DnsTransport, Event,
+    FileCommand, Http, NameSource, Protocol, Record, SecretLeak, SecretReflected, StepEnd,
+    StepStart, Via, read_log, sanitize_url, suggest, summarize,
 };
 // The audit log's mode is the one network mode (it was `audit::NetMode`).
 use stepjail::policy::model::NetworkMode as NetMode;
@@ -146,6 +146,12 @@ fn every_event() -> Vec<Event> {
             name: "LD_PRELOAD".into(),
             line: 2,
             reason: "changes how later programs load code".into(),
+        }),
+        Event::DnsLimited(DnsLimited {
+            refused: 25_000,
+            duration_ms: 1000,
+            limit: 1000,
+            burst: 2000,
         }),
     ]
 }

@@ -298,6 +298,7 @@ print('flood sent', sent, 'answered', answered)
         (a.join().unwrap(), b.join().unwrap())
     });
     let took = start.elapsed();
+    let a_err = a.stderr();
     let (a, b) = (a.ok(), b.ok());
     let flood_line = a.lines().find(|l| l.starts_with("flood")).unwrap_or("");
     eprintln!("LOAD dns flood {secs}s: {flood_line}; all done in {took:.1?}");
@@ -333,8 +334,36 @@ print('flood sent', sent, 'answered', answered)
                     .is_some_and(|n| n.ends_with(".flood.test"))
         })
         .count();
-    eprintln!("LOAD dns flood: {flood_events} dns events for the flood's names");
+    // Over the step's DNS rate (1,000 queries a second for names not allowed, after a burst
+    // of 2,000), queries are answered REFUSED without a record each: the log grows by at most
+    // that rate, plus one `dns_limited` record a second saying how many were refused.
+    let limited = find(&ev, "dns_limited", &[]);
+    let refused: u64 = limited.iter().map(|e| e["refused"].as_u64().unwrap()).sum();
+    let stderr = a_err;
+    let denied_lines = stderr.matches(".flood.test (not allowed").count();
+    let summary_lines = stderr
+        .lines()
+        .filter(|l| l.contains("DNS queries in") && l.contains("over the step's limit"))
+        .count();
+    eprintln!(
+        "LOAD dns flood: {flood_events} dns events for the flood's names ({:.0}/s), {} dns_limited \
+         events ({refused} refused), {denied_lines} denial lines, {summary_lines} summary lines",
+        flood_events as f64 / secs as f64,
+        limited.len()
+    );
     assert!(flood_events > 0);
+    let bound = 2000 + 1000 * (secs + 2);
+    assert!(flood_events <= bound, "{flood_events} > {bound}");
+    assert!(denied_lines <= bound, "{denied_lines} > {bound}");
+    assert!(refused > 0 && !limited.is_empty(), "{stderr}");
+    // One record and one line a second while it lasts, and one at the end.
+    assert!(limited.len() <= secs + 3, "{}", limited.len());
+    assert_eq!(summary_lines, limited.len());
+    assert!(
+        limited
+            .iter()
+            .all(|e| e["limit"] == 1000 && e["burst"] == 2000)
+    );
 }
 
 /// 200 connections at once to a name the step has not resolved yet (`herd.test`): one upstream

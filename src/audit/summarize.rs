@@ -117,6 +117,7 @@ pub fn summarize(records: &[Record]) -> String {
     let mut removed = Vec::new();
     let mut totals = [0usize; 3];
     let mut queries = 0usize;
+    let mut limited = 0u64;
 
     for record in records {
         let step = record.step.as_str();
@@ -156,6 +157,7 @@ pub fn summarize(records: &[Record]) -> String {
             Event::SecretLeak(l) => leaks.push(l),
             Event::SecretReflected(r) => reflected.push(r),
             Event::FileCommand(f) => removed.push(f),
+            Event::DnsLimited(l) => limited += l.refused,
             Event::Http(_) => {}
         }
     }
@@ -286,6 +288,13 @@ pub fn summarize(records: &[Record]) -> String {
             rows,
             "lrrrrl",
         ));
+    }
+    if limited > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} over the step's rate limit, refused and not listed one by one",
+            plural(limited as usize, "DNS query")
+        );
     }
 
     if !removed.is_empty() {

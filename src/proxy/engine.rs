@@ -56,6 +56,8 @@ pub struct Engine {
     /// Set when writing the audit log fails: from then on everything is denied (fail closed).
     audit_failed: std::sync::atomic::AtomicBool,
     dns_cache: super::dns::Cache,
+    /// The step's DNS query rate limit (see `stub::answer`).
+    pub dns_limit: super::dns::Limiter,
     /// Brokered secrets, when the step has any: traffic to their hosts is intercepted.
     pub broker: Option<Arc<super::brokered::Broker>>,
     /// Every secret value (and placeholder) the step has, to catch them leaving.
@@ -187,6 +189,7 @@ impl Engine {
             next_conn: AtomicU64::new(1),
             audit_failed: std::sync::atomic::AtomicBool::new(false),
             dns_cache: Default::default(),
+            dns_limit: Default::default(),
             broker: None,
             leaks: None,
             open: Default::default(),

@@ -23,6 +23,7 @@ mod answer;
 mod cache;
 mod codec;
 mod filter;
+mod limit;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -34,6 +35,7 @@ pub use codec::{
     TYPE_AAAA, TYPE_CNAME, parse_query, tcp_frame, tcp_unframe, type_name,
 };
 pub use filter::{Answer, filter_answer};
+pub use limit::{BURST, Class, Limiter, RATE, Report};
 pub use upstream::{
     build_upstream_query, first_nameserver, host_resolver, lookup, lookup_answer, resolve_upstream,
 };
