@@ -96,7 +96,9 @@ struct OpenState {
     conn: u64,
     started: Instant,
     counters: Arc<super::counting::Counters>,
-    closed: std::sync::atomic::AtomicBool,
+    /// Held while the close record is written: [`Engine::close_all`] waits for one being
+    /// written on a worker thread, which the process could otherwise exit in the middle of.
+    closed: std::sync::Mutex<bool>,
 }
 
 impl Open {
@@ -295,7 +297,8 @@ impl Engine {
     }
 
     fn write_close(&self, s: &OpenState) {
-        if s.closed.swap(true, Ordering::SeqCst) {
+        let mut closed = s.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::replace(&mut *closed, true) {
             return;
         }
         self.log(Event::Close(audit::Close {
