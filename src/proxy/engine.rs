@@ -442,7 +442,9 @@ impl Engine {
                     would_deny: None,
                 }
             }
-            NameDecision::Allowed { .. } => self.refuse(a, Denial::policy(AUDIT_BROKEN)),
+            NameDecision::Allowed { .. } => {
+                self.refuse(a, Denial::policy("the audit log cannot be written"))
+            }
             NameDecision::Denied { reason } => self.refuse(a, Denial::policy(reason.to_string())),
         }
     }
