@@ -298,6 +298,47 @@ fn full_audit_filesystem_turns_the_proxy_deny_all() {
     }
 }
 
+/// An audit log whose filesystem is full before the step starts cannot take `step_start`:
+/// the step does not run (exit 125, the cause named), rather than run with no record at all.
+#[test]
+fn audit_log_that_cannot_take_step_start_stops_the_run() {
+    if !needs_root() {
+        return;
+    }
+    let f = Faulty::new();
+    let dir = Dir::new(NOBODY);
+    let mnt = dir.root.join("full");
+    std::fs::create_dir(&mnt).unwrap();
+    let audit = mnt.join("audit.jsonl");
+    let mount = format!(
+        "mount -t tmpfs -o size=4k,mode=0755 sjfull {m} && chown {NOBODY}:{NOBODY} {m} || exit 99; \
+         touch {m}/audit.jsonl && chown {NOBODY}:{NOBODY} {m}/audit.jsonl && chmod 600 {m}/audit.jsonl; \
+         cat /dev/zero > {m}/filler 2>/dev/null; \"$@\"",
+        m = mnt.display()
+    );
+    let ran = dir.ws.join("ran");
+    let out = Out(f
+        .command(
+            &["unshare", "-m", "sh", "-c", &mount, "sh"],
+            &dir,
+            PROFILE,
+            &audit,
+            &format!("touch {}", ran.display()),
+        )
+        .output()
+        .unwrap());
+    let stderr = out.stderr();
+    assert_eq!(out.code(), 125, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "stepjail: {}: cannot write audit record: No space left on device",
+            audit.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!ran.exists(), "the step ran");
+}
+
 /// The inode of a process's network namespace.
 fn netns_of(pid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/ns/net"))
