@@ -848,3 +848,28 @@ network:
     );
     assert!(net.decide_name("registry.npmjs.org", 443).is_allowed());
 }
+
+/// Queries refused over the DNS rate limit are summed into one line, not listed.
+#[test]
+fn summarize_sums_dns_limited_records() {
+    let limited = |refused| {
+        Event::DnsLimited(DnsLimited {
+            refused,
+            duration_ms: 1000,
+            limit: 1000,
+            burst: 2000,
+        })
+    };
+    let text = summarize(&[rec("s", 1, limited(24_000)), rec("s", 2, limited(1_000))]);
+    assert!(
+        text.contains(
+            "\n25000 DNS queries over the step's rate limit, refused and not listed one by one\n"
+        ),
+        "{text}"
+    );
+    let text = summarize(&[rec("s", 1, limited(1))]);
+    assert!(
+        text.contains("\n1 DNS query over the step's rate limit"),
+        "{text}"
+    );
+}
