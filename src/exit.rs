@@ -11,6 +11,9 @@ pub const USAGE: i32 = 2;
 /// steps included). A step that succeeds anyway keeps 0; the audit `step_end.limit` and a
 /// stderr line say which limit.
 pub const LIMIT: i32 = 122;
+/// The step succeeded, but the audit log could not be written during it (its network was cut
+/// from then on) or at its end: the log is incomplete. A step that failed keeps its own code.
+pub const AUDIT_FAILED: i32 = 121;
 /// The step sent a signal to its own init (`kill -TERM 1`) and was ended by it: not 128+N,
 /// which would look like the runner cancelling the step.
 pub const INIT_SIGNALLED: i32 = 123;

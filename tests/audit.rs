@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use stepjail::audit::{
-    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsTransport, Event, FileCommand, Http,
-    NameSource, Protocol, Record, SecretLeak, SecretReflected, StepEnd, StepStart, Via, read_log,
-    sanitize_url, suggest, summarize,
+    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsLimited, DnsTransport, Event,
+    FileCommand, Http, NameSource, Protocol, Record, SecretLeak, SecretReflected, StepEnd,
+    StepStart, Via, read_log, sanitize_url, suggest, summarize,
 };
 // The audit log's mode is the one network mode (it was `audit::NetMode`).
 use stepjail::policy::model::NetworkMode as NetMode;
@@ -147,6 +147,12 @@ fn every_event() -> Vec<Event> {
             name: "LD_PRELOAD".into(),
             line: 2,
             reason: "changes how later programs load code".into(),
+        }),
+        Event::DnsLimited(DnsLimited {
+            refused: 25_000,
+            duration_ms: 1000,
+            limit: 1000,
+            burst: 2000,
         }),
     ]
 }
@@ -844,4 +850,29 @@ network:
             .is_ok()
     );
     assert!(net.decide_name("registry.npmjs.org", 443).is_allowed());
+}
+
+/// Queries refused over the DNS rate limit are summed into one line, not listed.
+#[test]
+fn summarize_sums_dns_limited_records() {
+    let limited = |refused| {
+        Event::DnsLimited(DnsLimited {
+            refused,
+            duration_ms: 1000,
+            limit: 1000,
+            burst: 2000,
+        })
+    };
+    let text = summarize(&[rec("s", 1, limited(24_000)), rec("s", 2, limited(1_000))]);
+    assert!(
+        text.contains(
+            "\n25000 DNS queries over the step's rate limit, refused and not listed one by one\n"
+        ),
+        "{text}"
+    );
+    let text = summarize(&[rec("s", 1, limited(1))]);
+    assert!(
+        text.contains("\n1 DNS query over the step's rate limit"),
+        "{text}"
+    );
 }

@@ -204,8 +204,9 @@ for name in sys.argv[1:]:
 }
 
 /// The audit log's filesystem fills up mid-step (a 12 KiB tmpfs mounted in a mount namespace
-/// of the test's own): the proxy says so once and denies everything from then on, and every
-/// request that reached the server has its allowed `connect` event in the log.
+/// of the test's own): the proxy says so once and denies everything from then on, every
+/// request that reached the server has its allowed `connect` event in the log, and the run is
+/// marked: exit 121 when the step succeeded, its own code when it failed, and one line.
 #[test]
 fn full_audit_filesystem_turns_the_proxy_deny_all() {
     if !needs_root() {
@@ -218,8 +219,10 @@ fn full_audit_filesystem_turns_the_proxy_deny_all() {
         std::fs::create_dir(&mnt).unwrap();
         let audit = mnt.join("audit.jsonl");
         let mark = marker("full");
+        // The step succeeds as uid 65534, and fails with a code of its own as root.
+        let step_code = if uid == 0 { 3 } else { 0 };
         let script = format!(
-            "for i in $(seq 60); do curl -s -o /dev/null -w '%{{http_code}} ' http://ok.test/{mark}; done; echo"
+            "for i in $(seq 60); do curl -s -o /dev/null -w '%{{http_code}} ' http://ok.test/{mark}; done; echo; exit {step_code}"
         );
         let mount = format!(
             "mount -t tmpfs -o size=12k,mode=0755 sjfull {m} && chown {uid}:{uid} {m} || exit 99; \
@@ -278,9 +281,62 @@ fn full_audit_filesystem_turns_the_proxy_deny_all() {
             whole.len()
         );
         assert!(allowed.len() >= served - 1, "{served} served: {text}");
-        // Not marked yet: the step's own exit code (0) is stepjail's (see RELIABILITY.md).
-        assert_eq!(out.code(), 0);
+        // The run is marked, once, after the step: 121 unless the step failed itself.
+        let want = if step_code == 0 { stepjail::exit::AUDIT_FAILED } else { step_code };
+        assert_eq!(out.code(), want, "as uid {uid}: {stderr}");
+        let said = "stepjail: the audit log could not be written (";
+        assert_eq!(stderr.matches(said).count(), 1, "{stderr}");
+        let line = stderr.lines().find(|l| l.starts_with(said)).unwrap();
+        // The first failure is named: the cut record, or a write refused whole.
+        assert!(line.contains(&format!("{}: ", audit.display())), "{line}");
+        assert!(
+            line.ends_with("; the step's network was cut from then on, and the log is incomplete"),
+            "{line}"
+        );
+        // The step's end could not be written either (the filesystem is still full).
+        assert!(find(&whole, "step_end", &[]).is_empty(), "{text}");
     }
+}
+
+/// An audit log whose filesystem is full before the step starts cannot take `step_start`:
+/// the step does not run (exit 125, the cause named), rather than run with no record at all.
+#[test]
+fn audit_log_that_cannot_take_step_start_stops_the_run() {
+    if !needs_root() {
+        return;
+    }
+    let f = Faulty::new();
+    let dir = Dir::new(NOBODY);
+    let mnt = dir.root.join("full");
+    std::fs::create_dir(&mnt).unwrap();
+    let audit = mnt.join("audit.jsonl");
+    let mount = format!(
+        "mount -t tmpfs -o size=4k,mode=0755 sjfull {m} && chown {NOBODY}:{NOBODY} {m} || exit 99; \
+         touch {m}/audit.jsonl && chown {NOBODY}:{NOBODY} {m}/audit.jsonl && chmod 600 {m}/audit.jsonl; \
+         cat /dev/zero > {m}/filler 2>/dev/null; \"$@\"",
+        m = mnt.display()
+    );
+    let ran = dir.ws.join("ran");
+    let out = Out(f
+        .command(
+            &["unshare", "-m", "sh", "-c", &mount, "sh"],
+            &dir,
+            PROFILE,
+            &audit,
+            &format!("touch {}", ran.display()),
+        )
+        .output()
+        .unwrap());
+    let stderr = out.stderr();
+    assert_eq!(out.code(), 125, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "stepjail: {}: cannot write audit record: No space left on device",
+            audit.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!ran.exists(), "the step ran");
 }
 
 /// The inode of a process's network namespace.

@@ -22,19 +22,20 @@ fn knob(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Opens N connections at once to ok.test (through the proxy, or direct and so captured),
-/// sends a request on each, waits until every one has its answer or failed, then closes them
-/// all. Prints `served N failed N` and the first errors.
+/// Opens N connections at once to ok.test (or the name given after the limit; through the
+/// proxy, or direct and so captured), sends a request on each, waits until every one has its
+/// answer or failed, then closes them all. Prints `served N failed N` and the first errors.
 const MANY: &str = r#"
 import asyncio, os, resource, sys, urllib.parse
 n, mode, limit = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+host = sys.argv[4] if len(sys.argv) > 4 else 'ok.test'
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 if mode == 'proxy':
     u = urllib.parse.urlsplit(os.environ['http_proxy'])
-    addr, req = (u.hostname, u.port), b'GET http://ok.test/ HTTP/1.1\r\nHost: ok.test\r\n\r\n'
+    addr, req = (u.hostname, u.port), f'GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n'.encode()
 else:
-    addr, req = ('ok.test', 80), b'GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n'
+    addr, req = (host, 80), f'GET / HTTP/1.1\r\nHost: {host}\r\n\r\n'.encode()
 done = asyncio.Event()
 results = []
 async def one():
@@ -297,6 +298,7 @@ print('flood sent', sent, 'answered', answered)
         (a.join().unwrap(), b.join().unwrap())
     });
     let took = start.elapsed();
+    let a_err = a.stderr();
     let (a, b) = (a.ok(), b.ok());
     let flood_line = a.lines().find(|l| l.starts_with("flood")).unwrap_or("");
     eprintln!("LOAD dns flood {secs}s: {flood_line}; all done in {took:.1?}");
@@ -332,8 +334,92 @@ print('flood sent', sent, 'answered', answered)
                     .is_some_and(|n| n.ends_with(".flood.test"))
         })
         .count();
-    eprintln!("LOAD dns flood: {flood_events} dns events for the flood's names");
+    // Over the step's DNS rate (1,000 queries a second for names not allowed, after a burst
+    // of 2,000), queries are answered REFUSED without a record each: the log grows by at most
+    // that rate, plus one `dns_limited` record a second saying how many were refused.
+    let limited = find(&ev, "dns_limited", &[]);
+    let refused: u64 = limited.iter().map(|e| e["refused"].as_u64().unwrap()).sum();
+    let stderr = a_err;
+    let denied_lines = stderr.matches(".flood.test (not allowed").count();
+    let summary_lines = stderr
+        .lines()
+        .filter(|l| l.contains("DNS queries in") && l.contains("over the step's limit"))
+        .count();
+    eprintln!(
+        "LOAD dns flood: {flood_events} dns events for the flood's names ({:.0}/s), {} dns_limited \
+         events ({refused} refused), {denied_lines} denial lines, {summary_lines} summary lines",
+        flood_events as f64 / secs as f64,
+        limited.len()
+    );
     assert!(flood_events > 0);
+    let bound = 2000 + 1000 * (secs + 2);
+    assert!(flood_events <= bound, "{flood_events} > {bound}");
+    assert!(denied_lines <= bound, "{denied_lines} > {bound}");
+    assert!(refused > 0 && !limited.is_empty(), "{stderr}");
+    // One record and one line a second while it lasts, and one at the end.
+    assert!(limited.len() <= secs + 3, "{}", limited.len());
+    assert_eq!(summary_lines, limited.len());
+    assert!(
+        limited
+            .iter()
+            .all(|e| e["limit"] == 1000 && e["burst"] == 2000)
+    );
+}
+
+/// 200 connections at once to a name the step has not resolved yet (`herd.test`): one upstream
+/// query for A and one for AAAA, the other lookups wait for them (single flight); every
+/// connection served. Through the proxy (its own lookups), then captured (the step's lookups
+/// through the stub, then the proxy's, one cache).
+#[test]
+fn a_cold_name_is_looked_up_once_for_many_connections() {
+    if !needs_root() {
+        return;
+    }
+    let f = Faulty::new();
+    for mode in ["proxy", "capture"] {
+        let before = f.log("dns.log").lines().count();
+        let dir = Dir::new(NOBODY);
+        dir.write("ws/many.py", MANY);
+        let start = Instant::now();
+        let out = Out(f
+            .command(
+                &[],
+                &dir,
+                PROFILE,
+                &audit_path(&dir),
+                &format!("python3 many.py 200 {mode} 20 herd.test"),
+            )
+            .output()
+            .unwrap());
+        let stdout = out.ok();
+        let log = f.log("dns.log");
+        let asked = |qtype: &str| {
+            log.lines()
+                .skip(before)
+                .filter(|l| l.starts_with(&format!("herd.test {qtype} ")))
+                .count()
+        };
+        eprintln!(
+            "LOAD herd via={mode}: {} in {:.1?}; upstream queries: A {}, AAAA {}",
+            stdout.trim(),
+            start.elapsed(),
+            asked("1"),
+            asked("28")
+        );
+        assert!(
+            stdout.starts_with("served 200 failed 0"),
+            "via {mode}: {stdout}\n{}",
+            out.stderr()
+        );
+        assert_eq!((asked("1"), asked("28")), (1, 1), "via {mode}: {log}");
+        let ev = audit_events(&dir);
+        let allowed = find(
+            &ev,
+            "connect",
+            &[("dest_name", "herd.test"), ("decision", "allow")],
+        );
+        assert_eq!(allowed.len(), 200, "via {mode}");
+    }
 }
 
 /// The supervisor started with a soft descriptor limit of 1,024 (a common default) and a step

@@ -127,6 +127,8 @@ pub struct Aggregate<'a> {
     pub leaks: Vec<(&'a str, &'a SecretLeak)>,
     pub reflected: Vec<(&'a str, &'a SecretReflected)>,
     pub file_commands: Vec<(&'a str, &'a FileCommand)>,
+    /// DNS queries the stub refused over its rate limit (`dns_limited` events), all runs.
+    pub dns_limited: u64,
 }
 
 /// Where a connection's `close` bytes go: its last destination, and its last one let through.
@@ -204,6 +206,7 @@ impl<'a> Aggregate<'a> {
                 Event::SecretLeak(l) => agg.leaks.push((step, l)),
                 Event::SecretReflected(r) => agg.reflected.push((step, r)),
                 Event::FileCommand(f) => agg.file_commands.push((step, f)),
+                Event::DnsLimited(l) => agg.dns_limited += l.refused,
             }
         }
         agg

@@ -73,6 +73,7 @@ pub enum Event {
     SecretLeak(SecretLeak),
     SecretReflected(SecretReflected),
     FileCommand(FileCommand),
+    DnsLimited(DnsLimited),
 }
 
 /// The step is about to run.
@@ -228,6 +229,20 @@ pub struct FileCommand {
     /// The entry's line in the file; 0 when the whole file was discarded.
     pub line: u64,
     pub reason: String,
+}
+
+/// DNS queries the stub answered REFUSED, without a `dns` record each, because the step sent
+/// more than its rate limit allows: one record a second while it lasts, and one at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsLimited {
+    /// Queries refused since the last such record.
+    pub refused: u64,
+    /// From the first of them to this record.
+    pub duration_ms: u64,
+    /// Queries a second allowed, sustained, for allowed names and for other names each.
+    pub limit: u32,
+    /// Queries allowed at once.
+    pub burst: u32,
 }
 
 /// The outcome of a policy decision.

@@ -166,6 +166,7 @@ fn render(agg: &Aggregate<'_>) -> String {
     let removed: Vec<_> = agg.file_commands.iter().map(|(_, f)| *f).collect();
     let totals = [totals.allowed, totals.denied, totals.would_deny].map(|n| n as usize);
     let queries = queries as usize;
+    let limited = agg.dns_limited;
 
     let mut out = String::new();
     let connections: usize = totals.iter().sum();
@@ -293,6 +294,13 @@ fn render(agg: &Aggregate<'_>) -> String {
             rows,
             "lrrrrl",
         ));
+    }
+    if limited > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} over the step's rate limit, refused and not listed one by one",
+            plural(limited as usize, "DNS query")
+        );
     }
 
     if !removed.is_empty() {

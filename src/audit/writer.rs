@@ -25,6 +25,9 @@ use super::event::{Event, Record};
 pub struct AuditLog {
     sink: Sink,
     step: Arc<str>,
+    /// The first write that failed, shared by every clone: whoever ends the run asks
+    /// [`AuditLog::first_failure`] whether the log is whole.
+    failed: Arc<std::sync::OnceLock<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +73,19 @@ impl AuditLog {
                 path: path.into(),
             },
             step: step.into(),
+            failed: Arc::default(),
         }
+    }
+
+    /// A log on `/dev/full`, where every write fails with `ENOSPC` (`open` refuses a device).
+    #[cfg(test)]
+    pub(crate) fn full(step: &str) -> Self {
+        let full = Path::new("/dev/full");
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(full)
+            .expect("/dev/full");
+        Self::from_file(file, full, step)
     }
 
     /// A log that drops every event, for runs without `--audit-log`.
@@ -78,6 +93,7 @@ impl AuditLog {
         AuditLog {
             sink: Sink::Disabled,
             step: "".into(),
+            failed: Arc::default(),
         }
     }
 
@@ -89,6 +105,7 @@ impl AuditLog {
         let log = AuditLog {
             sink: Sink::Memory(Arc::clone(&buf)),
             step: step.into(),
+            failed: Arc::default(),
         };
         (log, MemoryLog { buf })
     }
@@ -115,6 +132,20 @@ impl AuditLog {
 
     /// Records an already built record as one line (its `step` and `ts` are kept as they are).
     pub fn write_record(&self, record: &Record) -> Result<(), AuditError> {
+        let r = self.write_line(record);
+        if let Err(e) = &r {
+            let _ = self.failed.set(e.to_string());
+        }
+        r
+    }
+
+    /// Why the first failed write of this log (or of any clone) failed, if one did: the log
+    /// lacks that record at least, and maybe every one after it.
+    pub fn first_failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
+    fn write_line(&self, record: &Record) -> Result<(), AuditError> {
         match &self.sink {
             Sink::Disabled => Ok(()),
             Sink::File { file, path } => {
@@ -253,10 +284,11 @@ mod tests {
     #[test]
     fn write_error_is_returned_not_swallowed() {
         // /dev/full fails every write with ENOSPC (`open` refuses it: not a regular file).
-        let full = Path::new("/dev/full");
-        let file = std::fs::OpenOptions::new().append(true).open(full).unwrap();
-        let log = AuditLog::from_file(file, full, "s");
-        let err = log.write(close(1)).unwrap_err();
+        let log = AuditLog::full("s");
+        assert_eq!(log.first_failure(), None);
+        let err = log.clone().write(close(1)).unwrap_err();
+        // Every clone knows: the one that ends the run is not the one that failed.
+        assert_eq!(log.first_failure(), Some(err.to_string().as_str()));
         match &err {
             AuditError::Write { source, .. } => {
                 assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}")

@@ -179,7 +179,10 @@ pub async fn intercept<S>(
             );
         }
     };
-    engine.admitted(&attempt, rule, would_deny);
+    if !engine.admitted(&attempt, rule, would_deny) {
+        // Nothing sent yet: the verified upstream is dropped, the step's TLS closed.
+        return;
+    }
     let open = engine.opened_counting(attempt.conn, started, counters);
     let Ok((sender, connection)) =
         hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await

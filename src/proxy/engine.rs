@@ -24,8 +24,8 @@ use crate::policy::model::{Network, NetworkMode};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a DNS lookup upstream may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest the proxy reuses an upstream answer for its own dials.
-const CACHE_TTL: Duration = Duration::from_secs(30);
+/// The longest the proxy reuses an upstream answer (or a name it could not resolve).
+const CACHE_TTL: Duration = super::dns::CACHE_TTL;
 /// Buffer per direction for relayed tunnels (tokio's default of 8 KiB costs throughput).
 const RELAY_BUFFER: usize = 64 * 1024;
 /// How long a relay waits for the step's side to acknowledge the end of the response (the
@@ -40,14 +40,12 @@ pub async fn accept_backoff() {
     tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
+/// Why everything is refused once the audit log failed: 403, like any refusal (tools retry a
+/// 5xx, and this does not pass).
+pub const AUDIT_BROKEN: &str = "the audit log cannot be written";
+
 /// Names the DNS stub explains a special-range answer for, at most, in one run.
 const MAX_EXPLAINED: usize = 1024;
-
-/// Upstream answers by (lower-cased name, qtype), each with the instant it expires.
-type DnsCache =
-    std::sync::Mutex<std::collections::HashMap<(String, u16), (super::dns::Answer, Instant)>>;
-/// Answers kept at most; past this the cache starts over.
-const CACHE_MAX: usize = 4096;
 
 pub struct Engine {
     pub network: Network,
@@ -57,7 +55,9 @@ pub struct Engine {
     next_conn: AtomicU64,
     /// Set when writing the audit log fails: from then on everything is denied (fail closed).
     audit_failed: std::sync::atomic::AtomicBool,
-    dns_cache: DnsCache,
+    dns_cache: super::dns::Cache,
+    /// The step's DNS query rate limit (see `stub::answer`).
+    pub dns_limit: super::dns::Limiter,
     /// Brokered secrets, when the step has any: traffic to their hosts is intercepted.
     pub broker: Option<Arc<super::brokered::Broker>>,
     /// Every secret value (and placeholder) the step has, to catch them leaving.
@@ -96,7 +96,9 @@ struct OpenState {
     conn: u64,
     started: Instant,
     counters: Arc<super::counting::Counters>,
-    closed: std::sync::atomic::AtomicBool,
+    /// Held while the close record is written: [`Engine::close_all`] waits for one being
+    /// written on a worker thread, which the process could otherwise exit in the middle of.
+    closed: std::sync::Mutex<bool>,
 }
 
 impl Open {
@@ -188,7 +190,8 @@ impl Engine {
             resolver,
             next_conn: AtomicU64::new(1),
             audit_failed: std::sync::atomic::AtomicBool::new(false),
-            dns_cache: DnsCache::default(),
+            dns_cache: Default::default(),
+            dns_limit: Default::default(),
             broker: None,
             leaks: None,
             open: Default::default(),
@@ -294,7 +297,8 @@ impl Engine {
     }
 
     fn write_close(&self, s: &OpenState) {
-        if s.closed.swap(true, Ordering::SeqCst) {
+        let mut closed = s.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::replace(&mut *closed, true) {
             return;
         }
         self.log(Event::Close(audit::Close {
@@ -388,15 +392,18 @@ impl Engine {
         self.network.mode == NetworkMode::Audit
     }
 
-    /// Writes an event; a failing audit log turns the proxy into deny-everything.
-    pub fn log(&self, event: Event) {
-        if let Err(e) = self.audit.write(event)
-            && !self.audit_failed.swap(true, Ordering::SeqCst)
-        {
+    /// Writes an event; a failing audit log turns the proxy into deny-everything. Returns
+    /// whether the record was written whole: a connection whose record was not must not go on.
+    pub fn log(&self, event: Event) -> bool {
+        let Err(e) = self.audit.write(event) else {
+            return true;
+        };
+        if !self.audit_failed.swap(true, Ordering::SeqCst) {
             eprintln!(
                 "stepjail: writing the audit log failed ({e}); denying all further network access"
             );
         }
+        false
     }
 
     pub fn audit_broken(&self) -> bool {
@@ -466,7 +473,10 @@ impl Engine {
     }
 
     /// Logs a passed attempt once its upstream connection is open (so the address is known).
-    pub fn admitted(&self, a: &Attempt, rule: Option<String>, would_deny: Option<String>) {
+    /// False when its record could not be written: the caller drops the upstream connection
+    /// and refuses with [`AUDIT_BROKEN`] (nothing is relayed without its whole record).
+    #[must_use]
+    pub fn admitted(&self, a: &Attempt, rule: Option<String>, would_deny: Option<String>) -> bool {
         match would_deny {
             Some(reason) => self.log_connect(a, Decision::WouldDeny, None, Some(reason)),
             None => self.log_connect(a, Decision::Allow, rule, None),
@@ -495,7 +505,7 @@ impl Engine {
         decision: Decision,
         rule: Option<String>,
         reason: Option<String>,
-    ) {
+    ) -> bool {
         self.log(Event::Connect(audit::Connect {
             conn: a.conn,
             dest_name: a.name.clone(),
@@ -507,7 +517,7 @@ impl Engine {
             decision,
             rule,
             reason,
-        }));
+        }))
     }
 
     /// Resolves `name` with the upstream resolver (A and AAAA), keeping only addresses the
@@ -575,35 +585,20 @@ impl Engine {
     }
 
     /// The upstream resolver's filtered answer for `name`/`qtype`, from a cache shared by the
-    /// DNS stub and the proxy's own dials. A NOERROR answer is kept for its TTL (at most
-    /// [`CACHE_TTL`]) and served with the TTL it has left, so a step asking for one name a
-    /// thousand times costs one upstream query; other answers and failures are not kept.
+    /// DNS stub and the proxy's own dials (see [`super::dns::Cache`]): a NOERROR answer is
+    /// kept for its TTL (at most [`CACHE_TTL`]), and callers asking for a name while it is
+    /// being looked up wait for that one query.
     pub async fn answer_cached(
         &self,
         name: &str,
         qtype: u16,
-    ) -> Result<super::dns::Answer, super::dns::DnsError> {
-        let key = (name.to_ascii_lowercase(), qtype);
-        if let Some((ans, until)) = self.dns_cache.lock().expect("cache lock").get(&key) {
-            let now = Instant::now();
-            if now < *until {
-                let left = u32::try_from(until.duration_since(now).as_secs()).unwrap_or(u32::MAX);
-                let mut ans = ans.clone();
-                ans.ttl = ans.ttl.min(left);
-                return Ok(ans);
-            }
-        }
-        let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT).await?;
-        tracing::debug!(name, qtype, addrs = ?ans.addrs, ttl = ans.ttl, "resolved upstream");
-        let ttl = Duration::from_secs(u64::from(ans.ttl)).min(CACHE_TTL);
-        if ans.rcode == super::dns::Rcode::NoError && !ttl.is_zero() {
-            let mut cache = self.dns_cache.lock().expect("cache lock");
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(key, (ans.clone(), Instant::now() + ttl));
-        }
-        Ok(ans)
+    ) -> Result<super::dns::Answer, Arc<super::dns::DnsError>> {
+        let lookup = || async {
+            let ans = super::dns::lookup_answer(self.resolver, name, qtype, DNS_TIMEOUT).await?;
+            tracing::debug!(name, qtype, addrs = ?ans.addrs, ttl = ans.ttl, "resolved upstream");
+            Ok(ans)
+        };
+        self.dns_cache.get_or_lookup(name, qtype, lookup).await
     }
 
     /// Opens the upstream connection for an allowed attempt: by name (resolved and checked

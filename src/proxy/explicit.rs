@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::client_hello::{FIRST_BYTES_TIMEOUT, FirstBytes, read_client_hello};
 use super::content_coding::MAX_SCANNED_BODY;
 use super::denial::{Denial, Kind as DenialKind};
-use super::engine::{Attempt, Engine, Verdict, classify_host};
+use super::engine::{AUDIT_BROKEN, Attempt, Engine, Verdict, classify_host};
 use super::http_head::{RequestHead, parse_request_head, target_authority};
 use super::sni::Peek;
 use crate::audit::{self, Decision, Event, NameSource, Via};
@@ -131,7 +131,10 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
             return respond_raw(&mut stream, &denial).await;
         }
     };
-    engine.admitted(&attempt, rule, would_deny);
+    if !engine.admitted(&attempt, rule, would_deny) {
+        drop(upstream);
+        return respond_raw(&mut stream, &Denial::policy(AUDIT_BROKEN)).await;
+    }
     let open = engine.opened(conn, started);
     if stream
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -293,7 +296,11 @@ async fn captured(
                 }));
                 return refused(&denial);
             }
-            Verdict::Go { would_deny, .. } => engine.admitted(&a, None, would_deny),
+            Verdict::Go { would_deny, .. } => {
+                if !engine.admitted(&a, None, would_deny) {
+                    return refused(&Denial::policy(AUDIT_BROKEN));
+                }
+            }
         }
     }
     forward(req, engine, pool, Via::Proxy).await
@@ -334,7 +341,10 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
             return refused(&denial);
         }
     };
-    engine.admitted(&attempt, rule, would_deny);
+    if !engine.admitted(&attempt, rule, would_deny) {
+        drop(upstream);
+        return refused(&Denial::policy(AUDIT_BROKEN));
+    }
     let open = engine.opened(conn, started);
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
@@ -435,10 +445,10 @@ async fn tunnel_first_bytes<S: tokio::io::AsyncRead + Unpin>(
     a.source = source;
     match engine.refuse(&a, Denial::policy(reason)) {
         Verdict::Refuse(_) => Tunnel::Stop,
-        Verdict::Go { would_deny, .. } => {
-            engine.admitted(&a, None, would_deny);
-            Tunnel::Relay
-        }
+        Verdict::Go { would_deny, .. } => match engine.admitted(&a, None, would_deny) {
+            true => Tunnel::Relay,
+            false => Tunnel::Stop,
+        },
     }
 }
 
@@ -604,7 +614,10 @@ async fn forward(
                     return deny(conn, &denial);
                 }
             };
-            engine.admitted(&attempt, rule, would_deny);
+            if !engine.admitted(&attempt, rule, would_deny) {
+                drop(upstream);
+                return deny(conn, &Denial::policy(AUDIT_BROKEN));
+            }
             let open = engine.opened(conn, started);
             let upstream = super::counting::Counting::with(upstream, open.counters.clone());
             let (sender, connection) =

@@ -17,3 +17,6 @@ pub mod splice;
 pub mod stub;
 pub mod transparent;
 pub mod upstream;
+
+#[cfg(test)]
+mod audit_failure_tests;

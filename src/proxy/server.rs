@@ -30,6 +30,7 @@ impl Drop for Proxy {
             // Before the tasks go: tearing down a connection of the userspace TCP stack can
             // block its thread, and a close event must not depend on that.
             self.engine.close_all();
+            super::stub::flush_limited(&self.engine);
             rt.shutdown_background();
         }
     }

@@ -55,10 +55,27 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             reason,
         })
     };
+    let leaked = engine.leaked_in_dns(&q.name);
+    let rule = normalize_host(&q.name)
+        .ok()
+        .and_then(|n| engine.network.dns_allowed(&n));
+    // Over the step's rate: REFUSED, counted, no record each (a flood must neither grow the
+    // log without bound nor starve the step's lookups of allowed names; see dns::Limiter).
+    let class = match (&rule, &leaked) {
+        (Some(_), None) => dns::Class::Allowed,
+        _ => dns::Class::NotAllowed,
+    };
+    let (within, report) = engine.dns_limit.check(class, std::time::Instant::now());
+    if let Some(r) = report {
+        say_limited(engine, &r);
+    }
+    if !within {
+        return Some(dns::refused(msg));
+    }
     // A secret (or its placeholder) spelled into a query name is exfiltration: refused before
     // anything else (audit mode included), and no resolver hears of it. The name is not logged:
     // the leak event names the secret and the domain it was aimed at.
-    if let Some(secret) = engine.leaked_in_dns(&q.name) {
+    if let Some(secret) = leaked {
         let rest = q.name.split_once('.').map_or("", |(_, r)| r);
         engine.report_leak(
             &secret,
@@ -68,9 +85,6 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
         );
         return Some(dns::nxdomain(msg));
     }
-    let rule = normalize_host(&q.name)
-        .ok()
-        .and_then(|n| engine.network.dns_allowed(&n));
     let decision = match (&rule, engine.audit_mode()) {
         // A failed audit log denies everything from then on, names included (fail closed).
         _ if engine.audit_broken() => Decision::Deny,
@@ -174,6 +188,31 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             ));
             Some(dns::servfail(msg))
         }
+    }
+}
+
+/// Says the queries refused over the rate limit: one stderr line and one `dns_limited` record.
+fn say_limited(engine: &Engine, r: &dns::Report) {
+    eprintln!(
+        "stepjail: refused {} DNS queries in {:.1}s over the step's limit ({} a second, bursts of {}); not logged one by one (profile '{}')",
+        r.refused,
+        r.duration.as_secs_f64(),
+        dns::RATE,
+        dns::BURST,
+        engine.profile
+    );
+    engine.log(Event::DnsLimited(audit::DnsLimited {
+        refused: r.refused,
+        duration_ms: r.duration.as_millis() as u64,
+        limit: dns::RATE,
+        burst: dns::BURST,
+    }));
+}
+
+/// Says the refusals over the rate limit not said yet: the proxy is stopping.
+pub fn flush_limited(engine: &Engine) {
+    if let Some(r) = engine.dns_limit.flush(std::time::Instant::now()) {
+        say_limited(engine, &r);
     }
 }
 
@@ -398,6 +437,48 @@ mod tests {
             (Rcode::NoError, ips(&["10.1.2.3"]))
         );
         assert!(e.first_special_for("mirror.corp"));
+    }
+
+    #[tokio::test]
+    async fn a_flood_is_refused_over_the_rate_without_records_and_said_once() {
+        let (log, mem) = AuditLog::memory("t");
+        let mut e = engine(&[]);
+        e.audit = log;
+        // Buckets that do not refill while the test runs (their clock starts in an hour).
+        e.dns_limit = dns::Limiter::new(std::time::Instant::now() + Duration::from_secs(3600));
+        let burst = dns::BURST as usize;
+        let mut rcodes = std::collections::BTreeMap::new();
+        for i in 0..burst + 500 {
+            let (rcode, _) = ask(&e, &format!("x{i}.flood.test"), 1).await;
+            *rcodes.entry(format!("{rcode:?}")).or_insert(0) += 1;
+            // The step's own lookups of allowed names have a budget of their own.
+            if i % 100 == 0 {
+                assert_eq!(
+                    ask(&e, "hostsonly.test", 1).await,
+                    (Rcode::NoError, ips(&["192.0.2.10"]))
+                );
+            }
+        }
+        assert_eq!(rcodes.get("Refused"), Some(&500), "{rcodes:?}");
+        let text = String::from_utf8(mem.bytes()).unwrap();
+        let flood_records = text.lines().filter(|l| l.contains(".flood.test")).count();
+        assert_eq!(flood_records, burst);
+        flush_limited(&e);
+        // Said once a second while it lasted (if the loop took that long) and at the end:
+        // every refusal counted once.
+        let records = mem.records();
+        let said: Vec<u64> = records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::DnsLimited(l) => Some(l.refused),
+                _ => None,
+            })
+            .collect();
+        assert!(!said.is_empty());
+        assert_eq!(said.iter().sum::<u64>(), 500, "{said:?}");
+        let text = String::from_utf8(mem.bytes()).unwrap();
+        flush_limited(&e);
+        assert_eq!(String::from_utf8(mem.bytes()).unwrap(), text);
     }
 
     /// A resolver on a local port answering every query with 192.0.2.20 and 10.0.0.1 (TTL 60);

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use super::client_hello::{FirstBytes, read_client_hello};
 use super::denial::Denial;
-use super::engine::{Attempt, Engine, Open, Verdict, classify_host};
+use super::engine::{AUDIT_BROKEN, Attempt, Engine, Open, Verdict, classify_host};
 use super::http_head::parse_request_head;
 use super::sni::Peek;
 use crate::audit::{NameSource, Protocol, Via};
@@ -266,7 +266,10 @@ pub(super) async fn captured_connection<S: StepSide>(
             return close_refused(tcp, &first, &denial).await;
         }
     };
-    engine.admitted(&attempt, rule, would_deny);
+    if !engine.admitted(&attempt, rule, would_deny) {
+        drop(upstream);
+        return close_refused(tcp, &first, &Denial::policy(AUDIT_BROKEN)).await;
+    }
     let open = engine.opened(attempt.conn, started);
     if upstream.write_all(&first).await.is_err() {
         return;

@@ -60,6 +60,25 @@ pub enum RunError {
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
 
+    // After the step ran.
+    /// The audit log failed during the step (the proxy then denied everything) or could not
+    /// take `step_end`: the log is incomplete. Exit [`exit::AUDIT_FAILED`], unless the step
+    /// failed with a code of its own (`code`), which is kept: the run fails either way, and
+    /// that code still says how the step ended (a timeout, a signal, its tests).
+    #[error(
+        "the audit log could not be written ({cause}); {}",
+        if *during_step {
+            "the step's network was cut from then on, and the log is incomplete"
+        } else {
+            "the step's end (step_end) is not in it"
+        }
+    )]
+    AuditIncomplete {
+        cause: String,
+        during_step: bool,
+        code: i32,
+    },
+
     // Subcommands around a step.
     /// stepjail's frozen state under a CI runner is missing, unreadable or was changed (125).
     #[error("{0}")]
@@ -104,6 +123,8 @@ impl RunError {
             | Placeholder { .. } => exit::USAGE,
             HostFacts(_) | AuditLog(_) | Broker(_) | NoCaBundle => exit::SETUP,
             Sandbox(e) => e.exit_code(),
+            AuditIncomplete { code: 0, .. } => exit::AUDIT_FAILED,
+            AuditIncomplete { code, .. } => *code,
             State(_) => exit::SETUP,
             Setup(_) | Action(_) | Usage(_) => exit::USAGE,
             Read(_) => exit::FAILURE,

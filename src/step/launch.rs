@@ -38,12 +38,10 @@ impl Prepared {
             }
         }
         let started = std::time::Instant::now();
-        let log = |e: Event| {
-            if let Err(err) = audit.write(e) {
-                eprintln!("stepjail: writing the audit log: {err}");
-            }
-        };
-        log(Event::StepStart(self.start));
+        // A log that cannot take the first record would miss the whole step: it does not run.
+        audit
+            .write(Event::StepStart(self.start))
+            .map_err(RunError::AuditLog)?;
         let engine = Engine::new(
             self.network,
             plan.profile_name.clone(),
@@ -73,7 +71,9 @@ impl Prepared {
             Ok(o) => (o.code, o.timed_out, o.cancel_signal, o.init_signal, o.limit),
             Err(e) => (e.exit_code(), false, None, None, None),
         };
-        log(Event::StepEnd(StepEnd {
+        // The proxy has stopped: a failure from here on is the end's own.
+        let failed_during = audit.first_failure().map(str::to_string);
+        let end_written = audit.write(Event::StepEnd(StepEnd {
             profile: plan.profile_name.clone(),
             exit_code: code,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -119,6 +119,19 @@ impl Prepared {
                     String::new()
                 }
             );
+        }
+        // After the step's own lines: a log with a hole marks the run (see RunError).
+        let incomplete = match (failed_during, end_written) {
+            (Some(cause), _) => Some((cause, true)),
+            (None, Err(e)) => Some((e.to_string(), false)),
+            (None, Ok(())) => None,
+        };
+        if let Some((cause, during_step)) = incomplete {
+            return Err(RunError::AuditIncomplete {
+                cause,
+                during_step,
+                code: outcome.code,
+            });
         }
         Ok(Outcome {
             code: outcome.code,

@@ -278,3 +278,32 @@ fn a_ci_step_adds_its_hidden_state_and_variables_and_scrubs_the_secrets_file_nam
     assert!(p.plan().merge_output);
     assert_eq!(p.start.ci_job.as_deref(), Some("j"));
 }
+
+/// A hole in the audit log marks the run: exit 121 when the step succeeded, its own code when
+/// it failed; under GitHub Actions an `::error` annotation (the one rescue point prints it).
+#[test]
+fn an_incomplete_audit_log_marks_the_run_unless_the_step_failed() {
+    let e = RunError::AuditIncomplete {
+        cause: "/l/audit.jsonl: audit record cut short: wrote 62 of 164 bytes".into(),
+        during_step: true,
+        code: 0,
+    };
+    assert_eq!(e.exit_code(), crate::exit::AUDIT_FAILED);
+    assert_eq!(e.annotation(), Some("stepjail"));
+    assert_eq!(
+        e.to_string(),
+        "the audit log could not be written (/l/audit.jsonl: audit record cut short: wrote 62 of \
+         164 bytes); the step's network was cut from then on, and the log is incomplete"
+    );
+    let e = RunError::AuditIncomplete {
+        cause: "/l/audit.jsonl: cannot write audit record: No space left on device".into(),
+        during_step: false,
+        code: crate::exit::TIMEOUT,
+    };
+    assert_eq!(e.exit_code(), crate::exit::TIMEOUT);
+    assert!(
+        e.to_string()
+            .ends_with("; the step's end (step_end) is not in it"),
+        "{e}"
+    );
+}

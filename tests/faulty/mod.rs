@@ -32,6 +32,7 @@ extends: default
 network:
   allow:
     - ok.test:80
+    - herd.test:80
     - reset.test:80
     - hang.test:80
     - servfail.test:80

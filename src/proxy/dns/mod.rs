@@ -20,18 +20,22 @@
 //! the stub needs its exact bytes to echo them.
 
 mod answer;
+mod cache;
 mod codec;
 mod filter;
+mod limit;
 #[cfg(test)]
 mod tests;
 mod upstream;
 
 pub use answer::{build_answer, error_answer, formerr, notimp, nxdomain, refused, servfail};
+pub use cache::{CACHE_TTL, Cache};
 pub use codec::{
     CLASS_IN, DnsError, MAX_CNAME_HOPS, MAX_TCP_MESSAGE, MAX_TTL, Peek, Query, Rcode, TYPE_A,
     TYPE_AAAA, TYPE_CNAME, parse_query, tcp_frame, tcp_unframe, type_name,
 };
 pub use filter::{Answer, filter_answer};
+pub use limit::{BURST, Class, Limiter, RATE, Report};
 pub use upstream::{
     build_upstream_query, first_nameserver, host_resolver, lookup, lookup_answer, resolve_upstream,
 };
