@@ -96,6 +96,13 @@ fn one_step_many_concurrent_connections() {
     } else {
         vec![NOBODY]
     };
+    // Above the default connection cap (4,096), raise it: this measures what the supervisor
+    // carries, not the cap (`the_connection_cap_refuses_the_excess_at_once_*` do).
+    let profile = if n > 4000 {
+        format!("{PROFILE}  max_connections: {}\n", 2 * n)
+    } else {
+        PROFILE.to_string()
+    };
     for uid in users {
         for mode in modes.iter().map(String::as_str) {
             let dir = Dir::new(uid);
@@ -105,7 +112,7 @@ fn one_step_many_concurrent_connections() {
                 .command(
                     &[],
                     &dir,
-                    PROFILE,
+                    &profile,
                     &audit_path(&dir),
                     &format!("python3 many.py {n} {mode} {wait}"),
                 )
@@ -157,6 +164,135 @@ fn one_step_many_concurrent_connections() {
             assert_eq!(closes, served, "as uid {uid} via {mode}");
         }
     }
+}
+
+/// `network.max_connections: STEPJAIL_LOAD_CAP` (default 100) and `STEPJAIL_LOAD_CAP_CONNS`
+/// (default twice the cap) connections at once from one step, through the explicit proxy and
+/// captured, each held open until all have their answer: the first `cap` are served, the rest
+/// refused at once (a `503` with the reason from the proxy; a reset when captured, never a
+/// hang), one `connect` record per attempt with the reason, stderr saying it once per burst with
+/// the count; then the same step is served again. As uid 65534.
+#[test]
+fn the_connection_cap_refuses_the_excess_at_once_via_the_proxy() {
+    connection_cap("proxy");
+}
+
+/// [`the_connection_cap_refuses_the_excess_at_once_via_the_proxy`], captured.
+#[test]
+fn the_connection_cap_refuses_the_excess_at_once_captured() {
+    connection_cap("capture");
+}
+
+fn connection_cap(mode: &str) {
+    if !needs_root() {
+        return;
+    }
+    let cap = knob("STEPJAIL_LOAD_CAP", 100);
+    let n = knob("STEPJAIL_LOAD_CAP_CONNS", 2 * cap);
+    let f = Faulty::new();
+    let profile = format!("{PROFILE}  max_connections: {cap}\n");
+    let reason = format!("connection limit ({cap}) reached");
+    let dir = Dir::new(NOBODY);
+    dir.write("ws/many.py", MANY);
+    let noproxy = if mode == "capture" {
+        "--noproxy '*'"
+    } else {
+        ""
+    };
+    let script = format!(
+        "python3 many.py {n} {mode} 20; sleep 1; curl -s -m 10 {noproxy} -w ' %{{http_code}}\\n' http://ok.test/"
+    );
+    let start = Instant::now();
+    let child = f
+        .command(&[], &dir, &profile, &audit_path(&dir), &script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample(child.id(), stop.clone());
+    let out = Out(child.wait_with_output().unwrap());
+    stop.store(true, Ordering::SeqCst);
+    let (hwm, fds) = sampler.join().unwrap();
+    let took = start.elapsed();
+    let (stdout, stderr) = (out.ok(), out.stderr());
+    let many = stdout.lines().next().unwrap_or("");
+    eprintln!(
+        "LOAD cap={cap} conns={n} via={mode}: {many} in {took:.1?}; supervisor VmHWM {hwm} KiB, peak fds {fds}"
+    );
+    let refused = n - cap;
+    let (counts, errors) = many.split_at(many.find('[').unwrap_or(many.len()));
+    assert_eq!(
+        counts,
+        format!("served {cap} failed {refused} "),
+        "via {mode}: {many}\n{stderr}"
+    );
+    if mode == "proxy" {
+        assert_eq!(errors, "['HTTP/1.1 503 Service Unavailable']");
+    } else {
+        // Reset at once (while connecting, or at the first read): a hang would end in the
+        // script's 20 s TimeoutError instead.
+        assert!(
+            errors.matches("Error:").count() == errors.matches("ConnectionResetError:").count()
+                && errors.contains("ConnectionResetError:"),
+            "{errors}"
+        );
+    }
+    // Once the burst is over, the step is served again.
+    assert!(stdout.ends_with("ok\n 200\n"), "via {mode}: {stdout}");
+    let ev = audit_events(&dir);
+    let allowed = find(
+        &ev,
+        "connect",
+        &[("dest_name", "ok.test"), ("decision", "allow")],
+    );
+    let over = find(
+        &ev,
+        "connect",
+        &[("decision", "deny"), ("reason", reason.as_str())],
+    );
+    assert_eq!(allowed.len(), cap + 1, "via {mode}");
+    assert_eq!(over.len(), refused, "via {mode}");
+    // One record per attempt, nothing else refused.
+    assert_eq!(find(&ev, "connect", &[]).len(), n + 1, "via {mode}");
+    assert_eq!(find(&ev, "close", &[]).len(), cap + 1, "via {mode}");
+    let via = if mode == "proxy" {
+        "proxy"
+    } else {
+        "transparent"
+    };
+    assert!(over.iter().all(|e| e["via"] == via), "via {mode}");
+    if mode == "proxy" {
+        // The refused requests' heads were read: their records name the destination.
+        assert!(over.iter().all(|e| e["dest_name"] == "ok.test"));
+    } else {
+        assert!(over.iter().all(|e| e["dest_ip"] == "203.0.113.22"));
+    }
+    // Stderr: one line when a burst starts, one with its count when it ends; not one a
+    // connection.
+    let started = stderr
+        .matches(&format!(
+            "({reason}; profile 'faults', network.max_connections)"
+        ))
+        .count();
+    let counted: usize = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("stepjail: {reason}: ")))
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert!((1..=3).contains(&started), "via {mode}: {stderr}");
+    assert_eq!(
+        stderr.matches(&format!("stepjail: {reason}: ")).count(),
+        started,
+        "via {mode}: {stderr}"
+    );
+    assert_eq!(counted, refused, "via {mode}: {stderr}");
 }
 
 /// `STEPJAIL_LOAD_STEPS` steps (default 6) at once, each making `STEPJAIL_LOAD_REQUESTS`

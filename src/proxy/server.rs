@@ -31,6 +31,7 @@ impl Drop for Proxy {
             // block its thread, and a close event must not depend on that.
             self.engine.close_all();
             rt.shutdown_background();
+            self.engine.print_burst_end(true);
         }
     }
 }

@@ -107,9 +107,30 @@ pub async fn serve(tun: OwnedFd, engine: Arc<Engine>) {
     while let Ok(stream) = stack.accept().await {
         let engine = engine.clone();
         match stream {
-            IpStackStream::Tcp(tcp) => {
-                tokio::spawn(async move { tcp_connection(tcp, engine).await });
-            }
+            IpStackStream::Tcp(mut tcp) => match engine.limit.slot() {
+                Some(slot) => {
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        tcp_connection(tcp, engine).await
+                    });
+                }
+                None => {
+                    let dst = tcp.peer_addr();
+                    let a = Attempt {
+                        conn: engine.conn_id(),
+                        name: None,
+                        source: NameSource::None,
+                        ip: Some(dst.ip()),
+                        port: dst.port(),
+                        protocol: Protocol::Tcp,
+                        via: Via::Transparent,
+                    };
+                    engine.refuse_over_limit(&a);
+                    // A dropped stream of the userspace stack sends nothing: one poll sends
+                    // the FIN, so the step sees the close now.
+                    let _ = tokio::time::timeout(Duration::ZERO, tcp.shutdown()).await;
+                }
+            },
             IpStackStream::Udp(udp) => {
                 let dst = udp.peer_addr();
                 if dst.port() == 53 {
