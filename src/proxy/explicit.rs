@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -65,6 +65,8 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
             let io = super::prefixed::Prefixed::new(first, stream);
             let _ = http1::Builder::new()
                 .preserve_header_case(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(FIRST_BYTES_TIMEOUT)
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades()
                 .await;
@@ -273,8 +275,11 @@ where
         let (engine, pool, from) = (engine.clone(), pool.clone(), from.clone());
         async move { Ok::<_, Infallible>(captured(req, engine, pool, from).await) }
     });
+    // A kept-alive connection's later heads get the same time as its first.
     let _ = http1::Builder::new()
         .preserve_header_case(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(FIRST_BYTES_TIMEOUT)
         .serve_connection(TokioIo::new(io), svc)
         .await;
 }
