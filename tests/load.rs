@@ -189,6 +189,8 @@ fn connection_cap(mode: &str) {
     }
     let cap = knob("STEPJAIL_LOAD_CAP", 100);
     let n = knob("STEPJAIL_LOAD_CAP_CONNS", 2 * cap);
+    // How long each connection may take to be answered, name resolution included (seconds).
+    let wait = knob("STEPJAIL_LOAD_WAIT", 20);
     let f = Faulty::new();
     let profile = format!("{PROFILE}  max_connections: {cap}\n");
     let reason = format!("connection limit ({cap}) reached");
@@ -200,7 +202,7 @@ fn connection_cap(mode: &str) {
         ""
     };
     let script = format!(
-        "python3 many.py {n} {mode} 20; sleep 1; curl -s -m 10 {noproxy} -w ' %{{http_code}}\\n' http://ok.test/"
+        "python3 many.py {n} {mode} {wait}; sleep 1; curl -s -m 10 {noproxy} -w ' %{{http_code}}\\n' http://ok.test/"
     );
     let start = Instant::now();
     let child = f
@@ -220,23 +222,39 @@ fn connection_cap(mode: &str) {
     eprintln!(
         "LOAD cap={cap} conns={n} via={mode}: {many} in {took:.1?}; supervisor VmHWM {hwm} KiB, peak fds {fds}"
     );
-    let refused = n - cap;
+    // Served connections stay open, idle, until every attempt has its answer. A kept-alive
+    // connection idle for 30 s is closed by the proxy (its header-read timeout), which frees
+    // its slot: only a run that long serves more than `cap`.
+    let served: usize = many.split_whitespace().nth(1).unwrap().parse().unwrap();
+    if took < Duration::from_secs(25) {
+        assert_eq!(served, cap, "via {mode}: {many}\n{stderr}");
+    } else {
+        assert!(served >= cap, "via {mode}: {many}\n{stderr}");
+    }
+    let refused = n - served;
     let (counts, errors) = many.split_at(many.find('[').unwrap_or(many.len()));
     assert_eq!(
         counts,
-        format!("served {cap} failed {refused} "),
+        format!("served {served} failed {refused} "),
         "via {mode}: {many}\n{stderr}"
     );
-    if mode == "proxy" {
+    // The proxy answers at most `cap` refused connections at once and resets the others: with
+    // no more refusals than that, every one is answered.
+    let all_answered = refused <= cap;
+    // A reset arrives while connecting or at the first read; a hang would end in the script's
+    // TimeoutError instead.
+    let resets = errors.matches("ConnectionResetError:").count();
+    if mode == "proxy" && all_answered {
         assert_eq!(errors, "['HTTP/1.1 503 Service Unavailable']");
-    } else {
-        // Reset at once (while connecting, or at the first read): a hang would end in the
-        // script's 20 s TimeoutError instead.
+    } else if mode == "proxy" {
         assert!(
-            errors.matches("Error:").count() == errors.matches("ConnectionResetError:").count()
-                && errors.contains("ConnectionResetError:"),
+            errors.contains("'HTTP/1.1 503 Service Unavailable'"),
             "{errors}"
         );
+        assert_eq!(errors.matches("Error:").count(), resets, "{errors}");
+    } else {
+        assert!(resets > 0, "{errors}");
+        assert_eq!(errors.matches("Error:").count(), resets, "{errors}");
     }
     // Once the burst is over, the step is served again.
     assert!(stdout.ends_with("ok\n 200\n"), "via {mode}: {stdout}");
@@ -251,21 +269,25 @@ fn connection_cap(mode: &str) {
         "connect",
         &[("decision", "deny"), ("reason", reason.as_str())],
     );
-    assert_eq!(allowed.len(), cap + 1, "via {mode}");
+    assert_eq!(allowed.len(), served + 1, "via {mode}");
     assert_eq!(over.len(), refused, "via {mode}");
     // One record per attempt, nothing else refused.
     assert_eq!(find(&ev, "connect", &[]).len(), n + 1, "via {mode}");
-    assert_eq!(find(&ev, "close", &[]).len(), cap + 1, "via {mode}");
+    assert_eq!(find(&ev, "close", &[]).len(), served + 1, "via {mode}");
     let via = if mode == "proxy" {
         "proxy"
     } else {
         "transparent"
     };
     assert!(over.iter().all(|e| e["via"] == via), "via {mode}");
-    if mode == "proxy" {
-        // The refused requests' heads were read: their records name the destination.
-        assert!(over.iter().all(|e| e["dest_name"] == "ok.test"));
-    } else {
+    let named = over.iter().filter(|e| e["dest_name"] == "ok.test").count();
+    eprintln!("LOAD cap={cap} conns={n} via={mode}: {named} refusal records name ok.test");
+    if mode == "proxy" && all_answered {
+        // The refused requests' heads were read: their records name the destination. (At
+        // scale a client may send its head after the second the proxy waits for it: its record
+        // names the proxy's address.)
+        assert_eq!(named, refused);
+    } else if mode == "capture" {
         assert!(over.iter().all(|e| e["dest_ip"] == "203.0.113.22"));
     }
     // Stderr: one line when a burst starts, one with its count when it ends; not one a
@@ -286,7 +308,10 @@ fn connection_cap(mode: &str) {
                 .unwrap()
         })
         .sum();
-    assert!((1..=3).contains(&started), "via {mode}: {stderr}");
+    assert!(
+        started >= 1 && started <= refused / 10,
+        "via {mode}: {stderr}"
+    );
     assert_eq!(
         stderr.matches(&format!("stepjail: {reason}: ")).count(),
         started,
