@@ -186,6 +186,45 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_is_a_503_and_a_deny_record_with_the_cap_in_audit_mode_too() {
+        use crate::audit::{AuditLog, NameSource, Protocol, Via};
+        use crate::policy::model::{Network, NetworkMode};
+        let (log, mem) = AuditLog::memory("t");
+        let network = Network {
+            mode: NetworkMode::Audit,
+            max_connections: Some(7),
+            ..Network::default()
+        };
+        let e = Arc::new(Engine::new(
+            network,
+            "p".into(),
+            log,
+            "127.0.0.1:9".parse().unwrap(),
+        ));
+        assert_eq!(e.limit.max(), 7);
+        let a = Attempt {
+            conn: 3,
+            name: Some("ok.test".into()),
+            source: NameSource::Connect,
+            ip: None,
+            port: 443,
+            protocol: Protocol::Tcp,
+            via: Via::Proxy,
+        };
+        let d = e.refuse_over_limit(&a);
+        assert_eq!(d.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(d.reason(), "connection limit (7) reached");
+        let text = String::from_utf8(mem.bytes()).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(rec["event"], "connect");
+        assert_eq!(rec["conn"], 3);
+        assert_eq!(rec["dest_name"], "ok.test");
+        assert_eq!(rec["decision"], "deny");
+        assert_eq!(rec["reason"], "connection limit (7) reached");
+        assert!(e.print_burst_end(true));
+    }
+
+    #[test]
     fn a_burst_is_counted_once_and_ends_after_a_quiet_spell() {
         let l = ConnLimit::new(1);
         assert_eq!(l.end_burst(false), Ok(None));
