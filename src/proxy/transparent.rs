@@ -22,6 +22,7 @@ use super::client_hello::{FirstBytes, read_client_hello};
 use super::denial::Denial;
 use super::engine::{Attempt, Engine, Open, Verdict, classify_host};
 use super::http_head::parse_request_head;
+use super::limit::REFUSAL_READ;
 use super::sni::Peek;
 use crate::audit::{NameSource, Protocol, Via};
 
@@ -126,9 +127,15 @@ pub async fn serve(tun: OwnedFd, engine: Arc<Engine>) {
                         via: Via::Transparent,
                     };
                     engine.refuse_over_limit(&a);
-                    // A dropped stream of the userspace stack sends nothing: one poll sends
-                    // the FIN, so the step sees the close now.
-                    let _ = tokio::time::timeout(Duration::ZERO, tcp.shutdown()).await;
+                    // A dropped stream of the userspace stack sends nothing, and it sends its
+                    // FIN only once the handshake is done: wait for that, briefly and bounded
+                    // (at most the cap's number of refused connections at once).
+                    if let Some(answering) = engine.limit.answering() {
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(REFUSAL_READ, tcp.shutdown()).await;
+                            drop((tcp, answering));
+                        });
+                    }
                 }
             },
             IpStackStream::Udp(udp) => {
