@@ -15,6 +15,8 @@
 #   STEPJAIL_LOAD_AS_ROOT=1        the many-connections case as root too (not only uid 65534)
 #   STEPJAIL_LOAD_WAIT=90          seconds each of those connections may take to be answered
 #   STEPJAIL_LOAD_VIA="proxy capture"  which paths the many-connections case takes
+#   STEPJAIL_LOAD_CAP=1000         network.max_connections of the connection-cap case ...
+#   STEPJAIL_LOAD_CAP_CONNS=10000  ... and how many connections it opens at once
 #   NOFILE_SOFT=1024               also run the many-connections case with this soft descriptor
 #                                  limit (a common default), to see how the proxy meets EMFILE;
 #                                  empty to skip
@@ -29,6 +31,8 @@ export STEPJAIL_LOAD_REQUESTS=${STEPJAIL_LOAD_REQUESTS:-1000}
 export STEPJAIL_LOAD_DNS_SECS=${STEPJAIL_LOAD_DNS_SECS:-30}
 export STEPJAIL_LOAD_AS_ROOT=${STEPJAIL_LOAD_AS_ROOT:-1}
 export STEPJAIL_LOAD_WAIT=${STEPJAIL_LOAD_WAIT:-90}
+export STEPJAIL_LOAD_CAP=${STEPJAIL_LOAD_CAP:-1000}
+export STEPJAIL_LOAD_CAP_CONNS=${STEPJAIL_LOAD_CAP_CONNS:-10000}
 NOFILE_SOFT=${NOFILE_SOFT-1024}
 
 status=0

@@ -288,3 +288,67 @@ fn a_gzip_body_to_a_bound_host_is_scanned_decoded() {
         );
     }
 }
+
+/// The intercepting server has the explicit proxy's header-read timeout too: a request head
+/// dribbled one line a second inside an intercepted TLS connection is closed after 30 s
+/// (before, it had no limit: the tunnel's deadline covers its ClientHello only). About 31 s;
+/// as uid 65534. (echo.test answers one request a connection, so this is the first head; a
+/// later one on a kept-alive connection gets the same timer.)
+#[test]
+fn a_dribbled_head_to_an_intercepted_host_times_out() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    dir.write(
+        "ws/slow.py",
+        r#"
+import os, socket, ssl, time, urllib.parse
+u = urllib.parse.urlsplit(os.environ['https_proxy'])
+raw = socket.create_connection((u.hostname, u.port))
+raw.sendall(b'CONNECT echo.test:443 HTTP/1.1\r\nHost: echo.test:443\r\n\r\n')
+got = b''
+while b'\r\n\r\n' not in got:
+    got += raw.recv(4096)
+print('connect', got.split(b'\r\n')[0].decode(), flush=True)
+s = ssl.create_default_context().wrap_socket(raw, server_hostname='echo.test')
+s.sendall(b'GET /x HTTP/1.1\r\nHost: echo.test\r\n')
+s.settimeout(1)
+t = time.monotonic()
+end = 'still open'
+while time.monotonic() - t < 45:
+    try:
+        s.sendall(b'X-a: b\r\n')
+        d = s.recv(4096)
+        end = 'ended %r' % d.split(b'\r\n')[0].decode()
+        break
+    except socket.timeout:
+        pass
+    except (OSError, ssl.SSLError) as e:
+        end = 'cut (%s)' % e
+        break
+print('SLOWLORIS intercepted head after', int(time.monotonic() - t), end, flush=True)
+"#,
+    );
+    let out = run(
+        &net,
+        &dir,
+        "  ECHO_TOKEN: { broker: [echo.test] }\n",
+        "python3 slow.py",
+    );
+    let stdout = out.ok();
+    assert!(
+        stdout.contains("connect HTTP/1.1 200"),
+        "{stdout}\n{}",
+        out.stderr()
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("SLOWLORIS"))
+        .unwrap_or_else(|| panic!("{stdout}\n{}", out.stderr()));
+    eprintln!("{line}");
+    let secs: u64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!((29..=34).contains(&secs), "{line}");
+    assert!(!line.contains("still open"), "{line}");
+}

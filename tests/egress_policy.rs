@@ -453,7 +453,7 @@ fn wrong_yaml_kinds_say_what_a_rule_looks_like() {
     );
     assert_eq!(
         err(&with_network("  alow: []\n")),
-        "FILE:4:3: unknown key `alow` in `network` (expected one of: mode, allow, upstream_proxy)"
+        "FILE:4:3: unknown key `alow` in `network` (expected one of: mode, allow, upstream_proxy, max_connections)"
     );
 }
 
@@ -542,5 +542,39 @@ fn raw_tcp_is_an_explicit_opt_in_on_host_rules() {
     for (rule, want) in cases {
         let text = with_network(&format!("  allow:\n    - {rule}\n"));
         assert_eq!(err(&text), *want, "{rule}");
+    }
+}
+
+#[test]
+fn max_connections_has_a_default_is_inherited_and_must_be_positive() {
+    let files = Files::new();
+    let base = files.write(
+        "base.yml",
+        "name: base\ndescription: d\nnetwork:\n  allow: [a.example]\n  max_connections: 100\n",
+    );
+    let p = load_file(&base).unwrap();
+    assert_eq!(p.network.max_connections(), 100);
+    // A child that does not write it keeps the parent's; one that does wins.
+    let child = files.write(
+        "child.yml",
+        "name: child\ndescription: d\nextends: base.yml\nnetwork:\n  allow: [b.example]\n",
+    );
+    assert_eq!(load_file(&child).unwrap().network.max_connections(), 100);
+    let wins = files.write(
+        "wins.yml",
+        "name: wins\ndescription: d\nextends: base.yml\nnetwork:\n  max_connections: 8\n",
+    );
+    assert_eq!(load_file(&wins).unwrap().network.max_connections(), 8);
+    // Unwritten anywhere: the default.
+    let p = load(&with_network("  allow: [a.example]\n")).unwrap();
+    assert_eq!(p.network.max_connections, None);
+    assert_eq!(p.network.max_connections(), 4096);
+    for bad in ["0", "-1", "many", "1.5", "4294967296"] {
+        assert_eq!(
+            err(&with_network(&format!("  max_connections: {bad}\n"))),
+            format!(
+                "FILE:4:20: `network.max_connections`: expected a positive integer, like 4096, found `{bad}`"
+            ),
+        );
     }
 }

@@ -536,6 +536,72 @@ print('SLOWLORIS second head on a kept-alive connection:', dribble(True), flush=
     }
 }
 
+/// A kept-alive connection's second request head, dribbled one header line a second, through
+/// the explicit proxy and captured (plain HTTP, served by the same HTTP server): the proxy gives
+/// up after the 30 s the first head gets (hyper's header-read timeout, answered `408`). Before,
+/// such a connection was still open after 65 s (`slowloris_header_timeouts_measured`). About
+/// 31 s.
+#[test]
+fn a_dribbled_second_request_head_times_out() {
+    if !needs_root() {
+        return;
+    }
+    let f = Faulty::new();
+    let dir = Dir::new(NOBODY);
+    let slow = r#"
+import os, socket, threading, time, urllib.parse
+u = urllib.parse.urlsplit(os.environ['http_proxy'])
+def dribble(name, addr, target):
+    s = socket.create_connection(addr)
+    head = b'GET ' + target + b' HTTP/1.1\r\nHost: ok.test\r\n'
+    s.sendall(head + b'\r\n')
+    got = b''
+    while not got.endswith(b'ok\n'):
+        got += s.recv(4096)
+    s.sendall(head)
+    s.settimeout(1)
+    t = time.monotonic()
+    end = 'still open'
+    while time.monotonic() - t < 45:
+        try:
+            s.sendall(b'X-a: b\r\n')
+            d = s.recv(4096)
+            end = 'ended %r' % d.split(b'\r\n')[0].decode()
+            break
+        except socket.timeout:
+            pass
+        except OSError as e:
+            end = 'cut (%s)' % e
+            break
+    print('SLOWLORIS second head', name, 'after', int(time.monotonic() - t), end, flush=True)
+ts = [threading.Thread(target=dribble, args=a) for a in
+      [('proxy', (u.hostname, u.port), b'http://ok.test/'), ('captured', ('ok.test', 80), b'/')]]
+for t in ts: t.start()
+for t in ts: t.join()
+"#;
+    dir.write("ws/slow.py", slow);
+    let out = Out(f
+        .command(&[], &dir, PROFILE, &audit_path(&dir), "python3 slow.py")
+        .output()
+        .unwrap());
+    let stdout = out.ok();
+    for via in ["proxy", "captured"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("SLOWLORIS second head {via} ")))
+            .unwrap_or_else(|| panic!("{stdout}\n{}", out.stderr()));
+        eprintln!("{line}");
+        let secs: u64 = line.split_whitespace().nth(5).unwrap().parse().unwrap();
+        assert!((29..=34).contains(&secs), "{line}");
+        assert!(
+            line.ends_with("ended 'HTTP/1.1 408 Request Timeout'")
+                || line.ends_with("ended ''")
+                || line.contains("cut ([Errno 104]"),
+            "{line}"
+        );
+    }
+}
+
 /// The step signals its own init while 200 downloads stream through the proxy: exit 123 and
 /// `init_signal` as without load, every `connect` has its `close`, the upstream sees every
 /// stream end, and nothing of the step is left.

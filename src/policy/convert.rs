@@ -30,6 +30,8 @@ pub(crate) struct Layer {
     pub allow: Option<Vec<super::model::AllowRule>>,
     /// `network.upstream_proxy` if written.
     pub upstream_proxy: Option<super::upstream_proxy::UpstreamProxy>,
+    /// `network.max_connections` if written.
+    pub max_connections: Option<u32>,
     pub env_pass: Vec<EnvPattern>,
     /// (name, value template, where).
     pub env_set: Vec<(String, String, Location)>,
@@ -198,10 +200,15 @@ pub(crate) fn layer(
         files.push((k.value, v.value.clone(), cx.at(&v)));
     }
 
-    let (mode, allow, upstream) = w
+    let (mode, allow, upstream, max_connections) = w
         .network
-        .map(|n| (n.mode, n.allow, n.upstream_proxy))
-        .unwrap_or((None, None, None));
+        .map(|n| (n.mode, n.allow, n.upstream_proxy, n.max_connections))
+        .unwrap_or((None, None, None, None));
+    let max_connections = cx.optional(max_connections, "network.max_connections", |s| {
+        parse_count(s)
+            .filter(|n| *n > 0)
+            .and_then(|n| u32::try_from(n).ok())
+    })?;
     let upstream_proxy = match upstream {
         None => None,
         Some(u) => {
@@ -341,6 +348,7 @@ pub(crate) fn layer(
         network_mode,
         allow,
         upstream_proxy,
+        max_connections,
         env_pass,
         env_set,
         timeout,

@@ -342,6 +342,7 @@ mod tests {
             mode,
             allow: rules.iter().map(|(p, ports)| rule(p, ports)).collect(),
             upstream_proxy: None,
+            max_connections: None,
         }
     }
 
@@ -790,6 +791,7 @@ mod sneaky_path_tests {
             mode: NetworkMode::Enforce,
             allow: vec![rule],
             upstream_proxy: None,
+            max_connections: None,
         };
         assert!(
             net.request_allowed("api.test", 443, "GET", "/repos/acme/app")

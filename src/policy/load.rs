@@ -270,6 +270,9 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
     if layer.upstream_proxy.is_some() {
         p.network.upstream_proxy = layer.upstream_proxy;
     }
+    if layer.max_connections.is_some() {
+        p.network.max_connections = layer.max_connections;
+    }
     p.network.mode = match layer.network_mode {
         Some((mode, ..)) => mode,
         None if allow_given && p.network.mode == NetworkMode::None => NetworkMode::Enforce,

@@ -174,6 +174,19 @@ pub struct Network {
     /// `network.upstream_proxy`: the child's if written, else the parent's. Never holds
     /// credentials (the loader refuses them; they belong in `STEPJAIL_UPSTREAM_PROXY`).
     pub upstream_proxy: Option<super::upstream_proxy::UpstreamProxy>,
+    /// `network.max_connections`: the child's if written, else the parent's; `None` is
+    /// [`DEFAULT_MAX_CONNECTIONS`] (see [`Network::max_connections`]).
+    pub max_connections: Option<u32>,
+}
+
+/// How many connections a step may have open to the proxy at once unless its profile says.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+
+impl Network {
+    /// The per-step connection cap the proxy enforces (`network.max_connections`).
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -107,6 +107,8 @@ pub(crate) struct NetworkWire {
     pub allow: Option<Vec<Spanned<AllowWire>>>,
     /// `http://host:port` of a corporate proxy allowed connections leave through.
     pub upstream_proxy: Option<Str>,
+    /// Connections the step may have open to the proxy at once.
+    pub max_connections: Option<Str>,
 }
 
 /// One `network.allow` entry: `host[:port]` text, or a mapping.

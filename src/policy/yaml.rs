@@ -302,6 +302,7 @@ pub(crate) fn expected_for(path: &str) -> Option<&'static str> {
             "a mapping from a file under /tmp (like /tmp/stepjail/apt.conf) to its content"
         }
         ("network.mode", _) => "`none`, `enforce` or `audit`",
+        ("network.max_connections", _) => "a positive integer, like 4096",
         ("network.allow", false) => {
             "a list of rules, like [example.com:443, \"*.example.com\", { host: example.com, ports: [80, 443] }]"
         }

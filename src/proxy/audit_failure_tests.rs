@@ -62,6 +62,7 @@ fn engine(up: SocketAddr) -> Arc<Engine> {
         mode: NetworkMode::Enforce,
         allow: vec![rule],
         upstream_proxy: None,
+        max_connections: None,
     };
     let resolver = "127.0.0.1:9".parse().unwrap();
     Arc::new(Engine::new(

@@ -202,7 +202,10 @@ pub async fn intercept<S>(
             )
         }
     });
+    // Every request head gets the time a connection's first bytes get (see `explicit.rs`).
     let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(super::client_hello::FIRST_BYTES_TIMEOUT)
         .serve_connection(TokioIo::new(step_tls), svc)
         .await;
     drop(open);

@@ -25,7 +25,13 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
             }
         };
         let engine = engine.clone();
+        // Taken before anything is read (see `super::limit`); held until the task ends.
+        let Some(slot) = engine.limit.slot() else {
+            over_limit(stream, &engine);
+            continue;
+        };
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
             match original_destination(&stream) {
                 Some(dst) => super::transparent::captured_connection(stream, dst, engine).await,
@@ -59,6 +65,23 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
         a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
     };
     (!same(dst, local)).then_some(dst)
+}
+
+/// A connection accepted with the step's cap reached: its record (by the address the step
+/// dialled: nothing is read from it), then a reset, at once.
+fn over_limit(stream: TcpStream, engine: &Arc<Engine>) {
+    let dst = original_destination(&stream).or_else(|| stream.local_addr().ok());
+    let a = Attempt {
+        conn: engine.conn_id(),
+        name: None,
+        source: NameSource::None,
+        ip: dst.map(|d| d.ip().to_canonical()),
+        port: dst.map_or(0, |d| d.port()),
+        protocol: Protocol::Tcp,
+        via: Via::Transparent,
+    };
+    engine.refuse_over_limit(&a);
+    super::limit::reset(stream);
 }
 
 fn refuse_direct(stream: &TcpStream, engine: &Engine) {

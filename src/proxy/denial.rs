@@ -31,6 +31,9 @@ pub enum Kind {
     Unsupported,
     /// stepjail itself cannot do what the request needs (a certificate for a bound host) (500).
     Internal,
+    /// The step has as many connections open as its profile allows (`network.max_connections`)
+    /// (503).
+    OverLimit,
 }
 
 impl Denial {
@@ -51,6 +54,10 @@ impl Denial {
     /// A request the proxy cannot serve (400).
     pub fn bad_request(reason: impl Into<String>) -> Denial {
         Denial::new(Kind::BadRequest, reason)
+    }
+    /// The step's connection cap is reached (503): the reason names the cap.
+    pub fn over_limit(max: u32) -> Denial {
+        Denial::new(Kind::OverLimit, format!("connection limit ({max}) reached"))
     }
     /// A coded body that could not be decoded to look for secrets in it.
     pub fn undecodable(e: &super::content_coding::DecodeError) -> Denial {
@@ -82,6 +89,7 @@ impl Denial {
             Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::Unsupported => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::OverLimit => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
     /// The response body: `stepjail: REASON` and a newline.
@@ -141,6 +149,9 @@ mod tests {
                 .unwrap()
                 .starts_with("HTTP/1.1 502 Bad Gateway\r\n")
         );
+        let d = Denial::over_limit(100);
+        assert_eq!(d.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(d.reason(), "connection limit (100) reached");
         let r = Denial::new(Kind::TooLarge, "big").response();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(r.headers()["content-type"], "text/plain");

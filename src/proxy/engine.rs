@@ -78,6 +78,8 @@ pub struct Engine {
     /// by name without asking again (a resolver that drops outside names would otherwise
     /// cost every connection the whole DNS timeout).
     unresolved: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// The per-step connection cap (`network.max_connections`), see [`super::limit`].
+    pub limit: super::limit::ConnLimit,
 }
 
 /// An upstream connection the proxy opened for the step: the one place where a connection's
@@ -183,6 +185,7 @@ pub enum Verdict {
 
 impl Engine {
     pub fn new(network: Network, profile: String, audit: AuditLog, resolver: SocketAddr) -> Engine {
+        let limit = super::limit::ConnLimit::new(network.max_connections());
         Engine {
             network,
             profile,
@@ -201,6 +204,7 @@ impl Engine {
             pointers: Vec::new(),
             upstream: None,
             unresolved: Default::default(),
+            limit,
         }
     }
 

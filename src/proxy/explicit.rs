@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -20,8 +20,9 @@ use super::content_coding::MAX_SCANNED_BODY;
 use super::denial::{Denial, Kind as DenialKind};
 use super::engine::{AUDIT_BROKEN, Attempt, Engine, Verdict, classify_host};
 use super::http_head::{RequestHead, parse_request_head, target_authority};
+use super::limit::{REFUSAL_READ, Slot};
 use super::sni::Peek;
-use crate::audit::{self, Decision, Event, NameSource, Via};
+use crate::audit::{self, Decision, Event, NameSource, Protocol, Via};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -39,7 +40,14 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
         };
         let _ = stream.set_nodelay(true);
         let engine = engine.clone();
+        // Taken before anything is read: a client dribbling its head holds a descriptor too.
+        let Some(slot) = engine.limit.slot() else {
+            tokio::spawn(over_limit(stream, engine));
+            continue;
+        };
         tokio::spawn(async move {
+            // Held until the connection (and a tunnel it became) ends.
+            let slot = Arc::new(slot);
             // CONNECT, the common case (every HTTPS request), is handled on the raw socket:
             // no HTTP machinery in the tunnel's way, and the socket itself is spliced.
             let (stream, first) = match read_first_head(stream).await {
@@ -50,15 +58,68 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
                 FirstHead::Gone => return,
             };
             let pool: Pool = Arc::default();
-            let svc = service_fn(move |req| handle(req, engine.clone(), pool.clone()));
+            let svc = {
+                let slot = slot.clone();
+                service_fn(move |req| handle(req, engine.clone(), pool.clone(), slot.clone()))
+            };
             let io = super::prefixed::Prefixed::new(first, stream);
             let _ = http1::Builder::new()
                 .preserve_header_case(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(FIRST_BYTES_TIMEOUT)
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades()
                 .await;
+            drop(slot);
         });
     }
+}
+
+/// A connection accepted with the step's cap reached: given [`REFUSAL_READ`] to send its
+/// request head (so its record names where it was going, and the client reads the answer rather
+/// than a reset), then answered `503` and closed.
+async fn over_limit(mut stream: TcpStream, engine: Arc<Engine>) {
+    let local = stream.local_addr().ok();
+    let mut a = Attempt {
+        conn: engine.conn_id(),
+        name: None,
+        source: NameSource::None,
+        ip: local.map(|l| l.ip()),
+        port: local.map_or(0, |l| l.port()),
+        protocol: Protocol::Tcp,
+        via: Via::Proxy,
+    };
+    let Some(_answering) = engine.limit.answering() else {
+        engine.refuse_over_limit(&a);
+        return super::limit::reset(stream);
+    };
+    let mut buf = Vec::with_capacity(1024);
+    let deadline = tokio::time::Instant::now() + REFUSAL_READ;
+    let head = loop {
+        match parse_request_head(&buf) {
+            Peek::Done(head) => break Some(head),
+            Peek::NeedMore => {}
+            Peek::NotThis | Peek::Malformed(_) => break None,
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break None,
+        }
+    };
+    if let Some(head) = head
+        && let Ok((host, port, _)) = target_authority(&head)
+        && let Ok(host) = classify_host(&host)
+    {
+        let source = if head.method == "CONNECT" {
+            NameSource::Connect
+        } else {
+            NameSource::Host
+        };
+        a = Attempt::proxied(a.conn, host, port, source);
+    }
+    let denial = engine.refuse_over_limit(&a);
+    respond_raw(&mut stream, &denial).await;
 }
 
 enum FirstHead {
@@ -185,9 +246,10 @@ async fn handle(
     req: Request<Incoming>,
     engine: Arc<Engine>,
     pool: Pool,
+    slot: Arc<Slot>,
 ) -> Result<Response<Body>, Infallible> {
     if req.method() == Method::CONNECT {
-        Ok(connect(req, engine).await)
+        Ok(connect(req, engine, slot).await)
     } else {
         Ok(forward(req, engine, pool, Via::Proxy).await)
     }
@@ -216,8 +278,11 @@ where
         let (engine, pool, from) = (engine.clone(), pool.clone(), from.clone());
         async move { Ok::<_, Infallible>(captured(req, engine, pool, from).await) }
     });
+    // A kept-alive connection's later heads get the same time as its first.
     let _ = http1::Builder::new()
         .preserve_header_case(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(FIRST_BYTES_TIMEOUT)
         .serve_connection(TokioIo::new(io), svc)
         .await;
 }
@@ -315,7 +380,8 @@ fn connect_target(
     Ok((classify_host(auth.host())?, port))
 }
 
-async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> {
+/// `slot`: the connection's place under the cap, which the tunnel keeps once hyper lets go.
+async fn connect(req: Request<Incoming>, engine: Arc<Engine>, slot: Arc<Slot>) -> Response<Body> {
     let conn = engine.conn_id();
     let started = Instant::now();
     let (host, port) = match connect_target(&req) {
@@ -347,6 +413,7 @@ async fn connect(req: Request<Incoming>, engine: Arc<Engine>) -> Response<Body> 
     }
     let open = engine.opened(conn, started);
     tokio::spawn(async move {
+        let _slot = slot;
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod explicit;
 pub mod hosts;
 pub mod http_head;
+pub mod limit;
 pub mod prefixed;
 pub mod server;
 pub mod sni;

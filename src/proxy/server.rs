@@ -32,6 +32,7 @@ impl Drop for Proxy {
             self.engine.close_all();
             super::stub::flush_limited(&self.engine);
             rt.shutdown_background();
+            self.engine.print_burst_end(true);
         }
     }
 }

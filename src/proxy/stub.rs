@@ -268,7 +268,26 @@ pub async fn serve_tcp(listener: TcpListener, engine: Arc<Engine>) {
             }
         };
         let engine = engine.clone();
-        tokio::spawn(async move { serve_tcp_stream(stream, engine).await });
+        // DNS over TCP holds a descriptor like any connection: it counts against the cap.
+        let Some(slot) = engine.limit.slot() else {
+            let local = stream.local_addr().ok();
+            let a = super::engine::Attempt {
+                conn: engine.conn_id(),
+                name: None,
+                source: audit::NameSource::None,
+                ip: local.map(|l| l.ip()),
+                port: local.map_or(53, |l| l.port()),
+                protocol: audit::Protocol::Tcp,
+                via: audit::Via::Proxy,
+            };
+            engine.refuse_over_limit(&a);
+            super::limit::reset(stream);
+            continue;
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            serve_tcp_stream(stream, engine).await
+        });
     }
 }
 
@@ -368,6 +387,7 @@ mod tests {
                 mode: NetworkMode::Enforce,
                 allow,
                 upstream_proxy: None,
+                max_connections: None,
             },
             "t".into(),
             AuditLog::disabled(),
@@ -509,6 +529,7 @@ mod tests {
                 mode: NetworkMode::Enforce,
                 allow: vec![rule("cached.test", &[443])],
                 upstream_proxy: None,
+                max_connections: None,
             },
             "t".into(),
             log,

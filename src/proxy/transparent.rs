@@ -22,6 +22,7 @@ use super::client_hello::{FirstBytes, read_client_hello};
 use super::denial::Denial;
 use super::engine::{AUDIT_BROKEN, Attempt, Engine, Open, Verdict, classify_host};
 use super::http_head::parse_request_head;
+use super::limit::REFUSAL_READ;
 use super::sni::Peek;
 use crate::audit::{NameSource, Protocol, Via};
 
@@ -107,9 +108,36 @@ pub async fn serve(tun: OwnedFd, engine: Arc<Engine>) {
     while let Ok(stream) = stack.accept().await {
         let engine = engine.clone();
         match stream {
-            IpStackStream::Tcp(tcp) => {
-                tokio::spawn(async move { tcp_connection(tcp, engine).await });
-            }
+            IpStackStream::Tcp(mut tcp) => match engine.limit.slot() {
+                Some(slot) => {
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        tcp_connection(tcp, engine).await
+                    });
+                }
+                None => {
+                    let dst = tcp.peer_addr();
+                    let a = Attempt {
+                        conn: engine.conn_id(),
+                        name: None,
+                        source: NameSource::None,
+                        ip: Some(dst.ip()),
+                        port: dst.port(),
+                        protocol: Protocol::Tcp,
+                        via: Via::Transparent,
+                    };
+                    engine.refuse_over_limit(&a);
+                    // A dropped stream of the userspace stack sends nothing, and it sends its
+                    // FIN only once the handshake is done: wait for that, briefly and bounded
+                    // (at most the cap's number of refused connections at once).
+                    if let Some(answering) = engine.limit.answering() {
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(REFUSAL_READ, tcp.shutdown()).await;
+                            drop((tcp, answering));
+                        });
+                    }
+                }
+            },
             IpStackStream::Udp(udp) => {
                 let dst = udp.peer_addr();
                 if dst.port() == 53 {
