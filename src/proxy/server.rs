@@ -1,5 +1,8 @@
-//! Starting the proxy: a tokio runtime on its own threads (created only after the sandbox child
-//! exists, see `sandbox::run`) serving the listeners the child made inside the step's namespace.
+//! Starting the proxy (only after the sandbox child exists, see `sandbox::run`): the listeners
+//! the child made inside the step's namespace are served on one thread of the proxy's own, with
+//! a single-threaded runtime (an accepted connection is served where it was accepted: no
+//! wake-up of another worker on its way); the userspace TCP stack of the TUN fallback, when
+//! there is one, on a multi-threaded runtime of its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,25 +18,35 @@ const DRAIN: Duration = Duration::from_millis(500);
 /// step with no network at all. Dropping returns once every connection's close event is in the
 /// audit log, so the log is complete before the step's end is written.
 pub struct Proxy {
-    rt: Option<tokio::runtime::Runtime>,
+    /// The serving thread, and what tells it to stop.
+    serving: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
+    /// The TUN fallback's runtime, when capture runs on the userspace TCP stack.
+    tun_rt: Option<tokio::runtime::Runtime>,
     engine: Arc<Engine>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            let deadline = Instant::now() + DRAIN;
-            while self.engine.open_connections() > 0 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            tracing::debug!(open = self.engine.open_connections(), "proxy stopping");
-            // Before the tasks go: tearing down a connection of the userspace TCP stack can
-            // block its thread, and a close event must not depend on that.
-            self.engine.close_all();
-            super::stub::flush_limited(&self.engine);
-            rt.shutdown_background();
-            self.engine.print_burst_end(true);
+        let deadline = Instant::now() + DRAIN;
+        while self.engine.open_connections() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
+        tracing::debug!(open = self.engine.open_connections(), "proxy stopping");
+        // Before the tasks go: tearing down a connection of the userspace TCP stack can
+        // block its thread, and a close event must not depend on that.
+        self.engine.close_all();
+        super::stub::flush_limited(&self.engine);
+        if let Some((stop, thread)) = self.serving.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        if let Some(rt) = self.tun_rt.take() {
+            rt.shutdown_background();
+        }
+        self.engine.print_burst_end(true);
     }
 }
 
@@ -51,9 +64,7 @@ fn raise_nofile_limit() {
 
 pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
     raise_nofile_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("stepjail-proxy")
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let engine = Arc::new(engine);
@@ -66,7 +77,7 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
         tun,
     } = listeners;
     // Converting the descriptors needs the runtime's reactor.
-    let _guard = rt.enter();
+    let guard = rt.enter();
     let tcp = |fd| -> std::io::Result<tokio::net::TcpListener> {
         let l = std::net::TcpListener::from(fd);
         l.set_nonblocking(true)?;
@@ -80,13 +91,32 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
     rt.spawn(super::stub::serve_udp(udp, engine.clone()));
     rt.spawn(super::stub::serve_tcp(tcp(dns_tcp)?, engine.clone()));
     rt.spawn(super::captured::serve(tcp(captured)?, engine.clone()));
+    drop(guard);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("stepjail-proxy".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+            rt.shutdown_background();
+        })?;
     tracing::info!(transparent = tun.is_some(), "proxy serving");
-    if let Some(tun) = tun {
-        rt.spawn(super::transparent::serve(tun, engine.clone()));
-    }
-    drop(_guard);
+    let tun_rt = match tun {
+        Some(tun) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("stepjail-proxy-tun")
+                .enable_all()
+                .build()?;
+            rt.spawn(super::transparent::serve(tun, engine.clone()));
+            Some(rt)
+        }
+        None => None,
+    };
     Ok(Proxy {
-        rt: Some(rt),
+        serving: Some((stop, thread)),
+        tun_rt,
         engine,
     })
 }

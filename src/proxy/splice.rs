@@ -14,12 +14,40 @@ use tokio::net::TcpStream;
 
 /// How much one splice call moves at most (the pipe's default capacity).
 const CHUNK: usize = 64 * 1024;
+/// Empty pipes kept for the next tunnels, at most, per thread.
+const SPARE_PIPES: usize = 16;
+
+/// A pipe between the two splices of one direction: its read end, then its write end.
+type Pipe = (OwnedFd, OwnedFd);
+
+thread_local! {
+    /// Pipes of finished relays, empty: a tunnel takes two (one per direction) instead of
+    /// creating and closing them (six system calls per short tunnel).
+    static SPARE: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_pipe() -> io::Result<Pipe> {
+    match SPARE.with(|s| s.borrow_mut().pop()) {
+        Some(p) => Ok(p),
+        None => Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?),
+    }
+}
+
+/// Keeps `pipe` for another tunnel. Only a pipe known to be empty comes back here: one whose
+/// direction ended cleanly, every byte spliced in having been spliced out.
+fn give_back(pipe: Pipe) {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_PIPES {
+            s.push(pipe);
+        }
+    });
+}
 
 /// Moves everything from `from` to `to` until `from` reaches end of stream, then shuts down
 /// `to`'s write side. Returns the number of bytes moved.
 async fn one_way(from: &TcpStream, to: &TcpStream, moved: &AtomicU64) -> io::Result<u64> {
-    let (pipe_r, pipe_w): (OwnedFd, OwnedFd) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let (pipe_r, pipe_w) = take_pipe()?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let mut total = 0u64;
     loop {
@@ -35,6 +63,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, moved: &AtomicU64) -> io::Res
                 std::os::fd::AsRawFd::as_raw_fd(to),
                 nix::sys::socket::Shutdown::Write,
             );
+            give_back((pipe_r, pipe_w));
             return Ok(total);
         }
         let mut left = n;
@@ -77,4 +106,76 @@ pub async fn relay(
         }
     }
     (u.unwrap_or(0), d.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair of kernel TCP sockets on loopback.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// One tunnel: `up` from the step, `down` from the server, both ends closed after sending.
+    async fn tunnel(up: &[u8], down: &[u8]) -> (Vec<u8>, Vec<u8>, (u64, u64)) {
+        let (mut step, step_side) = pair().await;
+        let (up_side, mut server) = pair().await;
+        let counters = crate::proxy::counting::Counters::default();
+        let relay = relay(&step_side, &up_side, &counters);
+        let step_end = async {
+            step.write_all(up).await.unwrap();
+            step.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            step.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let server_end = async {
+            server.write_all(down).await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let ends = async {
+            let (at_step, at_server) = tokio::join!(step_end, server_end);
+            (at_server, at_step)
+        };
+        let (moved, (at_server, at_step)) = tokio::join!(relay, ends);
+        (at_server, at_step, moved)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_pipes_of_a_finished_tunnel_carry_the_next_one() {
+        SPARE.with(|s| s.borrow_mut().clear());
+        let (at_server, at_step, moved) = tunnel(b"hello upstream", b"hello step").await;
+        assert_eq!(at_server, b"hello upstream");
+        assert_eq!(at_step, b"hello step");
+        assert_eq!(moved, (14, 10));
+        // Both directions ended cleanly: both pipes are kept, empty.
+        let kept: Vec<i32> = SPARE.with(|s| {
+            use std::os::fd::AsRawFd;
+            s.borrow().iter().map(|(r, _)| r.as_raw_fd()).collect()
+        });
+        assert_eq!(kept.len(), 2);
+        let big = vec![7u8; 300 * 1024];
+        let (at_server, at_step, moved) = tunnel(&big, b"ok").await;
+        assert_eq!(at_server, big);
+        assert_eq!(at_step, b"ok");
+        assert_eq!(moved, (big.len() as u64, 2));
+        // The second tunnel took the kept pipes and gave them back: no new pipe.
+        let again: Vec<i32> = SPARE.with(|s| {
+            use std::os::fd::AsRawFd;
+            s.borrow().iter().map(|(r, _)| r.as_raw_fd()).collect()
+        });
+        let (mut a, mut b) = (kept, again);
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+    }
 }
