@@ -282,7 +282,11 @@ fn full_audit_filesystem_turns_the_proxy_deny_all() {
         );
         assert!(allowed.len() >= served - 1, "{served} served: {text}");
         // The run is marked, once, after the step: 121 unless the step failed itself.
-        let want = if step_code == 0 { stepjail::exit::AUDIT_FAILED } else { step_code };
+        let want = if step_code == 0 {
+            stepjail::exit::AUDIT_FAILED
+        } else {
+            step_code
+        };
         assert_eq!(out.code(), want, "as uid {uid}: {stderr}");
         let said = "stepjail: the audit log could not be written (";
         assert_eq!(stderr.matches(said).count(), 1, "{stderr}");
