@@ -11,6 +11,7 @@ pub mod explicit;
 pub mod hosts;
 pub mod http_head;
 pub mod limit;
+mod over_limit;
 pub mod prefixed;
 pub mod server;
 pub mod sni;
