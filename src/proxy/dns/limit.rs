@@ -13,10 +13,19 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Queries a second a step may send, sustained, for each [`Class`].
+/// Queries a second a step may send, sustained, for names the profile does not allow.
 pub const RATE: u32 = 1000;
-/// Queries a step may send at once (a full bucket), for each [`Class`].
+/// Queries a step may send at once (a full bucket), for names the profile does not allow.
 pub const BURST: u32 = 2000;
+/// The same for names the profile allows: far higher, so that a tool resolving allowed names
+/// as fast as it can (the stub answers 20,000-30,000 sequential queries a second from its
+/// cache) is never refused, while a runaway loop is still bounded.
+pub const ALLOWED_RATE: u32 = 100_000;
+/// A full bucket of allowed-name queries.
+pub const ALLOWED_BURST: u32 = 100_000;
+
+/// Rate and burst per [`Class`], indexed by `Class as usize`.
+const LIMITS: [(u32, u32); 2] = [(ALLOWED_RATE, ALLOWED_BURST), (RATE, BURST)];
 /// How often the refusals are summed up while they last.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -63,7 +72,7 @@ impl Limiter {
     pub fn new(now: Instant) -> Limiter {
         Limiter {
             state: Mutex::new(State {
-                tokens: [u64::from(BURST) * TOKEN; 2],
+                tokens: LIMITS.map(|(_, burst)| u64::from(burst) * TOKEN),
                 at: now,
                 refused: 0,
                 first_refused: None,
@@ -75,11 +84,11 @@ impl Limiter {
     /// once a second while there are any.
     pub fn check(&self, class: Class, now: Instant) -> (bool, Option<Report>) {
         let mut s = self.state.lock().expect("limit lock");
-        let refill = now.saturating_duration_since(s.at).as_nanos() * u128::from(RATE);
+        let elapsed = now.saturating_duration_since(s.at).as_nanos();
         s.at = s.at.max(now);
-        for t in &mut s.tokens {
-            let full = u128::from(*t) + refill;
-            *t = full.min(u128::from(u64::from(BURST) * TOKEN)) as u64;
+        for (t, (rate, burst)) in s.tokens.iter_mut().zip(LIMITS) {
+            let full = u128::from(*t) + elapsed * u128::from(rate);
+            *t = full.min(u128::from(u64::from(burst) * TOKEN)) as u64;
         }
         let bucket = &mut s.tokens[class as usize];
         let ok = *bucket >= TOKEN;
@@ -115,6 +124,21 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_names_have_a_far_larger_budget() {
+        let t0 = Instant::now();
+        let l = Limiter::new(t0);
+        for _ in 0..ALLOWED_BURST {
+            assert_eq!(l.check(Class::Allowed, t0), (true, None));
+        }
+        assert!(!l.check(Class::Allowed, t0).0);
+        // A second later the bucket holds ALLOWED_RATE again.
+        let t1 = t0 + Duration::from_secs(1);
+        for _ in 0..ALLOWED_RATE {
+            assert!(l.check(Class::Allowed, t1).0);
+        }
+    }
 
     #[test]
     fn a_burst_passes_then_the_rate_and_refusals_are_said_once_a_second() {
