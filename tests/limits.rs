@@ -44,6 +44,21 @@ fn run(dir: &Dir, profile: &str, script: &str) -> Sj {
     )
 }
 
+/// Starts the step with its output piped and returns it with the first line it printed (the
+/// tests' scripts print one line once they are ready, then wait for the test).
+fn spawn_first_line(dir: &Dir, profile: &str, script: &str) -> (std::process::Child, String) {
+    let mut child = run(dir, profile, script)
+        .cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    (child, line)
+}
+
 fn step_end(dir: &Dir) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.root.join("audit.jsonl")).unwrap();
     text.lines()
@@ -176,15 +191,7 @@ fn memory_balloon_is_oom_killed_and_stepjail_survives() {
     let dir = Dir::new(0);
     let p = profile(&dir, "    memory: 128M\n", "20s");
     let script = "echo ready; while [ ! -e go ]; do sleep 0.05; done; exec python3 -c '\na = []\nwhile True:\n    a.append(b\"x\" * (64 << 20))\n'";
-    let mut child = run(&dir, &p, script)
-        .cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let (child, line) = spawn_first_line(&dir, &p, script);
     assert_eq!(line, "ready\n");
     // While the step runs: its cgroups hold its processes, and stepjail is in none of them.
     let dirs = step_dirs_of(child.id());
@@ -233,15 +240,7 @@ fn cpu_quota_holds_a_busy_loop_to_its_share() {
     let dir = Dir::new(0);
     let p = profile(&dir, "    cpu: 0.2\n", "20s");
     let script = "exec python3 -c '\nimport os, time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.0:\n    pass\nc = os.times()\nprint(c.user + c.system, time.monotonic() - t, flush=True)\nwhile not os.path.exists(\"done\"):\n    time.sleep(0.05)\n'";
-    let mut child = run(&dir, &p, script)
-        .cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let (child, line) = spawn_first_line(&dir, &p, script);
     let nums: Vec<f64> = line
         .split_whitespace()
         .map(|n| n.parse().unwrap())
