@@ -844,7 +844,7 @@ network:
     let file = dir.path().join("p.yml");
     std::fs::write(&file, &enabled).unwrap();
     let p = stepjail::policy::load_file(&file).unwrap();
-    let net = p.network;
+    let net = p.network();
     assert!(
         net.check_resolved("mirror.corp.example:80", ip("10.1.2.3"))
             .is_ok()

@@ -311,20 +311,91 @@ pub struct LandlockPolicy {
     pub min_abi: Option<u32>,
 }
 
+/// A checked profile: what a file (or the built-in set) says, `extends` merged, every rule
+/// checked.
+///
+/// Sealed: the fields are private to `policy`, so a value exists only as loading made it
+/// ([`crate::policy::load`] and the policy-file readers) or as one of the named operations of
+/// `policy::amend` derived it from such a value, each re-checking what it changes. Everything
+/// else reads it through the accessors, named like the fields.
+///
+/// ```compile_fail,E0616
+/// let mut p = stepjail::policy::load_builtin("default").unwrap();
+/// p.network.mode = stepjail::policy::model::NetworkMode::Audit;
+/// ```
+///
+/// ```compile_fail,E0451
+/// let p = stepjail::policy::load_builtin("default").unwrap();
+/// let q = stepjail::policy::model::Profile {
+///     name: "widened".into(),
+///     description: String::new(),
+///     source: String::new(),
+///     filesystem: p.filesystem().clone(),
+///     network: p.network().clone(),
+///     env: p.env().clone(),
+///     process: p.process().clone(),
+///     landlock: p.landlock().clone(),
+///     secrets: Vec::new(),
+/// };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
-    pub name: String,
-    pub description: String,
+    pub(super) name: String,
+    pub(super) description: String,
     /// `builtin:NAME` or the file path.
-    pub source: String,
-    pub filesystem: Filesystem,
-    pub network: Network,
-    pub env: EnvPolicy,
-    pub process: ProcessPolicy,
-    pub landlock: LandlockPolicy,
+    pub(super) source: String,
+    pub(super) filesystem: Filesystem,
+    pub(super) network: Network,
+    pub(super) env: EnvPolicy,
+    pub(super) process: ProcessPolicy,
+    pub(super) landlock: LandlockPolicy,
     /// `secrets:`, in file order, parents' first; a child's entry replaces the parent's entry
     /// of the same name in place.
-    pub secrets: Vec<SecretDecl>,
+    pub(super) secrets: Vec<SecretDecl>,
+}
+
+impl Profile {
+    /// The profile's name (`a&b` for a profile narrowed by another).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+    /// `builtin:NAME` or the file path.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// `filesystem:`, paths still templates.
+    pub fn filesystem(&self) -> &Filesystem {
+        &self.filesystem
+    }
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+    pub fn env(&self) -> &EnvPolicy {
+        &self.env
+    }
+    pub fn process(&self) -> &ProcessPolicy {
+        &self.process
+    }
+    pub fn landlock(&self) -> &LandlockPolicy {
+        &self.landlock
+    }
+    /// `secrets:`, in file order, parents' first.
+    pub fn secrets(&self) -> &[SecretDecl] {
+        &self.secrets
+    }
+}
+
+/// For unit tests elsewhere in the crate that need a profile no file could describe (a
+/// declaration the loader refuses, to test the run's own refusal): a test build only.
+#[cfg(test)]
+impl Profile {
+    pub(crate) fn with_unchecked_secret(mut self, decl: SecretDecl) -> Profile {
+        self.secrets.push(decl);
+        self
+    }
 }
 
 /// Values for the variables a profile may use.

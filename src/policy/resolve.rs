@@ -7,7 +7,12 @@ use super::model::{Location, PathTemplate, Profile, ResolvedProfile, Vars};
 use super::paths::{self, Entry};
 use super::vars::{self, TemplateError, Var};
 
-fn template_error(e: TemplateError, at: &Location, path: &str, raw: &str) -> PolicyError {
+pub(super) fn template_error(
+    e: TemplateError,
+    at: &Location,
+    path: &str,
+    raw: &str,
+) -> PolicyError {
     match e {
         TemplateError::Unknown(name) => PolicyError::UnknownVariable {
             at: at.clone(),

@@ -231,7 +231,7 @@ fn prepare_with(
     Ok(Prepared {
         run_id,
         plan,
-        source: spec.profile.source.clone(),
+        source: spec.profile.source().to_string(),
         network: resolved.network().clone(),
         mode,
         writable,

@@ -150,10 +150,10 @@ fn a_secret_named_like_a_sandbox_variable_is_refused() {
     std::fs::write(&path, values).unwrap();
     s.file_secrets = Some(crate::secrets::load_file(&path).unwrap());
     // Declared by the run, not the profile (the loader refuses such declarations already).
-    let mut resolved_decl = s.profile.clone();
-    resolved_decl
-        .secrets
-        .push(crate::policy::model::SecretDecl {
+    s.profile = s
+        .profile
+        .clone()
+        .with_unchecked_secret(crate::policy::model::SecretDecl {
             name: "HTTPS_PROXY".into(),
             optional: false,
             broker: Vec::new(),
@@ -165,7 +165,6 @@ fn a_secret_named_like_a_sandbox_variable_is_refused() {
             },
             key: String::new(),
         });
-    s.profile = resolved_decl;
     let e = prepare(s, &host(&f)).err().unwrap();
     assert!(
         matches!(e, RunError::SecretSetsItself(ref n) if n == "HTTPS_PROXY"),
