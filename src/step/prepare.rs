@@ -48,7 +48,7 @@ impl Prepared {
     }
     /// The resolved profile's name.
     pub fn profile_name(&self) -> &str {
-        &self.plan.profile_name
+        self.plan.profile_name()
     }
     /// The network mode the step runs under.
     pub fn mode(&self) -> NetworkMode {
@@ -210,6 +210,8 @@ fn prepare_with(
         // A CI runner keeps one log of both streams: mask them as one, or a value printed half
         // to stdout and half to stderr would be whole in that log.
         merge_output: spec.ci.is_some(),
+        run_id: run_id.clone(),
+        source: spec.profile.source().to_string(),
     });
     let scanner = leak_scanner(&secret_values, &step_values);
     let mask = if spec.no_mask {
@@ -221,9 +223,9 @@ fn prepare_with(
             .collect()
     };
     let start = StepStart {
-        profile: plan.profile_name.clone(),
+        profile: plan.profile_name().to_string(),
         mode,
-        command: plan.argv[0].clone(),
+        command: plan.argv()[0].clone(),
         workspace: workspace.display().to_string(),
         ci_job: spec.ci.as_ref().map(|c| c.job.clone()),
         ci_step: spec.ci.as_ref().map(|c| c.step.clone()),
