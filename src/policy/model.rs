@@ -411,7 +411,33 @@ pub struct Vars {
 ///
 /// Sealed: the fields are private to `policy`, so a value exists only as [`Profile::resolve`]
 /// made it (checked on the expanded paths) and, for one run, [`ResolvedProfile::with_run`]
-/// extended it. Everything else reads it through the accessors, named like the fields.
+/// extended it (the paths it adds checked by the same rules). Everything else reads it through
+/// the accessors, named like the fields.
+///
+/// ```compile_fail,E0616
+/// fn widen(p: &mut stepjail::policy::model::ResolvedProfile) {
+///     p.read_write.push("/".into());
+/// }
+/// ```
+///
+/// ```compile_fail,E0451
+/// fn forge(p: &stepjail::policy::model::ResolvedProfile) -> stepjail::policy::model::ResolvedProfile {
+///     stepjail::policy::model::ResolvedProfile {
+///         name: p.name().to_string(),
+///         read_write: vec!["/".into()],
+///         read_only: Vec::new(),
+///         hidden: Vec::new(),
+///         network: p.network().clone(),
+///         env_pass: Vec::new(),
+///         env_set: Default::default(),
+///         process: p.process().clone(),
+///         landlock: p.landlock().clone(),
+///         secrets: Vec::new(),
+///         env_scrub: Vec::new(),
+///         files: Vec::new(),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedProfile {
     pub(super) name: String,
@@ -528,23 +554,6 @@ impl ResolvedProfile {
     pub fn files(&self) -> &[(PathBuf, String)] {
         &self.files
     }
-
-    /// This profile with what one run adds: a new value, built once, which the run then only
-    /// reads (nothing patches a resolved profile field by field).
-    pub fn with_run(self, add: RunAdditions) -> ResolvedProfile {
-        let mut p = self;
-        p.hidden.extend(add.hidden);
-        p.env_pass
-            .extend(add.pass.into_iter().map(EnvPattern::Exact));
-        p.env_set.extend(add.set);
-        p.env_scrub.extend(add.scrub);
-        if let Some(mode) = add.mode {
-            p.network.mode = mode;
-        }
-        p.read_only.extend(add.read_only);
-        p.read_write.extend(add.read_write);
-        p
-    }
 }
 
 #[cfg(test)]
@@ -568,15 +577,18 @@ mod tests {
             env_scrub: vec!["S".into()],
             files: vec![],
         };
-        let p = base.clone().with_run(RunAdditions {
-            hidden: vec!["/state".into()],
-            pass: vec!["GITHUB_ENV".into()],
-            set: vec![("A".into(), "2".into())],
-            scrub: vec!["T".into()],
-            mode: Some(NetworkMode::Audit),
-            read_only: vec!["/ws/log".into()],
-            read_write: vec!["/ws/logs".into()],
-        });
+        let p = base
+            .clone()
+            .with_run(RunAdditions {
+                hidden: vec!["/state".into()],
+                pass: vec!["GITHUB_ENV".into()],
+                set: vec![("A".into(), "2".into())],
+                scrub: vec!["T".into()],
+                mode: Some(NetworkMode::Audit),
+                read_only: vec!["/ws/log".into()],
+                read_write: vec!["/ws/logs".into()],
+            })
+            .unwrap();
         assert_eq!(p.hidden, ["/h", "/state"].map(std::path::PathBuf::from));
         assert_eq!(p.env_pass, [EnvPattern::Exact("GITHUB_ENV".into())]);
         assert_eq!(p.env_set["A"], "2");
@@ -587,7 +599,10 @@ mod tests {
             p.read_write,
             ["/ws", "/ws/logs"].map(std::path::PathBuf::from)
         );
-        assert_eq!(base.clone().with_run(RunAdditions::default()), base);
+        assert_eq!(
+            base.clone().with_run(RunAdditions::default()).unwrap(),
+            base
+        );
     }
 
     #[test]

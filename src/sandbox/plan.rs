@@ -971,10 +971,12 @@ mod tests {
             &["/ws/env.txt", "/home/u/.ssh/env.txt", "/rt/cmd/env"],
         );
         let build = |file: &str, hidden: &[&str]| {
-            let p = profile().with_run(RunAdditions {
-                hidden: hidden.iter().map(PathBuf::from).collect(),
-                ..RunAdditions::default()
-            });
+            let p = profile()
+                .with_run(RunAdditions {
+                    hidden: hidden.iter().map(PathBuf::from).collect(),
+                    ..RunAdditions::default()
+                })
+                .unwrap();
             let sk = Skeleton {
                 dir: Some("/rt".into()),
                 read_write: vec![file.into()],
@@ -1123,10 +1125,12 @@ mod tests {
         };
         assert_eq!(cwd(&h), PathBuf::from("/ws"));
         // Inside a writable bind under /tmp, the directory is there: it stays.
-        let p = profile().with_run(RunAdditions {
-            read_write: vec!["/tmp/checkout".into()],
-            ..RunAdditions::default()
-        });
+        let p = profile()
+            .with_run(RunAdditions {
+                read_write: vec!["/tmp/checkout".into()],
+                ..RunAdditions::default()
+            })
+            .unwrap();
         h.kinds.insert("/tmp/checkout".into(), HiddenKind::Dir);
         let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
         assert_eq!(plan.cwd, PathBuf::from("/tmp/checkout"));
@@ -1203,10 +1207,12 @@ mod tests {
             )
         );
         // Writable shims (a profile that allows it) or no pyenv: nothing set.
-        let p = profile().with_run(RunAdditions {
-            read_write: vec!["/home/u/.pyenv".into()],
-            ..RunAdditions::default()
-        });
+        let p = profile()
+            .with_run(RunAdditions {
+                read_write: vec!["/home/u/.pyenv".into()],
+                ..RunAdditions::default()
+            })
+            .unwrap();
         h.kinds.insert("/home/u/.pyenv".into(), HiddenKind::Dir);
         h.env = vec![("PATH".into(), "/home/u/.pyenv/shims:/usr/bin".into())];
         let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();

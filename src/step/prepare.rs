@@ -138,7 +138,7 @@ fn prepare_with(
         add.read_only.extend(log_hole.clone());
         add.read_write.extend(g.pinned);
     }
-    let resolved = base.with_run(add);
+    let resolved = base.with_run(add)?;
     let create_dirs = missing_caches(&identity, &writable, resolved.hidden());
     let secret_values = crate::secrets::resolve(resolved.secrets(), file_secrets.as_ref(), &env)?;
     let mode = resolved.network().mode;
