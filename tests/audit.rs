@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use stepjail::audit::{
-    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsLimited, DnsTransport, Event,
+    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsClass, DnsLimited, DnsTransport, Event,
     FileCommand, Http, NameSource, Protocol, Record, SecretLeak, SecretReflected, StepEnd,
     StepStart, Via, read_log, sanitize_url, suggest, summarize,
 };
@@ -149,6 +149,7 @@ fn every_event() -> Vec<Event> {
             reason: "changes how later programs load code".into(),
         }),
         Event::DnsLimited(DnsLimited {
+            class: DnsClass::NotAllowed,
             refused: 25_000,
             duration_ms: 1000,
             limit: 1000,
@@ -857,6 +858,7 @@ network:
 fn summarize_sums_dns_limited_records() {
     let limited = |refused| {
         Event::DnsLimited(DnsLimited {
+            class: DnsClass::NotAllowed,
             refused,
             duration_ms: 1000,
             limit: 1000,
