@@ -853,6 +853,32 @@ network:
     assert!(net.decide_name("registry.npmjs.org", 443).is_allowed());
 }
 
+/// A `dns_limited` record says whose budget refused (`class`); one written before the field
+/// existed (it always quoted the other names' budget) reads as `not_allowed`.
+#[test]
+fn dns_limited_records_carry_their_class() {
+    let allowed = rec(
+        "s",
+        1,
+        Event::DnsLimited(DnsLimited {
+            class: DnsClass::Allowed,
+            refused: 3,
+            duration_ms: 1000,
+            limit: 100_000,
+            burst: 100_000,
+        }),
+    );
+    let json = serde_json::to_string(&allowed).unwrap();
+    assert!(json.contains(r#""class":"allowed""#), "{json}");
+    let old = json.replace(r#""class":"allowed","#, "");
+    assert_ne!(old, json);
+    let back: Record = serde_json::from_str(&old).unwrap();
+    match back.event {
+        Event::DnsLimited(l) => assert_eq!(l.class, DnsClass::NotAllowed),
+        e => panic!("{e:?}"),
+    }
+}
+
 /// Queries refused over the DNS rate limit are summed into one line, not listed.
 #[test]
 fn summarize_sums_dns_limited_records() {
