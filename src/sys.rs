@@ -361,14 +361,20 @@ fn dgram_socket(family: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Creates a TUN device (layer 3, no packet-information header) named `name` in the current
-/// network namespace and returns its queue descriptor.
-pub fn tun_create(name: &str) -> io::Result<OwnedFd> {
+/// Opens `/dev/net/tun`: a queue not attached to any device yet (see [`tun_attach`]). Split
+/// from the attach so the open can happen while `/dev` is still the host's and the (slower)
+/// device registration later.
+pub fn tun_open() -> io::Result<OwnedFd> {
     // SAFETY: the path is a NUL-terminated literal; on success we own the descriptor.
     let fd =
         check_int(unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
     // SAFETY: fd is valid and owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates a TUN device (layer 3, no packet-information header) named `name` in the caller's
+/// network namespace and attaches the queue `fd` (from [`tun_open`]) to it, persistent.
+pub fn tun_attach(fd: &OwnedFd, name: &str) -> io::Result<()> {
     let mut req = ifreq_named(name)?;
     req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
     // SAFETY: TUNSETIFF reads a valid ifreq with name and flags.
@@ -378,7 +384,7 @@ pub fn tun_create(name: &str) -> io::Result<OwnedFd> {
     // with its network namespace, which the kernel tears down in the background.
     // SAFETY: TUNSETPERSIST takes an integer argument.
     check_int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) })?;
-    Ok(fd)
+    Ok(())
 }
 
 /// Sets the interface up.
@@ -495,9 +501,9 @@ pub fn ipv6_default_via(name: &str, ip: std::net::Ipv6Addr) -> io::Result<()> {
 }
 
 /// Sends descriptors over a unix socket (one message, SCM_RIGHTS).
-pub fn send_fds(sock: BorrowedFd<'_>, fds: &[RawFd]) -> io::Result<()> {
+pub fn send_fds(sock: BorrowedFd<'_>, fds: &[RawFd], tag: &[u8]) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let iov = [std::io::IoSlice::new(b"fds")];
+    let iov = [std::io::IoSlice::new(tag)];
     let cmsg = [ControlMessage::ScmRights(fds)];
     sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
         .map(drop)
@@ -506,7 +512,7 @@ pub fn send_fds(sock: BorrowedFd<'_>, fds: &[RawFd]) -> io::Result<()> {
 
 /// Receives up to `max` descriptors sent with [`send_fds`]. An empty vector means the peer
 /// closed without sending.
-pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> io::Result<Vec<OwnedFd>> {
+pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<OwnedFd>, Vec<u8>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 8];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -522,6 +528,7 @@ pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> io::Result<Vec<OwnedFd>> {
             r => break r.map_err(io::Error::from)?,
         }
     };
+    let n = msg.bytes;
     let mut out = Vec::new();
     for c in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -534,7 +541,7 @@ pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> io::Result<Vec<OwnedFd>> {
     if out.len() > max {
         return Err(io::Error::other("too many descriptors received"));
     }
-    Ok(out)
+    Ok((out, buf[..n.min(buf.len())].to_vec()))
 }
 
 /// Registers a descriptor with the current tokio reactor (the TUN queue).

@@ -101,12 +101,19 @@ pub struct Listeners {
     /// Absent when `/dev/net/tun` cannot be opened: then the namespace has no route at all and
     /// only tools that use the proxy reach the network (fail closed, reported to the user).
     pub tun: Option<OwnedFd>,
+    /// Whether the TUN queue carries the step's TCP (the userspace-stack fallback: nf_tables
+    /// unavailable). With the nf_tables rules in place it only sees what is left (other UDP,
+    /// ICMP, DNS to an IPv6 resolver), a trickle the proxy's serving thread takes as well.
+    pub tun_carries_tcp: bool,
 }
 
 impl Listeners {
     pub const COUNT: usize = 6;
 
-    pub fn into_vec(self) -> Vec<OwnedFd> {
+    /// The descriptors, in the order they travel to the supervisor, and the tag that travels
+    /// with them ([`Listeners::from_parts`] reads it back).
+    pub fn into_parts(self) -> (Vec<OwnedFd>, &'static [u8]) {
+        let tag: &'static [u8] = if self.tun_carries_tcp { b"fds-tcp" } else { b"fds" };
         let mut v = vec![
             self.proxy_v4,
             self.proxy_v6,
@@ -115,10 +122,10 @@ impl Listeners {
             self.captured,
         ];
         v.extend(self.tun);
-        v
+        (v, tag)
     }
 
-    pub fn from_vec(v: Vec<OwnedFd>) -> Option<Listeners> {
+    pub fn from_parts(v: Vec<OwnedFd>, tag: &[u8]) -> Option<Listeners> {
         let mut it = v.into_iter();
         let (proxy_v4, proxy_v6, dns_udp, dns_tcp, captured) =
             (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
@@ -130,6 +137,7 @@ impl Listeners {
             dns_tcp,
             captured,
             tun,
+            tun_carries_tcp: tag == b"fds-tcp",
         })
     }
 }
@@ -138,7 +146,7 @@ impl Listeners {
 /// on the userspace stack (the fallback where nf_tables is unavailable; for tests and diagnosis).
 pub const NO_NFTABLES_VAR: &str = "STEPJAIL_NO_NFTABLES";
 
-/// How the step's direct connections are captured, as set up by [`build_in_namespace`].
+/// How the step's direct connections are captured, as set up by [`assemble`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capture {
     /// nf_tables rules send TCP to the capture listener (kernel sockets, spliced).
@@ -150,50 +158,86 @@ pub enum Capture {
     Off(String),
 }
 
-/// Builds the namespace's network (run in the sandbox child, which holds CAP_NET_ADMIN and
-/// CAP_NET_BIND_SERVICE in its own user namespace until it drops them).
-pub fn build_in_namespace() -> std::io::Result<(Listeners, Capture)> {
+/// The listeners, bound inside the namespace by [`listen`] (after `lo` is up).
+pub struct Bound {
+    proxy_v4: OwnedFd,
+    proxy_v6: OwnedFd,
+    dns_udp: OwnedFd,
+    dns_tcp: OwnedFd,
+    captured: OwnedFd,
+}
+
+/// The namespace's network is made in three parts, all in the sandbox child, which holds
+/// CAP_NET_ADMIN and CAP_NET_BIND_SERVICE in its own user namespace until it drops them:
+/// [`listen`], [`install_rules`] and [`make_tun`]. The first two are quick; the third registers
+/// a network device (most of a millisecond), so the child runs it on a thread of its own while
+/// it binds, installs the rules and makes the step's mounts, and [`assemble`] puts the results
+/// together. Until all three are done nothing can leave: without the TUN device there is no
+/// route but `lo`.
+pub fn listen() -> std::io::Result<Bound> {
     let listen = |addr: SocketAddr| -> std::io::Result<OwnedFd> {
         let l = std::net::TcpListener::bind(addr)?;
         Ok(OwnedFd::from(l))
     };
-    let proxy_v4 = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT)))?;
-    let proxy_v6 = listen(SocketAddr::from((Ipv6Addr::LOCALHOST, PROXY_PORT)))?;
-    let dns_tcp = listen(SocketAddr::from((DNS_ADDR, 53)))?;
-    let dns_udp = OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((DNS_ADDR, 53)))?);
-    // `[::]` takes IPv4 too (bindv6only is 0 in a new namespace): redirect sends IPv4 to
-    // 127.0.0.1 and IPv6 to ::1, both reach it.
-    let captured = listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, CAPTURE_PORT)))?;
-    let (tun, capture) = match sys::tun_create(TUN_NAME) {
-        Ok(tun) => {
-            sys::ipv4_default_via(TUN_NAME, TUN_V4)?;
-            sys::ipv6_default_via(TUN_NAME, TUN_V6)?;
-            // After the listeners: no rule ever points at a port nobody holds.
-            let capture = if std::env::var_os(NO_NFTABLES_VAR).is_some_and(|v| v == "1") {
-                Capture::Userspace(format!("{NO_NFTABLES_VAR}=1"))
-            } else {
-                match nft::install_capture(TUN_NAME, CAPTURE_PORT, DNS_ADDR) {
-                    Ok(()) => Capture::Kernel,
-                    Err(e) => Capture::Userspace(format!("nf_tables: {e}")),
-                }
-            };
-            (Some(tun), capture)
-        }
-        // Typically /dev/net/tun with mode 0600 (distributions ship 0666). Without it there is
-        // no default route, so direct connections fail with ENETUNREACH: less access, not more.
-        Err(e) => (None, Capture::Off(format!("/dev/net/tun: {e}"))),
+    Ok(Bound {
+        proxy_v4: listen(SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT)))?,
+        proxy_v6: listen(SocketAddr::from((Ipv6Addr::LOCALHOST, PROXY_PORT)))?,
+        dns_tcp: listen(SocketAddr::from((DNS_ADDR, 53)))?,
+        dns_udp: OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((DNS_ADDR, 53)))?),
+        // `[::]` takes IPv4 too (bindv6only is 0 in a new namespace): redirect sends IPv4 to
+        // 127.0.0.1 and IPv6 to ::1, both reach it.
+        captured: listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, CAPTURE_PORT)))?,
+    })
+}
+
+/// The nf_tables capture rules. They name the TUN device (`oifname`), so they may be installed
+/// before it exists; after [`listen`], so no rule ever points at a port nobody holds. `Err` is
+/// why captured TCP falls back to the userspace stack.
+pub fn install_rules() -> Result<(), String> {
+    if std::env::var_os(NO_NFTABLES_VAR).is_some_and(|v| v == "1") {
+        return Err(format!("{NO_NFTABLES_VAR}=1"));
+    }
+    nft::install_capture(TUN_NAME, CAPTURE_PORT, DNS_ADDR).map_err(|e| format!("nf_tables: {e}"))
+}
+
+/// The TUN device and the default routes through it. The outer error is fatal (a device that
+/// exists without its routes); the inner one is why there is no device at all, typically
+/// `/dev/net/tun` with mode 0600 (distributions ship 0666): then there is no default route, so
+/// direct connections fail with ENETUNREACH: less access, not more. `tun` is `/dev/net/tun`,
+/// opened while `/dev` was still the host's.
+pub fn make_tun(tun: std::io::Result<OwnedFd>) -> std::io::Result<Result<OwnedFd, String>> {
+    let tun = match tun.and_then(|fd| sys::tun_attach(&fd, TUN_NAME).map(|()| fd)) {
+        Ok(fd) => fd,
+        Err(e) => return Ok(Err(format!("/dev/net/tun: {e}"))),
     };
-    Ok((
+    sys::ipv4_default_via(TUN_NAME, TUN_V4)?;
+    sys::ipv6_default_via(TUN_NAME, TUN_V6)?;
+    Ok(Ok(tun))
+}
+
+/// The three parts put together: what travels to the supervisor, and how capture works.
+pub fn assemble(
+    bound: Bound,
+    tun: Result<OwnedFd, String>,
+    rules: Result<(), String>,
+) -> (Listeners, Capture) {
+    let (tun, capture) = match (tun, rules) {
+        (Ok(tun), Ok(())) => (Some(tun), Capture::Kernel),
+        (Ok(tun), Err(why)) => (Some(tun), Capture::Userspace(why)),
+        (Err(why), _) => (None, Capture::Off(why)),
+    };
+    (
         Listeners {
-            proxy_v4,
-            proxy_v6,
-            dns_udp,
-            dns_tcp,
-            captured,
+            proxy_v4: bound.proxy_v4,
+            proxy_v6: bound.proxy_v6,
+            dns_udp: bound.dns_udp,
+            dns_tcp: bound.dns_tcp,
+            captured: bound.captured,
+            tun_carries_tcp: matches!(capture, Capture::Userspace(_)),
             tun,
         },
         capture,
-    ))
+    )
 }
 
 #[cfg(test)]

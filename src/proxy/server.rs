@@ -75,6 +75,7 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
         dns_tcp,
         captured,
         tun,
+        tun_carries_tcp,
     } = listeners;
     // Converting the descriptors needs the runtime's reactor.
     let guard = rt.enter();
@@ -91,6 +92,18 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
     rt.spawn(super::stub::serve_udp(udp, engine.clone()));
     rt.spawn(super::stub::serve_tcp(tcp(dns_tcp)?, engine.clone()));
     rt.spawn(super::captured::serve(tcp(captured)?, engine.clone()));
+    let transparent = tun.is_some();
+    // With the nf_tables rules in place the TUN queue sees only what they leave (other UDP,
+    // ICMP, DNS to an IPv6 resolver): served here too, so a step starts no runtime of two
+    // more threads for it. The userspace-stack fallback carries TCP there, whose teardown can
+    // block a thread: it keeps a runtime of its own.
+    let (tun_here, tun_own) = match tun {
+        Some(tun) if !tun_carries_tcp => (Some(tun), None),
+        other => (None, other),
+    };
+    if let Some(tun) = tun_here {
+        rt.spawn(super::transparent::serve(tun, engine.clone()));
+    }
     drop(guard);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -101,8 +114,8 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
             });
             rt.shutdown_background();
         })?;
-    tracing::info!(transparent = tun.is_some(), "proxy serving");
-    let tun_rt = match tun {
+    tracing::info!(transparent, own_tun_runtime = tun_own.is_some(), "proxy serving");
+    let tun_rt = match tun_own {
         Some(tun) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -110,12 +110,50 @@ fn setup(
         .step(|| format!("switching to uid {} gid {}", id.uid, id.gid))?;
     nix::unistd::sethostname(&plan.hostname).step(|| "setting the hostname".into())?;
     sys::loopback_up().step(|| "bringing up lo".into())?;
-    // The egress listeners and the TUN device are made here, inside the namespace, while we
-    // still hold CAP_NET_ADMIN in it (and before /dev is replaced: /dev/net/tun), and handed
-    // to the supervisor; we keep no copy.
-    if let Some(net_fd) = net_fd {
-        let (listeners, capture) =
-            crate::net::build_in_namespace().step(|| "building the step's network".into())?;
+    // The step's network, when it has one (see `net`): the TUN device on a thread of ours
+    // (registering a network device is most of a millisecond) while this thread binds the
+    // listeners, installs the capture rules and makes the mounts. `/dev/net/tun` is opened
+    // here, before /dev is replaced. The thread is joined before anything that is per thread
+    // (no_new_privs, landlock, capabilities, seccomp), so the step starts from one thread whose
+    // network is finished, or does not start. After `lo` is up: bringing it up and registering
+    // the device both hold the kernel's network configuration lock.
+    let tun_thread = match &net_fd {
+        Some(_) => {
+            let tun = sys::tun_open();
+            let thread = std::thread::Builder::new()
+                .name("stepjail-tun".into())
+                .spawn(move || crate::net::make_tun(tun))
+                .step(|| "starting the network set-up thread".into())?;
+            Some(thread)
+        }
+        None => None,
+    };
+    let listening = match &net_fd {
+        Some(_) => {
+            let bound = crate::net::listen().step(|| "building the step's network".into())?;
+            Some((bound, crate::net::install_rules()))
+        }
+        None => None,
+    };
+    // Bind sources are opened before any mount can cover them (a workspace under /tmp).
+    let sources: Vec<OwnedFd> = plan
+        .sources
+        .iter()
+        .map(|p| sys::open_path(p).step(|| format!("opening {}", p.display())))
+        .collect::<Result<_, _>>()?;
+    for op in &plan.mounts {
+        mount_op(op, &sources)?;
+    }
+    drop(sources);
+    // The listeners and the TUN queue go to the supervisor, which starts serving them while
+    // the step is still being set up; we keep no copy.
+    if let (Some(net_fd), Some(thread), Some((bound, rules))) = (net_fd, tun_thread, listening) {
+        let tun = thread
+            .join()
+            .map_err(|_| other("the network set-up thread panicked".into()))
+            .and_then(|r| r)
+            .step(|| "building the step's network".into())?;
+        let (listeners, capture) = crate::net::assemble(bound, tun, rules);
         let warning = match capture {
             crate::net::Capture::Kernel => None,
             crate::net::Capture::Userspace(why) => Some(format!(
@@ -129,21 +167,11 @@ fn setup(
         if let Some(warning) = warning {
             report::send(report_fd.as_fd(), &report::Message::Warning(warning));
         }
-        let fds: Vec<OwnedFd> = listeners.into_vec();
+        let (fds, tag) = listeners.into_parts();
         let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        sys::send_fds(net_fd.as_fd(), &raw)
+        sys::send_fds(net_fd.as_fd(), &raw, tag)
             .step(|| "handing the listeners to the supervisor".into())?;
     }
-    // Bind sources are opened before any mount can cover them (a workspace under /tmp).
-    let sources: Vec<OwnedFd> = plan
-        .sources
-        .iter()
-        .map(|p| sys::open_path(p).step(|| format!("opening {}", p.display())))
-        .collect::<Result<_, _>>()?;
-    for op in &plan.mounts {
-        mount_op(op, &sources)?;
-    }
-    drop(sources);
     // no_new_privs before landlock and seccomp (both require it without CAP_SYS_ADMIN), and so
     // that setuid binaries and file capabilities gain nothing from here on.
     sys::set_no_new_privs().step(|| "PR_SET_NO_NEW_PRIVS".into())?;

@@ -205,9 +205,9 @@ pub fn run<G>(
     if let Some(sock) = net_ours {
         // The child sends the listeners before it finishes setup; nothing arrives if it failed,
         // and then `supervise` collects its report.
-        let fds = sys::recv_fds(sock.as_fd(), crate::net::Listeners::COUNT)
+        let (fds, tag) = sys::recv_fds(sock.as_fd(), crate::net::Listeners::COUNT)
             .map_err(SandboxError::Wait)?;
-        if let Some(listeners) = crate::net::Listeners::from_vec(fds) {
+        if let Some(listeners) = crate::net::Listeners::from_parts(fds, &tag) {
             match start_egress(listeners) {
                 Ok(guard) => {
                     tracing::debug!("egress started on the step's listeners");
