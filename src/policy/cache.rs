@@ -592,11 +592,15 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> Option<String> {
         let n = self.usize()?;
         let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).ok()
+        std::str::from_utf8(b).ok().map(str::to_owned)
     }
     fn strs(&mut self) -> Option<Vec<String>> {
         let n = self.count()?;
-        (0..n).map(|_| self.str()).collect()
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.str()?);
+        }
+        Some(out)
     }
     fn opt(&mut self) -> Option<Option<u64>> {
         Some(if self.bool()? {
@@ -654,9 +658,10 @@ impl<'a> Reader<'a> {
             _ => return None,
         };
         let n = self.count()?;
-        let ports = (0..n)
-            .map(|_| u16::try_from(self.uint()?).ok())
-            .collect::<Option<Vec<u16>>>()?;
+        let mut ports = Vec::with_capacity(n);
+        for _ in 0..n {
+            ports.push(u16::try_from(self.uint()?).ok()?);
+        }
         Some(AllowRule {
             target,
             ports,
@@ -688,10 +693,12 @@ impl<'a> Reader<'a> {
             2 => NetworkMode::Audit,
             _ => return None,
         };
+        // Sized up front: growing a vector of 10,000 rules copies it a dozen times.
         let n = self.count()?;
-        let allow = (0..n)
-            .map(|_| self.rule())
-            .collect::<Option<Vec<AllowRule>>>()?;
+        let mut allow = Vec::with_capacity(n);
+        for _ in 0..n {
+            allow.push(self.rule()?);
+        }
         let n = self.count()?;
         let pass = (0..n)
             .map(|_| match self.byte()? {
