@@ -7,9 +7,9 @@
 //! before, so it can never change a decision:
 //!
 //! - **Key**: SHA-256 over the cache format, stepjail's version, the identity of the running
-//!   binary (device, inode, size, modification and change times of `/proc/self/exe`, so a
-//!   rebuilt or reinstalled binary, whose built-in profiles or rules may differ, never reads an
-//!   older binary's entries), the file's name as given (it is in every error location), and the
+//!   binary (device, inode, size and modification time of `/proc/self/exe`, so a rebuilt or
+//!   reinstalled binary, whose built-in profiles or rules may differ, never reads an older
+//!   binary's entries; not the change time, which a hard link or `chmod` moves), the file's name as given (it is in every error location), and the
 //!   SHA-256 of the file's bytes. Loading reads nothing else but `extends` parents: built-in
 //!   parents are part of the binary, and every parent file is listed in the entry with its
 //!   canonical path and SHA-256, re-read and compared on every use.
@@ -117,8 +117,6 @@ fn key(label: &str, bytes: &[u8]) -> Option<[u8; 32]> {
         exe.size(),
         exe.mtime() as u64,
         exe.mtime_nsec() as u64,
-        exe.ctime() as u64,
-        exe.ctime_nsec() as u64,
     ] {
         w.uint(n);
     }
