@@ -6,6 +6,7 @@
 //! [`egress`] is the decision engine the egress proxy asks about names, addresses and DNS.
 
 mod builtin;
+mod cache;
 mod check;
 mod convert;
 pub mod egress;
@@ -28,7 +29,9 @@ mod yaml;
 
 pub use check::check_file;
 pub use error::{Conflict, PolicyError};
-pub use load::{MAX_EXTENDS_DEPTH, builtin_text, builtins, load, load_builtin, load_file};
+pub use load::{
+    MAX_EXTENDS_DEPTH, builtin_text, builtins, load, load_builtin, load_cached, load_file,
+};
 pub use policy_file::{Chosen, Policy, StepRule};
 /// The wire types of a policy, for files that embed one (`stepjail hooks`' operator file).
 pub(crate) use wire::{JobWire, PolicyWire, ProfileWire, Str};

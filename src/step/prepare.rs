@@ -103,7 +103,7 @@ fn prepare_with(
         tmpdir: var("TMPDIR"),
         runner_temp: var("RUNNER_TEMP"),
     };
-    let base = spec.profile.resolve(&vars)?;
+    let base = spec.profile.resolve_taking_network(&vars)?;
     // The log is the record of what the step did: after the run, the path the user named must
     // hold what we wrote. Checked before the file is created (at launch).
     let guard = match &spec.audit_log {
@@ -232,7 +232,7 @@ fn prepare_with(
         run_id,
         plan,
         source: spec.profile.source.clone(),
-        network: resolved.network().clone(),
+        network: resolved.into_network(),
         mode,
         writable,
         create_dirs,
