@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::PolicyError;
-use super::load::{self, Dependency, Source};
+use super::load::{self, Dependency, Source, sha256};
 use super::model::{
     AllowRule, BrokerPlace, Enforce, EnvPattern, EnvPolicy, Filesystem, LandlockPolicy, Limits,
     Location, Network, NetworkMode, PathTemplate, ProcessPolicy, Profile, RuleTarget, SecretDecl,
@@ -51,17 +51,65 @@ pub(crate) const MAX_ENTRIES: usize = 64;
 /// An entry larger than this is not read (a profile file is at most 1 MiB).
 const MAX_ENTRY_BYTES: u64 = 16 * 1024 * 1024;
 
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
+/// [`super::load`] for a step: a profile file's validated model may come from the profile
+/// cache, which holds only what loading the same bytes produced before. `stepjail check` uses
+/// [`super::load_file`], which always parses.
+pub fn load_cached(spec: &str) -> Result<Profile, PolicyError> {
+    if load::looks_like_name(spec) {
+        if super::builtin::text(spec).is_some() {
+            return load::load_builtin(spec);
+        }
+        if !Path::new(spec).exists() {
+            return Err(load::unknown_builtin(spec));
+        }
+    }
+    load_file(Path::new(spec))
+}
+
+/// The directory under a cache base (`$XDG_CACHE_HOME`, `~/.cache`) that holds stepjail's
+/// entries (in `profiles/`): what every step's sandbox hides, whatever its profile grants.
+pub const DIR_NAME: &str = "stepjail";
+
+/// Set to anything but empty, `stepjail run` neither reads nor writes the profile cache.
+pub const OFF_VARIABLE: &str = "STEPJAIL_NO_PROFILE_CACHE";
+
+/// Every `<base>/stepjail` a later stepjail could read entries from, for a run whose
+/// environment is `env` and whose step runs with home `step_home`: `$XDG_CACHE_HOME`'s,
+/// `$HOME/.cache`'s, and the step user's `~/.cache`'s (a step run by root as `--user` must
+/// not plant entries for that user's own runs). Absolute paths only, without duplicates. No
+/// ownership test here, unlike [`dir`]: hiding a directory nobody reads costs one mount.
+pub fn guarded_dirs(env: &[(String, String)], step_home: Option<&Path>) -> Vec<PathBuf> {
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| PathBuf::from(v))
+    };
+    let bases = [
+        var("XDG_CACHE_HOME"),
+        var("HOME").map(|h| h.join(".cache")),
+        step_home.map(|h| h.join(".cache")),
+    ];
+    let mut out: Vec<PathBuf> = Vec::new();
+    for base in bases.into_iter().flatten() {
+        let Ok(p) = super::paths::normalise_absolute(&base.join(DIR_NAME).to_string_lossy()) else {
+            continue;
+        };
+        let p = PathBuf::from(p);
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
     out
 }
 
 /// The cache directory: `$XDG_CACHE_HOME/stepjail/profiles`, else
 /// `$HOME/.cache/stepjail/profiles`; each only when it is an absolute path to a directory of
-/// ours (root under `sudo` with the caller's `HOME` must not leave root's files in it).
+/// ours (root under `sudo` with the caller's `HOME` must not leave root's files in it). None
+/// when [`OFF_VARIABLE`] is set.
 pub fn dir() -> Option<PathBuf> {
+    if std::env::var_os(OFF_VARIABLE).is_some_and(|v| !v.is_empty()) {
+        return None;
+    }
     let ours = |v: std::ffi::OsString| {
         let p = PathBuf::from(v);
         let m = std::fs::metadata(&p).ok()?;
@@ -74,7 +122,7 @@ pub fn dir() -> Option<PathBuf> {
                 .and_then(ours)
                 .map(|h| h.join(".cache"))
         })?;
-    Some(base.join("stepjail").join("profiles"))
+    Some(base.join(DIR_NAME).join("profiles"))
 }
 
 /// Load a profile file, from the cache when an entry for exactly these bytes (and parents, and

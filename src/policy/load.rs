@@ -54,11 +54,11 @@ impl Source {
 }
 
 /// `spec` names a built-in rather than a file: no `/` and no `.yml`/`.yaml` ending.
-fn looks_like_name(spec: &str) -> bool {
+pub(super) fn looks_like_name(spec: &str) -> bool {
     !spec.contains('/') && !spec.ends_with(".yml") && !spec.ends_with(".yaml")
 }
 
-fn unknown_builtin(name: &str) -> PolicyError {
+pub(super) fn unknown_builtin(name: &str) -> PolicyError {
     PolicyError::UnknownBuiltin {
         name: name.to_string(),
         available: builtin::names().iter().map(|s| s.to_string()).collect(),
@@ -77,21 +77,6 @@ pub fn load(spec: &str) -> Result<Profile, PolicyError> {
         }
     }
     load_file(Path::new(spec))
-}
-
-/// [`load`] for a step: a profile file's validated model may come from the profile cache
-/// (see [`super::cache`]), which holds only what loading the same bytes produced before.
-/// `stepjail check` uses [`load_file`], which always parses.
-pub fn load_cached(spec: &str) -> Result<Profile, PolicyError> {
-    if looks_like_name(spec) {
-        if builtin::text(spec).is_some() {
-            return load_builtin(spec);
-        }
-        if !Path::new(spec).exists() {
-            return Err(unknown_builtin(spec));
-        }
-    }
-    super::cache::load_file(Path::new(spec))
 }
 
 /// Load, merge and check a profile file.
@@ -129,6 +114,14 @@ fn load_source(source: Source) -> Result<Profile, PolicyError> {
         Source::File(p) => yaml::read_file(p, &source.label())?,
     };
     load_text(source, &text, &mut Vec::new())
+}
+
+/// SHA-256 of `bytes`: how a parent file's content is recorded in a [`Dependency`].
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// A file a profile was built from besides its own: an `extends` parent read from disk, as
@@ -259,7 +252,7 @@ fn load_parent(
             deps.push(Dependency {
                 path: p.clone(),
                 identity: id.clone(),
-                sha256: super::cache::sha256(text.as_bytes()),
+                sha256: sha256(text.as_bytes()),
             });
             text
         }

@@ -27,11 +27,10 @@ mod vars;
 mod wire;
 mod yaml;
 
+pub use cache::{guarded_dirs as profile_cache_dirs, load_cached};
 pub use check::check_file;
 pub use error::{Conflict, PolicyError};
-pub use load::{
-    MAX_EXTENDS_DEPTH, builtin_text, builtins, load, load_builtin, load_cached, load_file,
-};
+pub use load::{MAX_EXTENDS_DEPTH, builtin_text, builtins, load, load_builtin, load_file};
 pub use policy_file::{Chosen, Policy, StepRule};
 /// The wire types of a policy, for files that embed one (`stepjail hooks`' operator file).
 pub(crate) use wire::{JobWire, PolicyWire, ProfileWire, Str};
