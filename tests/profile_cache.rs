@@ -196,3 +196,25 @@ fn no_step_can_plant_an_entry_whatever_its_profile_grants() {
         );
     }
 }
+
+#[test]
+fn the_switch_turns_the_cache_off() {
+    for uid in users() {
+        let dir = Dir::new(uid);
+        dir.write("ws/secret", "s3cret\n");
+        let p = dir.write("p.yml", &profile("secret"));
+        let out = Sj::run(
+            &dir,
+            &["--profile", p.to_str().unwrap()],
+            &["cat", dir.ws.join("secret").to_str().unwrap()],
+        )
+        .env("STEPJAIL_NO_PROFILE_CACHE", "1")
+        .output();
+        assert_ne!(out.code(), 0, "uid {uid}: hidden");
+        let cache = dir.home.join(".cache/stepjail/profiles");
+        assert!(!cache.exists(), "uid {uid}: {}", cache.display());
+        // Without the switch the same run writes its entry.
+        assert_eq!(cat_secret(&dir, &p), None, "uid {uid}");
+        assert_eq!(entries(&dir).len(), 1, "uid {uid}");
+    }
+}

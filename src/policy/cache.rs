@@ -134,14 +134,16 @@ pub(crate) fn load_file(path: &Path) -> Result<Profile, PolicyError> {
 /// [`load_file`] with the cache in `dir` (`None`: no cache).
 fn load_file_in(path: &Path, dir: Option<PathBuf>) -> Result<Profile, PolicyError> {
     let label = path.display().to_string();
-    let text = yaml::read_file(path, &label)?;
-    let place = dir.and_then(|d| Some((key(&label, text.as_bytes())?, d)));
+    let bytes = yaml::read_bytes(path, &label)?;
+    let place = dir.and_then(|d| Some((key(&label, &bytes)?, d)));
     if let Some((key, dir)) = &place {
         match read(dir, key) {
             Ok(profile) => return Ok(profile),
             Err(why) => tracing::debug!("profile cache: no entry used for {label}: {why}"),
         }
     }
+    // Checked only here: an entry exists only for bytes that were text and loaded.
+    let text = yaml::utf8(bytes, &label)?;
     let mut deps = Vec::new();
     let profile = load::load_text(Source::File(path.to_path_buf()), &text, &mut deps)?;
     if let Some((key, dir)) = &place
