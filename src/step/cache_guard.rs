@@ -70,8 +70,11 @@ pub(crate) fn cache_guard(dirs: &[PathBuf], writable: &[PathBuf]) -> Result<Cach
         let base = real(&existing);
         let mut target = base.clone();
         if !missing.is_empty() {
-            // Nothing to hide where the step cannot create the directory either.
-            if in_writable(&base).is_none() {
+            // Nothing to hide where the step cannot create the directory either: neither its
+            // nearest existing ancestor is writable, nor is a writable path (which launch
+            // would create) at or below it.
+            let full: PathBuf = missing.iter().fold(base.clone(), |p, part| p.join(part));
+            if in_writable(&base).is_none() && !writable.iter().any(|w| w.starts_with(&full)) {
                 continue;
             }
             let m = std::fs::metadata(&base).map_err(|e| format!("{}: {e}", base.display()))?;
@@ -169,8 +172,14 @@ mod tests {
 
         // Missing and not creatable by the step: nothing to do.
         let g3 = t.join("ro/.cache/stepjail");
-        let guard = cache_guard(&[g3], std::slice::from_ref(&home)).unwrap();
+        let guard = cache_guard(std::slice::from_ref(&g3), std::slice::from_ref(&home)).unwrap();
         assert_eq!(guard, CacheGuard::default());
+        // Unless a writable path (which launch creates) lies at or below it.
+        for w in [g3.clone(), g3.join("profiles")] {
+            let guard = cache_guard(std::slice::from_ref(&g3), &[w]).unwrap();
+            assert_eq!(guard.hidden, vec![g3.clone()]);
+            assert_eq!(guard.create.len(), 3, "{:?}", guard.create);
+        }
 
         // A link inside a writable path on the way: refused. Outside one: followed.
         let real_cache = t.join("big");
