@@ -35,13 +35,17 @@ readonly MARK_END="<!-- proxy:end -->"
 
 usage() {
     cat <<'EOF'
-Usage: bench/proxy.sh [--update] [--quick] [--bulk-mb N] [--keep]
+Usage: bench/proxy.sh [--update] [--quick] [--only LIST] [--rounds N] [--bulk-mb N] [--keep]
 
 Measure stepjail's egress proxy against direct, squid and tinyproxy. Needs root (ip netns).
 
 Options:
-  --update       rewrite the proxy block of BENCHMARKS.md with the results
+  --update       rewrite the proxy block of BENCHMARKS.md with the results (full runs only)
   --quick        a short trial run: 128 MiB transfers, fewer samples, 3 s wrk runs
+  --only LIST    run only these sections, comma-separated, of: latency, bulk, wrk, dns,
+                 memory, startup (e.g. --only latency: the CONNECT latency comparison alone,
+                 about a minute)
+  --rounds N     rounds of the latency section (default 5; 3 with --quick)
   --bulk-mb N    size of each tunnel transfer in MiB (default 1024)
   --keep         keep the temp dir with the raw results
   -h, --help     show this help
@@ -90,6 +94,8 @@ parse_args() {
     UPDATE=0
     QUICK=0
     BULK_MB=""
+    ONLY="latency,bulk,wrk,dns,memory,startup"
+    ROUNDS=""
     while [[ $# -gt 0 ]]; do
         case "$1" in
             -h | --help) usage; exit 0 ;;
@@ -99,6 +105,17 @@ parse_args() {
             --bulk-mb)
                 [[ $# -ge 2 && "$2" =~ ^[0-9]+$ && "$2" -gt 0 ]] || die "$1 needs a positive number"
                 BULK_MB="$2"; shift 2 ;;
+            --only)
+                [[ $# -ge 2 ]] || die "$1 needs a list of sections"
+                ONLY="$2"; shift 2 ;;
+            --only=*) ONLY="${1#*=}"; shift ;;
+            --rounds)
+                [[ $# -ge 2 && "$2" =~ ^[0-9]+$ && "$2" -gt 0 ]] || die "$1 needs a positive number"
+                ROUNDS="$2"; shift 2 ;;
+            --rounds=*)
+                ROUNDS="${1#*=}"
+                [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -gt 0 ]] || die "--rounds needs a positive number"
+                shift ;;
             --bulk-mb=*)
                 BULK_MB="${1#*=}"
                 [[ "$BULK_MB" =~ ^[0-9]+$ && "$BULK_MB" -gt 0 ]] || die "--bulk-mb needs a positive number"
@@ -115,8 +132,28 @@ parse_args() {
         HF_WARMUP=20 HF_RUNS=200
         BULK_MB="${BULK_MB:-1024}"
     fi
+    LAT_ROUNDS="${ROUNDS:-$LAT_ROUNDS}"
     WRK_CONNS=32
     BULK_BYTES=$((BULK_MB * 1024 * 1024))
+    local section
+    local -a sections
+    IFS=, read -r -a sections <<<"$ONLY"
+    [[ ${#sections[@]} -gt 0 ]] || die "--only needs at least one section"
+    for section in "${sections[@]}"; do
+        case "$section" in
+            latency | bulk | wrk | dns | memory | startup) ;;
+            *) die "--only: unknown section '$section' (latency, bulk, wrk, dns, memory, startup)" ;;
+        esac
+    done
+    ONLY=",$ONLY,"
+    if [[ "$UPDATE" -eq 1 && "$ONLY" != ",latency,bulk,wrk,dns,memory,startup," ]]; then
+        die "--update rewrites the whole results block: run every section (no --only)"
+    fi
+}
+
+# wanted SECTION: whether --only (or its default, every section) includes SECTION.
+wanted() {
+    [[ "$ONLY" == *",$1,"* ]]
 }
 
 # Installs what is missing (as root, with apt-get). A package whose install starts a system
@@ -343,12 +380,20 @@ measure_latency() {
     for ((r = 1; r <= LAT_ROUNDS; r++)); do
         in_ns "$PY" "$CLIENT" latency direct 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
             >"$WORK/res/latency/direct.$r.json"
+        # stepjail and tinyproxy, the pair the target compares, swap places every other round
+        # (a trend in the machine's load then favours neither).
+        if ((r % 2 == 0)); then
+            in_ns "$PY" "$CLIENT" latency 127.0.0.1:3131 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
+                >"$WORK/res/latency/tinyproxy.$r.json"
+        fi
         sj -- "$PY" "$CLIENT" latency 127.0.0.1:3128 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
             >"$WORK/res/latency/stepjail.$r.json"
         in_ns "$PY" "$CLIENT" latency 127.0.0.1:3130 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
             >"$WORK/res/latency/squid.$r.json"
-        in_ns "$PY" "$CLIENT" latency 127.0.0.1:3131 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
-            >"$WORK/res/latency/tinyproxy.$r.json"
+        if ((r % 2 == 1)); then
+            in_ns "$PY" "$CLIENT" latency 127.0.0.1:3131 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
+                >"$WORK/res/latency/tinyproxy.$r.json"
+        fi
         sj -- "$PY" "$CLIENT" latency 127.0.0.1:3128 web.bench:9000 "$LAT_N" "$LAT_WARMUP" \
             >"$WORK/res/latency/stepjail-name.$r.json"
         sj -- "$PY" "$CLIENT" latency direct 192.0.2.10:9000 "$LAT_N" "$LAT_WARMUP" \
@@ -490,8 +535,9 @@ machine_info() {
         "$("$STEPJAIL_BIN" --version 2>/dev/null | head -n1 || true)" \
         "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
         "$(git diff --quiet HEAD 2>/dev/null || echo ', dirty tree')"
-    printf -- '- wall time of the whole benchmark: %s s%s\n' "$SECONDS" \
-        "$([[ "$QUICK" -eq 1 ]] && echo ' (--quick: small samples, not for comparison)')"
+    printf -- '- wall time of the whole benchmark: %s s%s%s\n' "$SECONDS" \
+        "$([[ "$QUICK" -eq 1 ]] && echo ' (--quick: small samples, not for comparison)')" \
+        "$([[ "$ONLY" != ",latency,bulk,wrk,dns,memory,startup," ]] && echo "; sections run: ${ONLY:1:-1}")"
 }
 
 update_benchmarks_md() {
@@ -536,12 +582,12 @@ json.dump({"lat_rounds": $LAT_ROUNDS, "lat_n": $LAT_N, "lat_warmup": $LAT_WARMUP
            "wrk_conns": $WRK_CONNS, "dns_n": $DNS_N, "hold_n": $HOLD_N,
            "hf_warmup": $HF_WARMUP, "hf_runs": $HF_RUNS}, open(sys.argv[1], "w"))
 PY
-    measure_latency
-    measure_bulk
-    measure_wrk
-    measure_dns
-    measure_memory
-    measure_startup
+    wanted latency && measure_latency
+    wanted bulk && measure_bulk
+    wanted wrk && measure_wrk
+    wanted dns && measure_dns
+    wanted memory && measure_memory
+    wanted startup && measure_startup
 
     local block="$WORK/block.md"
     {

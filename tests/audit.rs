@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use stepjail::audit::{
-    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsLimited, DnsTransport, Event,
+    AuditError, AuditLog, Close, Connect, Decision, Dns, DnsClass, DnsLimited, DnsTransport, Event,
     FileCommand, Http, NameSource, Protocol, Record, SecretLeak, SecretReflected, StepEnd,
     StepStart, Via, read_log, sanitize_url, suggest, summarize,
 };
@@ -149,6 +149,7 @@ fn every_event() -> Vec<Event> {
             reason: "changes how later programs load code".into(),
         }),
         Event::DnsLimited(DnsLimited {
+            class: DnsClass::NotAllowed,
             refused: 25_000,
             duration_ms: 1000,
             limit: 1000,
@@ -844,7 +845,7 @@ network:
     let file = dir.path().join("p.yml");
     std::fs::write(&file, &enabled).unwrap();
     let p = stepjail::policy::load_file(&file).unwrap();
-    let net = p.network;
+    let net = p.network();
     assert!(
         net.check_resolved("mirror.corp.example:80", ip("10.1.2.3"))
             .is_ok()
@@ -852,11 +853,38 @@ network:
     assert!(net.decide_name("registry.npmjs.org", 443).is_allowed());
 }
 
+/// A `dns_limited` record says whose budget refused (`class`); one written before the field
+/// existed (it always quoted the other names' budget) reads as `not_allowed`.
+#[test]
+fn dns_limited_records_carry_their_class() {
+    let allowed = rec(
+        "s",
+        1,
+        Event::DnsLimited(DnsLimited {
+            class: DnsClass::Allowed,
+            refused: 3,
+            duration_ms: 1000,
+            limit: 100_000,
+            burst: 100_000,
+        }),
+    );
+    let json = serde_json::to_string(&allowed).unwrap();
+    assert!(json.contains(r#""class":"allowed""#), "{json}");
+    let old = json.replace(r#""class":"allowed","#, "");
+    assert_ne!(old, json);
+    let back: Record = serde_json::from_str(&old).unwrap();
+    match back.event {
+        Event::DnsLimited(l) => assert_eq!(l.class, DnsClass::NotAllowed),
+        e => panic!("{e:?}"),
+    }
+}
+
 /// Queries refused over the DNS rate limit are summed into one line, not listed.
 #[test]
 fn summarize_sums_dns_limited_records() {
     let limited = |refused| {
         Event::DnsLimited(DnsLimited {
+            class: DnsClass::NotAllowed,
             refused,
             duration_ms: 1000,
             limit: 1000,

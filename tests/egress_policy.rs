@@ -58,9 +58,9 @@ network:
 #[test]
 fn the_documented_shape_loads() {
     let p = load(DOCUMENTED).unwrap();
-    assert_eq!(p.network.mode, NetworkMode::Enforce);
+    assert_eq!(p.network().mode, NetworkMode::Enforce);
     let rules: Vec<(&RuleTarget, &[u16], &str, usize, usize)> = p
-        .network
+        .network()
         .allow
         .iter()
         .map(|r| {
@@ -129,9 +129,9 @@ fn the_documented_shape_loads() {
             ),
         ]
     );
-    assert_eq!(p.network.allow[3].key, "network.allow[3]");
+    assert_eq!(p.network().allow[3].key, "network.allow[3]");
 
-    let n = &p.network;
+    let n = &p.network();
     let allowed = |rule: &str| NameDecision::Allowed { rule: rule.into() };
     assert_eq!(
         n.decide_name("bücher.example", 443),
@@ -173,7 +173,7 @@ fn the_documented_shape_loads() {
 
 #[test]
 fn mode_defaults_from_allow() {
-    let mode = |network: &str| load(&with_network(network)).unwrap().network.mode;
+    let mode = |network: &str| load(&with_network(network)).unwrap().network().mode;
     assert_eq!(mode("  allow: [example.com]\n"), NetworkMode::Enforce);
     // An empty list is still an allow list: enforce, nothing reachable.
     assert_eq!(mode("  allow: []\n"), NetworkMode::Enforce);
@@ -186,7 +186,10 @@ fn mode_defaults_from_allow() {
     assert_eq!(mode("  mode: none\n"), NetworkMode::None);
     assert_eq!(mode("  mode: none\n  allow: []\n"), NetworkMode::None);
     assert_eq!(mode("  {}\n"), NetworkMode::None);
-    let empty = load(&with_network("  allow: []\n")).unwrap().network;
+    let empty = load(&with_network("  allow: []\n"))
+        .unwrap()
+        .network()
+        .clone();
     assert_eq!(
         empty.decide_name("example.com", 443),
         NameDecision::Denied {
@@ -211,38 +214,41 @@ fn extends_concatenates_allow_and_derives_mode() {
         "name: child\ndescription: d\nextends: base.yml\nnetwork:\n  allow: [c.example, A.Example., { host: b.example, ports: [8443] }]\n",
     );
     let p = load_file(&child).unwrap();
-    let texts: Vec<&str> = p.network.allow.iter().map(|r| r.text.as_str()).collect();
+    let texts: Vec<&str> = p.network().allow.iter().map(|r| r.text.as_str()).collect();
     // Parent first; duplicates by canonical text (however spelled) kept once.
     assert_eq!(texts, ["a.example:443", "b.example:8443", "c.example:443"]);
-    assert_eq!(p.network.mode, NetworkMode::Enforce);
-    assert!(p.network.allow[0].at.file.ends_with("base.yml"));
+    assert_eq!(p.network().mode, NetworkMode::Enforce);
+    assert!(p.network().allow[0].at.file.ends_with("base.yml"));
 
     // The built-in `offline` says `none`; a child that adds hosts is enforced.
     let off = files.write(
         "off.yml",
         "name: off\ndescription: d\nextends: offline\nnetwork:\n  allow: [a.example]\n",
     );
-    assert_eq!(load_file(&off).unwrap().network.mode, NetworkMode::Enforce);
+    assert_eq!(
+        load_file(&off).unwrap().network().mode,
+        NetworkMode::Enforce
+    );
 
     // An audit parent stays audit when a child adds hosts; a child can switch it to enforce.
     let a = files.write(
         "a.yml",
         "name: a\ndescription: d\nextends: audit.yml\nnetwork:\n  allow: [a.example]\n",
     );
-    assert_eq!(load_file(&a).unwrap().network.mode, NetworkMode::Audit);
+    assert_eq!(load_file(&a).unwrap().network().mode, NetworkMode::Audit);
     let e = files.write(
         "e.yml",
         "name: e\ndescription: d\nextends: a.yml\nnetwork:\n  mode: enforce\n",
     );
     let p = load_file(&e).unwrap();
-    assert_eq!(p.network.mode, NetworkMode::Enforce);
-    assert_eq!(p.network.allow.len(), 1);
+    assert_eq!(p.network().mode, NetworkMode::Enforce);
+    assert_eq!(p.network().allow.len(), 1);
 
     // A child without a network section inherits everything.
     let plain = files.write("plain.yml", "name: plain\ndescription: d\nextends: cargo\n");
     let p = load_file(&plain).unwrap();
-    assert_eq!(p.network.mode, NetworkMode::Enforce);
-    assert_eq!(p.network.allow.len(), 2);
+    assert_eq!(p.network().mode, NetworkMode::Enforce);
+    assert_eq!(p.network().allow.len(), 2);
 }
 
 #[test]
@@ -463,7 +469,7 @@ fn single_addresses_and_duplicates() {
         "  allow:\n    - { cidr: 192.0.2.7 }\n    - { cidr: '2001:db8::7' }\n    - { cidr: 192.0.2.7/32, ports: [443, 443] }\n    - a.example\n    - A.EXAMPLE:443\n",
     ))
     .unwrap();
-    let texts: Vec<&str> = p.network.allow.iter().map(|r| r.text.as_str()).collect();
+    let texts: Vec<&str> = p.network().allow.iter().map(|r| r.text.as_str()).collect();
     assert_eq!(
         texts,
         ["192.0.2.7/32:443", "[2001:db8::7/128]:443", "a.example:443"]
@@ -507,7 +513,7 @@ fn raw_tcp_is_an_explicit_opt_in_on_host_rules() {
     ))
     .unwrap();
     let got: Vec<(&str, bool)> = p
-        .network
+        .network()
         .allow
         .iter()
         .map(|r| (r.text.as_str(), r.raw_tcp))
@@ -520,11 +526,11 @@ fn raw_tcp_is_an_explicit_opt_in_on_host_rules() {
         ]
     );
     assert_eq!(
-        p.network.raw_tcp_rule("git.example.com", 9418).as_deref(),
+        p.network().raw_tcp_rule("git.example.com", 9418).as_deref(),
         Some("git.example.com:9418 raw_tcp")
     );
-    assert_eq!(p.network.raw_tcp_rule("git.example.com", 443), None);
-    assert_eq!(p.network.raw_tcp_rule("other.example", 443), None);
+    assert_eq!(p.network().raw_tcp_rule("git.example.com", 443), None);
+    assert_eq!(p.network().raw_tcp_rule("other.example", 443), None);
     let cases: &[(&str, &str)] = &[
         (
             "{ host: git.example.com, raw_tcp: yes }",
@@ -553,22 +559,22 @@ fn max_connections_has_a_default_is_inherited_and_must_be_positive() {
         "name: base\ndescription: d\nnetwork:\n  allow: [a.example]\n  max_connections: 100\n",
     );
     let p = load_file(&base).unwrap();
-    assert_eq!(p.network.max_connections(), 100);
+    assert_eq!(p.network().max_connections(), 100);
     // A child that does not write it keeps the parent's; one that does wins.
     let child = files.write(
         "child.yml",
         "name: child\ndescription: d\nextends: base.yml\nnetwork:\n  allow: [b.example]\n",
     );
-    assert_eq!(load_file(&child).unwrap().network.max_connections(), 100);
+    assert_eq!(load_file(&child).unwrap().network().max_connections(), 100);
     let wins = files.write(
         "wins.yml",
         "name: wins\ndescription: d\nextends: base.yml\nnetwork:\n  max_connections: 8\n",
     );
-    assert_eq!(load_file(&wins).unwrap().network.max_connections(), 8);
+    assert_eq!(load_file(&wins).unwrap().network().max_connections(), 8);
     // Unwritten anywhere: the default.
     let p = load(&with_network("  allow: [a.example]\n")).unwrap();
-    assert_eq!(p.network.max_connections, None);
-    assert_eq!(p.network.max_connections(), 4096);
+    assert_eq!(p.network().max_connections, None);
+    assert_eq!(p.network().max_connections(), 4096);
     for bad in ["0", "-1", "many", "1.5", "4294967296"] {
         assert_eq!(
             err(&with_network(&format!("  max_connections: {bad}\n"))),

@@ -628,7 +628,7 @@ print('flood sent', sent, 'answered', answered)
     assert!(
         limited
             .iter()
-            .all(|e| e["limit"] == 1000 && e["burst"] == 2000)
+            .all(|e| e["class"] == "not_allowed" && e["limit"] == 1000 && e["burst"] == 2000)
     );
 }
 

@@ -91,35 +91,40 @@ landlock:
 fn the_documented_example_parses_and_resolves() {
     let (r, file) = load_text(FULL);
     let p = r.unwrap();
-    assert_eq!(p.name, "full");
-    assert_eq!(p.description, "one line");
-    assert_eq!(p.source, file);
+    assert_eq!(p.name(), "full");
+    assert_eq!(p.description(), "one line");
+    assert_eq!(p.source(), file);
     let rw: Vec<&str> = p
-        .filesystem
+        .filesystem()
         .read_write
         .iter()
         .map(|t| t.raw.as_str())
         .collect();
     // Parent's entries first; $WORKSPACE from both is kept once.
     assert_eq!(rw, ["$WORKSPACE", "$HOME/.cargo/registry"]);
-    assert_eq!(p.filesystem.read_only[0].raw, "$WORKSPACE/.git");
-    assert_eq!(p.filesystem.read_only[0].key, "filesystem.read_only[0]");
-    assert_eq!(p.filesystem.read_only[0].at.line, 6);
-    assert!(p.filesystem.hidden.iter().any(|t| t.raw == "$HOME/.gnupg"));
+    assert_eq!(p.filesystem().read_only[0].raw, "$WORKSPACE/.git");
+    assert_eq!(p.filesystem().read_only[0].key, "filesystem.read_only[0]");
+    assert_eq!(p.filesystem().read_only[0].at.line, 6);
+    assert!(
+        p.filesystem()
+            .hidden
+            .iter()
+            .any(|t| t.raw == "$HOME/.gnupg")
+    );
     assert_eq!(
-        p.filesystem
+        p.filesystem()
             .hidden
             .iter()
             .filter(|t| t.raw == "$HOME/.ssh")
             .count(),
         1
     );
-    assert_eq!(p.network.mode, NetworkMode::None);
-    assert!(p.env.pass.contains(&EnvPattern::Prefix("GITHUB_".into())));
-    assert!(p.env.pass.contains(&EnvPattern::Exact("CI".into())));
-    assert_eq!(p.env.set["LANG"], "C.UTF-8");
-    assert_eq!(p.process.timeout, Some(Duration::from_secs(1800)));
-    let l = &p.process.limits;
+    assert_eq!(p.network().mode, NetworkMode::None);
+    assert!(p.env().pass.contains(&EnvPattern::Prefix("GITHUB_".into())));
+    assert!(p.env().pass.contains(&EnvPattern::Exact("CI".into())));
+    assert_eq!(p.env().set["LANG"], "C.UTF-8");
+    assert_eq!(p.process().timeout, Some(Duration::from_secs(1800)));
+    let l = &p.process().limits;
     assert_eq!(l.open_files, Some(4096));
     assert_eq!(l.file_size, Some(1 << 30));
     assert_eq!(l.processes, Some(512));
@@ -130,7 +135,7 @@ fn the_documented_example_parses_and_resolves() {
     assert_eq!(l.pids, Some(256));
     assert_eq!(l.cpu_millis, Some(1500));
     assert_eq!(l.enforce, Some(Enforce::BestEffort));
-    assert_eq!(p.landlock.min_abi, Some(4));
+    assert_eq!(p.landlock().min_abi, Some(4));
 
     let r = p.resolve(&vars()).unwrap();
     assert_eq!(
@@ -284,14 +289,14 @@ fn env_patterns() {
     let (r, _) = load_text("name: x\ndescription: d\nenv:\n  pass: [GITHUB_*, CI]\n");
     let p = r.unwrap();
     assert_eq!(
-        p.env.pass,
+        p.env().pass,
         [
             EnvPattern::Prefix("GITHUB_".into()),
             EnvPattern::Exact("CI".into())
         ]
     );
-    assert!(p.env.pass[0].matches("GITHUB_SHA"));
-    assert!(!p.env.pass[0].matches("GITHUB"));
+    assert!(p.env().pass[0].matches("GITHUB_SHA"));
+    assert!(!p.env().pass[0].matches("GITHUB"));
 }
 
 #[test]
@@ -518,20 +523,20 @@ fn extends_builtin_merges() {
     );
     let p = r.unwrap();
     let base = load_builtin("default").unwrap();
-    assert_eq!(p.name, "cargo");
-    assert_eq!(p.description, "d");
-    assert_eq!(p.filesystem.read_write.len(), 2);
-    assert_eq!(p.filesystem.read_write[0].raw, "$WORKSPACE");
-    assert_eq!(p.filesystem.hidden, base.filesystem.hidden);
+    assert_eq!(p.name(), "cargo");
+    assert_eq!(p.description(), "d");
+    assert_eq!(p.filesystem().read_write.len(), 2);
+    assert_eq!(p.filesystem().read_write[0].raw, "$WORKSPACE");
+    assert_eq!(p.filesystem().hidden, base.filesystem().hidden);
     // CI is not repeated; CARGO_* comes after the parent's patterns.
-    assert_eq!(p.env.pass.len(), base.env.pass.len() + 1);
+    assert_eq!(p.env().pass.len(), base.env().pass.len() + 1);
     assert_eq!(
-        p.env.pass.last(),
+        p.env().pass.last(),
         Some(&EnvPattern::Prefix("CARGO_".into()))
     );
-    assert_eq!(p.process.timeout, Some(Duration::from_secs(5400)));
+    assert_eq!(p.process().timeout, Some(Duration::from_secs(5400)));
     // Child's scalar overrides the parent's.
-    assert_eq!(p.process.limits.core_size, Some(1 << 20));
+    assert_eq!(p.process().limits.core_size, Some(1 << 20));
 }
 
 #[test]
@@ -546,7 +551,7 @@ fn cgroup_limits_merge_key_by_key_through_extends() {
         "name: child\ndescription: d\nextends: base.yml\nprocess:\n  limits:\n    pids: 50\n    cpu: 0.5\n    enforce: best-effort\n",
     );
     let p = load_file(&child).unwrap();
-    let l = &p.process.limits;
+    let l = &p.process().limits;
     assert_eq!(l.memory, Some(1 << 30));
     assert_eq!(l.pids, Some(50));
     assert_eq!(l.cpu_millis, Some(500));
@@ -555,7 +560,7 @@ fn cgroup_limits_merge_key_by_key_through_extends() {
     // The built-ins set none: no built-in profile needs a cgroup.
     for (name, _) in builtins() {
         assert!(
-            !load_builtin(name).unwrap().process.limits.needs_cgroup(),
+            !load_builtin(name).unwrap().process().limits.needs_cgroup(),
             "{name}"
         );
     }
@@ -573,8 +578,8 @@ fn builtins_load_and_resolve() {
     let default = load_builtin("default").unwrap();
     for (name, _) in &list {
         let p = load_builtin(name).unwrap();
-        assert_eq!(p.name, *name);
-        assert_eq!(p.source, format!("builtin:{name}"));
+        assert_eq!(p.name(), *name);
+        assert_eq!(p.source(), format!("builtin:{name}"));
         assert_eq!(load(name).unwrap(), p);
         let r = p.resolve(&vars()).unwrap();
         // Everything extends default: its workspace first, its hidden credentials kept.
@@ -597,12 +602,12 @@ fn builtins_load_and_resolve() {
         assert_eq!(r.process().limits.core_size, Some(0));
         // default's list first; the package-manager profiles add their tools' settings.
         assert_eq!(
-            r.env_pass()[..default.env.pass.len()],
-            default.env.pass[..],
+            r.env_pass()[..default.env().pass.len()],
+            default.env().pass[..],
             "{name}"
         );
         if ["default", "offline", "github", "codecov", "apt"].contains(name) {
-            assert_eq!(r.env_pass(), default.env.pass, "{name}");
+            assert_eq!(r.env_pass(), default.env().pass, "{name}");
         }
         assert!(r.env_pass().contains(&EnvPattern::Prefix("LC_".into())));
         assert!(!r.env_pass().iter().any(|p| p.matches("GITHUB_TOKEN")));
@@ -675,7 +680,7 @@ fn builtin_host_lists() {
     let hosts = |name: &str| -> Vec<String> {
         load_builtin(name)
             .unwrap()
-            .network
+            .network()
             .allow
             .iter()
             .map(|r| r.text.clone())
@@ -786,18 +791,18 @@ fn builtin_host_lists() {
     );
 
     // The decisions the proxy will get for them.
-    let cargo = load_builtin("cargo").unwrap().network;
+    let cargo = load_builtin("cargo").unwrap().network().clone();
     assert!(cargo.decide_name("index.crates.io", 443).is_allowed());
     assert!(!cargo.decide_name("crates.io", 443).is_allowed());
     assert!(!cargo.decide_name("index.crates.io", 80).is_allowed());
-    let apt = load_builtin("apt").unwrap().network;
+    let apt = load_builtin("apt").unwrap().network().clone();
     assert!(apt.decide_name("azure.archive.ubuntu.com", 80).is_allowed());
     assert!(apt.decide_name("archive.ubuntu.com", 80).is_allowed());
     assert!(
         !apt.decide_name("evil-archive.ubuntu.com.example", 80)
             .is_allowed()
     );
-    let codecov = load_builtin("codecov").unwrap().network;
+    let codecov = load_builtin("codecov").unwrap().network().clone();
     assert!(!codecov.decide_name("github.com", 443).is_allowed());
     assert_eq!(
         codecov.dns_allowed("ingest.codecov.io").as_deref(),
@@ -815,7 +820,7 @@ fn load_spec_chooses_builtin_or_file() {
     );
     let files = Files::new();
     let p = files.write("mine.yaml", "name: mine\ndescription: d\n");
-    assert_eq!(load(p.to_str().unwrap()).unwrap().name, "mine");
+    assert_eq!(load(p.to_str().unwrap()).unwrap().name(), "mine");
     let e = load("/nonexistent/x.yml").unwrap_err().to_string();
     assert!(e.starts_with("/nonexistent/x.yml: cannot read:"), "{e}");
 }

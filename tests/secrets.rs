@@ -48,7 +48,7 @@ fn secrets_and_scrub_parse_into_the_model() {
     let p = profile(&format!(
         "{HEAD}network:\n  allow: [codecov.io, Uploader.Example.com]\nsecrets:\n  NPM_TOKEN: {{}}\n  SENTRY_DSN: {{ optional: true }}\n  CODECOV_TOKEN: {{ broker: [codecov.io, CODECOV.IO., uploader.example.com] }}\n  BARE:\nenv:\n  pass: [NPM_*]\n  scrub: [MY_DEPLOY_KEY, MY_DEPLOY_KEY, OTHER]\n"
     ));
-    let got: Vec<_> = p.secrets.iter().map(decl_summary).collect();
+    let got: Vec<_> = p.secrets().iter().map(decl_summary).collect();
     assert_eq!(
         got,
         vec![
@@ -63,18 +63,18 @@ fn secrets_and_scrub_parse_into_the_model() {
             ("BARE".into(), false, vec![], 9),
         ]
     );
-    assert_eq!(p.secrets[0].key, "secrets.NPM_TOKEN");
-    assert_eq!(p.secrets[0].at.column, 3);
-    assert!(p.secrets[2].is_brokered());
-    assert!(!p.secrets[0].is_brokered());
-    assert_eq!(p.env.scrub, ["MY_DEPLOY_KEY", "OTHER"]);
+    assert_eq!(p.secrets()[0].key, "secrets.NPM_TOKEN");
+    assert_eq!(p.secrets()[0].at.column, 3);
+    assert!(p.secrets()[2].is_brokered());
+    assert!(!p.secrets()[0].is_brokered());
+    assert_eq!(p.env().scrub, ["MY_DEPLOY_KEY", "OTHER"]);
 }
 
 #[test]
 fn no_secrets_section_means_none() {
     let p = profile(HEAD);
-    assert!(p.secrets.is_empty());
-    assert!(p.env.scrub.is_empty());
+    assert!(p.secrets().is_empty());
+    assert!(p.env().scrub.is_empty());
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn extends_overrides_declarations_by_name_and_concatenates_scrub() {
     );
     let p = load_file(&child).unwrap();
     let got: Vec<_> = p
-        .secrets
+        .secrets()
         .iter()
         .map(|d| {
             (
@@ -104,7 +104,7 @@ fn extends_overrides_declarations_by_name_and_concatenates_scrub() {
         got,
         [("A", false, false), ("B", false, true), ("C", true, true)]
     );
-    assert_eq!(p.env.scrub, ["X", "Y", "Z"]);
+    assert_eq!(p.env().scrub, ["X", "Y", "Z"]);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn a_declared_secret_may_also_match_env_pass() {
     let p = profile(&format!(
         "{HEAD}env:\n  pass: [NPM_*, NPM_TOKEN]\nsecrets:\n  NPM_TOKEN: {{}}\n"
     ));
-    assert_eq!(p.secrets.len(), 1);
+    assert_eq!(p.secrets().len(), 1);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn broker_places_parse_into_the_model() {
         "{HEAD}network:\n  allow: [api.example.com, b.example.com]\nsecrets:\n  LIST: {{ broker: [api.example.com] }}\n  MAP:\n    broker:\n      hosts: [api.example.com, B.example.com.]\n      in: [\"header:X-Api-Key\", \"query:token\", body, \"header:x-api-key\", \"header:Authorization\"]\n  HOSTS_ONLY: {{ broker: {{ hosts: [b.example.com] }} }}\n  PLAIN: {{}}\n"
     ));
     let places: Vec<(&str, Vec<String>, Vec<BrokerPlace>)> = p
-        .secrets
+        .secrets()
         .iter()
         .map(|d| (d.name.as_str(), d.broker.clone(), d.broker_in.clone()))
         .collect();
@@ -215,7 +215,7 @@ fn broker_places_parse_into_the_model() {
         ]
     );
     assert_eq!(
-        p.secrets[1]
+        p.secrets()[1]
             .broker_in
             .iter()
             .map(|b| b.to_string())
@@ -336,7 +336,7 @@ fn a_child_may_add_the_rule_a_parents_broker_needs() {
         "name: child\ndescription: c\nextends: ./base.yml\nnetwork:\n  allow: [codecov.io]\n",
     );
     let p = load_file(&child).unwrap();
-    assert_eq!(p.secrets[0].broker, ["codecov.io"]);
+    assert_eq!(p.secrets()[0].broker, ["codecov.io"]);
 }
 
 #[test]
@@ -395,7 +395,9 @@ fn load_file_reads_a_pipe_once() {
 }
 
 fn decls(text: &str) -> Vec<SecretDecl> {
-    profile(&format!("{HEAD}secrets:\n{text}")).secrets
+    profile(&format!("{HEAD}secrets:\n{text}"))
+        .secrets()
+        .to_vec()
 }
 
 fn env(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -235,14 +235,28 @@ pub struct FileCommand {
 /// more than its rate limit allows: one record a second while it lasts, and one at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsLimited {
+    /// Whose budget refused them: names the profile allows, or every other name. Records
+    /// written before the field existed read as `not_allowed` (they quoted that budget).
+    #[serde(default)]
+    pub class: DnsClass,
     /// Queries refused since the last such record.
     pub refused: u64,
     /// From the first of them to this record.
     pub duration_ms: u64,
-    /// Queries a second allowed, sustained, for allowed names and for other names each.
+    /// Queries a second allowed, sustained, to this class of names.
     pub limit: u32,
-    /// Queries allowed at once.
+    /// Queries of this class allowed at once.
     pub burst: u32,
+}
+
+/// The DNS stub's two rate-limit budgets: names the profile allows, and every other name (or
+/// a name carrying a secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsClass {
+    Allowed,
+    #[default]
+    NotAllowed,
 }
 
 /// The outcome of a policy decision.

@@ -28,9 +28,9 @@ pub mod writer;
 pub use aggregate::Aggregate;
 pub use error::AuditError;
 pub use event::{
-    Close, Connect, Decision, Dns, DnsLimited, DnsTransport, Event, FileCommand, Http, NameSource,
-    Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION, SecretLeak, SecretReflected, StepEnd, StepStart,
-    Via, format_timestamp, sanitize_url,
+    Close, Connect, Decision, Dns, DnsClass, DnsLimited, DnsTransport, Event, FileCommand, Http,
+    NameSource, Protocol, Record, SCHEMA_NAME, SCHEMA_VERSION, SecretLeak, SecretReflected,
+    StepEnd, StepStart, Via, format_timestamp, sanitize_url,
 };
 pub use suggest::suggest;
 pub use suggest_policy::suggest_policy;

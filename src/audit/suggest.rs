@@ -75,7 +75,7 @@ fn render(agg: &Aggregate<'_>, name: &str, extends: &str) -> String {
     let parent_allows = |host: &str, port: u16| {
         parent
             .as_ref()
-            .is_some_and(|p| p.network.decide_name(host, port).is_allowed())
+            .is_some_and(|p| p.network().decide_name(host, port).is_allowed())
     };
     let audit_runs: BTreeSet<&str> = agg
         .steps

@@ -79,7 +79,7 @@ pub fn suggest_policy(records: &[Record]) -> Result<String, NoCiSteps> {
         let builtin = crate::policy::load_builtin(&seen.profile).ok();
         let entry = if !network {
             match &builtin {
-                Some(p) if p.network.mode == crate::policy::model::NetworkMode::None => {
+                Some(p) if p.network().mode == crate::policy::model::NetworkMode::None => {
                     seen.profile.clone()
                 }
                 _ => {

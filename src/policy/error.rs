@@ -192,6 +192,11 @@ pub enum PolicyError {
         available: Vec<String>,
     },
 
+    /// A profile meant to narrow another asks for more than it (`repository_policy: narrow`):
+    /// `place` is the repository's rule (`file:line:col`) or file.
+    #[error("{place}: {what}")]
+    Wider { place: String, what: String },
+
     /// `stepjail check` could not tell what kind of file this is.
     #[error("{file}: {message}")]
     UnknownFileKind { file: String, message: String },
@@ -281,6 +286,7 @@ impl PolicyError {
             | PolicyError::ExtendsCycle { .. }
             | PolicyError::ExtendsTooDeep { .. }
             | PolicyError::UnknownBuiltin { .. }
+            | PolicyError::Wider { .. }
             | PolicyError::UnknownFileKind { .. } => None,
         }
     }

@@ -311,20 +311,91 @@ pub struct LandlockPolicy {
     pub min_abi: Option<u32>,
 }
 
+/// A checked profile: what a file (or the built-in set) says, `extends` merged, every rule
+/// checked.
+///
+/// Sealed: the fields are private to `policy`, so a value exists only as loading made it
+/// ([`crate::policy::load`] and the policy-file readers) or as one of the named operations of
+/// `policy::amend` derived it from such a value, each re-checking what it changes. Everything
+/// else reads it through the accessors, named like the fields.
+///
+/// ```compile_fail,E0616
+/// let mut p = stepjail::policy::load_builtin("default").unwrap();
+/// p.network.mode = stepjail::policy::model::NetworkMode::Audit;
+/// ```
+///
+/// ```compile_fail,E0451
+/// let p = stepjail::policy::load_builtin("default").unwrap();
+/// let q = stepjail::policy::model::Profile {
+///     name: "widened".into(),
+///     description: String::new(),
+///     source: String::new(),
+///     filesystem: p.filesystem().clone(),
+///     network: p.network().clone(),
+///     env: p.env().clone(),
+///     process: p.process().clone(),
+///     landlock: p.landlock().clone(),
+///     secrets: Vec::new(),
+/// };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
-    pub name: String,
-    pub description: String,
+    pub(super) name: String,
+    pub(super) description: String,
     /// `builtin:NAME` or the file path.
-    pub source: String,
-    pub filesystem: Filesystem,
-    pub network: Network,
-    pub env: EnvPolicy,
-    pub process: ProcessPolicy,
-    pub landlock: LandlockPolicy,
+    pub(super) source: String,
+    pub(super) filesystem: Filesystem,
+    pub(super) network: Network,
+    pub(super) env: EnvPolicy,
+    pub(super) process: ProcessPolicy,
+    pub(super) landlock: LandlockPolicy,
     /// `secrets:`, in file order, parents' first; a child's entry replaces the parent's entry
     /// of the same name in place.
-    pub secrets: Vec<SecretDecl>,
+    pub(super) secrets: Vec<SecretDecl>,
+}
+
+impl Profile {
+    /// The profile's name (`a&b` for a profile narrowed by another).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+    /// `builtin:NAME` or the file path.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// `filesystem:`, paths still templates.
+    pub fn filesystem(&self) -> &Filesystem {
+        &self.filesystem
+    }
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+    pub fn env(&self) -> &EnvPolicy {
+        &self.env
+    }
+    pub fn process(&self) -> &ProcessPolicy {
+        &self.process
+    }
+    pub fn landlock(&self) -> &LandlockPolicy {
+        &self.landlock
+    }
+    /// `secrets:`, in file order, parents' first.
+    pub fn secrets(&self) -> &[SecretDecl] {
+        &self.secrets
+    }
+}
+
+/// For unit tests elsewhere in the crate that need a profile no file could describe (a
+/// declaration the loader refuses, to test the run's own refusal): a test build only.
+#[cfg(test)]
+impl Profile {
+    pub(crate) fn with_unchecked_secret(mut self, decl: SecretDecl) -> Profile {
+        self.secrets.push(decl);
+        self
+    }
 }
 
 /// Values for the variables a profile may use.
@@ -340,7 +411,33 @@ pub struct Vars {
 ///
 /// Sealed: the fields are private to `policy`, so a value exists only as [`Profile::resolve`]
 /// made it (checked on the expanded paths) and, for one run, [`ResolvedProfile::with_run`]
-/// extended it. Everything else reads it through the accessors, named like the fields.
+/// extended it (the paths it adds checked by the same rules). Everything else reads it through
+/// the accessors, named like the fields.
+///
+/// ```compile_fail,E0616
+/// fn widen(p: &mut stepjail::policy::model::ResolvedProfile) {
+///     p.read_write.push("/".into());
+/// }
+/// ```
+///
+/// ```compile_fail,E0451
+/// fn forge(p: &stepjail::policy::model::ResolvedProfile) -> stepjail::policy::model::ResolvedProfile {
+///     stepjail::policy::model::ResolvedProfile {
+///         name: p.name().to_string(),
+///         read_write: vec!["/".into()],
+///         read_only: Vec::new(),
+///         hidden: Vec::new(),
+///         network: p.network().clone(),
+///         env_pass: Vec::new(),
+///         env_set: Default::default(),
+///         process: p.process().clone(),
+///         landlock: p.landlock().clone(),
+///         secrets: Vec::new(),
+///         env_scrub: Vec::new(),
+///         files: Vec::new(),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedProfile {
     pub(super) name: String,
@@ -462,23 +559,6 @@ impl ResolvedProfile {
     pub fn files(&self) -> &[(PathBuf, String)] {
         &self.files
     }
-
-    /// This profile with what one run adds: a new value, built once, which the run then only
-    /// reads (nothing patches a resolved profile field by field).
-    pub fn with_run(self, add: RunAdditions) -> ResolvedProfile {
-        let mut p = self;
-        p.hidden.extend(add.hidden);
-        p.env_pass
-            .extend(add.pass.into_iter().map(EnvPattern::Exact));
-        p.env_set.extend(add.set);
-        p.env_scrub.extend(add.scrub);
-        if let Some(mode) = add.mode {
-            p.network.mode = mode;
-        }
-        p.read_only.extend(add.read_only);
-        p.read_write.extend(add.read_write);
-        p
-    }
 }
 
 #[cfg(test)]
@@ -502,15 +582,18 @@ mod tests {
             env_scrub: vec!["S".into()],
             files: vec![],
         };
-        let p = base.clone().with_run(RunAdditions {
-            hidden: vec!["/state".into()],
-            pass: vec!["GITHUB_ENV".into()],
-            set: vec![("A".into(), "2".into())],
-            scrub: vec!["T".into()],
-            mode: Some(NetworkMode::Audit),
-            read_only: vec!["/ws/log".into()],
-            read_write: vec!["/ws/logs".into()],
-        });
+        let p = base
+            .clone()
+            .with_run(RunAdditions {
+                hidden: vec!["/state".into()],
+                pass: vec!["GITHUB_ENV".into()],
+                set: vec![("A".into(), "2".into())],
+                scrub: vec!["T".into()],
+                mode: Some(NetworkMode::Audit),
+                read_only: vec!["/ws/log".into()],
+                read_write: vec!["/ws/logs".into()],
+            })
+            .unwrap();
         assert_eq!(p.hidden, ["/h", "/state"].map(std::path::PathBuf::from));
         assert_eq!(p.env_pass, [EnvPattern::Exact("GITHUB_ENV".into())]);
         assert_eq!(p.env_set["A"], "2");
@@ -521,7 +604,10 @@ mod tests {
             p.read_write,
             ["/ws", "/ws/logs"].map(std::path::PathBuf::from)
         );
-        assert_eq!(base.clone().with_run(RunAdditions::default()), base);
+        assert_eq!(
+            base.clone().with_run(RunAdditions::default()).unwrap(),
+            base
+        );
     }
 
     #[test]

@@ -65,9 +65,9 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
         (Some(_), None) => dns::Class::Allowed,
         _ => dns::Class::NotAllowed,
     };
-    let (within, report) = engine.dns_limit.check(class, std::time::Instant::now());
-    if let Some(r) = report {
-        say_limited(engine, &r);
+    let (within, reports) = engine.dns_limit.check(class, std::time::Instant::now());
+    for r in reports.iter().flatten() {
+        say_limited(engine, r);
     }
     if !within {
         return Some(dns::refused(msg));
@@ -191,28 +191,38 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
     }
 }
 
-/// Says the queries refused over the rate limit: one stderr line and one `dns_limited` record.
+/// Says the queries refused over one class's rate limit: one stderr line and one `dns_limited`
+/// record, quoting the budget that refused them.
 fn say_limited(engine: &Engine, r: &dns::Report) {
+    let (limit, burst) = r.class.limits();
+    let (class, names) = match r.class {
+        dns::Class::Allowed => (audit::DnsClass::Allowed, "names the profile allows"),
+        dns::Class::NotAllowed => (audit::DnsClass::NotAllowed, "other names"),
+    };
     eprintln!(
-        "stepjail: refused {} DNS queries in {:.1}s over the step's limit ({} a second, bursts of {}); not logged one by one (profile '{}')",
+        "stepjail: refused {} DNS queries in {:.1}s over the step's limit for {names} ({limit} a second, bursts of {burst}); not logged one by one (profile '{}')",
         r.refused,
         r.duration.as_secs_f64(),
-        dns::RATE,
-        dns::BURST,
         engine.profile
     );
     engine.log(Event::DnsLimited(audit::DnsLimited {
+        class,
         refused: r.refused,
         duration_ms: r.duration.as_millis() as u64,
-        limit: dns::RATE,
-        burst: dns::BURST,
+        limit,
+        burst,
     }));
 }
 
 /// Says the refusals over the rate limit not said yet: the proxy is stopping.
 pub fn flush_limited(engine: &Engine) {
-    if let Some(r) = engine.dns_limit.flush(std::time::Instant::now()) {
-        say_limited(engine, &r);
+    for r in engine
+        .dns_limit
+        .flush(std::time::Instant::now())
+        .iter()
+        .flatten()
+    {
+        say_limited(engine, r);
     }
 }
 
@@ -499,6 +509,40 @@ mod tests {
         let text = String::from_utf8(mem.bytes()).unwrap();
         flush_limited(&e);
         assert_eq!(String::from_utf8(mem.bytes()).unwrap(), text);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_an_allowed_name_quotes_the_allowed_names_budget() {
+        let (log, mem) = AuditLog::memory("t");
+        let mut e = engine(&[]);
+        e.audit = log;
+        // The allowed names' bucket emptied (its clock starts in an hour: no refill).
+        let later = std::time::Instant::now() + Duration::from_secs(3600);
+        e.dns_limit = dns::Limiter::new(later);
+        while e.dns_limit.check(dns::Class::Allowed, later).0 {}
+        // That loop's last query was refused, and so is the step's.
+        assert_eq!(ask(&e, "hostsonly.test", 1).await.0, Rcode::Refused);
+        // The other names' budget is untouched.
+        assert_eq!(ask(&e, "x.flood.test", 1).await.0, Rcode::NxDomain);
+        flush_limited(&e);
+        let limited: Vec<audit::DnsLimited> = mem
+            .records()
+            .into_iter()
+            .filter_map(|r| match r.event {
+                Event::DnsLimited(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            limited,
+            [audit::DnsLimited {
+                class: audit::DnsClass::Allowed,
+                refused: 2,
+                duration_ms: limited[0].duration_ms,
+                limit: 100_000,
+                burst: 100_000,
+            }]
+        );
     }
 
     /// A resolver on a local port answering every query with 192.0.2.20 and 10.0.0.1 (TTL 60);

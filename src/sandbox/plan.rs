@@ -120,31 +120,64 @@ pub enum Rlimit {
 }
 
 /// Everything the sandbox needs to know to run one step.
+///
+/// Sealed: the fields are private to `sandbox` (whose child and supervisor carry the plan out),
+/// so a plan exists only as [`Draft::finish`] made it from the resolved profile, the host's
+/// facts and its [`Extras`] (the secrets, the CA, the cgroup's name); nothing patches it after.
+/// Everything else reads it through the accessors, named like the fields.
+///
+/// ```compile_fail,E0616
+/// fn widen(plan: &mut stepjail::sandbox::plan::Plan) {
+///     plan.writable.push("/".into());
+/// }
+/// ```
+///
+/// ```compile_fail,E0451
+/// fn forge(argv: Vec<String>, identity: stepjail::sandbox::plan::Identity) -> stepjail::sandbox::plan::Plan {
+///     stepjail::sandbox::plan::Plan {
+///         profile_name: "forged".into(),
+///         identity,
+///         hostname: "h".into(),
+///         sources: Vec::new(),
+///         mounts: Vec::new(),
+///         writable: vec!["/".into()],
+///         landlock: Default::default(),
+///         env: Vec::new(),
+///         cwd: "/".into(),
+///         argv,
+///         rlimits: Vec::new(),
+///         cgroup: None,
+///         timeout: None,
+///         egress: true,
+///         merge_output: false,
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub profile_name: String,
-    pub identity: Identity,
-    pub hostname: String,
+    pub(super) profile_name: String,
+    pub(super) identity: Identity,
+    pub(super) hostname: String,
     /// Paths to open (O_PATH) before the first mount, referred to by index from `mounts`.
-    pub sources: Vec<PathBuf>,
-    pub mounts: Vec<MountOp>,
+    pub(super) sources: Vec<PathBuf>,
+    pub(super) mounts: Vec<MountOp>,
     /// Paths the step may write (landlock rules, in addition to /tmp and /dev/shm).
-    pub writable: Vec<PathBuf>,
-    pub landlock: LandlockPolicy,
-    pub env: Vec<(String, String)>,
-    pub cwd: PathBuf,
-    pub argv: Vec<String>,
-    pub rlimits: Rlimits,
+    pub(super) writable: Vec<PathBuf>,
+    pub(super) landlock: LandlockPolicy,
+    pub(super) env: Vec<(String, String)>,
+    pub(super) cwd: PathBuf,
+    pub(super) argv: Vec<String>,
+    pub(super) rlimits: Rlimits,
     /// The step's cgroup limits (memory, pids, cpu), when the profile sets any.
-    pub cgroup: Option<super::cgroup::Request>,
-    pub timeout: Option<Duration>,
+    pub(super) cgroup: Option<super::cgroup::Request>,
+    pub(super) timeout: Option<Duration>,
     /// Whether the step gets the egress proxy (a TUN device, the proxy and DNS listeners);
     /// without it the network namespace holds only `lo`.
-    pub egress: bool,
+    pub(super) egress: bool,
     /// When output is filtered: the step's stderr goes into the same pipe as its stdout, so one
     /// masker sees one stream (a value split across the two is still one value). For CI steps,
     /// whose runner merges both into one log anyway.
-    pub merge_output: bool,
+    pub(super) merge_output: bool,
 }
 
 /// Facts about the host the plan depends on, gathered before the sandbox exists.
@@ -192,6 +225,11 @@ pub struct Extras {
     pub ca: Option<TrustedCa>,
     /// See [`Plan::merge_output`].
     pub merge_output: bool,
+    /// The run's id: the step's cgroup (when the profile sets cgroup limits) is named
+    /// `stepjail-<run id>`, so a leftover names its run. Empty: a name made of the time and pid.
+    pub run_id: String,
+    /// The profile's source (`builtin:NAME` or its file), for a cgroup refusal to point at.
+    pub source: String,
 }
 
 /// A CA bundle the step sees at `bundle` (covered inside the sandbox only) holding `content`:
@@ -229,11 +267,73 @@ impl Draft {
             plan.trust_ca(ca.bundle, ca.content);
         }
         plan.merge_output = extras.merge_output;
+        if let Some(req) = plan.cgroup.as_mut() {
+            if !extras.run_id.is_empty() {
+                req.name = format!("{}{}", super::cgroup::PREFIX, extras.run_id);
+            }
+            req.source = extras.source;
+        }
         plan
     }
 }
 
 impl Plan {
+    /// The profile's name, for messages and audit records.
+    pub fn profile_name(&self) -> &str {
+        &self.profile_name
+    }
+    /// Who the step runs as.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+    /// Paths opened (O_PATH) before the first mount, referred to by index from `mounts`.
+    pub fn sources(&self) -> &[PathBuf] {
+        &self.sources
+    }
+    /// The mount operations, in order.
+    pub fn mounts(&self) -> &[MountOp] {
+        &self.mounts
+    }
+    /// Paths the step may write (landlock rules, in addition to /tmp and /dev/shm).
+    pub fn writable(&self) -> &[PathBuf] {
+        &self.writable
+    }
+    pub fn landlock(&self) -> &LandlockPolicy {
+        &self.landlock
+    }
+    /// The step's whole environment, secrets included.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+    /// The command; never empty.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+    pub fn rlimits(&self) -> &Rlimits {
+        &self.rlimits
+    }
+    /// The step's cgroup limits (memory, pids, cpu), when the profile sets any.
+    pub fn cgroup(&self) -> Option<&super::cgroup::Request> {
+        self.cgroup.as_ref()
+    }
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+    /// Whether the step gets the egress proxy.
+    pub fn egress(&self) -> bool {
+        self.egress
+    }
+    /// Whether the step's stderr goes into its stdout's pipe.
+    pub fn merge_output(&self) -> bool {
+        self.merge_output
+    }
+
     /// The plan for running `argv` under `profile`, with the step's secrets and trusted CA.
     pub fn build(
         profile: &ResolvedProfile,
@@ -871,10 +971,12 @@ mod tests {
             &["/ws/env.txt", "/home/u/.ssh/env.txt", "/rt/cmd/env"],
         );
         let build = |file: &str, hidden: &[&str]| {
-            let p = profile().with_run(RunAdditions {
-                hidden: hidden.iter().map(PathBuf::from).collect(),
-                ..RunAdditions::default()
-            });
+            let p = profile()
+                .with_run(RunAdditions {
+                    hidden: hidden.iter().map(PathBuf::from).collect(),
+                    ..RunAdditions::default()
+                })
+                .unwrap();
             let sk = Skeleton {
                 dir: Some("/rt".into()),
                 read_write: vec![file.into()],
@@ -1023,10 +1125,12 @@ mod tests {
         };
         assert_eq!(cwd(&h), PathBuf::from("/ws"));
         // Inside a writable bind under /tmp, the directory is there: it stays.
-        let p = profile().with_run(RunAdditions {
-            read_write: vec!["/tmp/checkout".into()],
-            ..RunAdditions::default()
-        });
+        let p = profile()
+            .with_run(RunAdditions {
+                read_write: vec!["/tmp/checkout".into()],
+                ..RunAdditions::default()
+            })
+            .unwrap();
         h.kinds.insert("/tmp/checkout".into(), HiddenKind::Dir);
         let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
         assert_eq!(plan.cwd, PathBuf::from("/tmp/checkout"));
@@ -1103,10 +1207,12 @@ mod tests {
             )
         );
         // Writable shims (a profile that allows it) or no pyenv: nothing set.
-        let p = profile().with_run(RunAdditions {
-            read_write: vec!["/home/u/.pyenv".into()],
-            ..RunAdditions::default()
-        });
+        let p = profile()
+            .with_run(RunAdditions {
+                read_write: vec!["/home/u/.pyenv".into()],
+                ..RunAdditions::default()
+            })
+            .unwrap();
         h.kinds.insert("/home/u/.pyenv".into(), HiddenKind::Dir);
         h.env = vec![("PATH".into(), "/home/u/.pyenv/shims:/usr/bin".into())];
         let plan = build(&p, ident(), Path::new("/ws"), vec!["true".into()], &h).unwrap();
@@ -1131,6 +1237,7 @@ mod tests {
                     content: "pem".into(),
                 }),
                 merge_output: true,
+                ..Extras::default()
             },
         )
         .unwrap();
@@ -1161,6 +1268,41 @@ mod tests {
         assert!(!bare.env.iter().any(|(k, _)| k == "TOKEN"));
         assert!(!bare.merge_output);
         assert_eq!(bare.mounts.len(), n - 1);
+    }
+
+    #[test]
+    fn extras_name_the_steps_cgroup_after_the_run() {
+        let mut limited = parts();
+        limited.process.limits.memory = Some(1 << 30);
+        let draft = |p: ResolvedParts| {
+            Plan::draft(
+                &p.into(),
+                ident(),
+                Path::new("/ws"),
+                vec!["true".into()],
+                &host(),
+                None,
+            )
+            .unwrap()
+        };
+        let plan = draft(limited.clone()).finish(Extras {
+            run_id: "19a2b-3c".into(),
+            source: "/p/ci.yml".into(),
+            ..Extras::default()
+        });
+        let req = plan.cgroup().unwrap();
+        assert_eq!(req.name, "stepjail-19a2b-3c");
+        assert_eq!(req.source, "/p/ci.yml");
+        assert_eq!(req.memory, Some(1 << 30));
+        // Without a run id, a name of its own; without limits, no cgroup.
+        let plan = draft(limited).finish(Extras::default());
+        assert!(plan.cgroup().unwrap().name.starts_with("stepjail-"));
+        assert_ne!(plan.cgroup().unwrap().name, "stepjail-");
+        let plan = draft(parts()).finish(Extras {
+            run_id: "19a2b-3c".into(),
+            ..Extras::default()
+        });
+        assert_eq!(plan.cgroup(), None);
     }
 
     #[test]

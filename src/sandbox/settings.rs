@@ -764,10 +764,12 @@ mod tests {
 
     #[test]
     fn a_dropped_setting_is_named_with_the_key_that_passes_it() {
-        let online = profile("default").with_run(RunAdditions {
-            mode: Some(NetworkMode::Audit),
-            ..RunAdditions::default()
-        });
+        let online = profile("default")
+            .with_run(RunAdditions {
+                mode: Some(NetworkMode::Audit),
+                ..RunAdditions::default()
+            })
+            .unwrap();
         let f = run(
             &online,
             &[("PIP_INDEX_URL", "https://mirror.corp/simple")],
@@ -954,10 +956,12 @@ mod tests {
               there; add it to filesystem.read_write"
             ]
         );
-        let p = profile("default").with_run(RunAdditions {
-            read_write: vec!["/tmp/missing".into()],
-            ..RunAdditions::default()
-        });
+        let p = profile("default")
+            .with_run(RunAdditions {
+                read_write: vec!["/tmp/missing".into()],
+                ..RunAdditions::default()
+            })
+            .unwrap();
         let f = run(&p, &[], &[]);
         assert_eq!(f.warnings.len(), 1);
         assert!(f.warnings[0].starts_with("filesystem.read_write /tmp/missing does not exist"));

@@ -22,18 +22,15 @@ impl Prepared {
             Some(p) => AuditLog::open(p, &self.run_id).map_err(RunError::AuditLog)?,
             None => AuditLog::disabled(),
         };
-        let mut plan = self.plan;
-        // The step's cgroup carries the run id, so a leftover names its run, and the profile's
-        // source, for a refusal to point at.
-        if let Some(req) = plan.cgroup.as_mut() {
-            req.name = format!("{}{}", sandbox::cgroup::PREFIX, self.run_id);
-            req.source = self.source.clone();
-        }
+        let plan = self.plan;
         if self.verbose {
-            let id = &plan.identity;
+            let id = plan.identity();
             eprintln!(
                 "stepjail: profile {} ({}), step runs as uid {} gid {}",
-                plan.profile_name, self.source, id.uid, id.gid
+                plan.profile_name(),
+                self.source,
+                id.uid,
+                id.gid
             );
             if let Some(up) = &self.upstream {
                 eprintln!("stepjail: allowed connections leave through upstream proxy {up}");
@@ -46,7 +43,7 @@ impl Prepared {
             .map_err(RunError::AuditLog)?;
         let engine = Engine::new(
             self.network,
-            plan.profile_name.clone(),
+            plan.profile_name().to_string(),
             audit.clone(),
             self.resolver,
         )
@@ -76,7 +73,7 @@ impl Prepared {
         // The proxy has stopped: a failure from here on is the end's own.
         let failed_during = audit.first_failure().map(str::to_string);
         let end_written = audit.write(Event::StepEnd(StepEnd {
-            profile: plan.profile_name.clone(),
+            profile: plan.profile_name().to_string(),
             exit_code: code,
             duration_ms: started.elapsed().as_millis() as u64,
             timed_out,
@@ -91,7 +88,7 @@ impl Prepared {
             }
         }
         if outcome.timed_out {
-            let t = plan.timeout.unwrap_or_default();
+            let t = plan.timeout().unwrap_or_default();
             eprintln!(
                 "stepjail: the step timed out after {}s and was killed",
                 t.as_secs_f64()

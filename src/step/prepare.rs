@@ -51,7 +51,7 @@ impl Prepared {
     }
     /// The resolved profile's name.
     pub fn profile_name(&self) -> &str {
-        &self.plan.profile_name
+        self.plan.profile_name()
     }
     /// The network mode the step runs under.
     pub fn mode(&self) -> NetworkMode {
@@ -148,7 +148,7 @@ fn prepare_with(
     let cache = cache_guard(&cache_dirs, &writable).map_err(RunError::ProfileCachePath)?;
     add.hidden.extend(cache.hidden.iter().cloned());
     add.read_write.extend(cache.pinned.iter().cloned());
-    let resolved = base.with_run(add);
+    let resolved = base.with_run(add)?;
     let create_dirs = missing_caches(&identity, &writable, resolved.hidden());
     let secret_values = crate::secrets::resolve(resolved.secrets(), file_secrets.as_ref(), &env)?;
     let mode = resolved.network().mode;
@@ -223,6 +223,8 @@ fn prepare_with(
         // A CI runner keeps one log of both streams: mask them as one, or a value printed half
         // to stdout and half to stderr would be whole in that log.
         merge_output: spec.ci.is_some(),
+        run_id: run_id.clone(),
+        source: spec.profile.source().to_string(),
     });
     let scanner = leak_scanner(&secret_values, &step_values);
     let mask = if spec.no_mask {
@@ -234,9 +236,9 @@ fn prepare_with(
             .collect()
     };
     let start = StepStart {
-        profile: plan.profile_name.clone(),
+        profile: plan.profile_name().to_string(),
         mode,
-        command: plan.argv[0].clone(),
+        command: plan.argv()[0].clone(),
         workspace: workspace.display().to_string(),
         ci_job: spec.ci.as_ref().map(|c| c.job.clone()),
         ci_step: spec.ci.as_ref().map(|c| c.step.clone()),
@@ -244,7 +246,7 @@ fn prepare_with(
     Ok(Prepared {
         run_id,
         plan,
-        source: spec.profile.source.clone(),
+        source: spec.profile.source().to_string(),
         network: resolved.into_network(),
         mode,
         writable,

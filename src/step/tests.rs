@@ -83,13 +83,13 @@ fn a_valid_spec_gives_the_plan_and_creates_nothing() {
     let p = prepare(s, &host(&f)).unwrap();
     assert_eq!(p.profile_name(), "t");
     assert_eq!(p.mode(), crate::policy::model::NetworkMode::Enforce);
-    assert_eq!(p.plan().argv, vec!["true".to_string()]);
-    assert!(p.plan().egress);
+    assert_eq!(p.plan().argv(), vec!["true".to_string()]);
+    assert!(p.plan().egress());
     assert!(!p.run_id().is_empty());
     // The step holds the secret it declared, and its output is masked.
     assert!(
         p.plan()
-            .env
+            .env()
             .iter()
             .any(|(k, v)| k == "TOKEN" && v == "s3cret-value-1234")
     );
@@ -97,18 +97,22 @@ fn a_valid_spec_gives_the_plan_and_creates_nothing() {
     // ~/.npm is missing: described, bound writable in the plan, and not created.
     let npm = f.home.join(".npm");
     assert_eq!(p.create_dirs(), std::slice::from_ref(&npm));
-    assert!(p.plan().writable.contains(&npm), "{:?}", p.plan().writable);
+    assert!(
+        p.plan().writable().contains(&npm),
+        "{:?}",
+        p.plan().writable()
+    );
     assert!(p.writable().contains(&npm));
     // The audit log is a read-only hole in the workspace, its directory pinned; not created.
     let log = f.workspace.join("logs/audit.jsonl");
     assert!(
-        p.plan().mounts.contains(&MountOp::ReadOnly {
+        p.plan().mounts().contains(&MountOp::ReadOnly {
             target: log.clone()
         }),
         "{:?}",
-        p.plan().mounts
+        p.plan().mounts()
     );
-    assert!(p.plan().writable.contains(&f.workspace.join("logs")));
+    assert!(p.plan().writable().contains(&f.workspace.join("logs")));
     assert_eq!(entries(&f.home), Vec::<PathBuf>::new());
     assert_eq!(entries(&f.workspace.join("logs")), Vec::<PathBuf>::new());
     assert!(p.warnings().is_empty(), "{:?}", p.warnings());
@@ -122,7 +126,7 @@ fn the_mode_override_and_no_mask_are_applied() {
     s.no_mask = true;
     let p = prepare(s, &host(&f)).unwrap();
     assert_eq!(p.mode(), crate::policy::model::NetworkMode::None);
-    assert!(!p.plan().egress);
+    assert!(!p.plan().egress());
     assert!(p.mask.is_empty());
 }
 
@@ -150,10 +154,10 @@ fn a_secret_named_like_a_sandbox_variable_is_refused() {
     std::fs::write(&path, values).unwrap();
     s.file_secrets = Some(crate::secrets::load_file(&path).unwrap());
     // Declared by the run, not the profile (the loader refuses such declarations already).
-    let mut resolved_decl = s.profile.clone();
-    resolved_decl
-        .secrets
-        .push(crate::policy::model::SecretDecl {
+    s.profile = s
+        .profile
+        .clone()
+        .with_unchecked_secret(crate::policy::model::SecretDecl {
             name: "HTTPS_PROXY".into(),
             optional: false,
             broker: Vec::new(),
@@ -165,7 +169,6 @@ fn a_secret_named_like_a_sandbox_variable_is_refused() {
             },
             key: String::new(),
         });
-    s.profile = resolved_decl;
     let e = prepare(s, &host(&f)).err().unwrap();
     assert!(
         matches!(e, RunError::SecretSetsItself(ref n) if n == "HTTPS_PROXY"),
@@ -262,20 +265,20 @@ fn a_ci_step_adds_its_hidden_state_and_variables_and_scrubs_the_secrets_file_nam
     h.env.push(("GITHUB_ENV".into(), "/rt/env".into()));
     h.env.push(("UNDECLARED".into(), "zzz-value-9876".into()));
     let p = prepare(s, &h).unwrap();
-    let env = &p.plan().env;
+    let env = p.plan().env();
     assert!(env.contains(&("INPUT_WHO".to_string(), "me".to_string())));
     assert!(env.contains(&("GITHUB_ENV".to_string(), "/rt/env".to_string())));
     assert!(!env.iter().any(|(k, _)| k == "UNDECLARED"), "{env:?}");
     assert!(
         p.plan()
-            .mounts
+            .mounts()
             .iter()
             .any(|m| matches!(m, MountOp::Hide { target, .. } if target == &state)),
         "{:?}",
-        p.plan().mounts
+        p.plan().mounts()
     );
     assert_eq!(p.mode(), NetworkMode::Audit);
-    assert!(p.plan().merge_output);
+    assert!(p.plan().merge_output());
     assert_eq!(p.start.ci_job.as_deref(), Some("j"));
 }
 

@@ -154,14 +154,14 @@ pub fn setup(req: &SetupRequest) -> Result<SetupOutcome, SetupError> {
 
     let mut table = Vec::new();
     let describe = |p: &crate::policy::model::Profile| {
-        let net = match (req.mode, p.network.mode) {
+        let net = match (req.mode, p.network().mode) {
             (NetworkMode::Audit, _) => "audit: everything allowed and logged".to_string(),
             (_, NetworkMode::None) => "no network".to_string(),
             (_, NetworkMode::Audit) => "audit".to_string(),
-            (_, NetworkMode::Enforce) => format!("{} allow rules", p.network.allow.len()),
+            (_, NetworkMode::Enforce) => format!("{} allow rules", p.network().allow.len()),
         };
         let secrets: Vec<String> = p
-            .secrets
+            .secrets()
             .iter()
             .map(|s| {
                 if s.broker.is_empty() {
@@ -172,9 +172,9 @@ pub fn setup(req: &SetupRequest) -> Result<SetupOutcome, SetupError> {
             })
             .collect();
         if secrets.is_empty() {
-            format!("{} ({net})", p.name)
+            format!("{} ({net})", p.name())
         } else {
-            format!("{} ({net}; secrets: {})", p.name, secrets.join(", "))
+            format!("{} ({net}; secrets: {})", p.name(), secrets.join(", "))
         }
     };
     for rule in policy.steps() {

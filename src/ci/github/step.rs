@@ -103,7 +103,7 @@ fn locate(req: StepRequest) -> Result<(Spec, Located), RunError> {
     if req.verbose {
         eprintln!(
             "stepjail: step {shown}: profile {} ({})",
-            chosen.profile.name,
+            chosen.profile.name(),
             if chosen.entry.is_some() {
                 "from the policy"
             } else {
@@ -197,7 +197,7 @@ fn locate(req: StepRequest) -> Result<(Spec, Located), RunError> {
     pass.extend(req.pass.iter().cloned());
     let located = Located {
         shown,
-        profile: chosen.profile.name.clone(),
+        profile: chosen.profile.name().to_string(),
         allow_env: chosen.allow_env.clone(),
         workspace_dir,
         audit_path: audit_path.clone(),

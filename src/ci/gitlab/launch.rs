@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::policy::model::{Location, NetworkMode, Profile, SecretDecl};
+use crate::policy::model::{Location, NetworkMode, Profile};
 use crate::step::{CiStep, Host, Spec};
 
 /// Where the stage's script is put: the sandbox's own private /tmp (the runner's copy, with
@@ -36,32 +36,36 @@ pub struct Ended {
     pub run_id: String,
 }
 
-pub fn launch(mut s: Stage) -> Ended {
+pub fn launch(s: Stage) -> Ended {
     let at = Location {
         file: "gitlab job".into(),
         line: 0,
         column: 0,
     };
-    // `filesystem.files` contents are templates: `$$` is a literal `$`.
-    s.profile.filesystem.files.insert(
-        SCRIPT_IN_SANDBOX.to_string(),
-        (s.script.replace('$', "$$"), at.clone()),
-    );
     let mut values = crate::secrets::SecretValues::new("the GitLab job response");
+    let mut masked = Vec::new();
     for (name, value) in s.masked {
-        s.profile.secrets.retain(|d| d.name != name);
-        s.profile.secrets.push(SecretDecl {
-            key: format!("variables.{name}"),
-            name: name.clone(),
-            optional: true,
-            broker: Vec::new(),
-            broker_in: Vec::new(),
-            at: at.clone(),
-        });
+        masked.push(name.clone());
         values.insert(name, value);
     }
+    // `filesystem.files` contents are templates: `$$` is a literal `$`.
+    let profile = s
+        .profile
+        .with_file(SCRIPT_IN_SANDBOX, &s.script.replace('$', "$$"), &at)
+        .and_then(|p| p.with_injected_secrets(masked, "variables", &at));
+    let profile = match profile {
+        Ok(p) => p,
+        // A setup failure like any other: the stage does not run.
+        Err(e) => {
+            let e = crate::step::RunError::from(e);
+            return Ended {
+                code: crate::ci::github::report::say_error(&e, false),
+                run_id: crate::step::new_run_id(),
+            };
+        }
+    };
     let spec = Spec {
-        profile: s.profile,
+        profile,
         workspace: s.workspace,
         user: s.user,
         audit_log: Some(s.audit_log),

@@ -407,11 +407,12 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
             (pr, mode, masked)
         }
     };
-    let mut profile = profile;
     // The runner's variables for the driver never reach a stage, whatever a profile passes.
-    for s in ["CUSTOM_ENV_*", "JOB_RESPONSE_FILE", BUILD_EXIT_CODE_FILE] {
-        profile.env.scrub.push(s.to_string());
-    }
+    let profile =
+        match profile.with_scrubbed(["CUSTOM_ENV_*", "JOB_RESPONSE_FILE", BUILD_EXIT_CODE_FILE]) {
+            Ok(pr) => pr,
+            Err(e) => return system(codes, e),
+        };
     let mut hidden = vec![p.state_dir.clone(), p.audit_dir.clone()];
     // The runner's temporary directory: the job response (token, every variable) and the
     // unreduced scripts of every stage.

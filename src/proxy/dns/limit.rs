@@ -38,13 +38,25 @@ pub enum Class {
     NotAllowed,
 }
 
-/// Queries refused over the limit since the last report.
+impl Class {
+    /// The budget of this class: queries a second, sustained, and a full bucket.
+    pub fn limits(self) -> (u32, u32) {
+        LIMITS[self as usize]
+    }
+}
+
+/// Queries of one [`Class`] refused over that class's limit since its last report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// Whose budget refused them (and so which numbers to quote).
+    pub class: Class,
     pub refused: u64,
     /// From the first refusal counted to when the report was made.
     pub duration: Duration,
 }
+
+/// The reports due, at most one per class ([`Class`] as index).
+pub type Reports = [Option<Report>; 2];
 
 pub struct Limiter {
     state: Mutex<State>,
@@ -57,8 +69,9 @@ struct State {
     /// Tokens left per class ([`Class`] as index), as of `at`, in [`TOKEN`] units.
     tokens: [u64; 2],
     at: Instant,
-    refused: u64,
-    first_refused: Option<Instant>,
+    /// Per class: refusals not reported yet, and when the first of them happened.
+    refused: [u64; 2],
+    first_refused: [Option<Instant>; 2],
 }
 
 impl Default for Limiter {
@@ -74,15 +87,15 @@ impl Limiter {
             state: Mutex::new(State {
                 tokens: LIMITS.map(|(_, burst)| u64::from(burst) * TOKEN),
                 at: now,
-                refused: 0,
-                first_refused: None,
+                refused: [0; 2],
+                first_refused: [None; 2],
             }),
         }
     }
 
     /// Whether a query of `class` arriving at `now` may be answered; and the refusals to say,
-    /// once a second while there are any.
-    pub fn check(&self, class: Class, now: Instant) -> (bool, Option<Report>) {
+    /// per class, once a second while there are any.
+    pub fn check(&self, class: Class, now: Instant) -> (bool, Reports) {
         let mut s = self.state.lock().expect("limit lock");
         let elapsed = now.saturating_duration_since(s.at).as_nanos();
         s.at = s.at.max(now);
@@ -95,26 +108,33 @@ impl Limiter {
         if ok {
             *bucket -= TOKEN;
         } else {
-            s.refused += 1;
-            s.first_refused.get_or_insert(now);
+            s.refused[class as usize] += 1;
+            s.first_refused[class as usize].get_or_insert(now);
         }
-        let due = s
-            .first_refused
-            .is_some_and(|first| now.saturating_duration_since(first) >= REPORT_EVERY);
-        (ok, due.then(|| s.take(now)).flatten())
+        let reports = CLASSES.map(|c| {
+            let due = s.first_refused[c as usize]
+                .is_some_and(|first| now.saturating_duration_since(first) >= REPORT_EVERY);
+            due.then(|| s.take(c, now)).flatten()
+        });
+        (ok, reports)
     }
 
     /// The refusals not said yet (the step is ending).
-    pub fn flush(&self, now: Instant) -> Option<Report> {
-        self.state.lock().expect("limit lock").take(now)
+    pub fn flush(&self, now: Instant) -> Reports {
+        let mut s = self.state.lock().expect("limit lock");
+        CLASSES.map(|c| s.take(c, now))
     }
 }
 
+/// Every [`Class`], in index order.
+const CLASSES: [Class; 2] = [Class::Allowed, Class::NotAllowed];
+
 impl State {
-    fn take(&mut self, now: Instant) -> Option<Report> {
-        let first = self.first_refused.take()?;
-        let refused = std::mem::take(&mut self.refused);
+    fn take(&mut self, class: Class, now: Instant) -> Option<Report> {
+        let first = self.first_refused[class as usize].take()?;
+        let refused = std::mem::take(&mut self.refused[class as usize]);
         Some(Report {
+            class,
             refused,
             duration: now.saturating_duration_since(first),
         })
@@ -125,12 +145,14 @@ impl State {
 mod tests {
     use super::*;
 
+    const NONE: Reports = [None, None];
+
     #[test]
     fn allowed_names_have_a_far_larger_budget() {
         let t0 = Instant::now();
         let l = Limiter::new(t0);
         for _ in 0..ALLOWED_BURST {
-            assert_eq!(l.check(Class::Allowed, t0), (true, None));
+            assert_eq!(l.check(Class::Allowed, t0), (true, NONE));
         }
         assert!(!l.check(Class::Allowed, t0).0);
         // A second later the bucket holds ALLOWED_RATE again.
@@ -146,12 +168,12 @@ mod tests {
         let l = Limiter::new(t0);
         let ms = |n: u64| t0 + Duration::from_millis(n);
         for _ in 0..BURST {
-            assert_eq!(l.check(Class::NotAllowed, t0), (true, None));
+            assert_eq!(l.check(Class::NotAllowed, t0), (true, NONE));
         }
-        assert_eq!(l.check(Class::NotAllowed, t0), (false, None));
+        assert_eq!(l.check(Class::NotAllowed, t0), (false, NONE));
         // The other class has its own bucket: a flood of other names leaves the step's
         // allowed names alone.
-        assert_eq!(l.check(Class::Allowed, t0), (true, None));
+        assert_eq!(l.check(Class::Allowed, t0), (true, NONE));
         // 10 ms later: 10 more tokens.
         let passed = (0..100)
             .filter(|_| l.check(Class::NotAllowed, ms(10)).0)
@@ -159,11 +181,15 @@ mod tests {
         assert_eq!(passed, 10);
         // A second after the first refusal: one report of every refusal so far.
         let report = Report {
+            class: Class::NotAllowed,
             refused: 1 + 90,
             duration: Duration::from_secs(1),
         };
-        assert_eq!(l.check(Class::NotAllowed, ms(1000)), (true, Some(report)));
-        assert_eq!(l.flush(ms(1000)), None);
+        assert_eq!(
+            l.check(Class::NotAllowed, ms(1000)),
+            (true, [None, Some(report)])
+        );
+        assert_eq!(l.flush(ms(1000)), NONE);
     }
 
     #[test]
@@ -177,20 +203,68 @@ mod tests {
         for i in 0..50_000u64 {
             let (ok, r) = l.check(Class::NotAllowed, at(i / 20));
             passed += usize::from(ok);
-            reports.extend(r);
+            reports.extend(r.into_iter().flatten());
         }
         assert!((4_490..=4_510).contains(&passed), "{passed}");
         assert_eq!(reports.len(), 2, "{reports:?}");
-        assert!(reports.iter().all(|r| r.duration == Duration::from_secs(1)));
-        let last = l.flush(at(2500)).expect("the last half second");
+        assert!(
+            reports
+                .iter()
+                .all(|r| r.duration == Duration::from_secs(1) && r.class == Class::NotAllowed)
+        );
+        let [None, Some(last)] = l.flush(at(2500)) else {
+            panic!("the last half second, of the other names only")
+        };
         let refused: u64 = reports.iter().map(|r| r.refused).sum::<u64>() + last.refused;
         assert_eq!(refused as usize + passed, 50_000);
-        assert_eq!(l.flush(at(2600)), None);
+        assert_eq!(l.flush(at(2600)), NONE);
         // Quiet again: the bucket fills up to the burst, no more.
-        assert_eq!(l.check(Class::NotAllowed, at(10_000)), (true, None));
+        assert_eq!(l.check(Class::NotAllowed, at(10_000)), (true, NONE));
         let passed = (0..3 * BURST)
             .filter(|_| l.check(Class::NotAllowed, at(10_000)).0)
             .count();
         assert_eq!(passed, BURST as usize - 1);
+    }
+
+    #[test]
+    fn a_refusal_says_whose_budget_refused_it() {
+        let t0 = Instant::now();
+        let l = Limiter::new(t0);
+        for _ in 0..ALLOWED_BURST {
+            assert!(l.check(Class::Allowed, t0).0);
+        }
+        for _ in 0..BURST {
+            assert!(l.check(Class::NotAllowed, t0).0);
+        }
+        // Both buckets empty: 3 allowed-name and 2 other-name queries refused.
+        for _ in 0..3 {
+            assert_eq!(l.check(Class::Allowed, t0), (false, NONE));
+        }
+        for _ in 0..2 {
+            assert_eq!(l.check(Class::NotAllowed, t0), (false, NONE));
+        }
+        // A second later, one query says both, each with its own class.
+        let (ok, reports) = l.check(Class::NotAllowed, t0 + Duration::from_secs(1));
+        assert!(ok);
+        let report = |class, refused| {
+            Some(Report {
+                class,
+                refused,
+                duration: Duration::from_secs(1),
+            })
+        };
+        assert_eq!(
+            reports,
+            [report(Class::Allowed, 3), report(Class::NotAllowed, 2)]
+        );
+        assert_eq!(Class::Allowed.limits(), (100_000, 100_000));
+        assert_eq!(Class::NotAllowed.limits(), (1_000, 2_000));
+        // Refusals of the allowed names only: flushed alone.
+        let t2 = t0 + Duration::from_millis(1001);
+        while l.check(Class::Allowed, t2).0 {}
+        let [Some(allowed), None] = l.flush(t2) else {
+            panic!("only the allowed names are left to say")
+        };
+        assert_eq!(allowed.class, Class::Allowed);
     }
 }

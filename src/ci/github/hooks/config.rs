@@ -333,23 +333,23 @@ repositories:
     fn repositories_jobs_and_steps_choose_profiles_with_defaults() {
         let op = op();
         let p = op.policy_for("acme/app", None).unwrap();
-        assert_eq!(p.for_step("build", "fetch").unwrap().profile.name, "deps");
+        assert_eq!(p.for_step("build", "fetch").unwrap().profile.name(), "deps");
         assert_eq!(
-            p.for_step("build", "other").unwrap().profile.name,
+            p.for_step("build", "other").unwrap().profile.name(),
             "offline"
         );
         // Case-insensitive, as GitHub's names are.
         let p = op.policy_for("ACME/App", None).unwrap();
-        assert_eq!(p.for_step("build", "fetch").unwrap().profile.name, "deps");
+        assert_eq!(p.for_step("build", "fetch").unwrap().profile.name(), "deps");
         // `acme/*` has its own default; everyone else gets the top-level one.
         let p = op.policy_for("acme/lib", None).unwrap();
         assert_eq!(
-            p.for_step("build", "fetch").unwrap().profile.name,
+            p.for_step("build", "fetch").unwrap().profile.name(),
             "default"
         );
         let p = op.policy_for("evil/app", None).unwrap();
         assert_eq!(
-            p.for_step("build", "fetch").unwrap().profile.name,
+            p.for_step("build", "fetch").unwrap().profile.name(),
             "offline"
         );
         assert!(op.runs_on_host("ubuntu:24.04"));

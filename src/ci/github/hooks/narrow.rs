@@ -14,96 +14,21 @@
 //! rule that would widen anything is an error naming the rule's file, line and column: the step
 //! is not run (the repository asked for less than it would get; running it with more would
 //! hide the mistake).
+//!
+//! The profile's part is `policy`'s ([`Profile::narrowed_by`], which also checks the result as
+//! loading checks a profile); this module adds `allow_env`.
+//!
+//! [`Profile::narrowed_by`]: crate::policy::model::Profile::narrowed_by
 
 use crate::policy::Chosen;
-use crate::policy::model::{AllowRule, NetworkMode, RuleTarget};
 
-/// Whether operator rule `o` allows everything repository rule `r` does.
-pub fn covers(o: &AllowRule, r: &AllowRule) -> bool {
-    let target = match (&o.target, &r.target) {
-        (RuleTarget::Exact(a), RuleTarget::Exact(b)) => a == b,
-        (RuleTarget::Suffix(s), RuleTarget::Exact(b)) => b.ends_with(s.as_str()),
-        (RuleTarget::Suffix(s), RuleTarget::Suffix(t)) => t.ends_with(s.as_str()),
-        (RuleTarget::Cidr(a), RuleTarget::Cidr(b)) => a.contains(b),
-        _ => false,
-    };
-    let ports = r.ports.iter().all(|p| o.ports.contains(p));
-    let methods = o.methods.is_empty()
-        || (!r.methods.is_empty() && r.methods.iter().all(|m| o.methods.contains(m)));
-    let under = |p: &str, base: &str| {
-        p == base
-            || base.ends_with('/') && p.starts_with(base)
-            || p.strip_prefix(base)
-                .is_some_and(|rest| rest.starts_with('/'))
-    };
-    let paths = o.paths.is_empty()
-        || (!r.paths.is_empty() && r.paths.iter().all(|p| o.paths.iter().any(|b| under(p, b))));
-    let raw = !r.raw_tcp || o.raw_tcp;
-    target && ports && methods && paths && raw
-}
-
-fn rank(m: NetworkMode) -> u8 {
-    match m {
-        NetworkMode::None => 0,
-        NetworkMode::Enforce => 1,
-        NetworkMode::Audit => 2,
-    }
-}
-
-/// The operator's choice `op` for a step narrowed by the repository's choice `repo`.
+/// The operator's choice `op` for a step narrowed by the repository's choice `repo`: the
+/// profile by [`Profile::narrowed_by`], `allow_env` the names both allow.
 pub fn narrow(op: Chosen, repo: &Chosen) -> Result<Chosen, String> {
-    let mut p = op.profile.clone();
-    let (on, rn) = (&op.profile.network, &repo.profile.network);
-    let ceiling = format!("the operator's profile '{}'", op.profile.name);
-    if rank(rn.mode) > rank(on.mode) {
-        return Err(format!(
-            "{}: the repository's profile '{}' has network mode {}, wider than {} ({})",
-            repo.profile.source, repo.profile.name, rn.mode, ceiling, on.mode
-        ));
-    }
-    match (on.mode, rn.mode) {
-        (NetworkMode::None, _) => {}
-        (_, NetworkMode::None) => {
-            p.network.mode = NetworkMode::None;
-            p.network.allow.clear();
-        }
-        (NetworkMode::Enforce, _) => {
-            if let Some(r) = rn
-                .allow
-                .iter()
-                .find(|r| !on.allow.iter().any(|o| covers(o, r)))
-            {
-                return Err(format!(
-                    "{}: {} ({}) is not allowed by {}",
-                    r.at, r.text, r.key, ceiling
-                ));
-            }
-            p.network.allow = rn.allow.clone();
-        }
-        // The operator audits (allows everything): any repository choice is narrower.
-        (NetworkMode::Audit, m) => {
-            p.network.mode = m;
-            p.network.allow = rn.allow.clone();
-        }
-    }
-    if let Some(d) = repo
+    let profile = op
         .profile
-        .secrets
-        .iter()
-        .find(|d| !op.profile.secrets.iter().any(|o| o.name == d.name))
-    {
-        return Err(format!(
-            "{}: secret {} is not given to this step by {}",
-            d.at, d.name, ceiling
-        ));
-    }
-    p.secrets
-        .retain(|d| repo.profile.secrets.iter().any(|r| r.name == d.name));
-    p.process.timeout = match (op.profile.process.timeout, repo.profile.process.timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    p.name = format!("{}&{}", op.profile.name, repo.profile.name);
+        .narrowed_by(&repo.profile)
+        .map_err(|e| e.to_string())?;
     let allow_env = op
         .allow_env
         .iter()
@@ -111,7 +36,7 @@ pub fn narrow(op: Chosen, repo: &Chosen) -> Result<Chosen, String> {
         .cloned()
         .collect();
     Ok(Chosen {
-        profile: p,
+        profile,
         allow_env,
         entry: op.entry,
     })
@@ -121,6 +46,7 @@ pub fn narrow(op: Chosen, repo: &Chosen) -> Result<Chosen, String> {
 mod tests {
     use super::*;
     use crate::policy::Policy;
+    use crate::policy::model::NetworkMode;
     use std::path::Path;
 
     fn chosen(text: &str, step: &str) -> Chosen {
@@ -162,24 +88,24 @@ jobs:
             "s",
         );
         let n = narrow(chosen(OP, "s"), &r).unwrap();
-        assert_eq!(n.profile.network.mode, NetworkMode::Enforce);
+        assert_eq!(n.profile.network().mode, NetworkMode::Enforce);
         let texts: Vec<&str> = n
             .profile
-            .network
+            .network()
             .allow
             .iter()
             .map(|r| r.text.as_str())
             .collect();
         assert_eq!(texts[..2], ["registry.npmjs.org:443", "a.example.com:443"]);
         // The operator's declaration: still brokered.
-        assert_eq!(n.profile.secrets.len(), 1);
-        assert_eq!(n.profile.secrets[0].broker, vec!["registry.npmjs.org"]);
+        assert_eq!(n.profile.secrets().len(), 1);
+        assert_eq!(n.profile.secrets()[0].broker, vec!["registry.npmjs.org"]);
         assert_eq!(n.allow_env, vec!["PYTHONPATH"]);
-        assert_eq!(n.profile.name, "reg&mine");
+        assert_eq!(n.profile.name(), "reg&mine");
         // No network at all is narrower still.
         let n = narrow(chosen(OP, "s"), &chosen(&repo(""), "s")).unwrap();
-        assert_eq!(n.profile.network.mode, NetworkMode::None);
-        assert!(n.profile.secrets.is_empty());
+        assert_eq!(n.profile.network().mode, NetworkMode::None);
+        assert!(n.profile.secrets().is_empty());
     }
 
     #[test]

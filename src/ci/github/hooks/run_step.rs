@@ -369,7 +369,7 @@ pub(super) fn second_half(file: &Path) -> i32 {
         .map(|r| (r.job.clone(), r.step.clone()));
     for (j, s) in rules.chain([(String::new(), String::new())]) {
         if let Ok(c) = policy.for_step(&j, &s) {
-            declared.extend(c.profile.secrets.iter().map(|d| d.name.clone()));
+            declared.extend(c.profile.secrets().iter().map(|d| d.name.clone()));
         }
     }
     for name in declared {
@@ -446,8 +446,8 @@ pub(super) fn second_half(file: &Path) -> i32 {
     let set: Vec<(String, String)> = input
         .held
         .iter()
-        .filter(|(k, _)| profile.env.pass.iter().any(|p| p.matches(k)))
-        .filter(|(k, _)| !crate::secrets::is_scrubbed(k, &profile.env.scrub, &profile.secrets))
+        .filter(|(k, _)| profile.env().pass.iter().any(|p| p.matches(k)))
+        .filter(|(k, _)| !crate::secrets::is_scrubbed(k, &profile.env().scrub, profile.secrets()))
         .cloned()
         .collect();
     let mut command = vec![input.entry_point.clone()];
