@@ -55,7 +55,7 @@ pub struct RunArgs {
 
 /// Builds the step's spec from the command line, prepares and launches it.
 pub fn run(args: RunArgs, verbose: bool) -> Result<i32, RunError> {
-    let profile = crate::policy::load(&args.profile)?;
+    let profile = crate::policy::load_cached(&args.profile)?;
     let file_secrets = match &args.secrets_file {
         Some(p) => Some(crate::secrets::load_file(p)?),
         None => None,

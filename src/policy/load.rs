@@ -54,11 +54,11 @@ impl Source {
 }
 
 /// `spec` names a built-in rather than a file: no `/` and no `.yml`/`.yaml` ending.
-fn looks_like_name(spec: &str) -> bool {
+pub(super) fn looks_like_name(spec: &str) -> bool {
     !spec.contains('/') && !spec.ends_with(".yml") && !spec.ends_with(".yaml")
 }
 
-fn unknown_builtin(name: &str) -> PolicyError {
+pub(super) fn unknown_builtin(name: &str) -> PolicyError {
     PolicyError::UnknownBuiltin {
         name: name.to_string(),
         available: builtin::names().iter().map(|s| s.to_string()).collect(),
@@ -109,13 +109,39 @@ pub fn builtins() -> Vec<(&'static str, String)> {
 }
 
 fn load_source(source: Source) -> Result<Profile, PolicyError> {
-    let label = source.label();
-    let mut chain = vec![(source.identity(), label.clone())];
     let text = match &source {
         Source::Builtin(_, text) => (*text).to_string(),
-        Source::File(p) => yaml::read_file(p, &label)?,
+        Source::File(p) => yaml::read_file(p, &source.label())?,
     };
-    let wire: Spanned<ProfileWire> = yaml::parse(&text, &label)?;
+    load_text(source, &text, &mut Vec::new())
+}
+
+/// SHA-256 of `bytes`: how a parent file's content is recorded in a [`Dependency`].
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A file a profile was built from besides its own: an `extends` parent read from disk, as
+/// the loader named it, with its canonical path and the SHA-256 of the bytes it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dependency {
+    pub path: PathBuf,
+    pub identity: String,
+    pub sha256: [u8; 32],
+}
+
+/// [`load_source`] on text already read; every parent file read on the way is added to `deps`.
+pub(crate) fn load_text(
+    source: Source,
+    text: &str,
+    deps: &mut Vec<Dependency>,
+) -> Result<Profile, PolicyError> {
+    let label = source.label();
+    let mut chain = vec![(source.identity(), label.clone())];
+    let wire: Spanned<ProfileWire> = yaml::parse(text, &label)?;
     let layer = convert::layer(
         wire.value,
         yaml::location(&label, &wire.referenced),
@@ -123,7 +149,7 @@ fn load_source(source: Source) -> Result<Profile, PolicyError> {
         "",
         None,
     )?;
-    let profile = merge_with_parents(layer, &source, label, &mut chain)?;
+    let profile = merge_recording(layer, &source, label, &mut chain, deps)?;
     check(&profile)?;
     Ok(profile)
 }
@@ -136,9 +162,20 @@ pub(crate) fn merge_with_parents(
     label: String,
     chain: &mut Vec<(String, String)>,
 ) -> Result<Profile, PolicyError> {
+    merge_recording(layer, current, label, chain, &mut Vec::new())
+}
+
+/// [`merge_with_parents`], adding every parent file it reads to `deps`.
+fn merge_recording(
+    layer: Layer,
+    current: &Source,
+    label: String,
+    chain: &mut Vec<(String, String)>,
+    deps: &mut Vec<Dependency>,
+) -> Result<Profile, PolicyError> {
     let parent = match &layer.extends {
         None => None,
-        Some((spec, at)) => Some(load_parent(current, spec, at, chain)?),
+        Some((spec, at)) => Some(load_parent(current, spec, at, chain, deps)?),
     };
     let mode = layer.network_mode.clone();
     let merged = apply(parent, layer, label);
@@ -167,6 +204,7 @@ fn load_parent(
     spec: &str,
     at: &Location,
     chain: &mut Vec<(String, String)>,
+    deps: &mut Vec<Dependency>,
 ) -> Result<Profile, PolicyError> {
     let wrap = |source: PolicyError| PolicyError::Extends {
         at: at.clone(),
@@ -209,7 +247,15 @@ fn load_parent(
     }
     let text = match &target {
         Source::Builtin(_, text) => (*text).to_string(),
-        Source::File(p) => yaml::read_file(p, &label).map_err(wrap)?,
+        Source::File(p) => {
+            let text = yaml::read_file(p, &label).map_err(wrap)?;
+            deps.push(Dependency {
+                path: p.clone(),
+                identity: id.clone(),
+                sha256: sha256(text.as_bytes()),
+            });
+            text
+        }
     };
     let wire: Spanned<ProfileWire> = yaml::parse(&text, &label)?;
     let layer = convert::layer(
@@ -220,7 +266,7 @@ fn load_parent(
         None,
     )?;
     chain.push((id, label.clone()));
-    let merged = merge_with_parents(layer, &target, label, chain);
+    let merged = merge_recording(layer, &target, label, chain, deps);
     chain.pop();
     merged
 }

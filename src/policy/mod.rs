@@ -7,6 +7,7 @@
 
 mod amend;
 mod builtin;
+mod cache;
 mod check;
 mod convert;
 pub mod egress;
@@ -27,6 +28,7 @@ mod vars;
 mod wire;
 mod yaml;
 
+pub use cache::{guarded_dirs as profile_cache_dirs, load_cached};
 pub use check::check_file;
 pub use error::{Conflict, PolicyError};
 pub use load::{MAX_EXTENDS_DEPTH, builtin_text, builtins, load, load_builtin, load_file};

@@ -529,6 +529,11 @@ impl ResolvedProfile {
     pub fn network(&self) -> &Network {
         &self.network
     }
+    /// The network section, moved out: the proxy's copy of thousands of allow rules is the
+    /// one the profile held, not a clone of it.
+    pub fn into_network(self) -> Network {
+        self.network
+    }
     pub fn env_pass(&self) -> &[EnvPattern] {
         &self.env_pass
     }

@@ -87,6 +87,21 @@ impl Profile {
     /// template pair that looked fine (`$WORKSPACE` writable, `$HOME` hidden) may collide once
     /// the values are known. Hidden paths inside writable ones stay fine.
     pub fn resolve(&self, vars: &Vars) -> Result<ResolvedProfile, PolicyError> {
+        self.resolve_with(vars, self.network.clone())
+    }
+
+    /// [`Profile::resolve`] that moves the network section (thousands of allow rules in a
+    /// large profile) into the result instead of copying it; `self` keeps an empty one.
+    pub fn resolve_taking_network(&mut self, vars: &Vars) -> Result<ResolvedProfile, PolicyError> {
+        let network = std::mem::take(&mut self.network);
+        self.resolve_with(vars, network)
+    }
+
+    fn resolve_with(
+        &self,
+        vars: &Vars,
+        network: super::model::Network,
+    ) -> Result<ResolvedProfile, PolicyError> {
         let fs = &self.filesystem;
         let read_write = entries(&fs.read_write, vars)?;
         let read_only = entries(&fs.read_only, vars)?;
@@ -120,7 +135,7 @@ impl Profile {
             read_write: dedup(&read_write),
             read_only: dedup(&read_only),
             hidden: dedup(&hidden),
-            network: self.network.clone(),
+            network,
             env_pass: self.env.pass.clone(),
             env_set,
             process: self.process.clone(),

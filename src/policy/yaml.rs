@@ -61,13 +61,20 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Po
 
 /// Read a file under the size limit and check it is UTF-8.
 pub(crate) fn read_file(path: &std::path::Path, file: &str) -> Result<String, PolicyError> {
+    utf8(read_bytes(path, file)?, file)
+}
+
+/// [`read_file`] without the UTF-8 check: a cached profile only needs its bytes' hash.
+pub(crate) fn read_bytes(path: &std::path::Path, file: &str) -> Result<Vec<u8>, PolicyError> {
     use std::io::Read;
     let read_err = |source| PolicyError::Read {
         file: file.to_string(),
         source,
     };
     let f = std::fs::File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
+    // Sized up front (a 415 KB profile read into a growing vector is copied a dozen times).
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(size.min(MAX_FILE_BYTES) as usize + 1);
     // Read one byte past the limit so an oversized file is detected without reading all of it.
     f.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -82,6 +89,11 @@ pub(crate) fn read_file(path: &std::path::Path, file: &str) -> Result<String, Po
             max: MAX_FILE_BYTES,
         });
     }
+    Ok(bytes)
+}
+
+/// The bytes of the file named `file` as text, or the error [`read_file`] gives.
+pub(crate) fn utf8(bytes: Vec<u8>, file: &str) -> Result<String, PolicyError> {
     String::from_utf8(bytes).map_err(|e| PolicyError::NotUtf8 {
         file: file.to_string(),
         offset: e.utf8_error().valid_up_to(),

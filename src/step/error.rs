@@ -24,6 +24,9 @@ pub enum RunError {
     /// `--audit-log` names a path the step could redirect.
     #[error("{0}")]
     AuditLogPath(String),
+    /// The way to a profile cache directory passes through a link the step could replace.
+    #[error("{0}")]
+    ProfileCachePath(String),
     #[error("no DNS resolver found in /etc/resolv.conf; pass --resolver ADDR:PORT")]
     NoResolver,
     #[error(transparent)]
@@ -50,6 +53,9 @@ pub enum RunError {
     HostFacts(crate::sandbox::host::HostError),
     #[error(transparent)]
     AuditLog(crate::audit::AuditError),
+    /// A profile cache directory the step could otherwise create cannot be created.
+    #[error("the profile cache: {0}")]
+    ProfileCacheDir(String),
     #[error(transparent)]
     Broker(#[from] crate::proxy::broker::BrokerError),
     #[error(
@@ -114,6 +120,7 @@ impl RunError {
             | Identity(_)
             | Workspace(_)
             | AuditLogPath(_)
+            | ProfileCachePath(_)
             | NoResolver
             | HostsFile(_)
             | UpstreamProxy(_)
@@ -121,7 +128,7 @@ impl RunError {
             | Refused(_)
             | SecretSetsItself(_)
             | Placeholder { .. } => exit::USAGE,
-            HostFacts(_) | AuditLog(_) | Broker(_) | NoCaBundle => exit::SETUP,
+            HostFacts(_) | AuditLog(_) | ProfileCacheDir(_) | Broker(_) | NoCaBundle => exit::SETUP,
             Sandbox(e) => e.exit_code(),
             AuditIncomplete { code: 0, .. } => exit::AUDIT_FAILED,
             AuditIncomplete { code, .. } => *code,

@@ -16,6 +16,8 @@ impl Prepared {
             eprintln!("stepjail: warning: {w}");
         }
         create_dirs(&self.create_dirs);
+        // Before the sandbox: a cache directory the step could create must exist to be hidden.
+        super::cache_guard::create(&self.cache_dirs).map_err(RunError::ProfileCacheDir)?;
         let audit = match &self.audit_log {
             Some(p) => AuditLog::open(p, &self.run_id).map_err(RunError::AuditLog)?,
             None => AuditLog::disabled(),

@@ -9,6 +9,7 @@
 //! and only then starts the proxy's runtime. Errors come back as a [`RunError`] for the caller
 //! to show (`cli::main` is the one place that does).
 
+mod cache_guard;
 mod error;
 mod launch;
 mod log_guard;

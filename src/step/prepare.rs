@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::cache_guard::cache_guard;
 use super::error::RunError;
 use super::log_guard::audit_log_guard;
 use super::spec::{Host, Spec, read_small};
@@ -26,6 +27,8 @@ pub struct Prepared {
     pub(super) writable: Vec<PathBuf>,
     /// Caches under the step user's home to create before the sandbox exists.
     pub(super) create_dirs: Vec<PathBuf>,
+    /// Profile cache directories to create before the sandbox (see cache_guard.rs).
+    pub(super) cache_dirs: Vec<(PathBuf, u32, u32)>,
     pub(super) audit_log: Option<PathBuf>,
     /// Lines to print as `stepjail: warning: ...` when the step is launched.
     pub(super) warnings: Vec<String>,
@@ -103,7 +106,7 @@ fn prepare_with(
         tmpdir: var("TMPDIR"),
         runner_temp: var("RUNNER_TEMP"),
     };
-    let base = spec.profile.resolve(&vars)?;
+    let base = spec.profile.resolve_taking_network(&vars)?;
     // The log is the record of what the step did: after the run, the path the user named must
     // hold what we wrote. Checked before the file is created (at launch).
     let guard = match &spec.audit_log {
@@ -138,6 +141,13 @@ fn prepare_with(
         add.read_only.extend(log_hole.clone());
         add.read_write.extend(g.pinned);
     }
+    // The profile cache is out of every step's reach, whatever the profile grants: hidden,
+    // the directories on the way to it pinned, created first where the step could create it
+    // (see cache_guard.rs).
+    let cache_dirs = crate::policy::profile_cache_dirs(&env, identity.home.as_deref());
+    let cache = cache_guard(&cache_dirs, &writable).map_err(RunError::ProfileCachePath)?;
+    add.hidden.extend(cache.hidden.iter().cloned());
+    add.read_write.extend(cache.pinned.iter().cloned());
     let resolved = base.with_run(add)?;
     let create_dirs = missing_caches(&identity, &writable, resolved.hidden());
     let secret_values = crate::secrets::resolve(resolved.secrets(), file_secrets.as_ref(), &env)?;
@@ -158,7 +168,10 @@ fn prepare_with(
     let mut facts = host::facts(paths, env.clone()).map_err(RunError::HostFacts)?;
     // What launch creates, as it will be by then: the caches (directories) and the audit log
     // (a file), so that the plan binds them.
-    for d in &create_dirs {
+    for d in create_dirs
+        .iter()
+        .chain(cache.create.iter().map(|(d, _, _)| d))
+    {
         facts.kinds.entry(d.clone()).or_insert(HiddenKind::Dir);
     }
     if let Some(f) = log_hole {
@@ -234,10 +247,11 @@ fn prepare_with(
         run_id,
         plan,
         source: spec.profile.source().to_string(),
-        network: resolved.network().clone(),
+        network: resolved.into_network(),
         mode,
         writable,
         create_dirs,
+        cache_dirs: cache.create,
         audit_log: spec.audit_log,
         warnings: std::mem::take(warnings),
         verbose: spec.verbose,
