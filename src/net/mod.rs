@@ -113,7 +113,11 @@ impl Listeners {
     /// The descriptors, in the order they travel to the supervisor, and the tag that travels
     /// with them ([`Listeners::from_parts`] reads it back).
     pub fn into_parts(self) -> (Vec<OwnedFd>, &'static [u8]) {
-        let tag: &'static [u8] = if self.tun_carries_tcp { b"fds-tcp" } else { b"fds" };
+        let tag: &'static [u8] = if self.tun_carries_tcp {
+            b"fds-tcp"
+        } else {
+            b"fds"
+        };
         let mut v = vec![
             self.proxy_v4,
             self.proxy_v6,

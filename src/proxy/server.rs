@@ -118,7 +118,11 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
             });
             rt.shutdown_background();
         })?;
-    tracing::info!(transparent, own_tun_runtime = tun_own.is_some(), "proxy serving");
+    tracing::info!(
+        transparent,
+        own_tun_runtime = tun_own.is_some(),
+        "proxy serving"
+    );
     let tun_rt = match tun_own {
         Some(tun) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
