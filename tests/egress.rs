@@ -493,6 +493,33 @@ fn ipv6_is_handled_like_ipv4() {
     );
 }
 
+/// `sj0` carries its one address and no generated link-local one (generating it made bringing
+/// the device up cost milliseconds), and the setting that says so is the step's namespace's
+/// own: the host's default is what it was.
+#[test]
+fn sj0_has_only_its_own_address_and_the_hosts_ipv6_default_is_untouched() {
+    if !needs_root() {
+        return;
+    }
+    const HOST: &str = "/proc/sys/net/ipv6/conf/default/addr_gen_mode";
+    let before = std::fs::read_to_string(HOST).unwrap();
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        "grep sj0 /proc/net/if_inet6 | cut -c1-32",
+    );
+    assert_eq!(
+        out.stdout(),
+        "fd00005a000000000000000000000001\n",
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(HOST).unwrap(), before);
+}
+
 #[test]
 fn wildcards_match_subdomains_at_any_depth_but_not_the_apex() {
     if !needs_root() {

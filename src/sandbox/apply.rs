@@ -119,7 +119,7 @@ fn setup(
     // the device both hold the kernel's network configuration lock.
     let tun_thread = match &net_fd {
         Some(_) => {
-            let tun = sys::tun_open();
+            let tun = crate::net::open_tun();
             let thread = std::thread::Builder::new()
                 .name("stepjail-tun".into())
                 .spawn(move || crate::net::make_tun(tun))
