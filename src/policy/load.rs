@@ -17,8 +17,8 @@ use serde_saphyr::Spanned;
 
 use super::convert::{self, Layer};
 use super::error::{Conflict, PolicyError};
-use super::model::{Location, NetworkMode, PathTemplate, Profile};
-use super::paths::{self, Entry};
+use super::model::{Location, NetworkMode, Profile};
+use super::paths;
 use super::wire::ProfileWire;
 use super::{builtin, secret_decls, yaml};
 
@@ -362,15 +362,7 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
 
 /// The contradiction rules on the merged profile: paths, then secrets.
 pub(crate) fn check(p: &Profile) -> Result<(), PolicyError> {
-    fn entries(list: &[PathTemplate]) -> Vec<Entry<'_>> {
-        list.iter()
-            .map(|t| Entry {
-                norm: t.raw.clone(),
-                shown: t.raw.clone(),
-                tpl: t,
-            })
-            .collect()
-    }
+    let entries = paths::entries_as_written;
     paths::check_rules(
         &entries(&p.filesystem.read_write),
         &entries(&p.filesystem.read_only),

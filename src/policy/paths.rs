@@ -71,6 +71,17 @@ pub(crate) struct Entry<'a> {
     pub tpl: &'a PathTemplate,
 }
 
+/// Paths taken as they are written (already normalised) as entries for [`check_rules`].
+pub(crate) fn entries_as_written(list: &[PathTemplate]) -> Vec<Entry<'_>> {
+    list.iter()
+        .map(|t| Entry {
+            norm: t.raw.clone(),
+            shown: t.raw.clone(),
+            tpl: t,
+        })
+        .collect()
+}
+
 /// "line 3" when `other` is in the same file as `here`, else the full location.
 pub(crate) fn where_relative(here: &Location, other: &Location) -> String {
     if here.file == other.file {

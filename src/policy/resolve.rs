@@ -160,17 +160,6 @@ fn resolved_templates(list: &[PathBuf], key: &str, at: &Location) -> Vec<PathTem
         .collect()
 }
 
-/// Expanded paths as entries for [`paths::check_rules`].
-fn run_entries(list: &[PathTemplate]) -> Vec<Entry<'_>> {
-    list.iter()
-        .map(|t| Entry {
-            norm: t.raw.clone(),
-            shown: t.raw.clone(),
-            tpl: t,
-        })
-        .collect()
-}
-
 /// A path a run adds, normalised as [`Profile::resolve`] normalises an expanded template: it
 /// must be absolute UTF-8 without a `..` component.
 fn run_path(p: &std::path::Path, key: &str, at: &Location) -> Result<PathBuf, PolicyError> {
@@ -235,7 +224,11 @@ impl ResolvedProfile {
             &added_hidden,
             "run.hidden",
         );
-        paths::check_rules(&run_entries(&rw), &run_entries(&ro), &run_entries(&hidden))?;
+        paths::check_rules(
+            &paths::entries_as_written(&rw),
+            &paths::entries_as_written(&ro),
+            &paths::entries_as_written(&hidden),
+        )?;
 
         let mut p = self;
         p.hidden.extend(added_hidden);

@@ -503,7 +503,7 @@ impl Engine {
         );
     }
 
-    fn log_connect(
+    pub(super) fn log_connect(
         &self,
         a: &Attempt,
         decision: Decision,

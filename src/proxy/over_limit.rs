@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::denial::Denial;
 use super::engine::{Attempt, Engine, describe};
 use super::limit::QUIET;
-use crate::audit::{self, Decision, Event};
+use crate::audit::Decision;
 
 impl Engine {
     /// Refuses attempt `a` because the cap is reached: its `connect` record (denied in audit
@@ -16,18 +16,7 @@ impl Engine {
     pub fn refuse_over_limit(self: &Arc<Self>, a: &Attempt) -> Denial {
         let max = self.limit.max();
         let denial = Denial::over_limit(max);
-        self.log(Event::Connect(audit::Connect {
-            conn: a.conn,
-            dest_name: a.name.clone(),
-            name_source: a.source,
-            dest_ip: a.ip,
-            dest_port: a.port,
-            protocol: a.protocol,
-            via: a.via,
-            decision: Decision::Deny,
-            rule: None,
-            reason: Some(denial.reason().to_string()),
-        }));
+        self.log_connect(a, Decision::Deny, None, Some(denial.reason().to_string()));
         if self.limit.refused() {
             eprintln!(
                 "stepjail: denied {} ({denial}; profile '{}', network.max_connections); \

@@ -83,13 +83,10 @@ pub(crate) fn cache_guard(dirs: &[PathBuf], writable: &[PathBuf]) -> Result<Cach
                 guard.create.push((target.clone(), m.uid(), m.gid()));
             }
         }
-        let mut pinned: Vec<PathBuf> = target
-            .ancestors()
-            .skip(1)
-            .filter(|a| in_writable(a).is_some() && !writable.iter().any(|w| w == a))
-            .map(Path::to_path_buf)
-            .collect();
-        pinned.reverse();
+        let pinned = match target.parent() {
+            Some(parent) => super::log_guard::dirs_to_pin(parent, &writable),
+            None => Vec::new(),
+        };
         for p in pinned {
             if !guard.pinned.contains(&p) {
                 guard.pinned.push(p);

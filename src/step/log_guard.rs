@@ -14,6 +14,19 @@ pub(crate) struct LogGuard {
     pub pinned: Vec<PathBuf>,
 }
 
+/// `dir` and its ancestors that lie inside one of the (real) `writable` paths without being one,
+/// shallowest first: each is bound onto itself in the sandbox, a mountpoint the step can neither
+/// rename nor remove (EBUSY).
+pub(crate) fn dirs_to_pin(dir: &Path, writable: &[PathBuf]) -> Vec<PathBuf> {
+    let mut pinned: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|a| writable.iter().any(|w| a.starts_with(w)) && !writable.iter().any(|w| w == a))
+        .map(Path::to_path_buf)
+        .collect();
+    pinned.reverse();
+    pinned
+}
+
 /// Checks the audit log path `path` against the step's writable paths: a symbolic link on the
 /// way that lies inside a writable path is refused (the step could replace it, and the path
 /// would then lead to a file of the step's making); the directories to pin are returned.
@@ -44,12 +57,7 @@ pub(crate) fn audit_log_guard(path: &Path, writable: &[PathBuf]) -> Result<LogGu
     }
     let dir = std::fs::canonicalize(dir)
         .map_err(|e| format!("--audit-log {}: {}: {e}", path.display(), dir.display()))?;
-    let mut pinned: Vec<PathBuf> = dir
-        .ancestors()
-        .filter(|a| in_writable(a).is_some() && !writable.iter().any(|w| w == a))
-        .map(Path::to_path_buf)
-        .collect();
-    pinned.reverse();
+    let pinned = dirs_to_pin(&dir, &writable);
     let file = dir.join(name);
     Ok(LogGuard {
         inside_writable: in_writable(&file).is_some(),
