@@ -520,6 +520,32 @@ fn sj0_has_only_its_own_address_and_the_hosts_ipv6_default_is_untouched() {
     assert_eq!(std::fs::read_to_string(HOST).unwrap(), before);
 }
 
+/// Connections to loopback inside the step (the explicit proxy, the stub, the step's own local
+/// servers) get no conntrack entry: the NAT chain turns tracking on for the namespace, and on
+/// loopback it only costs. Captured connections, whose replies NAT must rewrite, are still
+/// tracked and still work, over IPv4 and IPv6. `nf_conntrack_count` is the step namespace's own.
+#[test]
+fn loopback_traffic_is_not_tracked_and_captured_connections_still_are() {
+    if !needs_root() {
+        return;
+    }
+    let net = Internet::new();
+    let dir = Dir::new(NOBODY);
+    let out = net.run(
+        &dir,
+        PROFILE,
+        &[],
+        "c() { cat /proc/sys/net/netfilter/nf_conntrack_count; }; c; \
+         curl -sSk -o /dev/null https://allowed.test/ && getent hosts allowed.test >/dev/null && \
+         python3 -c 'import socket; [socket.create_connection((\"127.0.0.1\", 3128)).close() for _ in range(5)]' && c; \
+         curl -sSk --noproxy '*' -o /dev/null -w '%{http_code} ' https://allowed.test/t && c; \
+         curl -sSk -6 --noproxy '*' -o /dev/null -w '%{http_code} ' https://allowed.test/six && c",
+    );
+    // 0 entries after a CONNECT, a lookup through the stub and five connections to the proxy;
+    // then one per captured connection.
+    assert_eq!(out.stdout(), "0\n0\n200 1\n200 2\n", "{}", out.stderr());
+}
+
 #[test]
 fn wildcards_match_subdomains_at_any_depth_but_not_the_apex() {
     if !needs_root() {

@@ -17,6 +17,22 @@
 //! the stub, the step's own local servers) is untouched, and whatever does not match (UDP other
 //! than IPv4 DNS, ICMP) still reaches the TUN device, where it is logged and dropped. The whole
 //! ruleset is one netlink batch: the kernel applies all of it or none.
+//!
+//! A NAT chain turns connection tracking on for the whole namespace, loopback included, where
+//! it only costs: every connection to the explicit proxy or the stub, and to the step's own
+//! local servers, got a conntrack entry and four lookups a packet. A second batch, best effort
+//! (without it everything works as before, only slower), exempts traffic *to* loopback
+//! addresses, which NAT never needs: a captured connection's replies go to the step's own
+//! address on `sj0` (10.255.255.1, fd00:5a::1), and its packets to the capture listener are
+//! still tracked because they leave for `sj0` before the redirect rewrites them.
+//!
+//! ```text
+//!     chain loopback {
+//!         type filter hook output priority raw; policy accept;
+//!         meta nfproto ipv4 ip daddr 127.0.0.0/8 notrack
+//!         meta nfproto ipv6 ip6 daddr ::1 notrack
+//!     }
+//! ```
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -27,6 +43,7 @@ use nix::sys::socket::{
 
 const TABLE: &[u8] = b"stepjail\0";
 const CHAIN: &[u8] = b"capture\0";
+const LOOPBACK_CHAIN: &[u8] = b"loopback\0";
 
 // linux/netlink.h
 const NLM_F_REQUEST: u16 = 0x1;
@@ -63,14 +80,17 @@ const NFT_REG_2: u32 = 2;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_OIFNAME: u32 = 7;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_NAT_DNAT: u32 = 1;
 // linux/netfilter.h, nf_nat.h
 const NFPROTO_INET: u8 = 1;
 const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NF_ACCEPT: u32 = 1;
 const NF_IP_PRI_NAT_DST: i32 = -100;
+const NF_IP_PRI_RAW: i32 = -300;
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 const IFNAMSIZ: usize = 16;
 
@@ -131,6 +151,58 @@ fn oifname_is(name: &str) -> Attrs {
     let mut padded = [0u8; IFNAMSIZ];
     padded[..name.len()].copy_from_slice(name.as_bytes());
     cmp_eq(&padded)
+}
+
+/// `payload load` of `len` bytes at `offset` into the network header, into register 1.
+fn network_header(offset: u32, len: u32) -> Attrs {
+    // NFTA_PAYLOAD_DREG = 1, _BASE = 2, _OFFSET = 3, _LEN = 4
+    expr(
+        "payload",
+        Attrs::default()
+            .be32(1, NFT_REG_1)
+            .be32(2, NFT_PAYLOAD_NETWORK_HEADER)
+            .be32(3, offset)
+            .be32(4, len),
+    )
+}
+
+/// `notrack`: the packet gets no conntrack entry (an expression without attributes).
+fn notrack() -> Attrs {
+    Attrs::default().bytes(NFTA_EXPR_NAME, b"notrack\0")
+}
+
+/// `meta nfproto ipv4 ip daddr 127.0.0.0/8 notrack`
+fn loopback_v4_rule() -> Vec<Attrs> {
+    // NFTA_BITWISE_SREG = 1, _DREG = 2, _LEN = 3, _MASK = 4, _XOR = 5
+    let mask = Attrs::default().bytes(NFTA_DATA_VALUE, &[255, 0, 0, 0]);
+    let xor = Attrs::default().bytes(NFTA_DATA_VALUE, &[0, 0, 0, 0]);
+    vec![
+        meta(NFT_META_NFPROTO),
+        cmp_eq(&[NFPROTO_IPV4]),
+        network_header(16, 4),
+        expr(
+            "bitwise",
+            Attrs::default()
+                .be32(1, NFT_REG_1)
+                .be32(2, NFT_REG_1)
+                .be32(3, 4)
+                .nested(4, mask)
+                .nested(5, xor),
+        ),
+        cmp_eq(&[127, 0, 0, 0]),
+        notrack(),
+    ]
+}
+
+/// `meta nfproto ipv6 ip6 daddr ::1 notrack`
+fn loopback_v6_rule() -> Vec<Attrs> {
+    vec![
+        meta(NFT_META_NFPROTO),
+        cmp_eq(&[NFPROTO_IPV6]),
+        network_header(24, 16),
+        cmp_eq(&std::net::Ipv6Addr::LOCALHOST.octets()),
+        notrack(),
+    ]
 }
 
 /// `oifname "TUN" meta l4proto tcp redirect to :port`
@@ -198,8 +270,34 @@ fn message(out: &mut Vec<u8>, ty: u16, flags: u16, seq: u32, family: u8, res_id:
     out.extend_from_slice(&a.0);
 }
 
-/// The whole ruleset as one batch; returns it and the sequence numbers that are acknowledged.
+/// The capture ruleset as one batch; returns it and the sequence numbers that are acknowledged.
 fn batch(tun: &str, port: u16, stub: std::net::Ipv4Addr) -> (Vec<u8>, Vec<u32>) {
+    chain_batch(
+        CHAIN,
+        b"nat\0",
+        NF_IP_PRI_NAT_DST,
+        vec![tcp_rule(tun, port), dns_rule(tun, stub)],
+    )
+}
+
+/// The loopback exemption as one batch (table, chain, two rules).
+fn loopback_batch() -> (Vec<u8>, Vec<u32>) {
+    chain_batch(
+        LOOPBACK_CHAIN,
+        b"filter\0",
+        NF_IP_PRI_RAW,
+        vec![loopback_v4_rule(), loopback_v6_rule()],
+    )
+}
+
+/// One batch: the table (created if missing), an output chain of `kind` at `priority`, and its
+/// rules in order.
+fn chain_batch(
+    chain_name: &[u8],
+    kind: &[u8],
+    priority: i32,
+    rules: Vec<Vec<Attrs>>,
+) -> (Vec<u8>, Vec<u32>) {
     let mut out = Vec::new();
     let mut acked = Vec::new();
     let nft = |m: u16| (NFNL_SUBSYS_NFTABLES << 8) | m;
@@ -226,13 +324,13 @@ fn batch(tun: &str, port: u16, stub: std::net::Ipv4Addr) -> (Vec<u8>, Vec<u32>) 
     acked.push(2);
     let hook = Attrs::default()
         .be32(NFTA_HOOK_HOOKNUM, NF_INET_LOCAL_OUT)
-        .be32(NFTA_HOOK_PRIORITY, NF_IP_PRI_NAT_DST as u32);
+        .be32(NFTA_HOOK_PRIORITY, priority as u32);
     let chain = Attrs::default()
         .bytes(NFTA_CHAIN_TABLE, TABLE)
-        .bytes(NFTA_CHAIN_NAME, CHAIN)
+        .bytes(NFTA_CHAIN_NAME, chain_name)
         .nested(NFTA_CHAIN_HOOK, hook)
         .be32(NFTA_CHAIN_POLICY, NF_ACCEPT)
-        .bytes(NFTA_CHAIN_TYPE, b"nat\0");
+        .bytes(NFTA_CHAIN_TYPE, kind);
     message(
         &mut out,
         nft(NFT_MSG_NEWCHAIN),
@@ -243,13 +341,15 @@ fn batch(tun: &str, port: u16, stub: std::net::Ipv4Addr) -> (Vec<u8>, Vec<u32>) 
         chain,
     );
     acked.push(3);
-    for (seq, exprs) in [(4, tcp_rule(tun, port)), (5, dns_rule(tun, stub))] {
+    let mut seq = 3;
+    for exprs in rules {
+        seq += 1;
         let list = exprs
             .into_iter()
             .fold(Attrs::default(), |l, e| l.nested(NFTA_LIST_ELEM, e));
         let rule = Attrs::default()
             .bytes(NFTA_RULE_TABLE, TABLE)
-            .bytes(NFTA_RULE_CHAIN, CHAIN)
+            .bytes(NFTA_RULE_CHAIN, chain_name)
             .nested(NFTA_RULE_EXPRESSIONS, list);
         message(
             &mut out,
@@ -266,7 +366,7 @@ fn batch(tun: &str, port: u16, stub: std::net::Ipv4Addr) -> (Vec<u8>, Vec<u32>) 
         &mut out,
         NFNL_MSG_BATCH_END,
         NLM_F_REQUEST,
-        6,
+        seq + 1,
         0,
         NFNL_SUBSYS_NFTABLES,
         Attrs::default(),
@@ -284,7 +384,17 @@ pub fn install_capture(tun: &str, port: u16, stub: std::net::Ipv4Addr) -> io::Re
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkNetFilter,
     )?;
-    let (msg, mut waiting) = batch(tun, port, stub);
+    send_batch(&sock, batch(tun, port, stub))?;
+    // Best effort (a kernel without `notrack`, say): without it loopback traffic is tracked, as
+    // it was before this chain existed. Nothing is printed from here: this runs in the sandbox
+    // child; `nft list ruleset` inside a step shows whether the chain is there.
+    let _ = send_batch(&sock, loopback_batch());
+    Ok(())
+}
+
+/// Sends one batch and waits for the acknowledgement of each object in it; the first error the
+/// kernel reports is returned (it then applied none of the batch).
+fn send_batch(sock: &OwnedFd, (msg, mut waiting): (Vec<u8>, Vec<u32>)) -> io::Result<()> {
     sendto(
         sock.as_raw_fd(),
         &msg,
@@ -343,5 +453,9 @@ mod tests {
         }
         assert_eq!(at, msg.len());
         assert_eq!(types, [0x10, 0xa00, 0xa03, 0xa06, 0xa06, 0x11]);
+        let (msg, acked) = loopback_batch();
+        assert_eq!(acked, [2, 3, 4, 5]);
+        assert!(msg.windows(9).any(|w| w == LOOPBACK_CHAIN));
+        assert!(msg.windows(8).any(|w| w == b"notrack\0"));
     }
 }
