@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 
+use super::allow_list::RuleRef;
 pub use super::hosts::rule_text;
 use super::model::{AllowRule, Network, NetworkMode, RuleTarget};
 
@@ -138,8 +139,8 @@ impl Network {
     /// Whether some rule for `host` restricts methods or paths (its TLS is then intercepted).
     pub fn is_restricted(&self, host: &str) -> bool {
         self.allow
-            .iter()
-            .any(|r| r.matches_name(host) && (!r.methods.is_empty() || !r.paths.is_empty()))
+            .views()
+            .any(|r| r.matches_name(host) && r.is_restricted())
     }
 
     /// Decides one HTTP request to `host:port` against the method and path rules: allowed by
@@ -164,16 +165,15 @@ impl Network {
                 "{method} {path}: dot segments or encoded separators are refused where method and path rules apply"
             ));
         }
-        let rules: Vec<&AllowRule> = self
+        let rules = self
             .allow
-            .iter()
-            .filter(|r| r.matches_name(host) && r.ports.contains(&port))
-            .collect();
-        for r in &rules {
-            let method_ok = r.methods.is_empty() || r.methods.iter().any(|m| m == method);
-            let path_ok = r.paths.is_empty() || r.paths.iter().any(|p| path_under(path, p));
+            .views()
+            .filter(|r| r.matches_name(host) && r.has_port(port));
+        for r in rules {
+            let method_ok = r.methods().is_empty() || r.methods().any(|m| m == method);
+            let path_ok = r.paths().is_empty() || r.paths().any(|p| path_under(path, p));
             if method_ok && path_ok {
-                return Ok(r.text.clone());
+                return Ok(r.text().to_string());
             }
         }
         Err(format!(
@@ -187,9 +187,9 @@ impl Network {
     /// protocol that is neither TLS nor HTTP (`raw_tcp: true`).
     pub fn raw_tcp_rule(&self, host: &str, port: u16) -> Option<String> {
         self.allow
-            .iter()
-            .find(|r| r.raw_tcp && r.matches_name(host) && r.ports.contains(&port))
-            .map(|r| r.text.clone())
+            .views()
+            .find(|r| r.raw_tcp() && r.matches_name(host) && r.has_port(port))
+            .map(|r| r.text().to_string())
     }
 }
 
@@ -251,15 +251,15 @@ impl Network {
         self.decide(&ip.to_string(), port, |rule| rule.covers_ip(ip))
     }
 
-    fn decide(&self, shown: &str, port: u16, matches: impl Fn(&AllowRule) -> bool) -> NameDecision {
+    fn decide(&self, shown: &str, port: u16, matches: impl Fn(&RuleRef) -> bool) -> NameDecision {
         let mut other_ports = Vec::new();
-        for rule in self.allow.iter().filter(|r| matches(r)) {
-            if rule.ports.contains(&port) {
+        for rule in self.allow.views().filter(|r| matches(r)) {
+            if rule.has_port(port) {
                 return NameDecision::Allowed {
-                    rule: rule.text.clone(),
+                    rule: rule.text().to_string(),
                 };
             }
-            other_ports.extend_from_slice(&rule.ports);
+            other_ports.extend(rule.ports());
         }
         if other_ports.is_empty() {
             return denied(DenyReason::NotAllowed);
@@ -282,7 +282,7 @@ impl Network {
         }
         match special_range(ip) {
             None => Ok(()),
-            Some(_) if self.allow.iter().any(|r| r.covers_ip(ip)) => Ok(()),
+            Some(_) if self.allow.views().any(|r| r.covers_ip(ip)) => Ok(()),
             Some(range) => Err(DenyReason::SpecialAddress {
                 rule: name_rule.to_string(),
                 ip,
@@ -300,9 +300,9 @@ impl Network {
         }
         let name = normalize_host(name).ok()?;
         self.allow
-            .iter()
+            .views()
             .find(|r| r.matches_name(&name))
-            .map(|r| r.text.clone())
+            .map(|r| r.text().to_string())
     }
 }
 
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn rule_texts() {
         let n = sample();
-        let texts: Vec<&str> = n.allow.iter().map(|r| r.text.as_str()).collect();
+        let texts: Vec<&str> = n.allow.views().map(|r| r.text()).collect();
         assert_eq!(
             texts,
             [
@@ -789,7 +789,7 @@ mod sneaky_path_tests {
         };
         let net = Network {
             mode: NetworkMode::Enforce,
-            allow: vec![rule],
+            allow: vec![rule].into(),
             upstream_proxy: None,
             max_connections: None,
         };
