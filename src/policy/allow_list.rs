@@ -90,6 +90,8 @@ const CIDR: u32 = 2;
 const RAW_TCP: u32 = 4;
 const RESTRICTED: u32 = 8;
 const CIDR_LEN: usize = 18;
+/// The lists word of a rule without methods or paths.
+const NO_LISTS: u32 = u32::MAX;
 
 /// Where a table's bytes live: built here, or a mapped cache entry.
 pub(crate) enum Backing {
@@ -116,6 +118,8 @@ struct Table {
     records_at: usize,
     blob_at: usize,
     bin_at: usize,
+    /// Some rule has methods or paths.
+    any_restricted: bool,
 }
 
 /// `network.allow`, in file order, parents' rules first.
@@ -221,7 +225,7 @@ impl AllowList {
     /// Whether some rule restricts methods or paths (the step's TLS to its host is then
     /// intercepted).
     pub fn any_restricted(&self) -> bool {
-        self.views().any(|r| r.is_restricted())
+        self.table.any_restricted
     }
 
     /// The rules as values, built from the table the first time they are asked for.
@@ -342,6 +346,13 @@ impl<'a> RuleRef<'a> {
 
     /// (methods, paths).
     fn lists(&self) -> (StrList<'a>, StrList<'a>) {
+        if self.w(12) == NO_LISTS {
+            let none = StrList {
+                pairs: &[],
+                blob: self.blob,
+            };
+            return (none.clone(), none);
+        }
         let off = self.w(12) as usize;
         let n = word(self.bin, off) as usize;
         let methods = StrList {
@@ -428,11 +439,18 @@ impl Table {
         if bin_at.checked_add(bin_len)? != b.len() {
             return None;
         }
-        let blob = std::str::from_utf8(&b[blob_at..bin_at]).ok()?;
+        // Every offset of an ASCII blob is a character boundary (the common case, checked in
+        // one pass); in any other, each string's ends are checked.
+        let blob_bytes = &b[blob_at..bin_at];
+        let text = match blob_bytes.is_ascii() {
+            true => None,
+            false => Some(std::str::from_utf8(blob_bytes).ok()?),
+        };
         let bin = &b[bin_at..];
         let string = |off: usize, len: usize| {
             off.checked_add(len).is_some_and(|e| {
-                e <= blob.len() && blob.is_char_boundary(off) && blob.is_char_boundary(e)
+                e <= blob_len
+                    && text.is_none_or(|t| t.is_char_boundary(off) && t.is_char_boundary(e))
             })
         };
         let in_bin = |off: usize, len: usize| off.checked_add(len).is_some_and(|e| e <= bin.len());
@@ -459,6 +477,7 @@ impl Table {
                 return None;
             }
         }
+        let mut any_restricted = false;
         for rec in b[records_at..blob_at].chunks_exact(REC) {
             let w = |i: usize| word(rec, i * 4) as usize;
             let flags = w(0) as u32;
@@ -476,15 +495,23 @@ impl Table {
             };
             let ports_ok = w(4).checked_mul(2).is_some_and(|l| in_bin(w(3), l));
             // Methods from w(12) to `paths`, paths from there to `end`; each empty list 4 bytes.
-            let paths = list(w(12))?;
-            let end = list(paths)?;
-            let restricted = paths != w(12) + 4 || end != paths + 4;
+            // A rule without either has no lists at all.
+            let restricted = flags & RESTRICTED != 0;
+            let lists_ok = match w(12) as u32 {
+                NO_LISTS => !restricted,
+                _ => {
+                    let paths = list(w(12))?;
+                    let end = list(paths)?;
+                    restricted && (paths != w(12) + 4 || end != paths + 4)
+                }
+            };
+            any_restricted |= restricted;
             if !(target_ok
                 && ports_ok
                 && string(w(5), w(6))
                 && string(w(7), w(8))
                 && w(9) < n_files
-                && restricted == (flags & RESTRICTED != 0))
+                && lists_ok)
             {
                 return None;
             }
@@ -498,6 +525,7 @@ impl Table {
             records_at: start + records_at,
             blob_at: start + blob_at,
             bin_at: start + bin_at,
+            any_restricted,
         })
     }
 }
@@ -531,14 +559,24 @@ fn build(rules: &[AllowRule]) -> Vec<u8> {
         let restricted = !methods.is_empty() || !paths.is_empty();
         let mut flags =
             if *raw_tcp { RAW_TCP } else { 0 } | if restricted { RESTRICTED } else { 0 };
+        let text = put(&mut blob, text);
+        // A name is almost always inside the rule's text (`name:443`, `*.suffix:443`): it is
+        // those bytes, not a second copy.
+        let name = |blob: &mut Vec<u8>, s: &str| {
+            let written = &blob[text.0 as usize..];
+            match written.windows(s.len()).position(|w| w == s.as_bytes()) {
+                Some(i) if !s.is_empty() => (text.0 + u32_of(i), u32_of(s.len())),
+                _ => put(blob, s),
+            }
+        };
         let (t_off, t_len) = match target {
             RuleTarget::Exact(s) => {
                 flags |= EXACT;
-                put(&mut blob, s)
+                name(&mut blob, s)
             }
             RuleTarget::Suffix(s) => {
                 flags |= SUFFIX;
-                put(&mut blob, s)
+                name(&mut blob, s)
             }
             RuleTarget::Cidr(net) => {
                 flags |= CIDR;
@@ -564,7 +602,6 @@ fn build(rules: &[AllowRule]) -> Vec<u8> {
         for p in ports {
             bin.extend_from_slice(&p.to_le_bytes());
         }
-        let text = put(&mut blob, text);
         let key = put(&mut blob, key);
         let file = match files.iter().position(|(f, _, _)| *f == at.file) {
             Some(i) => i,
@@ -574,8 +611,12 @@ fn build(rules: &[AllowRule]) -> Vec<u8> {
                 files.len() - 1
             }
         };
-        let lists = u32_of(bin.len());
-        for list in [methods, paths] {
+        let lists = if restricted {
+            u32_of(bin.len())
+        } else {
+            NO_LISTS
+        };
+        for list in [methods, paths].into_iter().filter(|_| restricted) {
             bin.extend_from_slice(&u32_of(list.len()).to_le_bytes());
             let at = bin.len();
             bin.resize(at + 8 * list.len(), 0);
@@ -804,6 +845,16 @@ mod tests {
         for (what, bytes) in damaged {
             assert!(read_back(&bytes).is_none(), "{what}");
         }
+        // An ASCII blob (checked in one pass, no boundary to check) is still checked for ranges.
+        let ascii = AllowList::new(sample()[..4].to_vec())
+            .table_bytes()
+            .to_vec();
+        let blob_len = word(&ascii, 8);
+        let mut over = ascii.clone();
+        let text = HEADER + 8 * word(&ascii, 4) as usize + 4 * 6;
+        over[text..text + 4].copy_from_slice(&(blob_len + 1).to_le_bytes());
+        assert!(read_back(&ascii).is_some());
+        assert!(read_back(&over).is_none());
         // A cidr prefix too long for its family.
         let cidr = word(&good, rec(2, 1)) as usize;
         let mut long = good.clone();
