@@ -349,6 +349,15 @@ impl Profile {
         self.secrets.push(decl);
         self
     }
+    /// The profile with its allow rules as a cache hit holds them: the table only, no rule
+    /// built yet.
+    pub(crate) fn with_table_only(mut self) -> Profile {
+        let bytes = self.network.allow.table_bytes().to_vec();
+        let len = bytes.len();
+        let backing = std::sync::Arc::new(super::allow_list::Backing::Owned(bytes));
+        self.network.allow = AllowList::from_table(backing, 0, len).unwrap();
+        self
+    }
 }
 
 /// Values for the variables a profile may use.
