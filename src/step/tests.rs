@@ -82,7 +82,7 @@ fn prepare_builds_no_allow_rule() {
     let yaml = NPM_LIKE.replace(
         "allow: [registry.npmjs.org:443]",
         "allow: [registry.npmjs.org:443, { host: api.example.com, ports: [443], methods: [GET] }]",
-    );
+    ) + "env:\n  pass: [NPM_CONFIG_REGISTRY]\n";
     let p = profile(&f, &yaml).with_table_only();
     assert!(!p.network().allow.is_built());
     let h = Host {
@@ -90,13 +90,22 @@ fn prepare_builds_no_allow_rule() {
             host(&f).env,
             vec![(
                 "NPM_CONFIG_REGISTRY".into(),
-                "https://registry.npmjs.org/".into(),
+                "https://npm.corp.example/".into(),
             )],
         ]
         .concat(),
     };
     let prepared = prepare(spec(&f, p), &h).unwrap();
     assert!(prepared.broker.is_some(), "a method rule needs the broker");
+    // The registry the step is pointed at was decided (not allowed: one warning).
+    assert!(
+        prepared
+            .warnings()
+            .iter()
+            .any(|w| w.contains("npm.corp.example:443")),
+        "{:?}",
+        prepared.warnings()
+    );
     assert!(!prepared.network.allow.is_built());
 }
 
