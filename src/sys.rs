@@ -550,3 +550,61 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // descriptor while it is registered, which is what `register` requires.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))
 }
+
+/// A regular file's bytes mapped read-only and private (`mmap(2)`, `PROT_READ`,
+/// `MAP_PRIVATE`): read without copying them, and a forked child shares the mapping instead of
+/// copying page tables for it. Unmapped on drop.
+///
+/// The bytes are the file's as it is while mapped: a file written in place by another process
+/// shows its new bytes, and one truncated under the mapping kills the reader with `SIGBUS`.
+/// Only for files no one else may write (the profile cache's entries, written once, by rename).
+pub struct MappedFile {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only memory owned by this value; sharing `&[u8]` views of it
+// between threads is as safe as sharing any other immutable byte slice.
+unsafe impl Send for MappedFile {}
+// SAFETY: as for `Send`: nothing writes through this mapping.
+unsafe impl Sync for MappedFile {}
+
+impl MappedFile {
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live mapping of `len` readable bytes (see `map_file`) that stays
+        // mapped until `self` is dropped; the slice borrows `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region `map_file` mapped, which nothing borrows any more.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Map the first `len` bytes of `file` (see [`MappedFile`]). `len` 0 is `EINVAL`.
+pub fn map_file(file: &std::fs::File, len: usize) -> io::Result<MappedFile> {
+    if len == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: a new mapping chosen by the kernel (no fixed address), so no existing memory is
+    // replaced; the fd is valid for the call (borrowed from `file`).
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(MappedFile { ptr, len })
+}

@@ -90,7 +90,7 @@ fn a_changed_profile_is_read_again_and_a_wrong_entry_is_ignored() {
     }
 }
 
-/// `bytes` (a whole entry) with `from` replaced by `to` (same length) and its trailing SHA-256
+/// `bytes` (a whole entry) with `from` replaced by `to` (same length) and its trailing CRC-32
 /// computed again: an entry as a step that knows the format would forge it.
 fn forge(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     assert_eq!(from.len(), to.len());
@@ -98,10 +98,10 @@ fn forge(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
         .windows(from.len())
         .position(|w| w == from)
         .expect("the rule in the entry");
-    let mut out = bytes[..bytes.len() - 32].to_vec();
+    let mut out = bytes[..bytes.len() - 4].to_vec();
     out[at..at + to.len()].copy_from_slice(to);
-    let sum = ring::digest::digest(&ring::digest::SHA256, &out);
-    out.extend_from_slice(sum.as_ref());
+    let sum = crc32fast::hash(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
     out
 }
 

@@ -62,12 +62,12 @@ fn recheck(p: Profile) -> Result<Profile, PolicyError> {
         });
     }
     if p.network.mode == NetworkMode::None
-        && let Some(first) = p.network.allow.first()
+        && let Some(first) = p.network.allow.views().next()
     {
         return Err(PolicyError::Contradiction {
-            at: first.at.clone(),
-            path: first.key.clone(),
-            raw: first.text.clone(),
+            at: first.at(),
+            path: first.key().to_string(),
+            raw: first.text().to_string(),
             conflict: Conflict::NoNetworkWithAllow,
             other: "`network.mode` (none)".to_string(),
         });
@@ -106,13 +106,14 @@ impl Profile {
             (NetworkMode::None, _) => {}
             (_, NetworkMode::None) => {
                 p.network.mode = NetworkMode::None;
-                p.network.allow.clear();
+                p.network.allow = Default::default();
             }
             (NetworkMode::Enforce, _) => {
                 if let Some(r) = rn
                     .allow
+                    .rules()
                     .iter()
-                    .find(|r| !on.allow.iter().any(|o| covers(o, r)))
+                    .find(|r| !on.allow.rules().iter().any(|o| covers(o, r)))
                 {
                     return Err(wider(
                         r.at.to_string(),

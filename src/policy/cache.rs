@@ -13,9 +13,16 @@
 //!   SHA-256 of the file's bytes. Loading reads nothing else but `extends` parents: built-in
 //!   parents are part of the binary, and every parent file is listed in the entry with its
 //!   canonical path and SHA-256, re-read and compared on every use.
-//! - **Entry**: `SJPCACHE`, the key, the parents, the model, and a SHA-256 of all of it. A
-//!   truncated, corrupted or foreign entry fails one of the checks and is ignored: the file is
-//!   parsed as if there were no cache (and the entry rewritten).
+//! - **Entry**: `SJPCACHE`, the key, the parents, the model, and a CRC-32 of all of it (a
+//!   checksum against damage: the key, in the name and inside, is what binds the entry to the
+//!   bytes). The model's allow rules are their table ([`super::allow_list`]) as it is: a hit
+//!   maps the entry and the decisions read the table there, checked whole but not decoded, so
+//!   a step under 10,000 rules builds no rule and copies no page of them. A truncated,
+//!   corrupted or foreign entry fails one of the checks and is ignored: the file is parsed as
+//!   if there were no cache (and the entry rewritten).
+//! - **Reading the profile**: a regular file is hashed through one 64 KB buffer and read whole
+//!   only on a miss (the entry is then written under the key of the bytes parsed); anything
+//!   else (a pipe) is read once, whole.
 //! - **Where**: `$XDG_CACHE_HOME/stepjail/profiles`, else `$HOME/.cache/stepjail/profiles`
 //!   (absolute paths only; no cache otherwise). The directory is created 0700; an entry is read
 //!   only from a directory that is ours, not a symlink and closed to group and others, and only
@@ -33,18 +40,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::allow_list::{AllowList, Backing};
 use super::error::PolicyError;
 use super::load::{self, Dependency, Source, sha256};
 use super::model::{
-    AllowRule, BrokerPlace, Enforce, EnvPattern, EnvPolicy, Filesystem, LandlockPolicy, Limits,
-    Location, Network, NetworkMode, PathTemplate, ProcessPolicy, Profile, RuleTarget, SecretDecl,
+    BrokerPlace, Enforce, EnvPattern, EnvPolicy, Filesystem, LandlockPolicy, Limits, Location,
+    Network, NetworkMode, PathTemplate, ProcessPolicy, Profile, SecretDecl,
 };
 use super::yaml;
 
 /// The encoding's version; part of the key.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
+/// Why an entry whose checksum or structure is wrong is not used.
+const CORRUPT: &str = "the entry is truncated or corrupted";
+/// Why an entry whose key is not the one asked for is not used.
+const OTHER_KEY: &str = "the entry is for another key";
 const MAGIC: &[u8; 8] = b"SJPCACHE";
 /// Entries kept in the directory; writing one more removes the oldest.
 pub(crate) const MAX_ENTRIES: usize = 64;
@@ -134,13 +147,29 @@ pub(crate) fn load_file(path: &Path) -> Result<Profile, PolicyError> {
 /// [`load_file`] with the cache in `dir` (`None`: no cache).
 fn load_file_in(path: &Path, dir: Option<PathBuf>) -> Result<Profile, PolicyError> {
     let label = path.display().to_string();
-    let bytes = yaml::read_bytes(path, &label)?;
-    let place = dir.and_then(|d| Some((key(&label, &bytes)?, d)));
-    if let Some((key, dir)) = &place {
-        match read(dir, key) {
-            Ok(profile) => return Ok(profile),
-            Err(why) => tracing::debug!("profile cache: no entry used for {label}: {why}"),
+    // A regular file is hashed as it is read, through one small buffer, and parsed only when
+    // no entry matches (it is then read again, and the entry written under the key of the
+    // bytes parsed). Anything else (a pipe) is read once, whole.
+    let streamed = dir.as_ref().and_then(|_| streamed_sha256(path));
+    let used = |dir: &Path, key: &[u8; 32]| match read(dir, key) {
+        Ok(profile) => Some(profile),
+        Err(why) => {
+            tracing::debug!("profile cache: no entry used for {label}: {why}");
+            None
         }
+    };
+    if let (Some(dir), Some(sum)) = (&dir, &streamed)
+        && let Some(profile) = key_for(&label, sum).and_then(|k| used(dir, &k))
+    {
+        return Ok(profile);
+    }
+    let bytes = yaml::read_bytes(path, &label)?;
+    let place = dir.and_then(|d| Some((key_for(&label, &sha256(&bytes))?, d)));
+    if streamed.is_none()
+        && let Some((key, dir)) = &place
+        && let Some(profile) = used(dir, key)
+    {
+        return Ok(profile);
     }
     // Checked only here: an entry exists only for bytes that were text and loaded.
     let text = yaml::utf8(bytes, &label)?;
@@ -154,8 +183,45 @@ fn load_file_in(path: &Path, dir: Option<PathBuf>) -> Result<Profile, PolicyErro
     Ok(profile)
 }
 
-/// The entry key for the file named `label` holding `bytes`, for this binary.
-fn key(label: &str, bytes: &[u8]) -> Option<[u8; 32]> {
+/// SHA-256 of a regular file of at most [`yaml::MAX_FILE_BYTES`], read through one buffer;
+/// `None` for anything else (the caller then reads it whole, with the loader's errors).
+fn streamed_sha256(path: &Path) -> Option<[u8; 32]> {
+    // Not even opened unless it is a regular file: opening a named pipe would wait for its
+    // writer, and closing it would break that writer. Non-blocking in case the path changed
+    // in between.
+    if !std::fs::metadata(path).ok()?.file_type().is_file() {
+        return None;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                if total > yaml::MAX_FILE_BYTES {
+                    return None;
+                }
+                ctx.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    ctx.finish().as_ref().try_into().ok()
+}
+
+/// The entry key for the file named `label` whose bytes have SHA-256 `sum`, for this binary.
+fn key_for(label: &str, sum: &[u8; 32]) -> Option<[u8; 32]> {
     let exe = std::fs::metadata("/proc/self/exe").ok()?;
     let mut w = Writer::default();
     w.buf.extend_from_slice(MAGIC);
@@ -171,7 +237,7 @@ fn key(label: &str, bytes: &[u8]) -> Option<[u8; 32]> {
         w.uint(n);
     }
     w.str(label);
-    w.buf.extend_from_slice(&sha256(bytes));
+    w.buf.extend_from_slice(sum);
     Some(sha256(&w.buf))
 }
 
@@ -222,25 +288,27 @@ pub(crate) fn read(dir: &Path, key: &[u8; 32]) -> Result<Profile, String> {
     if m.len() > MAX_ENTRY_BYTES {
         return Err("the entry is too large".into());
     }
-    let mut bytes = Vec::with_capacity(m.len() as usize);
-    f.take(MAX_ENTRY_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    decode_entry(&bytes, key)
+    // Mapped, not read: the allow table is used where it lies (no copy, no page of ours to
+    // fault in, and the sandbox's clone copies no page tables for it). Entries are written
+    // once and renamed into place, never changed in place or truncated.
+    let map = crate::sys::map_file(&f, m.len() as usize).map_err(|e| e.to_string())?;
+    decode_entry(Arc::new(Backing::Mapped(map)), key)
 }
 
-/// `bytes` as an entry for `key`: checksum, magic and key first, then parents, then the model.
-fn decode_entry(bytes: &[u8], key: &[u8; 32]) -> Result<Profile, String> {
-    let corrupt = || "the entry is truncated or corrupted".to_string();
-    let split = bytes.len().checked_sub(32).ok_or_else(corrupt)?;
+/// The entry's bytes as an entry for `key`: checksum, magic and key first, then parents, then
+/// the model (whose allow table stays in `backing`, checked whole).
+fn decode_entry(backing: Arc<Backing>, key: &[u8; 32]) -> Result<Profile, String> {
+    let corrupt = || CORRUPT.to_string();
+    let bytes = backing.bytes();
+    let split = bytes.len().checked_sub(4).ok_or_else(corrupt)?;
     let (body, sum) = bytes.split_at(split);
-    if sha256(body) != sum {
+    if crc32fast::hash(body).to_le_bytes() != sum {
         return Err(corrupt());
     }
-    let mut r = Reader::new(body);
+    let mut r = Reader::new(body, backing.clone());
     if r.bytes(MAGIC.len()).ok_or_else(corrupt)? != MAGIC || r.bytes(32).ok_or_else(corrupt)? != key
     {
-        return Err("the entry is for another key".into());
+        return Err(OTHER_KEY.into());
     }
     let deps = r.deps().ok_or_else(corrupt)?;
     for d in &deps {
@@ -333,8 +401,8 @@ pub(crate) fn encode_entry(key: &[u8; 32], deps: &[Dependency], p: &Profile) -> 
         w.buf.extend_from_slice(&d.sha256);
     }
     w.profile(p);
-    let sum = sha256(&w.buf);
-    w.buf.extend_from_slice(&sum);
+    let sum = crc32fast::hash(&w.buf);
+    w.buf.extend_from_slice(&sum.to_le_bytes());
     w.buf
 }
 
@@ -410,42 +478,6 @@ impl Writer {
             NetworkMode::Audit => 2,
         });
     }
-    fn rule(&mut self, r: &AllowRule) {
-        let AllowRule {
-            target,
-            ports,
-            text,
-            at,
-            key,
-            methods,
-            paths,
-            raw_tcp,
-        } = r;
-        match target {
-            RuleTarget::Exact(s) => {
-                self.buf.push(0);
-                self.str(s);
-            }
-            RuleTarget::Suffix(s) => {
-                self.buf.push(1);
-                self.str(s);
-            }
-            RuleTarget::Cidr(net) => {
-                self.buf.push(2);
-                self.str(&net.to_string());
-            }
-        }
-        self.uint(ports.len() as u64);
-        for &p in ports {
-            self.uint(p.into());
-        }
-        self.str(text);
-        self.location(at);
-        self.str(key);
-        self.strs(methods);
-        self.strs(paths);
-        self.bool(*raw_tcp);
-    }
     fn profile(&mut self, p: &Profile) {
         let Profile {
             name,
@@ -485,10 +517,9 @@ impl Writer {
             max_connections,
         } = network;
         self.mode(*mode);
-        self.uint(allow.len() as u64);
-        for r in allow {
-            self.rule(r);
-        }
+        let table = allow.table_bytes();
+        self.uint(table.len() as u64);
+        self.buf.extend_from_slice(table);
         self.opt(max_connections.map(u64::from));
 
         let EnvPolicy {
@@ -597,17 +628,19 @@ impl Writer {
     }
 }
 
-/// Reads what [`Writer`] wrote; `None` on anything else.
+/// Reads what [`Writer`] wrote; `None` on anything else. `buf` starts `backing`.
 struct Reader<'a> {
     buf: &'a [u8],
+    backing: Arc<Backing>,
     pos: usize,
     files: Vec<String>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Reader<'a> {
+    fn new(buf: &'a [u8], backing: Arc<Backing>) -> Reader<'a> {
         Reader {
             buf,
+            backing,
             pos: 0,
             files: Vec::new(),
         }
@@ -712,29 +745,6 @@ impl<'a> Reader<'a> {
             })
             .collect()
     }
-    fn rule(&mut self) -> Option<AllowRule> {
-        let target = match self.byte()? {
-            0 => RuleTarget::Exact(self.str()?),
-            1 => RuleTarget::Suffix(self.str()?),
-            2 => RuleTarget::Cidr(self.str()?.parse().ok()?),
-            _ => return None,
-        };
-        let n = self.count()?;
-        let mut ports = Vec::with_capacity(n);
-        for _ in 0..n {
-            ports.push(u16::try_from(self.uint()?).ok()?);
-        }
-        Some(AllowRule {
-            target,
-            ports,
-            text: self.str()?,
-            at: self.location()?,
-            key: self.str()?,
-            methods: self.strs()?,
-            paths: self.strs()?,
-            raw_tcp: self.bool()?,
-        })
-    }
     fn profile(&mut self) -> Option<Profile> {
         let name = self.str()?;
         let description = self.str()?;
@@ -755,12 +765,11 @@ impl<'a> Reader<'a> {
             2 => NetworkMode::Audit,
             _ => return None,
         };
-        // Sized up front: growing a vector of 10,000 rules copies it a dozen times.
-        let n = self.count()?;
-        let mut allow = Vec::with_capacity(n);
-        for _ in 0..n {
-            allow.push(self.rule()?);
-        }
+        // The table as it is, in place: checked whole, not decoded.
+        let n = self.usize()?;
+        let at = self.pos;
+        self.bytes(n)?;
+        let allow = AllowList::from_table(self.backing.clone(), at, n)?;
         let max_connections = match self.opt()? {
             None => None,
             Some(n) => Some(u32::try_from(n).ok()?),
@@ -870,6 +879,7 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::RuleTarget;
     use super::*;
 
     const PARENT: &str = "name: parent\ndescription: p\nextends: default\nnetwork:\n  allow:\n    - parent.example.com:443\n";
@@ -926,6 +936,11 @@ mod tests {
         }
     }
 
+    /// An entry's bytes decoded (not mapped).
+    fn decode(bytes: &[u8], key: &[u8; 32]) -> Result<Profile, String> {
+        decode_entry(Arc::new(Backing::Owned(bytes.to_vec())), key)
+    }
+
     fn allowed(p: &Profile, host: &str, port: u16) -> bool {
         p.network.decide_name(host, port).is_allowed()
     }
@@ -946,8 +961,8 @@ mod tests {
         for name in super::super::builtin::names() {
             let p = load::load_builtin(name).unwrap();
             let bytes = encode_entry(&[7; 32], &[], &p);
-            assert_eq!(decode_entry(&bytes, &[7; 32]).unwrap(), p, "{name}");
-            assert!(decode_entry(&bytes, &[8; 32]).is_err());
+            assert_eq!(decode(&bytes, &[7; 32]).unwrap(), p, "{name}");
+            assert_eq!(decode(&bytes, &[8; 32]).unwrap_err(), OTHER_KEY, "{name}");
         }
     }
 
@@ -960,10 +975,52 @@ mod tests {
         let entry = f.entry();
         let bytes = std::fs::read(&entry).unwrap();
         let key: [u8; 32] = bytes[8..40].try_into().unwrap();
-        let mut p = decode_entry(&bytes, &key).unwrap();
-        p.network.allow[1].target = RuleTarget::Exact("other.example.com".into());
+        let mut p = decode(&bytes, &key).unwrap();
+        let mut rules = p.network.allow.rules().to_vec();
+        rules[1].target = RuleTarget::Exact("other.example.com".into());
+        p.network.allow = rules.into();
         std::fs::write(&entry, encode_entry(&key, &[], &p)).unwrap();
         assert!(allowed(&f.load(), "other.example.com", 443));
+    }
+
+    #[test]
+    fn a_hit_decides_from_the_mapped_entry_without_building_rules() {
+        let f = fixture("first.example.com:443");
+        let parsed = f.load();
+        assert!(!parsed.network.allow.is_mapped());
+        let hit = f.load();
+        // The allow table is the entry's own bytes, read in place: no rule is built to decide.
+        assert!(hit.network.allow.is_mapped());
+        assert!(allowed(&hit, "first.example.com", 443));
+        assert!(allowed(&hit, "x.wild.example.org", 80));
+        assert!(!allowed(&hit, "x.wild.example.org", 443));
+        assert!(hit.network.allow.any_restricted());
+        assert!(!hit.network.allow.is_built());
+        assert_eq!(hit, parsed);
+    }
+
+    #[test]
+    fn a_profile_from_a_pipe_is_read_once() {
+        // A pipe is not hashed as it is read (that would consume it): read whole, then looked
+        // up like any file.
+        let f = fixture("first.example.com:443");
+        let fifo = f.dir.join("fifo.yml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let text = std::fs::read(&f.file).unwrap();
+        for _ in 0..2 {
+            let (path, text) = (fifo.clone(), text.clone());
+            let writer = std::thread::spawn(move || std::fs::write(path, text));
+            // In a thread of its own, so that a loader waiting on the pipe fails the test.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (path, cache) = (fifo.clone(), f.cache.clone());
+            std::thread::spawn(move || tx.send(Box::new(load_file_in(&path, Some(cache)))));
+            let p = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the loader waited on the pipe")
+                .unwrap();
+            writer.join().unwrap().unwrap();
+            assert!(allowed(&p, "first.example.com", 443));
+        }
     }
 
     #[test]
@@ -1004,7 +1061,7 @@ mod tests {
         for e in [None, Some(Enforce::Required)] {
             p.process.limits.enforce = e;
             p.network.max_connections = None;
-            let back = decode_entry(&encode_entry(&key, &[], &p), &key).unwrap();
+            let back = decode(&encode_entry(&key, &[], &p), &key).unwrap();
             assert_eq!(back, p);
         }
     }
@@ -1082,7 +1139,10 @@ mod tests {
         // A symlink in place of the entry is not followed.
         std::fs::rename(&entry, f.dir.join("moved")).unwrap();
         std::os::unix::fs::symlink(f.dir.join("moved"), &entry).unwrap();
-        assert!(read(&f.cache, &key).is_err());
+        assert_eq!(
+            read(&f.cache, &key).unwrap_err(),
+            std::io::Error::from_raw_os_error(libc::ELOOP).to_string()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 
+use super::allow_list::RuleRef;
 pub use super::hosts::rule_text;
 use super::model::{AllowRule, Network, NetworkMode, RuleTarget};
 
@@ -138,8 +139,8 @@ impl Network {
     /// Whether some rule for `host` restricts methods or paths (its TLS is then intercepted).
     pub fn is_restricted(&self, host: &str) -> bool {
         self.allow
-            .iter()
-            .any(|r| r.matches_name(host) && (!r.methods.is_empty() || !r.paths.is_empty()))
+            .views()
+            .any(|r| r.matches_name(host) && r.is_restricted())
     }
 
     /// Decides one HTTP request to `host:port` against the method and path rules: allowed by
@@ -164,16 +165,15 @@ impl Network {
                 "{method} {path}: dot segments or encoded separators are refused where method and path rules apply"
             ));
         }
-        let rules: Vec<&AllowRule> = self
+        let rules = self
             .allow
-            .iter()
-            .filter(|r| r.matches_name(host) && r.ports.contains(&port))
-            .collect();
-        for r in &rules {
-            let method_ok = r.methods.is_empty() || r.methods.iter().any(|m| m == method);
-            let path_ok = r.paths.is_empty() || r.paths.iter().any(|p| path_under(path, p));
+            .views()
+            .filter(|r| r.matches_name(host) && r.has_port(port));
+        for r in rules {
+            let method_ok = r.methods().is_empty() || r.methods().any(|m| m == method);
+            let path_ok = r.paths().is_empty() || r.paths().any(|p| path_under(path, p));
             if method_ok && path_ok {
-                return Ok(r.text.clone());
+                return Ok(r.text().to_string());
             }
         }
         Err(format!(
@@ -187,9 +187,9 @@ impl Network {
     /// protocol that is neither TLS nor HTTP (`raw_tcp: true`).
     pub fn raw_tcp_rule(&self, host: &str, port: u16) -> Option<String> {
         self.allow
-            .iter()
-            .find(|r| r.raw_tcp && r.matches_name(host) && r.ports.contains(&port))
-            .map(|r| r.text.clone())
+            .views()
+            .find(|r| r.raw_tcp() && r.matches_name(host) && r.has_port(port))
+            .map(|r| r.text().to_string())
     }
 }
 
@@ -251,15 +251,15 @@ impl Network {
         self.decide(&ip.to_string(), port, |rule| rule.covers_ip(ip))
     }
 
-    fn decide(&self, shown: &str, port: u16, matches: impl Fn(&AllowRule) -> bool) -> NameDecision {
+    fn decide(&self, shown: &str, port: u16, matches: impl Fn(&RuleRef) -> bool) -> NameDecision {
         let mut other_ports = Vec::new();
-        for rule in self.allow.iter().filter(|r| matches(r)) {
-            if rule.ports.contains(&port) {
+        for rule in self.allow.views().filter(|r| matches(r)) {
+            if rule.has_port(port) {
                 return NameDecision::Allowed {
-                    rule: rule.text.clone(),
+                    rule: rule.text().to_string(),
                 };
             }
-            other_ports.extend_from_slice(&rule.ports);
+            other_ports.extend(rule.ports());
         }
         if other_ports.is_empty() {
             return denied(DenyReason::NotAllowed);
@@ -282,7 +282,7 @@ impl Network {
         }
         match special_range(ip) {
             None => Ok(()),
-            Some(_) if self.allow.iter().any(|r| r.covers_ip(ip)) => Ok(()),
+            Some(_) if self.allow.views().any(|r| r.covers_ip(ip)) => Ok(()),
             Some(range) => Err(DenyReason::SpecialAddress {
                 rule: name_rule.to_string(),
                 ip,
@@ -300,9 +300,9 @@ impl Network {
         }
         let name = normalize_host(name).ok()?;
         self.allow
-            .iter()
+            .views()
             .find(|r| r.matches_name(&name))
-            .map(|r| r.text.clone())
+            .map(|r| r.text().to_string())
     }
 }
 
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn rule_texts() {
         let n = sample();
-        let texts: Vec<&str> = n.allow.iter().map(|r| r.text.as_str()).collect();
+        let texts: Vec<&str> = n.allow.views().map(|r| r.text()).collect();
         assert_eq!(
             texts,
             [
@@ -749,6 +749,157 @@ mod tests {
         );
         assert_eq!(audit.decide_name("evil.example", 443), not_allowed());
     }
+
+    /// The decisions as they were made over `AllowRule` values before the rules became a
+    /// table: the reference the table's answers must equal.
+    mod reference {
+        use super::*;
+
+        pub fn decide(
+            rules: &[AllowRule],
+            shown: &str,
+            port: u16,
+            m: impl Fn(&AllowRule) -> bool,
+        ) -> NameDecision {
+            let mut other_ports = Vec::new();
+            for rule in rules.iter().filter(|r| m(r)) {
+                if rule.ports.contains(&port) {
+                    return NameDecision::Allowed {
+                        rule: rule.text.clone(),
+                    };
+                }
+                other_ports.extend_from_slice(&rule.ports);
+            }
+            if other_ports.is_empty() {
+                return denied(DenyReason::NotAllowed);
+            }
+            other_ports.sort_unstable();
+            other_ports.dedup();
+            denied(DenyReason::PortNotAllowed {
+                host: shown.to_string(),
+                port,
+                allowed: other_ports,
+            })
+        }
+
+        pub fn request(
+            rules: &[AllowRule],
+            host: &str,
+            port: u16,
+            method: &str,
+            path: &str,
+        ) -> Option<String> {
+            rules
+                .iter()
+                .filter(|r| r.matches_name(host) && r.ports.contains(&port))
+                .find(|r| {
+                    (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
+                        && (r.paths.is_empty() || r.paths.iter().any(|p| path_under(path, p)))
+                })
+                .map(|r| r.text.clone())
+        }
+    }
+
+    #[test]
+    fn the_table_decides_exactly_as_the_rules_did() {
+        // 3,000 rules drawn from a small vocabulary (so that many overlap: the first match,
+        // the other ports, the restricted ones all matter) and every query against both.
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let names = [
+            "a.test",
+            "b.test",
+            "x.a.test",
+            "y.b.test",
+            "c.example",
+            "d.c.example",
+        ];
+        let all_ports = [22u16, 80, 443, 8443];
+        let mut rules = Vec::new();
+        for _ in 0..3000 {
+            let mut ports: Vec<u16> = all_ports.iter().copied().filter(|_| next(2) == 0).collect();
+            if ports.is_empty() {
+                ports.push(443);
+            }
+            let pattern = match next(4) {
+                0 => format!("*.{}", names[next(6) as usize]),
+                1 => format!("10.{}.0.0/16", next(4)),
+                2 => format!("2001:db8:{}::/48", next(4)),
+                _ => names[next(6) as usize].to_string(),
+            };
+            let mut r = rule(&pattern, &ports);
+            if next(5) == 0 && !matches!(r.target, RuleTarget::Cidr(_)) {
+                r.methods = vec!["GET".into()];
+                r.paths = vec![format!("/v{}", next(3))];
+                r.text.push_str(" GET");
+            }
+            r.raw_tcp = next(7) == 0 && !matches!(r.target, RuleTarget::Cidr(_));
+            rules.push(r);
+        }
+        let n = Network {
+            mode: NetworkMode::Enforce,
+            allow: rules.clone().into(),
+            upstream_proxy: None,
+            max_connections: None,
+        };
+        let mut queries: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        queries.extend(names.iter().map(|s| format!("deep.{s}")));
+        queries.push("other.test".into());
+        for q in &queries {
+            for port in [22, 80, 443, 8443, 9000] {
+                let want = reference::decide(&rules, q, port, |r| r.matches_name(q));
+                assert_eq!(n.decide_name(q, port), want, "{q}:{port}");
+                let raw = rules
+                    .iter()
+                    .find(|r| r.raw_tcp && r.matches_name(q) && r.ports.contains(&port))
+                    .map(|r| r.text.clone());
+                assert_eq!(n.raw_tcp_rule(q, port), raw, "{q}:{port}");
+                for (m, p) in [("GET", "/v1/x"), ("POST", "/v2"), ("GET", "/v0")] {
+                    let want = reference::request(&rules, q, port, m, p);
+                    assert_eq!(
+                        n.request_allowed(q, port, m, p).ok(),
+                        want,
+                        "{m} {q}:{port}{p}"
+                    );
+                }
+            }
+            let dns = rules
+                .iter()
+                .find(|r| r.matches_name(q))
+                .map(|r| r.text.clone());
+            assert_eq!(n.dns_allowed(q), dns, "{q}");
+            let restricted = rules
+                .iter()
+                .any(|r| r.matches_name(q) && (!r.methods.is_empty() || !r.paths.is_empty()));
+            assert_eq!(n.is_restricted(q), restricted, "{q}");
+        }
+        for ip in [
+            "10.0.1.2",
+            "10.3.9.9",
+            "10.7.0.1",
+            "::ffff:10.1.0.1",
+            "2001:db8:2::1",
+            "2001:db8:9::1",
+            "127.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            for port in [22, 443, 9000] {
+                let want = reference::decide(&rules, &ip.to_string(), port, |r| r.covers_ip(ip));
+                assert_eq!(n.decide_ip(ip, port), want, "{ip}:{port}");
+            }
+            let covered = rules.iter().any(|r| r.covers_ip(ip));
+            assert_eq!(
+                n.check_resolved("r", ip).is_ok(),
+                covered || special_range(ip).is_none(),
+                "{ip}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -789,7 +940,7 @@ mod sneaky_path_tests {
         };
         let net = Network {
             mode: NetworkMode::Enforce,
-            allow: vec![rule],
+            allow: vec![rule].into(),
             upstream_proxy: None,
             max_connections: None,
         };

@@ -181,14 +181,15 @@ fn merge_recording(
     let merged = apply(parent, layer, label);
     // Checked on the merged profile: a child saying `none` under a parent that allows hosts
     // is as contradictory as one file saying both.
-    if let (Some((NetworkMode::None, at, key)), Some(first)) = (mode, merged.network.allow.first())
+    if let (Some((NetworkMode::None, at, key)), Some(first)) =
+        (mode, merged.network.allow.views().next())
     {
         return Err(PolicyError::Contradiction {
             other: format!(
                 "`{}` ({}, {})",
-                first.key,
-                first.text,
-                paths::where_relative(&at, &first.at)
+                first.key(),
+                first.text(),
+                paths::where_relative(&at, &first.at())
             ),
             at,
             path: key,
@@ -307,11 +308,20 @@ fn apply(parent: Option<Profile>, layer: Layer, source: String) -> Profile {
     // (an `audit` or `enforce` parent keeps its mode); else the parent's.
     let allow_given = layer.allow.is_some();
     // A set of the rule texts keeps the merge linear in the number of rules.
-    let mut seen: HashSet<String> = p.network.allow.iter().map(|r| r.text.clone()).collect();
-    for rule in layer.allow.unwrap_or_default() {
-        if seen.insert(rule.text.clone()) {
-            p.network.allow.push(rule);
+    if let Some(rules) = layer.allow {
+        let mut seen: HashSet<String> = p
+            .network
+            .allow
+            .views()
+            .map(|r| r.text().to_string())
+            .collect();
+        let mut all = p.network.allow.rules().to_vec();
+        for rule in rules {
+            if seen.insert(rule.text.clone()) {
+                all.push(rule);
+            }
         }
+        p.network.allow = all.into();
     }
     if layer.upstream_proxy.is_some() {
         p.network.upstream_proxy = layer.upstream_proxy;
@@ -387,7 +397,7 @@ mod tests {
         let profile = super::load_file(&path).unwrap();
         assert_eq!(profile.network.allow.len(), 10_000);
         assert_eq!(
-            profile.network.allow[9_999].text,
+            profile.network.allow.rules()[9_999].text,
             "mirror9999.example.net:80,443,8443"
         );
     }

@@ -5,6 +5,7 @@
 //! checks the merged rules, and [`model::Profile::resolve`] expands variables for one run.
 //! [`egress`] is the decision engine the egress proxy asks about names, addresses and DNS.
 
+pub mod allow_list;
 mod amend;
 mod builtin;
 mod cache;

@@ -8,20 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where a value came from, for error messages: `file:line:column`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// A path, or `builtin:NAME` for an embedded profile.
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
+pub use super::allow_list::{AllowList, AllowRule, Location, RuleTarget};
 
 /// A path as written in a profile, before variables are expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,41 +107,6 @@ impl std::fmt::Display for NetworkMode {
     }
 }
 
-/// What one `network.allow` entry matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuleTarget {
-    /// A normalised host name (lower case, A-labels, no trailing dot).
-    Exact(String),
-    /// `*.example.com`, stored as `.example.com`: any name ending in it, at any depth, never the
-    /// apex itself.
-    Suffix(String),
-    /// An address range, written as `{ cidr: ... }`. Only these allow connections to bare
-    /// addresses, or names resolving to special ranges (loopback, private, ...).
-    Cidr(ipnet::IpNet),
-}
-
-/// One `network.allow` entry, checked and normalised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowRule {
-    pub target: RuleTarget,
-    /// Sorted, without duplicates, never empty.
-    pub ports: Vec<u16>,
-    /// Canonical spelling, e.g. `github.com:443`, `*.example.com:80,443`,
-    /// `203.0.113.0/24:443`, `[2001:db8::/32]:8080`: the rule named in audit events, and what
-    /// `extends` merging compares.
-    pub text: String,
-    pub at: Location,
-    /// Key path where it was written, e.g. `network.allow[2]`, for error messages.
-    pub key: String,
-    /// HTTP methods allowed (upper case); empty = any. With `paths`, makes the host intercepted.
-    pub methods: Vec<String>,
-    /// Path prefixes allowed, matched on segment boundaries; empty = any.
-    pub paths: Vec<String>,
-    /// A CONNECT tunnel to the host may carry bytes that are neither TLS nor HTTP, relayed
-    /// unread. Only on name rules (a cidr rule already allows any TCP to its addresses).
-    pub raw_tcp: bool,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filesystem {
     pub read_write: Vec<PathTemplate>,
@@ -169,8 +121,9 @@ pub struct Filesystem {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Network {
     pub mode: NetworkMode,
-    /// In file order, parents' rules first.
-    pub allow: Vec<AllowRule>,
+    /// In file order, parents' rules first; one table of bytes the decisions read in place
+    /// (the profile cache maps it from its entry as it is).
+    pub allow: AllowList,
     /// `network.upstream_proxy`: the child's if written, else the parent's. Never holds
     /// credentials (the loader refuses them; they belong in `STEPJAIL_UPSTREAM_PROXY`).
     pub upstream_proxy: Option<super::upstream_proxy::UpstreamProxy>,
@@ -394,6 +347,15 @@ impl Profile {
 impl Profile {
     pub(crate) fn with_unchecked_secret(mut self, decl: SecretDecl) -> Profile {
         self.secrets.push(decl);
+        self
+    }
+    /// The profile with its allow rules as a cache hit holds them: the table only, no rule
+    /// built yet.
+    pub(crate) fn with_table_only(mut self) -> Profile {
+        let bytes = self.network.allow.table_bytes().to_vec();
+        let len = bytes.len();
+        let backing = std::sync::Arc::new(super::allow_list::Backing::Owned(bytes));
+        self.network.allow = AllowList::from_table(backing, 0, len).unwrap();
         self
     }
 }

@@ -290,7 +290,7 @@ pub(crate) fn check(p: &Profile) -> Result<(), PolicyError> {
                      `{host}` (allow `{host}` in network.allow)"
                 ),
                 NetworkMode::Enforce => {
-                    if p.network.allow.iter().any(|r| r.matches_name(host)) {
+                    if p.network.allow.views().any(|r| r.matches_name(host)) {
                         continue;
                     }
                     format!(

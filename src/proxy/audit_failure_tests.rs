@@ -60,7 +60,7 @@ fn engine(up: SocketAddr) -> Arc<Engine> {
     };
     let network = Network {
         mode: NetworkMode::Enforce,
-        allow: vec![rule],
+        allow: vec![rule].into(),
         upstream_proxy: None,
         max_connections: None,
     };

@@ -395,7 +395,7 @@ mod tests {
         Engine::new(
             Network {
                 mode: NetworkMode::Enforce,
-                allow,
+                allow: allow.into(),
                 upstream_proxy: None,
                 max_connections: None,
             },
@@ -571,7 +571,7 @@ mod tests {
         let e = Engine::new(
             Network {
                 mode: NetworkMode::Enforce,
-                allow: vec![rule("cached.test", &[443])],
+                allow: vec![rule("cached.test", &[443])].into(),
                 upstream_proxy: None,
                 max_connections: None,
             },

@@ -205,11 +205,7 @@ fn prepare_with(
     let pointers = findings.pointers;
     let (step_values, brokered) = step_secrets(&secret_values, resolved.secrets())?;
     // Interception (brokered secrets, method and path rules) needs the broker and its CA.
-    let restricted = resolved
-        .network()
-        .allow
-        .iter()
-        .any(|r| !r.methods.is_empty() || !r.paths.is_empty());
+    let restricted = resolved.network().allow.any_restricted();
     let (broker, ca) = if brokered.is_empty() && !restricted {
         (None, None)
     } else {

@@ -75,6 +75,41 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 const NPM_LIKE: &str = "name: t\ndescription: t\nextends: default\nnetwork:\n  mode: enforce\n  allow: [registry.npmjs.org:443]\nfilesystem:\n  read_write: [$HOME/.npm]\nsecrets:\n  TOKEN: {}\n";
 
 #[test]
+fn prepare_builds_no_allow_rule() {
+    // A step under a cached profile decides from the allow table: `prepare` (the settings
+    // check's registry decisions, whether the broker is needed) must not build the rules.
+    let f = fixture();
+    let yaml = NPM_LIKE.replace(
+        "allow: [registry.npmjs.org:443]",
+        "allow: [registry.npmjs.org:443, { host: api.example.com, ports: [443], methods: [GET] }]",
+    ) + "env:\n  pass: [NPM_CONFIG_REGISTRY]\n";
+    let p = profile(&f, &yaml).with_table_only();
+    assert!(!p.network().allow.is_built());
+    let h = Host {
+        env: [
+            host(&f).env,
+            vec![(
+                "NPM_CONFIG_REGISTRY".into(),
+                "https://npm.corp.example/".into(),
+            )],
+        ]
+        .concat(),
+    };
+    let prepared = prepare(spec(&f, p), &h).unwrap();
+    assert!(prepared.broker.is_some(), "a method rule needs the broker");
+    // The registry the step is pointed at was decided (not allowed: one warning).
+    assert!(
+        prepared
+            .warnings()
+            .iter()
+            .any(|w| w.contains("npm.corp.example:443")),
+        "{:?}",
+        prepared.warnings()
+    );
+    assert!(!prepared.network.allow.is_built());
+}
+
+#[test]
 fn a_valid_spec_gives_the_plan_and_creates_nothing() {
     let f = fixture();
     let mut s = spec(&f, profile(&f, NPM_LIKE));
