@@ -298,12 +298,19 @@ print('udp', r[3] & 0x0f, socket.inet_ntoa(r[-4:]))
 # Other UDP never leaves.
 u.sendto(b'exfil', ('198.51.100.7', 9999))
 print('sent')
+# The same over IPv6: DNS answered by the stub (on [::1]:53), other UDP logged and dropped.
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.settimeout(5)
+u6.sendto(q, ('2001:db8::53', 53))
+r, src = u6.recvfrom(512)
+print('udp6', r[3] & 0x0f, socket.inet_ntoa(r[-4:]), src[0])
+u6.sendto(b'exfil', ('2001:db8::53', 123))
+print('sent6')
 "#;
     std::fs::write(dir.ws.join("d.py"), code).unwrap();
     let out = net.run(&dir, PROFILE, &[], &format!("{PYTHON} d.py; sleep 0.3"));
     assert_eq!(
         out.ok(),
-        "tcp 0\nudp 0 192.0.2.10\nsent\n",
+        "tcp 0\nudp 0 192.0.2.10\nsent\nudp6 0 192.0.2.10 2001:db8::53\nsent6\n",
         "{}",
         out.stderr()
     );
@@ -336,6 +343,22 @@ print('sent')
         )
         .len(),
         1
+    );
+    assert_eq!(
+        find(
+            &ev,
+            "connect",
+            &[
+                ("dest_ip", "2001:db8::53"),
+                ("dest_port", "123"),
+                ("protocol", "udp"),
+                ("via", "transparent"),
+                ("decision", "deny")
+            ]
+        )
+        .len(),
+        1,
+        "{ev:#?}"
     );
     assert!(
         !find(
@@ -493,11 +516,14 @@ fn ipv6_is_handled_like_ipv4() {
     );
 }
 
+/// With kernel capture the step's namespace has no network device but `lo`, which carries the
+/// step's own addresses, and the default routes are `local` routes on it (no device to
+/// register at the start or unregister at the end). In the fallback (STEPJAIL_NO_NFTABLES=1)
 /// `sj0` carries its one address and no generated link-local one (generating it made bringing
 /// the device up cost milliseconds), and the setting that says so is the step's namespace's
 /// own: the host's default is what it was.
 #[test]
-fn sj0_has_only_its_own_address_and_the_hosts_ipv6_default_is_untouched() {
+fn kernel_capture_needs_no_device_and_sj0_has_only_its_own_address() {
     if !needs_root() {
         return;
     }
@@ -509,7 +535,20 @@ fn sj0_has_only_its_own_address_and_the_hosts_ipv6_default_is_untouched() {
         &dir,
         PROFILE,
         &[],
+        "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; grep -v '^00000000000000000000000000000001' /proc/net/if_inet6 | cut -c1-32,45-; grep -c sj0 /proc/net/route",
+    );
+    assert_eq!(
+        out.stdout(),
+        "lo\nfd00005a000000000000000000000001       lo\n0\n",
+        "{}",
+        out.stderr()
+    );
+    let out = net.run_env(
+        &dir,
+        PROFILE,
+        &[],
         "grep sj0 /proc/net/if_inet6 | cut -c1-32",
+        &[("STEPJAIL_NO_NFTABLES", std::path::Path::new("1"))],
     );
     assert_eq!(
         out.stdout(),

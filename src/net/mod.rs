@@ -1,18 +1,22 @@
 //! The step's network namespace when the profile allows egress: what exists inside it, and the
 //! listeners created there and handed to the supervisor.
 //!
-//! Inside the namespace there is `lo` and a TUN device `sj0` that is the default route for IPv4
-//! and IPv6. Nothing is routed anywhere: every packet that leaves a socket of the step ends up
-//! at a listener on loopback (the explicit proxy, the DNS stub, the capture listener) or in the
-//! TUN queue. nf_tables rules in the namespace ([`nft`]) send every TCP connection routed to
-//! the TUN device to the capture listener and IPv4 DNS to the stub, so captured TCP runs on the
-//! kernel's TCP and is relayed with splice(2); what is left for the TUN queue (other UDP, ICMP,
-//! DNS to an IPv6 resolver) is read by the supervisor with a userspace TCP/IP stack, answered
-//! (DNS) or logged and dropped. Where nf_tables is unavailable, captured TCP falls back to that
-//! userspace stack (slow, but never unconfined). The supervisor, outside, decides and dials
-//! upstream from the host's namespace. No helper process runs in the sandbox.
+//! Inside the namespace there is only `lo`. It carries the step's own addresses (10.255.255.1,
+//! fd00:5a::1), and the default routes for IPv4 and IPv6 are `local` routes on it ([`rtnl`]):
+//! nothing is routed anywhere, every packet a step sends stays in the namespace. nf_tables
+//! rules there ([`nft`]) send every TCP connection for outside to the capture listener and DNS
+//! for outside to the stub, so captured TCP runs on the kernel's TCP and is relayed with
+//! splice(2); what is left for outside (other UDP, ICMP, raw IP) is dropped on arrival and
+//! copied to the supervisor over NFLOG ([`nflog`]), which logs it. Where nf_tables (or NFLOG)
+//! is unavailable, a TUN device `sj0` is the default route instead and a userspace TCP/IP
+//! stack in the supervisor carries captured TCP (slow, but never unconfined). The supervisor,
+//! outside, decides and dials upstream from the host's namespace. No helper process runs in
+//! the sandbox.
 
+mod netlink;
+pub mod nflog;
 pub mod nft;
+pub mod rtnl;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -23,10 +27,14 @@ use crate::sys;
 pub const PROXY_PORT: u16 = 3128;
 /// The DNS stub's address inside the sandbox (UDP and TCP).
 pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
-/// The TUN device and its addresses (point-to-point; only the default routes point at it).
+/// The step's own addresses: on `lo`, the source of everything it sends for outside.
+pub const OWN_V4: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 1);
+pub const OWN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5a, 0, 0, 0, 0, 0, 1);
+/// The fallback's TUN device and its addresses (the step's own; only the default routes point
+/// at it).
 pub const TUN_NAME: &str = "sj0";
-pub const TUN_V4: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 1);
-pub const TUN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5a, 0, 0, 0, 0, 0, 1);
+pub const TUN_V4: Ipv4Addr = OWN_V4;
+pub const TUN_V6: Ipv6Addr = OWN_V6;
 pub const TUN_MTU: u16 = 1500;
 /// The port of the capture listener (`[::]`, dual-stack) that nf_tables redirects TCP to.
 pub const CAPTURE_PORT: u16 = 3129;
@@ -93,55 +101,75 @@ pub struct Listeners {
     pub proxy_v4: OwnedFd,
     pub proxy_v6: OwnedFd,
     pub dns_udp: OwnedFd,
+    /// The stub on `[::1]:53`, where the capture rules send DNS for IPv6 resolvers.
+    pub dns_udp6: OwnedFd,
     pub dns_tcp: OwnedFd,
     /// Where the nf_tables rules send captured TCP (`[::]:CAPTURE_PORT`, dual-stack). Served
     /// even when the rules could not be installed: then only a direct connection reaches it,
     /// which has no original destination and is refused.
     pub captured: OwnedFd,
-    /// Absent when `/dev/net/tun` cannot be opened: then the namespace has no route at all and
-    /// only tools that use the proxy reach the network (fail closed, reported to the user).
+    /// With the nf_tables rules: the NFLOG socket that reports what they dropped.
+    pub nflog: Option<OwnedFd>,
+    /// Without them (the fallback): the TUN queue, which carries the step's captured TCP on
+    /// a userspace TCP/IP stack, and its other datagrams. Absent when `/dev/net/tun` cannot be
+    /// opened either: then the namespace has no route at all and only tools that use the proxy
+    /// reach the network (fail closed, reported to the user).
     pub tun: Option<OwnedFd>,
-    /// Whether the TUN queue carries the step's TCP (the userspace-stack fallback: nf_tables
-    /// unavailable). With the nf_tables rules in place it only sees what is left (other UDP,
-    /// ICMP, DNS to an IPv6 resolver), a trickle the proxy's serving thread takes as well.
-    pub tun_carries_tcp: bool,
 }
 
 impl Listeners {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// The descriptors, in the order they travel to the supervisor, and the tag that travels
-    /// with them ([`Listeners::from_parts`] reads it back).
+    /// with them ([`Listeners::from_parts`] reads it back; at most 8 bytes arrive).
     pub fn into_parts(self) -> (Vec<OwnedFd>, &'static [u8]) {
-        let tag: &'static [u8] = if self.tun_carries_tcp {
-            b"fds-tcp"
-        } else {
-            b"fds"
-        };
         let mut v = vec![
             self.proxy_v4,
             self.proxy_v6,
             self.dns_udp,
+            self.dns_udp6,
             self.dns_tcp,
             self.captured,
         ];
-        v.extend(self.tun);
+        let tag: &'static [u8] = match (self.nflog, self.tun) {
+            (Some(nflog), _) => {
+                v.push(nflog);
+                b"nflog"
+            }
+            (None, Some(tun)) => {
+                v.push(tun);
+                b"tun"
+            }
+            (None, None) => b"fds",
+        };
         (v, tag)
     }
 
     pub fn from_parts(v: Vec<OwnedFd>, tag: &[u8]) -> Option<Listeners> {
         let mut it = v.into_iter();
-        let (proxy_v4, proxy_v6, dns_udp, dns_tcp, captured) =
-            (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-        let tun = it.next();
+        let (proxy_v4, proxy_v6, dns_udp, dns_udp6, dns_tcp, captured) = (
+            it.next()?,
+            it.next()?,
+            it.next()?,
+            it.next()?,
+            it.next()?,
+            it.next()?,
+        );
+        let extra = it.next();
+        let (nflog, tun) = match tag {
+            b"nflog" => (Some(extra?), None),
+            b"tun" => (None, Some(extra?)),
+            _ => (None, None),
+        };
         Some(Listeners {
             proxy_v4,
             proxy_v6,
             dns_udp,
+            dns_udp6,
             dns_tcp,
             captured,
+            nflog,
             tun,
-            tun_carries_tcp: tag == b"fds-tcp",
         })
     }
 }
@@ -153,7 +181,7 @@ pub const NO_NFTABLES_VAR: &str = "STEPJAIL_NO_NFTABLES";
 /// How the step's direct connections are captured, as set up by [`assemble`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capture {
-    /// nf_tables rules send TCP to the capture listener (kernel sockets, spliced).
+    /// nf_tables rules send TCP to the capture listener (kernel sockets, spliced); no device.
     Kernel,
     /// nf_tables is unavailable (the reason): TCP is carried by the userspace stack on the TUN.
     Userspace(String),
@@ -167,17 +195,17 @@ pub struct Bound {
     proxy_v4: OwnedFd,
     proxy_v6: OwnedFd,
     dns_udp: OwnedFd,
+    dns_udp6: OwnedFd,
     dns_tcp: OwnedFd,
     captured: OwnedFd,
 }
 
-/// The namespace's network is made in three parts, all in the sandbox child, which holds
+/// The namespace's network is made in two parts, both in the sandbox child, which holds
 /// CAP_NET_ADMIN and CAP_NET_BIND_SERVICE in its own user namespace until it drops them:
-/// [`listen`], [`install_rules`] and [`make_tun`]. The first two are quick; the third registers
-/// a network device (most of a millisecond), so the child runs it on a thread of its own while
-/// it binds, installs the rules and makes the step's mounts, and [`assemble`] puts the results
-/// together. Until all three are done nothing can leave: without the TUN device there is no
-/// route but `lo`.
+/// [`listen`] and [`make_network`]. The second installs the capture rules and routes (or, as
+/// the fallback, registers a TUN device, most of a millisecond), so the child runs it on a
+/// thread of its own while it binds and makes the step's mounts, and [`assemble`] puts the
+/// results together. Until both are done nothing can leave: there is no route but `lo`.
 pub fn listen() -> std::io::Result<Bound> {
     let listen = |addr: SocketAddr| -> std::io::Result<OwnedFd> {
         let l = std::net::TcpListener::bind(addr)?;
@@ -188,20 +216,63 @@ pub fn listen() -> std::io::Result<Bound> {
         proxy_v6: listen(SocketAddr::from((Ipv6Addr::LOCALHOST, PROXY_PORT)))?,
         dns_tcp: listen(SocketAddr::from((DNS_ADDR, 53)))?,
         dns_udp: OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((DNS_ADDR, 53)))?),
+        dns_udp6: OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((
+            Ipv6Addr::LOCALHOST,
+            53,
+        )))?),
         // `[::]` takes IPv4 too (bindv6only is 0 in a new namespace): redirect sends IPv4 to
         // 127.0.0.1 and IPv6 to ::1, both reach it.
         captured: listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, CAPTURE_PORT)))?,
     })
 }
 
-/// The nf_tables capture rules. They name the TUN device (`oifname`), so they may be installed
-/// before it exists; after [`listen`], so no rule ever points at a port nobody holds. `Err` is
-/// why captured TCP falls back to the userspace stack.
-pub fn install_rules() -> Result<(), String> {
-    if std::env::var_os(NO_NFTABLES_VAR).is_some_and(|v| v == "1") {
-        return Err(format!("{NO_NFTABLES_VAR}=1"));
+/// The step's network: the capture rules and `local` default routes on `lo` with an NFLOG
+/// socket for what the rules drop (no device), or, where nf_tables or NFLOG is unavailable,
+/// the TUN device `tun` (`/dev/net/tun`, opened while `/dev` was still the host's) as the
+/// default route. The error is fatal (rules installed without their routes).
+pub fn make_network(tun: std::io::Result<OwnedFd>) -> std::io::Result<Network> {
+    match kernel_capture()? {
+        Ok(nflog) => Ok(Network::Kernel(nflog)),
+        Err(why) => Ok(match make_tun(tun)? {
+            Ok(tun) => Network::Tun(tun, why),
+            Err(no_tun) => Network::Off(format!("{why}; {no_tun}")),
+        }),
     }
-    nft::install_capture(TUN_NAME, CAPTURE_PORT, DNS_ADDR).map_err(|e| format!("nf_tables: {e}"))
+}
+
+/// What [`make_network`] made.
+pub enum Network {
+    /// Capture rules, routes on `lo`, and the NFLOG socket.
+    Kernel(OwnedFd),
+    /// The TUN fallback, and why there are no rules.
+    Tun(OwnedFd, String),
+    /// Neither (why): no default route at all.
+    Off(String),
+}
+
+/// The capture rules, NFLOG and routes; the inner error is why there are none (the TUN
+/// fallback then), the outer one is fatal.
+fn kernel_capture() -> std::io::Result<Result<OwnedFd, String>> {
+    if std::env::var_os(NO_NFTABLES_VAR).is_some_and(|v| v == "1") {
+        return Ok(Err(format!("{NO_NFTABLES_VAR}=1")));
+    }
+    let nflog = match nflog::open(nflog::GROUP) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(format!("NFLOG: {e}"))),
+    };
+    let rules = nft::Rules {
+        port: CAPTURE_PORT,
+        stub: DNS_ADDR,
+        own_v4: OWN_V4,
+        own_v6: OWN_V6,
+        group: nflog::GROUP,
+        snaplen: nflog::COPY_RANGE,
+    };
+    if let Err(e) = nft::install_capture(&rules) {
+        return Ok(Err(format!("nf_tables: {e}")));
+    }
+    rtnl::local_default_routes(OWN_V4, OWN_V6)?;
+    Ok(Ok(nflog))
 }
 
 /// Where this namespace's IPv6 keeps the default for new devices' generated link-local address.
@@ -232,7 +303,7 @@ pub fn open_tun() -> std::io::Result<OwnedFd> {
 /// `/dev/net/tun` with mode 0600 (distributions ship 0666): then there is no default route, so
 /// direct connections fail with ENETUNREACH: less access, not more. `tun` is `/dev/net/tun`,
 /// opened while `/dev` was still the host's.
-pub fn make_tun(tun: std::io::Result<OwnedFd>) -> std::io::Result<Result<OwnedFd, String>> {
+fn make_tun(tun: std::io::Result<OwnedFd>) -> std::io::Result<Result<OwnedFd, String>> {
     let tun = match tun.and_then(|fd| sys::tun_attach(&fd, TUN_NAME).map(|()| fd)) {
         Ok(fd) => fd,
         Err(e) => return Ok(Err(format!("/dev/net/tun: {e}"))),
@@ -242,25 +313,22 @@ pub fn make_tun(tun: std::io::Result<OwnedFd>) -> std::io::Result<Result<OwnedFd
     Ok(Ok(tun))
 }
 
-/// The three parts put together: what travels to the supervisor, and how capture works.
-pub fn assemble(
-    bound: Bound,
-    tun: Result<OwnedFd, String>,
-    rules: Result<(), String>,
-) -> (Listeners, Capture) {
-    let (tun, capture) = match (tun, rules) {
-        (Ok(tun), Ok(())) => (Some(tun), Capture::Kernel),
-        (Ok(tun), Err(why)) => (Some(tun), Capture::Userspace(why)),
-        (Err(why), _) => (None, Capture::Off(why)),
+/// The two parts put together: what travels to the supervisor, and how capture works.
+pub fn assemble(bound: Bound, network: Network) -> (Listeners, Capture) {
+    let (nflog, tun, capture) = match network {
+        Network::Kernel(nflog) => (Some(nflog), None, Capture::Kernel),
+        Network::Tun(tun, why) => (None, Some(tun), Capture::Userspace(why)),
+        Network::Off(why) => (None, None, Capture::Off(why)),
     };
     (
         Listeners {
             proxy_v4: bound.proxy_v4,
             proxy_v6: bound.proxy_v6,
             dns_udp: bound.dns_udp,
+            dns_udp6: bound.dns_udp6,
             dns_tcp: bound.dns_tcp,
             captured: bound.captured,
-            tun_carries_tcp: matches!(capture, Capture::Userspace(_)),
+            nflog,
             tun,
         },
         capture,

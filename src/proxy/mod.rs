@@ -6,6 +6,7 @@ pub mod content_coding;
 pub mod counting;
 pub mod denial;
 pub mod dns;
+mod dropped;
 pub mod engine;
 pub mod explicit;
 pub mod hosts;

@@ -1,8 +1,9 @@
 //! Starting the proxy (only after the sandbox child exists, see `sandbox::run`): the listeners
 //! the child made inside the step's namespace are served on one thread of the proxy's own, with
 //! a single-threaded runtime (an accepted connection is served where it was accepted: no
-//! wake-up of another worker on its way); the userspace TCP stack of the TUN fallback, when
-//! there is one, on a multi-threaded runtime of its own.
+//! wake-up of another worker on its way), with the NFLOG socket of what the capture rules drop;
+//! the userspace TCP stack of the TUN fallback, when there is one, on a multi-threaded runtime
+//! of its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ pub struct Proxy {
     )>,
     /// The TUN fallback's runtime, when capture runs on the userspace TCP stack.
     tun_rt: Option<tokio::runtime::Runtime>,
+    /// The NFLOG socket of what the capture rules dropped (kernel capture).
+    dropped: Option<Arc<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>>,
     engine: Arc<Engine>,
 }
 
@@ -45,6 +48,10 @@ impl Drop for Proxy {
         }
         if let Some(rt) = self.tun_rt.take() {
             rt.shutdown_background();
+        }
+        // A datagram the step sent just before it ended is logged before the step's end.
+        if let Some(fd) = self.dropped.take() {
+            super::dropped::drain(fd.get_ref(), &self.engine);
         }
         self.engine.print_burst_end(true);
         // The run ends right after the proxy stops: what the engine holds is left to the
@@ -76,10 +83,11 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
         proxy_v4,
         proxy_v6,
         dns_udp,
+        dns_udp6,
         dns_tcp,
         captured,
+        nflog,
         tun,
-        tun_carries_tcp,
     } = listeners;
     // Converting the descriptors needs the runtime's reactor.
     let guard = rt.enter();
@@ -88,26 +96,28 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
         l.set_nonblocking(true)?;
         tokio::net::TcpListener::from_std(l)
     };
-    let udp = std::net::UdpSocket::from(dns_udp);
-    udp.set_nonblocking(true)?;
-    let udp = tokio::net::UdpSocket::from_std(udp)?;
+    let udp = |fd| -> std::io::Result<tokio::net::UdpSocket> {
+        let u = std::net::UdpSocket::from(fd);
+        u.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(u)
+    };
     rt.spawn(super::explicit::serve(tcp(proxy_v4)?, engine.clone()));
     rt.spawn(super::explicit::serve(tcp(proxy_v6)?, engine.clone()));
-    rt.spawn(super::stub::serve_udp(udp, engine.clone()));
+    rt.spawn(super::stub::serve_udp(udp(dns_udp)?, engine.clone()));
+    rt.spawn(super::stub::serve_udp(udp(dns_udp6)?, engine.clone()));
     rt.spawn(super::stub::serve_tcp(tcp(dns_tcp)?, engine.clone()));
     rt.spawn(super::captured::serve(tcp(captured)?, engine.clone()));
-    let transparent = tun.is_some();
-    // With the nf_tables rules in place the TUN queue sees only what they leave (other UDP,
-    // ICMP, DNS to an IPv6 resolver): served here too, so a step starts no runtime of two
-    // more threads for it. The userspace-stack fallback carries TCP there, whose teardown can
-    // block a thread: it keeps a runtime of its own.
-    let (tun_here, tun_own) = match tun {
-        Some(tun) if !tun_carries_tcp => (Some(tun), None),
-        other => (None, other),
+    let transparent = nflog.is_some() || tun.is_some();
+    // What the capture rules drop is logged from here; its socket stays readable by `Drop`
+    // too, which logs what arrived after the serving thread stopped.
+    let dropped = match nflog {
+        Some(fd) => {
+            let fd = std::sync::Arc::new(crate::sys::async_fd(fd)?);
+            rt.spawn(super::dropped::serve(fd.clone(), engine.clone()));
+            Some(fd)
+        }
+        None => None,
     };
-    if let Some(tun) = tun_here {
-        rt.spawn(super::transparent::serve(tun, engine.clone()));
-    }
     drop(guard);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -118,12 +128,10 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
             });
             rt.shutdown_background();
         })?;
-    tracing::info!(
-        transparent,
-        own_tun_runtime = tun_own.is_some(),
-        "proxy serving"
-    );
-    let tun_rt = match tun_own {
+    tracing::info!(transparent, tun_fallback = tun.is_some(), "proxy serving");
+    // The fallback carries TCP on a userspace stack, whose teardown can block a thread: it
+    // gets a runtime of its own.
+    let tun_rt = match tun {
         Some(tun) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -138,6 +146,7 @@ pub fn start(listeners: Listeners, engine: Engine) -> std::io::Result<Proxy> {
     Ok(Proxy {
         serving: Some((stop, thread)),
         tun_rt,
+        dropped,
         engine,
     })
 }

@@ -177,7 +177,12 @@ fn is_link_local_multicast(ip: std::net::IpAddr) -> bool {
     matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] == 0xff02)
 }
 
-fn refuse_datagram(engine: &Engine, dst: SocketAddr, protocol: Protocol, reason: &'static str) {
+pub(super) fn refuse_datagram(
+    engine: &Engine,
+    dst: SocketAddr,
+    protocol: Protocol,
+    reason: &'static str,
+) {
     let a = Attempt {
         conn: engine.conn_id(),
         name: None,

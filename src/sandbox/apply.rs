@@ -110,29 +110,26 @@ fn setup(
         .step(|| format!("switching to uid {} gid {}", id.uid, id.gid))?;
     nix::unistd::sethostname(&plan.hostname).step(|| "setting the hostname".into())?;
     sys::loopback_up().step(|| "bringing up lo".into())?;
-    // The step's network, when it has one (see `net`): the TUN device on a thread of ours
-    // (registering a network device is most of a millisecond) while this thread binds the
-    // listeners, installs the capture rules and makes the mounts. `/dev/net/tun` is opened
-    // here, before /dev is replaced. The thread is joined before anything that is per thread
+    // The step's network, when it has one (see `net`): the capture rules and routes (or the
+    // TUN fallback's device) on a thread of ours while this thread binds the listeners and
+    // makes the mounts. `/dev/net/tun` is opened here, before /dev is replaced, in case the
+    // fallback needs it. The thread is joined before anything that is per thread
     // (no_new_privs, landlock, capabilities, seccomp), so the step starts from one thread whose
-    // network is finished, or does not start. After `lo` is up: bringing it up and registering
-    // the device both hold the kernel's network configuration lock.
-    let tun_thread = match &net_fd {
+    // network is finished, or does not start. After `lo` is up: bringing it up and changing
+    // the namespace's network both hold the kernel's network configuration lock.
+    let net_thread = match &net_fd {
         Some(_) => {
             let tun = crate::net::open_tun();
             let thread = std::thread::Builder::new()
-                .name("stepjail-tun".into())
-                .spawn(move || crate::net::make_tun(tun))
+                .name("stepjail-net".into())
+                .spawn(move || crate::net::make_network(tun))
                 .step(|| "starting the network set-up thread".into())?;
             Some(thread)
         }
         None => None,
     };
-    let listening = match &net_fd {
-        Some(_) => {
-            let bound = crate::net::listen().step(|| "building the step's network".into())?;
-            Some((bound, crate::net::install_rules()))
-        }
+    let bound = match &net_fd {
+        Some(_) => Some(crate::net::listen().step(|| "building the step's network".into())?),
         None => None,
     };
     // Bind sources are opened before any mount can cover them (a workspace under /tmp).
@@ -145,15 +142,15 @@ fn setup(
         mount_op(op, &sources)?;
     }
     drop(sources);
-    // The listeners and the TUN queue go to the supervisor, which starts serving them while
+    // The listeners and the NFLOG socket (or the TUN queue) go to the supervisor, which starts serving them while
     // the step is still being set up; we keep no copy.
-    if let (Some(net_fd), Some(thread), Some((bound, rules))) = (net_fd, tun_thread, listening) {
-        let tun = thread
+    if let (Some(net_fd), Some(thread), Some(bound)) = (net_fd, net_thread, bound) {
+        let network = thread
             .join()
             .map_err(|_| other("the network set-up thread panicked".into()))
             .and_then(|r| r)
             .step(|| "building the step's network".into())?;
-        let (listeners, capture) = crate::net::assemble(bound, tun, rules);
+        let (listeners, capture) = crate::net::assemble(bound, network);
         let warning = match capture {
             crate::net::Capture::Kernel => None,
             crate::net::Capture::Userspace(why) => Some(format!(
