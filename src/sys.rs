@@ -187,6 +187,15 @@ pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Closes descriptors 1 and 2 (a process about to exit that must not hold a pipe open).
+pub fn close_stdout_stderr() {
+    // SAFETY: closing descriptors this process owns; nothing here uses them afterwards.
+    unsafe {
+        libc::close(1);
+        libc::close(2);
+    }
+}
+
 /// Closes every descriptor from `first` upward except those in `keep`.
 pub fn close_fds_from(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
     let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();

@@ -55,6 +55,12 @@ pub fn serve(step: libc::pid_t, report: OwnedFd) -> ! {
             // The step is done: nothing it started may outlive it.
             sys::kill(-1, libc::SIGKILL);
             while waitpid(None, None).is_ok() {}
+            // Our copies of the step's output pipes (the supervisor's filter, when there is
+            // one) close here, so the supervisor sees them end; then it is told the step is
+            // over, and stops the proxy while this process exits (unmapping its memory and
+            // unmounting the sandbox take most of a millisecond).
+            sys::close_stdout_stderr();
+            super::report::send(report.as_fd(), &super::report::Message::StepEnded(code));
             sys::exit_now(code);
         }
         let (sig, sender) = match &sfd {

@@ -222,13 +222,20 @@ pub fn run<G>(
             }
         }
     }
-    let mut outcome = supervise(
+    let (mut outcome, reaped) = supervise(
         child,
         plan.timeout.map(|t| started + t),
         report_r,
         sfd,
         relays,
     )?;
+    if !reaped {
+        // The step is over and every process of it is gone; its PID 1 is exiting. The proxy
+        // stops meanwhile (on the other core), then the PID 1 is reaped (before the cgroup,
+        // which must be empty, is finished).
+        drop(_egress.take());
+        let _ = waitpid(Pid::from_raw(child), None);
+    }
     outcome.limit = step_cgroup.and_then(cgroup::StepCgroup::finish);
     // A step that failed after running into a limit failed because of it (an OOM-killed
     // process, a refused fork): one code says so, unless the runner cancelled it.
@@ -252,14 +259,15 @@ fn write_id_maps(child: libc::pid_t, id: &plan::Identity) -> Result<(), SandboxE
 }
 
 /// Waits for the child (the step's init), reading setup reports, relaying signals and
-/// enforcing the deadline.
+/// enforcing the deadline. Returns when the init reports the step's end (the init is then
+/// still exiting: `false`, the caller reaps it) or when the init has ended (`true`).
 fn supervise(
     child: libc::pid_t,
     deadline: Option<Instant>,
     report_r: OwnedFd,
     sfd: SignalFd,
     mut relays: Vec<output::Relay>,
-) -> Result<Outcome, SandboxError> {
+) -> Result<(Outcome, bool), SandboxError> {
     let mut report = std::fs::File::from(report_r);
     let mut report_open = true;
     let mut buf = Vec::new();
@@ -317,6 +325,17 @@ fn supervise(
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
                     print_warnings(&mut buf, &mut warned);
+                    if let Some(code) = step_ended(&buf) {
+                        tracing::info!(code, "the step ended; its init is exiting");
+                        // The init closed its copies of the output pipes before saying so,
+                        // and every process of the step is reaped: the pipes end.
+                        for r in &mut relays {
+                            r.drain();
+                        }
+                        let status = WaitStatus::Exited(Pid::from_raw(child), code);
+                        let o = finish(status, timed_out, cancel_signal, None, buf)?;
+                        return Ok((o, false));
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SandboxError::Wait(e)),
@@ -339,7 +358,8 @@ fn supervise(
                     for r in &mut relays {
                         r.drain();
                     }
-                    return finish(status, timed_out, cancel_signal, &mut report, buf);
+                    let o = finish(status, timed_out, cancel_signal, Some(&mut report), buf)?;
+                    return Ok((o, true));
                 }
                 Err(e) => return Err(SandboxError::Wait(e.into())),
             }
@@ -363,22 +383,36 @@ fn print_warnings(buf: &mut [u8], printed: &mut usize) {
     *printed = complete.len();
 }
 
+/// The code of a complete `StepEnded` line in what the init has reported so far.
+fn step_ended(buf: &[u8]) -> Option<i32> {
+    String::from_utf8_lossy(buf)
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .find_map(|l| match Message::decode(l.trim_end_matches('\n')) {
+            Some(Message::StepEnded(code)) => Some(code),
+            _ => None,
+        })
+}
+
 fn finish(
     status: WaitStatus,
     timed_out: bool,
     cancel_signal: Option<i32>,
-    report: &mut std::fs::File,
+    report: Option<&mut std::fs::File>,
     mut buf: Vec<u8>,
 ) -> Result<Outcome, SandboxError> {
-    // The child is gone; whatever it wrote is in the pipe.
-    let _ = report.read_to_end(&mut buf);
+    // The child is gone (or said it is done); whatever it wrote is in the pipe.
+    if let Some(report) = report {
+        let _ = report.read_to_end(&mut buf);
+    }
     let mut info = Vec::new();
     let mut init_signal = None;
     for line in String::from_utf8_lossy(&buf).lines() {
         match Message::decode(line) {
             Some(Message::Info(s)) => info.push(s),
             Some(Message::InitSignalled(sig)) => init_signal = init_signal.or(Some(sig)),
-            Some(Message::Warning(_)) => {} // printed as it arrived
+            Some(Message::Warning(_)) => {}   // printed as it arrived
+            Some(Message::StepEnded(_)) => {} // the status says the same
             Some(Message::SetupFailed(s)) => return Err(SandboxError::Setup(s)),
             Some(Message::ExecFailed { command, error }) => {
                 let code = match status {

@@ -18,6 +18,10 @@ pub enum Message {
     /// A process of the step sent this signal to the step's PID 1 (which forwards it to the
     /// step): the step signalled itself, the runner did not cancel it.
     InitSignalled(i32),
+    /// The step's first process exited with this code (128+N for signal N) and every other
+    /// process of the step was killed and reaped: all that is left is the PID 1's own exit,
+    /// which the supervisor need not wait for before stopping the proxy.
+    StepEnded(i32),
 }
 
 fn clean(s: &str) -> String {
@@ -34,6 +38,7 @@ impl Message {
                 format!("exec\t{}\t{}\n", clean(command), clean(error))
             }
             Message::InitSignalled(sig) => format!("initsig\t{sig}\n"),
+            Message::StepEnded(code) => format!("ended\t{code}\n"),
         }
     }
 
@@ -43,6 +48,7 @@ impl Message {
             ("info", Some(s), None) => Some(Message::Info(s.into())),
             ("warning", Some(s), None) => Some(Message::Warning(s.into())),
             ("initsig", Some(n), None) => n.parse().ok().map(Message::InitSignalled),
+            ("ended", Some(n), None) => n.parse().ok().map(Message::StepEnded),
             ("setup", Some(s), None) => Some(Message::SetupFailed(s.into())),
             ("exec", Some(c), Some(e)) => Some(Message::ExecFailed {
                 command: c.into(),
@@ -73,6 +79,7 @@ mod tests {
                 error: "No such file".into(),
             },
             Message::InitSignalled(15),
+            Message::StepEnded(137),
         ] {
             let line = m.encode();
             assert_eq!(line.matches('\n').count(), 1);
