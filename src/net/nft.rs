@@ -305,11 +305,12 @@ pub struct Rules {
     pub snaplen: u32,
 }
 
-/// The capture ruleset as one batch; returns it and the sequence numbers that are acknowledged.
-fn batch(r: &Rules) -> (Vec<u8>, Vec<u32>) {
+/// The capture ruleset as one batch, with the loopback exemption when `loopback`; returns it
+/// and the sequence numbers that are acknowledged.
+fn batch(r: &Rules, loopback: bool) -> (Vec<u8>, Vec<u32>) {
     let (v4, v6) = (|| outside_v4(r.own_v4), || outside_v6(r.own_v6));
     let v6_stub = Ipv6Addr::LOCALHOST.octets();
-    chains_batch(vec![
+    let mut chains = vec![
         Chain {
             name: CHAIN,
             kind: b"nat\0",
@@ -332,18 +333,22 @@ fn batch(r: &Rules) -> (Vec<u8>, Vec<u32>) {
                 rule([v6(), log_and_drop(r.group, r.snaplen)]),
             ],
         },
-    ])
+    ];
+    if loopback {
+        chains.push(loopback_chain());
+    }
+    chains_batch(chains)
 }
 
-/// The loopback exemption as one batch (table, chain, two rules).
-fn loopback_batch() -> (Vec<u8>, Vec<u32>) {
-    chains_batch(vec![Chain {
+/// The loopback exemption (a chain, two rules).
+fn loopback_chain() -> Chain {
+    Chain {
         name: LOOPBACK_CHAIN,
         kind: b"filter\0",
         hook: NF_INET_LOCAL_OUT,
         priority: NF_IP_PRI_RAW,
         rules: vec![loopback_v4_rule(), loopback_v6_rule()],
-    }])
+    }
 }
 
 /// A base chain of the table: its name, type, hook, priority and rules in order.
@@ -447,12 +452,15 @@ pub fn install_capture(rules: &Rules) -> io::Result<()> {
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkNetFilter,
     )?;
-    send_batch(&sock, batch(rules))?;
-    // Best effort (a kernel without `notrack`, say): without it loopback traffic is tracked, as
-    // it was before this chain existed. Nothing is printed from here: this runs in the sandbox
+    // One batch with the loopback exemption (one round trip: each costs the set-up ~0.1 ms);
+    // the exemption is best effort (a kernel without `notrack`, say), so if the kernel refuses
+    // that batch, the capture rules go alone: loopback traffic is then tracked, as it was
+    // before the exemption existed. Nothing is printed from here: this runs in the sandbox
     // child; `nft list ruleset` inside a step shows whether the chain is there.
-    let _ = send_batch(&sock, loopback_batch());
-    Ok(())
+    if send_batch(&sock, batch(rules, true)).is_ok() {
+        return Ok(());
+    }
+    send_batch(&sock, batch(rules, false))
 }
 
 #[cfg(test)]
@@ -461,14 +469,15 @@ mod tests {
 
     #[test]
     fn the_batch_is_framed_and_every_object_is_acknowledged() {
-        let (msg, acked) = batch(&Rules {
+        let rules = Rules {
             port: 3129,
             stub: Ipv4Addr::new(127, 0, 0, 53),
             own_v4: Ipv4Addr::new(10, 255, 255, 1),
             own_v6: "fd00:5a::1".parse().unwrap(),
             group: 7,
             snaplen: 128,
-        });
+        };
+        let (msg, acked) = batch(&rules, false);
         assert_eq!(acked, [2, 3, 4, 5, 6, 7, 8, 9, 10]);
         // Walk the messages: begin, table, chain, four rules, chain, two rules, end.
         let mut types = Vec::new();
@@ -487,8 +496,10 @@ mod tests {
         );
         assert!(msg.windows(6).any(|w| w == GUARD_CHAIN));
         assert!(msg.windows(4).any(|w| w == b"log\0"));
-        let (msg, acked) = loopback_batch();
-        assert_eq!(acked, [2, 3, 4, 5]);
+        assert!(!msg.windows(9).any(|w| w == LOOPBACK_CHAIN));
+        // With the loopback exemption: one more chain and its two rules, in the same batch.
+        let (msg, acked) = batch(&rules, true);
+        assert_eq!(acked, (2..=13).collect::<Vec<u32>>());
         assert!(msg.windows(9).any(|w| w == LOOPBACK_CHAIN));
         assert!(msg.windows(8).any(|w| w == b"notrack\0"));
     }
