@@ -22,7 +22,8 @@
 # 3. plain-HTTP forward requests/s with keep-alive (wrk); 4. DNS stub queries/s against a
 # captured query, in alternating rounds; 5. supervisor RSS idle and with 1,000 open tunnels;
 # 6. `stepjail run -- true` start-up with a network profile vs the default profile vs bwrap
-# (hyperfine; run first, before the other sections). Prints markdown tables and the issue's
+# (hyperfine in rounds, the three commands in a rotated order each round, so a drift of the
+# machine over a minute lands on all three; run first, before the other sections). Prints markdown tables and the issue's
 # targets, met or not. --update writes them into BENCHMARKS.md between <!-- proxy:begin --> and
 # <!-- proxy:end -->.
 #
@@ -126,11 +127,11 @@ parse_args() {
     done
     if [[ "$QUICK" -eq 1 ]]; then
         LAT_ROUNDS=3 LAT_N=100 LAT_WARMUP=10 BULK_ROUNDS=1 WRK_SECS=3 DNS_ROUNDS=3 DNS_N=2000 HOLD_N=1000
-        HF_WARMUP=5 HF_RUNS=30
+        HF_WARMUP=5 HF_RUNS=30 HF_ROUNDS=3
         BULK_MB="${BULK_MB:-128}"
     else
         LAT_ROUNDS=5 LAT_N=100 LAT_WARMUP=200 BULK_ROUNDS=3 WRK_SECS=10 DNS_ROUNDS=5 DNS_N=5000 HOLD_N=1000
-        HF_WARMUP=20 HF_RUNS=200
+        HF_WARMUP=10 HF_RUNS=200 HF_ROUNDS=5
         BULK_MB="${BULK_MB:-1024}"
     fi
     LAT_ROUNDS="${ROUNDS:-$LAT_ROUNDS}"
@@ -522,15 +523,22 @@ measure_memory() {
 }
 
 measure_startup() {
-    note "== 6. start-up: hyperfine --warmup $HF_WARMUP --runs $HF_RUNS"
-    local sjq
+    note "== 6. start-up: $HF_ROUNDS rounds of hyperfine --warmup $HF_WARMUP --runs $((HF_RUNS / HF_ROUNDS))"
+    local sjq r i k
     sjq="$(printf '%q' "$STEPJAIL_BIN")"
-    in_ns hyperfine -N --warmup "$HF_WARMUP" --runs "$HF_RUNS" --export-json "$WORK/res/startup.json" \
-        --command-name "bwrap --unshare-all true" "bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true" \
-        --command-name "stepjail run -- true" "$sjq run --workspace $WORK/ws -- true" \
-        --command-name "stepjail run --profile bench -- true" \
-        "$sjq run --profile $WORK/bench.yml --resolver 192.0.2.53:53 --workspace $WORK/ws -- true" \
-        </dev/null >&2
+    local names=("bwrap --unshare-all true" "stepjail run -- true" "stepjail run --profile bench -- true")
+    local cmds=("bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true"
+        "$sjq run --workspace $WORK/ws -- true"
+        "$sjq run --profile $WORK/bench.yml --resolver 192.0.2.53:53 --workspace $WORK/ws -- true")
+    for ((r = 1; r <= HF_ROUNDS; r++)); do
+        local args=()
+        for ((i = 0; i < 3; i++)); do
+            k=$(((i + r - 1) % 3))
+            args+=(--command-name "${names[$k]}" "${cmds[$k]}")
+        done
+        in_ns hyperfine -N --warmup "$HF_WARMUP" --runs "$((HF_RUNS / HF_ROUNDS))" \
+            --export-json "$WORK/res/startup-$r.json" "${args[@]}" </dev/null >&2
+    done
 }
 
 machine_info() {
@@ -595,7 +603,7 @@ import json, sys
 json.dump({"lat_rounds": $LAT_ROUNDS, "lat_n": $LAT_N, "lat_warmup": $LAT_WARMUP,
            "bulk_rounds": $BULK_ROUNDS, "bulk_bytes": $BULK_BYTES, "wrk_secs": $WRK_SECS,
            "wrk_conns": $WRK_CONNS, "dns_n": $DNS_N, "dns_rounds": $DNS_ROUNDS, "hold_n": $HOLD_N,
-           "hf_warmup": $HF_WARMUP, "hf_runs": $HF_RUNS}, open(sys.argv[1], "w"))
+           "hf_warmup": $HF_WARMUP, "hf_runs": $HF_RUNS, "hf_rounds": $HF_ROUNDS}, open(sys.argv[1], "w"))
 PY
     # Start-up first: every networked run leaves a namespace (TUN device, nf_tables tables) that
     # the kernel tears down in the background holding its network configuration lock, so after

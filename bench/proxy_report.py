@@ -7,7 +7,7 @@
   wrk/<who>.txt                wrk --latency output
   dns/<who>.json               {"samples_us": [...]}
   mem/<who>.json               {"idle_kib": k | null, "held_kib": k, "tunnels": n, "pid_note": "..."}
-  startup.json                 hyperfine --export-json
+  startup-R.json               hyperfine --export-json, one file per round
   params.json                  the run's parameters
 """
 
@@ -215,21 +215,26 @@ if mem:
         say(f"| {name} | {idle / 1024:.1f} | {m['held_kib'] / 1024:.1f} | {per:.1f} | {m['seconds_to_open']:.2f} |")
     say("")
 
-# 6. Start-up
-sf = os.path.join(D, "startup.json")
-if os.path.exists(sf):
-    st = json.load(open(sf))["results"]
-    by = {r["command"]: r for r in st}
-    bw = by["bwrap --unshare-all true"]["mean"]
-    say(f"Start-up: `hyperfine -N --warmup {PARAMS['hf_warmup']} --runs {PARAMS['hf_runs']}`, run inside "
-        f"the benchmark namespace, as root.")
+# 6. Start-up: rounds of hyperfine (startup-R.json), the commands in a rotated order each round.
+rounds = sorted(glob.glob(os.path.join(D, "startup-*.json")),
+                key=lambda p: int(p.rsplit("-", 1)[1].split(".")[0]))
+if rounds:
+    per = [{r["command"]: r for r in json.load(open(f))["results"]} for f in rounds]
+    names = ["bwrap --unshare-all true", "stepjail run -- true", "stepjail run --profile bench -- true"]
+    pooled = {n: [t for rd in per for t in rd[n]["times"]] for n in names}
+    ratio = {n: [rd[n]["median"] / rd[names[0]]["median"] for rd in per] for n in names}
+    say(f"Start-up: {len(rounds)} rounds of `hyperfine -N --warmup {PARAMS['hf_warmup']} --runs "
+        f"{PARAMS['hf_runs'] // PARAMS['hf_rounds']}`, the three commands in a rotated order each round, "
+        f"run inside the benchmark namespace, as root. vs bwrap: the median of the rounds' ratios of medians.")
     say("")
-    say("| command | mean (ms) | stddev (ms) | median (ms) | vs bwrap |")
-    say("|---|---:|---:|---:|---:|")
-    for r in st:
-        say(f"| `{r['command']}` | {r['mean'] * 1000:.2f} | {r['stddev'] * 1000:.2f} | {r['median'] * 1000:.2f} "
-            f"| {r['mean'] / bw:.2f}x |")
-    results["startup_ratio"] = by["stepjail run --profile bench -- true"]["mean"] / bw
+    say("| command | mean (ms) | stddev (ms) | median (ms) | vs bwrap | ratio in each round |")
+    say("|---|---:|---:|---:|---:|---|")
+    for n in names:
+        ts = pooled[n]
+        say(f"| `{n}` | {statistics.mean(ts) * 1000:.2f} | {statistics.stdev(ts) * 1000:.2f} "
+            f"| {statistics.median(ts) * 1000:.2f} | {statistics.median(ratio[n]):.2f}x "
+            f"| {', '.join(f'{x:.2f}' for x in ratio[n])} |")
+    results["startup_ratio"] = statistics.median(ratio[names[2]])
     say("")
 
 # Targets (from the proxy issue), stepjail's explicit proxy against the anchors of this run.
