@@ -268,6 +268,24 @@ pub fn reset_signals() -> io::Result<()> {
         // SAFETY: installing SIG_DFL is always valid; errors (for reserved signals) are ignored.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
+    // glibc refuses its two internal signals (32 and 33) above, and a stepjail started by a
+    // glibc posix_spawn (Rust's Command, say) inherits them ignored: an ignored signal stays
+    // ignored across exec. The kernel's rt_sigaction takes them. `struct kernel_sigaction`:
+    // handler, flags, restorer, mask; all zero is SIG_DFL.
+    for sig in [32, 33] {
+        let act = [0usize; 4];
+        // SAFETY: `act` is a valid kernel_sigaction (SIG_DFL) of the size passed; no old
+        // action is asked for. This process is single-threaded and about to exec.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                act.as_ptr(),
+                std::ptr::null_mut::<u8>(),
+                8usize,
+            )
+        };
+    }
     let empty = nix::sys::signal::SigSet::empty();
     nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
@@ -299,6 +317,64 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     // returns; both arrays are NULL-terminated.
     unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
     io::Error::last_os_error()
+}
+
+/// `posix_spawn(3)` of `path` as a new session leader with every signal at its default
+/// disposition and none blocked (what [`reset_signals`] and [`setsid`] do after a fork), in the
+/// caller's working directory. glibc runs the child on the caller's memory until it execs
+/// (`CLONE_VM | CLONE_VFORK`): nothing is copied, where a fork copies the caller's page tables
+/// and exec then tears the copy down. The error is exec's (or setsid's) in the child.
+pub fn spawn(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Result<libc::pid_t> {
+    let mut a: Vec<*mut libc::c_char> = argv.iter().map(|s| s.as_ptr() as *mut _).collect();
+    a.push(std::ptr::null_mut());
+    let mut e: Vec<*mut libc::c_char> = envp.iter().map(|s| s.as_ptr() as *mut _).collect();
+    e.push(std::ptr::null_mut());
+    // SAFETY: plain-old-data structures that the *_init calls below initialise before use, and
+    // that are destroyed before returning; every pointer passed lives until posix_spawn
+    // returns (the child has exec'd or failed by then); both arrays are NULL-terminated.
+    unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let r = libc::posix_spawnattr_init(&mut attr);
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        // glibc's sigfillset leaves out its two internal signals (32 and 33), and its spawn
+        // sets those to SIG_IGN in the child unless they are in this set: ignored, they would
+        // stay ignored in the step after exec. Their bits are set directly (sigset_t is
+        // `unsigned long __val[]` with signal N at bit N-1; sigaddset refuses them).
+        let words = (&mut all as *mut libc::sigset_t).cast::<libc::c_ulong>();
+        *words |= 0b11 << 31;
+        libc::sigemptyset(&mut none);
+        let flags = libc::POSIX_SPAWN_SETSID as libc::c_int
+            | libc::POSIX_SPAWN_SETSIGDEF as libc::c_int
+            | libc::POSIX_SPAWN_SETSIGMASK as libc::c_int;
+        let mut r = libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
+        if r == 0 {
+            r = libc::posix_spawnattr_setsigdefault(&mut attr, &all);
+        }
+        if r == 0 {
+            r = libc::posix_spawnattr_setsigmask(&mut attr, &none);
+        }
+        let mut pid: libc::pid_t = 0;
+        if r == 0 {
+            r = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                std::ptr::null(),
+                &attr,
+                a.as_ptr(),
+                e.as_ptr(),
+            );
+        }
+        libc::posix_spawnattr_destroy(&mut attr);
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(pid)
+    }
 }
 
 pub fn setsid() -> io::Result<()> {

@@ -296,6 +296,46 @@ fn exit_codes_pass_through() {
     }
 }
 
+/// The step starts as if exec'd by a shell, whether it is spawned without copying its PID 1
+/// (the default profile: only limits that cannot bind the PID 1) or forked (a profile with an
+/// address-space limit, which would bind the PID 1 too): no signal blocked or ignored (glibc's
+/// spawn ignores its two internal signals in the child unless told otherwise), its own session,
+/// the workspace as its working directory, the profile's limits.
+#[test]
+fn the_step_starts_alike_spawned_or_forked() {
+    let script = "grep -E '^(SigBlk|SigIgn):' /proc/self/status; \
+                  [ \"$(cut -d' ' -f6 /proc/self/stat)\" = \"$$\" ] && echo session leader; \
+                  pwd; ulimit -c; ulimit -n";
+    for uid in users() {
+        let dir = Dir::new(uid);
+        let forked = dir.write(
+            "forked.yml",
+            "name: forked\ndescription: d\nextends: default\nprocess:\n  limits:\n    address_space: 8G\n    open_files: 512\n",
+        );
+        let spawned = dir.write(
+            "spawned.yml",
+            "name: spawned\ndescription: d\nextends: default\nprocess:\n  limits:\n    open_files: 512\n",
+        );
+        for profile in [&spawned, &forked] {
+            let out = Sj::run(
+                &dir,
+                &["--profile", profile.to_str().unwrap()],
+                &["sh", "-c", script],
+            )
+            .output();
+            assert_eq!(
+                out.ok(),
+                format!(
+                    "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nsession leader\n{}\n0\n512\n",
+                    dir.ws.display()
+                ),
+                "as uid {uid}, {}",
+                profile.display()
+            );
+        }
+    }
+}
+
 /// Is any process running whose command line contains `marker`?
 fn process_with(marker: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| {

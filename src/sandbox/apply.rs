@@ -550,6 +550,17 @@ fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupErro
         .iter()
         .map(|p| cstring(p.as_os_str().as_bytes()))
         .collect::<Result<_, _>>()?;
+    // Where the profile sets no limit that would bind this process too (address space, CPU
+    // time, processes), the step is spawned without copying this process (see `sys::spawn`):
+    // its limits and working directory are set here and inherited. Otherwise it is forked
+    // and sets them itself.
+    let spawnable = plan
+        .rlimits
+        .iter()
+        .all(|(r, _)| matches!(r, Rlimit::CoreSize | Rlimit::FileSize | Rlimit::OpenFiles));
+    if spawnable {
+        return spawn_step(plan, report_fd, &candidates, &argv, &envp);
+    }
     let cwd = plan.cwd.clone();
     match sys::fork().step(|| "forking the step".into())? {
         sys::Forked::Parent { child } => Ok(child),
@@ -601,6 +612,55 @@ fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupErro
             )
         }
     }
+}
+
+/// The step started with `sys::spawn`: the limits (none of which binds this process, which
+/// only waits from here on) and the working directory are set here first; PATH is searched as
+/// execvp does (the first candidate that runs; a permission error is remembered over "not
+/// found"). A failure is reported and ends this process with the code the step would have had.
+fn spawn_step(
+    plan: &Plan,
+    report_fd: &OwnedFd,
+    candidates: &[CString],
+    argv: &[CString],
+    envp: &[CString],
+) -> Result<libc::pid_t, SetupError> {
+    for (r, v) in &plan.rlimits {
+        sys::set_rlimit(rlimit_resource(*r), *v).step(|| format!("setting {r:?} limit"))?;
+    }
+    std::env::set_current_dir(&plan.cwd).step(|| format!("entering {}", plan.cwd.display()))?;
+    let mut worst = io::Error::from_raw_os_error(libc::ENOENT);
+    for c in candidates {
+        // A PATH entry without the command costs a stat here instead of a spawn (each spawn
+        // is a clone and an exec that fails), so only candidates that exist are spawned.
+        if let Err(e) = nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::F_OK)
+            && (e == nix::errno::Errno::ENOENT || e == nix::errno::Errno::ENOTDIR)
+        {
+            continue;
+        }
+        match sys::spawn(c, argv, envp) {
+            Ok(pid) => return Ok(pid),
+            Err(e) => {
+                if e.raw_os_error() != Some(libc::ENOENT) && e.raw_os_error() != Some(libc::ENOTDIR)
+                {
+                    worst = e;
+                }
+            }
+        }
+    }
+    let code = if worst.raw_os_error() == Some(libc::ENOENT) {
+        crate::exit::NOT_FOUND
+    } else {
+        crate::exit::CANNOT_EXEC
+    };
+    report::send(
+        report_fd.as_fd(),
+        &report::Message::ExecFailed {
+            command: plan.argv[0].clone(),
+            error: worst.to_string(),
+        },
+    );
+    sys::exit_now(code)
 }
 
 fn cstring(b: &[u8]) -> Result<CString, SetupError> {
