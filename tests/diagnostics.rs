@@ -38,7 +38,7 @@ fn v_and_vv_add_the_supervisors_events_on_stderr() {
         "{err}"
     );
     assert!(
-        err.contains("stepjail: INFO sandbox: the step's init ended status=Exited("),
+        err.contains("stepjail: INFO sandbox: the step ended; its init is exiting code=0"),
         "{err}"
     );
     assert!(!err.contains("DEBUG"), "{err}");
