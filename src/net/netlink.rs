@@ -5,10 +5,22 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{MsgFlags, NetlinkAddr, recv, sendto};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, socket,
+};
 
 const NLMSG_ERROR: u16 = 0x2;
 const NLA_F_NESTED: u16 = 0x8000;
+
+/// A netlink socket of `protocol` in the calling thread's network namespace (close-on-exec).
+pub(super) fn open(protocol: SockProtocol) -> io::Result<OwnedFd> {
+    Ok(socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        protocol,
+    )?)
+}
 
 /// Netlink attributes, appended one after another (each padded to 4 bytes).
 #[derive(Default)]

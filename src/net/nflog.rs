@@ -8,9 +8,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+use nix::sys::socket::SockProtocol;
 
-use super::netlink::{Attrs, message, send_batch};
+use super::netlink::{self, Attrs, message, send_batch};
 
 /// The NFLOG group the guard chain logs to (one per namespace: each step has its own).
 pub const GROUP: u16 = 7;
@@ -34,12 +34,7 @@ const NLM_F_ACK: u16 = 0x4;
 /// A netlink socket of the calling thread's namespace bound to NFLOG `group`, copying
 /// [`COPY_RANGE`] bytes of each packet. Non-blocking, for the supervisor's runtime.
 pub fn open(group: u16) -> io::Result<OwnedFd> {
-    let sock: OwnedFd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkNetFilter,
-    )?;
+    let sock = netlink::open(SockProtocol::NetlinkNetFilter)?;
     let ty = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
     let mut out = Vec::new();
     let bind = Attrs::default().bytes(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND]);

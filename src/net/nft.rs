@@ -45,11 +45,10 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::OwnedFd;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+use nix::sys::socket::SockProtocol;
 
-use super::netlink::{Attrs, message, send_batch};
+use super::netlink::{self, Attrs, message, send_batch};
 
 const TABLE: &[u8] = b"stepjail\0";
 const CHAIN: &[u8] = b"capture\0";
@@ -443,15 +442,10 @@ fn chains_batch(chains: Vec<Chain>) -> (Vec<u8>, Vec<u32>) {
 
 /// Installs the capture rules in the calling thread's network namespace: TCP for outside goes
 /// to the capture port on loopback, DNS for outside to the stub (IPv4) or `[::1]:53` (IPv6),
-/// anything else for outside is copied to the NFLOG group and dropped on arrival. Needs CAP_NET_ADMIN in
-/// the namespace's user namespace. An error means no rule is installed.
+/// anything else for outside is copied to the NFLOG group and dropped on arrival. Needs
+/// CAP_NET_ADMIN in the namespace's user namespace. An error means no rule is installed.
 pub fn install_capture(rules: &Rules) -> io::Result<()> {
-    let sock: OwnedFd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkNetFilter,
-    )?;
+    let sock = netlink::open(SockProtocol::NetlinkNetFilter)?;
     // One batch with the loopback exemption (one round trip: each costs the set-up ~0.1 ms);
     // the exemption is best effort (a kernel without `notrack`, say), so if the kernel refuses
     // that batch, the capture rules go alone: loopback traffic is then tracked, as it was

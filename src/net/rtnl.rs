@@ -16,11 +16,10 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::OwnedFd;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+use nix::sys::socket::SockProtocol;
 
-use super::netlink::{Attrs, send_batch};
+use super::netlink::{self, Attrs, send_batch};
 
 // linux/rtnetlink.h, if_addr.h
 const RTM_NEWADDR: u16 = 20;
@@ -123,12 +122,7 @@ fn batch(v4: Ipv4Addr, v6: Ipv6Addr) -> (Vec<u8>, Vec<u32>) {
 /// (see the module's comment), in the calling thread's network namespace. Needs CAP_NET_ADMIN
 /// there, and `lo` up.
 pub fn local_default_routes(v4: Ipv4Addr, v6: Ipv6Addr) -> io::Result<()> {
-    let sock: OwnedFd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )?;
+    let sock = netlink::open(SockProtocol::NetlinkRoute)?;
     send_batch(&sock, batch(v4, v6))
 }
 

@@ -590,26 +590,12 @@ fn start_step(plan: &Plan, report_fd: &OwnedFd) -> Result<libc::pid_t, SetupErro
                 );
             }
             // Like execvp: try each PATH entry; remember a permission error over "not found".
-            let mut worst = io::Error::from_raw_os_error(libc::ENOENT);
+            let mut search = ExecSearch::new();
             for c in &candidates {
-                let e = sys::execve(c, &argv, &envp);
-                if e.raw_os_error() != Some(libc::ENOENT) && e.raw_os_error() != Some(libc::ENOTDIR)
-                {
-                    worst = e;
-                }
+                search.failed(sys::execve(c, &argv, &envp));
             }
-            let code = if worst.raw_os_error() == Some(libc::ENOENT) {
-                crate::exit::NOT_FOUND
-            } else {
-                crate::exit::CANNOT_EXEC
-            };
-            fail(
-                report::Message::ExecFailed {
-                    command: plan.argv[0].clone(),
-                    error: worst.to_string(),
-                },
-                code,
-            )
+            let (message, code) = search.failure(plan);
+            fail(message, code)
         }
     }
 }
@@ -629,7 +615,7 @@ fn spawn_step(
         sys::set_rlimit(rlimit_resource(*r), *v).step(|| format!("setting {r:?} limit"))?;
     }
     std::env::set_current_dir(&plan.cwd).step(|| format!("entering {}", plan.cwd.display()))?;
-    let mut worst = io::Error::from_raw_os_error(libc::ENOENT);
+    let mut search = ExecSearch::new();
     for c in candidates {
         // A PATH entry without the command costs a stat here instead of a spawn (each spawn
         // is a clone and an exec that fails), so only candidates that exist are spawned.
@@ -640,27 +626,47 @@ fn spawn_step(
         }
         match sys::spawn(c, argv, envp) {
             Ok(pid) => return Ok(pid),
-            Err(e) => {
-                if e.raw_os_error() != Some(libc::ENOENT) && e.raw_os_error() != Some(libc::ENOTDIR)
-                {
-                    worst = e;
-                }
-            }
+            Err(e) => search.failed(e),
         }
     }
-    let code = if worst.raw_os_error() == Some(libc::ENOENT) {
-        crate::exit::NOT_FOUND
-    } else {
-        crate::exit::CANNOT_EXEC
-    };
-    report::send(
-        report_fd.as_fd(),
-        &report::Message::ExecFailed {
-            command: plan.argv[0].clone(),
-            error: worst.to_string(),
-        },
-    );
+    let (message, code) = search.failure(plan);
+    report::send(report_fd.as_fd(), &message);
     sys::exit_now(code)
+}
+
+/// The worst error of a PATH search, as execvp keeps it: a permission error (or any other)
+/// over "not found".
+struct ExecSearch {
+    worst: io::Error,
+}
+
+impl ExecSearch {
+    fn new() -> ExecSearch {
+        ExecSearch {
+            worst: io::Error::from_raw_os_error(libc::ENOENT),
+        }
+    }
+
+    /// One candidate failed with `e`.
+    fn failed(&mut self, e: io::Error) {
+        if e.raw_os_error() != Some(libc::ENOENT) && e.raw_os_error() != Some(libc::ENOTDIR) {
+            self.worst = e;
+        }
+    }
+
+    /// What is reported when no candidate ran, and the exit code the step gets.
+    fn failure(self, plan: &Plan) -> (report::Message, i32) {
+        let code = if self.worst.raw_os_error() == Some(libc::ENOENT) {
+            crate::exit::NOT_FOUND
+        } else {
+            crate::exit::CANNOT_EXEC
+        };
+        let message = report::Message::ExecFailed {
+            command: plan.argv[0].clone(),
+            error: self.worst.to_string(),
+        };
+        (message, code)
+    }
 }
 
 fn cstring(b: &[u8]) -> Result<CString, SetupError> {
