@@ -354,9 +354,10 @@ fn connection_cap(mode: &str) {
 }
 
 /// Connections count from the moment they are accepted, before anything is decided, and DNS
-/// over TCP counts too: with `max_connections: 2`, two connections to the proxy that send
-/// nothing (a slowloris before its first byte) leave no room for a TCP DNS query (reset, with
-/// its record) nor a proxied request (`503`); once they close, both are served.
+/// over TCP counts too: with `max_connections: 2`, two connections to the proxy that send the
+/// start of a head and no more (a slowloris) leave no room for a TCP DNS query (reset, with its
+/// record) nor a proxied request (`503`); once they close, both are served. Connections that
+/// send nothing at all are not handed to the proxy (TCP_DEFER_ACCEPT) and take no slot.
 #[test]
 fn undecided_connections_and_dns_over_tcp_count_against_the_cap() {
     if !needs_root() {
@@ -384,7 +385,15 @@ def dns_tcp():
 def curl():
     r = subprocess.run(['curl', '-s', '-m', '10', '-w', ' %{http_code}', 'http://ok.test/'], capture_output=True)
     return r.stdout.decode().replace('\n', ' ')
+silent = [socket.create_connection((u.hostname, u.port)) for _ in range(3)]
+time.sleep(0.3)
+print('silent: curl', curl(), flush=True)
+for s in silent:
+    s.close()  # handed over with its FIN (a slot for a moment), read to its end, no record
+    time.sleep(0.2)
 held = [socket.create_connection((u.hostname, u.port)) for _ in range(2)]
+for s in held:
+    s.sendall(b'CONNECT ok.te')
 time.sleep(0.5)
 print('held: dns', dns_tcp(), '| curl', curl(), flush=True)
 for s in held:
@@ -401,7 +410,8 @@ print('after: dns', dns_tcp(), '| curl', curl(), flush=True)
     let stdout = out.ok();
     assert_eq!(
         stdout,
-        "held: dns ConnectionResetError | curl stepjail: connection limit (2) reached  503\n\
+        "silent: curl ok  200\n\
+         held: dns ConnectionResetError | curl stepjail: connection limit (2) reached  503\n\
          after: dns rcode 0 answers 1 | curl ok  200\n",
         "{}",
         out.stderr()

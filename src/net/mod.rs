@@ -19,7 +19,7 @@ pub mod nft;
 pub mod rtnl;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys;
 
@@ -207,14 +207,10 @@ pub struct Bound {
 /// thread of its own while it binds and makes the step's mounts, and [`assemble`] puts the
 /// results together. Until both are done nothing can leave: there is no route but `lo`.
 pub fn listen() -> std::io::Result<Bound> {
-    let listen = |addr: SocketAddr| -> std::io::Result<OwnedFd> {
-        let l = std::net::TcpListener::bind(addr)?;
-        Ok(OwnedFd::from(l))
-    };
     Ok(Bound {
-        proxy_v4: listen(SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT)))?,
-        proxy_v6: listen(SocketAddr::from((Ipv6Addr::LOCALHOST, PROXY_PORT)))?,
-        dns_tcp: listen(SocketAddr::from((DNS_ADDR, 53)))?,
+        proxy_v4: tcp_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT)), true)?,
+        proxy_v6: tcp_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, PROXY_PORT)), true)?,
+        dns_tcp: tcp_listener(SocketAddr::from((DNS_ADDR, 53)), true)?,
         dns_udp: OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((DNS_ADDR, 53)))?),
         dns_udp6: OwnedFd::from(std::net::UdpSocket::bind(SocketAddr::from((
             Ipv6Addr::LOCALHOST,
@@ -222,8 +218,31 @@ pub fn listen() -> std::io::Result<Bound> {
         )))?),
         // `[::]` takes IPv4 too (bindv6only is 0 in a new namespace): redirect sends IPv4 to
         // 127.0.0.1 and IPv6 to ::1, both reach it.
-        captured: listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, CAPTURE_PORT)))?,
+        captured: tcp_listener(
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, CAPTURE_PORT)),
+            false,
+        )?,
     })
+}
+
+/// How long a connection to a listener whose clients speak first may stay silent before it is
+/// handed to the proxy anyway (the kernel rounds it up to its SYN-ACK retransmissions: ~7 s).
+const DEFER_ACCEPT_SECS: libc::c_int = 5;
+
+/// A TCP listener for the proxy. Every one sets `TCP_NODELAY`, which the sockets it accepts
+/// inherit (one `setsockopt` per listener instead of one per connection: a tunnel relays
+/// small messages, which Nagle would hold back). Where the client always speaks first (an HTTP
+/// request, a DNS query; not a captured connection, which may be SMTP or MySQL, whose server
+/// speaks first), `TCP_DEFER_ACCEPT` hands a connection over only once its first bytes are
+/// there: the proxy is woken once per connection, not once for the handshake and again for the
+/// request, and a client that connects and sends nothing costs it nothing.
+pub fn tcp_listener(addr: SocketAddr, client_first: bool) -> std::io::Result<OwnedFd> {
+    let l = OwnedFd::from(std::net::TcpListener::bind(addr)?);
+    nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
+    if client_first {
+        sys::set_defer_accept(l.as_fd(), DEFER_ACCEPT_SECS)?;
+    }
+    Ok(l)
 }
 
 /// The step's network: the capture rules and `local` default routes on `lo` with an NFLOG
@@ -338,6 +357,42 @@ pub fn assemble(bound: Bound, network: Network) -> (Listeners, Capture) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listener for clients that speak first hands a connection over only with its first
+    /// bytes; the capture listener at once. Both give accepted sockets TCP_NODELAY.
+    #[test]
+    fn proxy_listeners_defer_silent_connections_and_pass_on_nodelay() {
+        use nix::sys::socket::{getsockopt, sockopt::TcpNoDelay};
+        use std::io::Write;
+        let accept_now = |l: &std::net::TcpListener| match l.accept() {
+            Ok((s, _)) => Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => panic!("accept: {e}"),
+        };
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        for client_first in [true, false] {
+            let l = std::net::TcpListener::from(tcp_listener(any, client_first).unwrap());
+            l.set_nonblocking(true).unwrap();
+            let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let early = accept_now(&l);
+            assert_eq!(
+                early.is_some(),
+                !client_first,
+                "client_first {client_first}"
+            );
+            let s = early.unwrap_or_else(|| {
+                c.write_all(b"C").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                accept_now(&l).expect("handed over with its first byte")
+            });
+            assert!(
+                getsockopt(&s, TcpNoDelay).unwrap(),
+                "client_first {client_first}"
+            );
+            assert!(!getsockopt(&c, TcpNoDelay).unwrap());
+        }
+    }
 
     #[test]
     fn every_proxy_variable_the_step_gets_is_reserved() {

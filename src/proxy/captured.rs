@@ -32,7 +32,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
         };
         tokio::spawn(async move {
             let _slot = slot;
-            let _ = stream.set_nodelay(true);
+            // TCP_NODELAY comes from the listener (`net::tcp_listener`).
             match original_destination(&stream) {
                 Some(dst) => super::transparent::captured_connection(stream, dst, engine).await,
                 None => refuse_direct(&stream, &engine),

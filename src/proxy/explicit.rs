@@ -38,7 +38,8 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
             super::engine::accept_backoff().await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY comes from the listener, and the connection arrives with its first bytes
+        // (TCP_DEFER_ACCEPT, `net::tcp_listener`).
         let engine = engine.clone();
         // Taken before anything is read: a client dribbling its head holds a descriptor too.
         let Some(slot) = engine.limit.slot() else {
