@@ -5,6 +5,17 @@
 //! `sys`), [`step`] is the run pipeline (spec -> prepare -> launch) that the CLI and
 //! every CI integration call, and [`cli`] holds the subcommands `main.rs` dispatches to.
 
+/// `eprintln!` that cannot fail: with stderr closed, or a pipe whose reader went away
+/// (`stepjail run ... 2>&1 | head`), the line is lost but not the run (`eprintln!` panics
+/// there, and a panicking supervisor aborts and takes the step with it).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod audit;
 pub mod ci;
 pub mod cli;

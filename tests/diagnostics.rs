@@ -110,3 +110,23 @@ fn v_works_anywhere_before_the_command_and_after_it_belongs_to_the_step() {
     let out = Sj::new(&dir, &["profiles", "-v"]).output();
     assert_eq!(out.code(), 0, "{}", out.stderr());
 }
+
+/// stderr a pipe nobody reads any more (`stepjail run ... 2>&1 | head` once `head` is done):
+/// the lines stepjail writes there are lost, the run is not. It once panicked on the first
+/// denial line (EPIPE) and aborted, killing the step.
+#[test]
+fn a_closed_stderr_loses_lines_not_the_run() {
+    let dir = Dir::new(users()[0]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let script = "import socket\n\
+        s = socket.create_connection(('127.0.0.1', 3128))\n\
+        s.sendall(b'CONNECT denied.example:443 HTTP/1.1\\r\\n\\r\\n')\n\
+        print(s.recv(100).split(b'\\r\\n')[0].decode())\n\
+        print('still here')\n";
+    let mut sj = Sj::run(&dir, &["--mode", "enforce"], &["python3", "-c", script]);
+    sj.cmd.stderr(writer);
+    let out = sj.output();
+    assert_eq!(out.0.status.code(), Some(0), "{:?}", out.0.status);
+    assert_eq!(out.stdout(), "HTTP/1.1 403 Forbidden\nstill here\n");
+}

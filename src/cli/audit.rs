@@ -37,7 +37,7 @@ fn read_all(files: &[PathBuf]) -> Result<Vec<crate::audit::Record>, crate::audit
     for f in files {
         let log = crate::audit::read_log(f)?;
         if log.truncated_lines > 0 {
-            eprintln!(
+            say!(
                 "stepjail: {}: skipped {} truncated last line",
                 f.display(),
                 log.truncated_lines

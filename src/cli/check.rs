@@ -26,7 +26,7 @@ pub fn run(args: CheckArgs) -> Result<i32, crate::step::RunError> {
         match result {
             Ok(()) => println!("{}: ok", f.display()),
             Err(e) => {
-                eprintln!("stepjail: {e}");
+                say!("stepjail: {e}");
                 failed += 1;
             }
         }

@@ -26,7 +26,7 @@ pub fn run(args: HooksArgs) -> i32 {
                 0
             }
             Err(e) => {
-                eprintln!("stepjail: {e}");
+                say!("stepjail: {e}");
                 crate::exit::USAGE
             }
         };

@@ -78,7 +78,7 @@ pub fn run(args: SetupArgs) -> Result<i32, crate::step::RunError> {
     );
     match setup::append_github_env(&out.github_env) {
         Ok(true) => {}
-        Ok(false) => eprintln!(
+        Ok(false) => say!(
             "stepjail: GITHUB_ENV is unset; later steps need {}",
             out.github_env.trim().replace('\n', " ")
         ),

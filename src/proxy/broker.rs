@@ -340,7 +340,7 @@ async fn forward_bound(
             }
             Err(reason) => {
                 // Fail closed: what cannot be scanned does not reach the step.
-                eprintln!("stepjail: withheld a response from {host}: {reason}");
+                say!("stepjail: withheld a response from {host}: {reason}");
                 let denial = Denial::unreachable(reason);
                 log(Decision::Deny, denial.status().as_u16());
                 answer(&denial)
@@ -367,12 +367,12 @@ async fn check_coded_body(
         Ok(b) => b.to_bytes(),
         Err(_) => {
             let reason = "a coded request body too large to check for secrets";
-            eprintln!("stepjail: refused a request to {host}: {reason}");
+            say!("stepjail: refused a request to {host}: {reason}");
             return Err(Denial::new(DenialKind::TooLarge, reason));
         }
     };
     let decoded = super::content_coding::decode(headers, &body, limit).map_err(|e| {
-        eprintln!(
+        say!(
             "stepjail: refused a request to {host}: {e} (profile '{}')",
             engine.profile
         );

@@ -353,7 +353,7 @@ impl Engine {
             via,
             reason: format!("{what} carries secret {secret}, which is not bound to {dest}"),
         }));
-        eprintln!(
+        say!(
             "stepjail: denied {what} to {dest}: it carries secret {secret} (profile '{}')",
             self.profile
         );
@@ -372,7 +372,7 @@ impl Engine {
                  the step got the placeholder"
             ),
         }));
-        eprintln!(
+        say!(
             "stepjail: a response {part} from {dest} carried the value of secret {secret}; replaced by the placeholder (profile '{}')",
             self.profile
         );
@@ -403,7 +403,7 @@ impl Engine {
             return true;
         };
         if !self.audit_failed.swap(true, Ordering::SeqCst) {
-            eprintln!(
+            say!(
                 "stepjail: writing the audit log failed ({e}); denying all further network access"
             );
         }
@@ -457,7 +457,7 @@ impl Engine {
     pub fn refuse(&self, a: &Attempt, denial: Denial) -> Verdict {
         let dest = describe(a);
         if self.audit_mode() && !self.audit_broken() {
-            eprintln!(
+            say!(
                 "stepjail: would deny {dest} ({denial}; profile '{}' is in audit mode)",
                 self.profile
             );
@@ -467,7 +467,7 @@ impl Engine {
             }
         } else {
             self.log_connect(a, Decision::Deny, None, Some(denial.reason().to_string()));
-            eprintln!(
+            say!(
                 "stepjail: denied {dest} ({denial}; profile '{}'{})",
                 self.profile,
                 self.pointed_by(a)
@@ -496,7 +496,7 @@ impl Engine {
             Protocol::Tcp => String::new(),
             p => format!("{} ", protocol_name(p)),
         };
-        eprintln!(
+        say!(
             "stepjail: denied {proto}{} ({reason}; profile '{}')",
             describe(a),
             self.profile

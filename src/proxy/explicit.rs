@@ -752,7 +752,7 @@ async fn check_plain_request(
     let decoded = match super::content_coding::decode(&parts.headers, &body, MAX_SCANNED_BODY) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!(
+            say!(
                 "stepjail: denied a plain-HTTP request to {dest}: {e} (profile '{}')",
                 engine.profile
             );

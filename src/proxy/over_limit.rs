@@ -18,7 +18,7 @@ impl Engine {
         let denial = Denial::over_limit(max);
         self.log_connect(a, Decision::Deny, None, Some(denial.reason().to_string()));
         if self.limit.refused() {
-            eprintln!(
+            say!(
                 "stepjail: denied {} ({denial}; profile '{}', network.max_connections); \
                  refusing new connections until some close",
                 describe(a),
@@ -46,7 +46,7 @@ impl Engine {
             Err(()) => false,
             Ok(None) => true,
             Ok(Some((n, took))) => {
-                eprintln!(
+                say!(
                     "stepjail: connection limit ({}) reached: {n} connection{} refused in {:.1}s (profile '{}'; network.max_connections raises it)",
                     self.limit.max(),
                     if n == 1 { "" } else { "s" },

@@ -102,17 +102,21 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             None,
             not_allowed(),
         ));
-        eprintln!(
+        say!(
             "stepjail: denied DNS {} {} (not allowed by profile '{}')",
-            q.qtype_name, q.name, engine.profile
+            q.qtype_name,
+            q.name,
+            engine.profile
         );
         return Some(dns::nxdomain(msg));
     }
     let reason = if decision == Decision::WouldDeny {
         // The same line a refusal prints, so an audit run shows every name enforce would cut.
-        eprintln!(
+        say!(
             "stepjail: would deny DNS {} {} (not allowed by profile; profile '{}' is in audit mode)",
-            q.qtype_name, q.name, engine.profile
+            q.qtype_name,
+            q.name,
+            engine.profile
         );
         not_allowed()
     } else {
@@ -151,9 +155,10 @@ pub async fn answer(engine: &Engine, msg: &[u8], transport: DnsTransport) -> Opt
             {
                 // Tools only say `Could not resolve host`: say once per name what was removed
                 // and which rule would keep it.
-                eprintln!(
+                say!(
                     "stepjail: {} {why} (removed from the DNS answer; profile '{}')",
-                    q.name, engine.profile
+                    q.name,
+                    engine.profile
                 );
             }
             let reason = reason.or_else(|| {
@@ -199,7 +204,7 @@ fn say_limited(engine: &Engine, r: &dns::Report) {
         dns::Class::Allowed => (audit::DnsClass::Allowed, "names the profile allows"),
         dns::Class::NotAllowed => (audit::DnsClass::NotAllowed, "other names"),
     };
-    eprintln!(
+    say!(
         "stepjail: refused {} DNS queries in {:.1}s over the step's limit for {names} ({limit} a second, bursts of {burst}); not logged one by one (profile '{}')",
         r.refused,
         r.duration.as_secs_f64(),

@@ -434,7 +434,7 @@ impl StepCgroup {
     fn remove(&mut self) {
         for m in self.made.drain(..) {
             if let Err(e) = empty_and_remove(&m) {
-                eprintln!(
+                say!(
                     "stepjail: warning: removing the step's cgroup {}: {e}",
                     m.dir.display()
                 );
@@ -894,7 +894,7 @@ mod tests {
     #[test]
     fn v2_attach_kill_and_remove_on_the_real_hierarchy() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: creating a cgroup needs root");
+            say!("skipped: creating a cgroup needs root");
             return;
         }
         let root = Path::new("/");
@@ -909,7 +909,7 @@ mod tests {
                 .filter(|m| m.version == Version::V2)
                 .find_map(|m| dir_in(root, m, &me.path))
         }) else {
-            eprintln!("skipped: no cgroup v2 hierarchy");
+            say!("skipped: no cgroup v2 hierarchy");
             return;
         };
         let step = dir.join(format!("{PREFIX}test-{:x}", std::process::id()));

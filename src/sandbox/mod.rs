@@ -109,7 +109,7 @@ pub fn run<G>(
             let cg = cgroup::StepCgroup::create(std::path::Path::new("/"), req)
                 .map_err(SandboxError::Limits)?;
             if let Some(w) = &cg.warning {
-                eprintln!("stepjail: warning: {w}");
+                say!("stepjail: warning: {w}");
             }
             tracing::debug!(dirs = ?cg.dirs(), "step cgroup made");
             Some(cg)
@@ -193,7 +193,7 @@ pub fn run<G>(
                 return Err(SandboxError::Limits(e));
             }
             crate::policy::model::Enforce::BestEffort => {
-                eprintln!("stepjail: warning: {e}; the step runs without its cgroup limits")
+                say!("stepjail: warning: {e}; the step runs without its cgroup limits")
             }
         }
     }
@@ -377,7 +377,7 @@ fn print_warnings(buf: &mut [u8], printed: &mut usize) {
         .collect();
     for line in complete.iter().skip(*printed) {
         if let Some(Message::Warning(w)) = Message::decode(line.trim_end_matches('\n')) {
-            eprintln!("stepjail: warning: {w}");
+            say!("stepjail: warning: {w}");
         }
     }
     *printed = complete.len();

@@ -13,7 +13,7 @@ impl Prepared {
     /// cloned before the proxy's runtime (and its threads) starts.
     pub fn launch(self) -> Result<Outcome, RunError> {
         for w in &self.warnings {
-            eprintln!("stepjail: warning: {w}");
+            say!("stepjail: warning: {w}");
         }
         create_dirs(&self.create_dirs);
         // Before the sandbox: a cache directory the step could create must exist to be hidden.
@@ -25,7 +25,7 @@ impl Prepared {
         let plan = self.plan;
         if self.verbose {
             let id = plan.identity();
-            eprintln!(
+            say!(
                 "stepjail: profile {} ({}), step runs as uid {} gid {}",
                 plan.profile_name(),
                 self.source,
@@ -33,7 +33,7 @@ impl Prepared {
                 id.gid
             );
             if let Some(up) = &self.upstream {
-                eprintln!("stepjail: allowed connections leave through upstream proxy {up}");
+                say!("stepjail: allowed connections leave through upstream proxy {up}");
             }
         }
         let started = std::time::Instant::now();
@@ -84,23 +84,23 @@ impl Prepared {
         let outcome = result?;
         if self.verbose {
             for line in &outcome.info {
-                eprintln!("stepjail: {line}");
+                say!("stepjail: {line}");
             }
         }
         if outcome.timed_out {
             let t = plan.timeout().unwrap_or_default();
-            eprintln!(
+            say!(
                 "stepjail: the step timed out after {}s and was killed",
                 t.as_secs_f64()
             );
         }
         match outcome.limit {
-            Some(sandbox::cgroup::LimitHit::Memory { limit, kills }) => eprintln!(
+            Some(sandbox::cgroup::LimitHit::Memory { limit, kills }) => say!(
                 "stepjail: the step hit its memory limit ({}, process.limits.memory); the kernel killed {kills} of its processes (out of memory){}",
                 mib(limit),
                 code_note(outcome.code),
             ),
-            Some(sandbox::cgroup::LimitHit::Pids { limit, refused }) => eprintln!(
+            Some(sandbox::cgroup::LimitHit::Pids { limit, refused }) => say!(
                 "stepjail: the step hit its pids limit ({limit} processes and threads, process.limits.pids); the kernel refused {refused} forks{}",
                 code_note(outcome.code),
             ),
@@ -110,7 +110,7 @@ impl Prepared {
             let name = nix::sys::signal::Signal::try_from(sig)
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_else(|_| format!("signal {sig}"));
-            eprintln!(
+            say!(
                 "stepjail: the step sent {name} to its own init (PID 1), which forwarded it to the step; it was not cancelled{}",
                 if outcome.code == crate::exit::INIT_SIGNALLED {
                     format!(" (exit code {}, not {})", outcome.code, 128 + sig)
@@ -169,7 +169,7 @@ fn create_dirs(dirs: &[std::path::PathBuf]) {
             .mode(0o755)
             .create(p)
         {
-            eprintln!("stepjail: creating {}: {e}", p.display());
+            say!("stepjail: creating {}: {e}", p.display());
         }
     }
 }

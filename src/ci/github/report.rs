@@ -239,12 +239,12 @@ pub fn command(kind: &str, title: &str, message: &str) -> String {
 /// after a failed step, say theirs with it too.
 pub fn say_error(e: &crate::step::RunError, annotate: bool) -> i32 {
     for w in e.warnings() {
-        eprintln!("stepjail: warning: {w}");
+        say!("stepjail: warning: {w}");
     }
     if let Some(title) = e.annotation().filter(|_| annotate) {
         println!("{}", command("error", title, &e.to_string()));
     }
-    eprintln!("stepjail: {e}");
+    say!("stepjail: {e}");
     e.exit_code()
 }
 

@@ -101,7 +101,7 @@ fn locate(req: StepRequest) -> Result<(Spec, Located), RunError> {
     let chosen = policy.for_step(&job, &step)?;
     let shown = format!("{job}/{step}");
     if req.verbose {
-        eprintln!(
+        say!(
             "stepjail: step {shown}: profile {} ({})",
             chosen.profile.name(),
             if chosen.entry.is_some() {
@@ -341,7 +341,7 @@ fn after_step(
     let mut removed_lines = Vec::new();
     // Removals go to the job's audit log too, under the step's run id: they are attempts.
     let log = AuditLog::open(audit_path, &finished.run_id)
-        .inspect_err(|e| eprintln!("stepjail: opening the audit log: {e}"))
+        .inspect_err(|e| say!("stepjail: opening the audit log: {e}"))
         .ok();
     for (title, message, line, event) in notes {
         println!("{}", report::command("error", title, &message));
@@ -349,7 +349,7 @@ fn after_step(
         if let Some(log) = &log
             && let Err(e) = log.write(Event::FileCommand(event))
         {
-            eprintln!("stepjail: writing the audit log: {e}");
+            say!("stepjail: writing the audit log: {e}");
         }
     }
     if discarded && code == 0 {
@@ -401,7 +401,7 @@ fn after_step(
             },
         );
         if let Err(e) = report::append_summary(Path::new(&p), &section) {
-            eprintln!("stepjail: writing the step summary: {e}");
+            say!("stepjail: writing the step summary: {e}");
         }
     }
     match error {
@@ -435,7 +435,7 @@ pub(crate) fn read_from(path: &Path, offset: u64) -> Vec<crate::audit::Record> {
     match crate::audit::parse_log(&bytes, path) {
         Ok(log) => log.records,
         Err(e) => {
-            eprintln!("stepjail: reading the audit log back: {e}");
+            say!("stepjail: reading the audit log back: {e}");
             Vec::new()
         }
     }

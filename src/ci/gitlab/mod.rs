@@ -114,7 +114,7 @@ struct JobState {
 }
 
 fn system(codes: Codes, msg: impl std::fmt::Display) -> i32 {
-    eprintln!("stepjail: {msg}");
+    say!("stepjail: {msg}");
     codes.system
 }
 
@@ -471,7 +471,7 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
         if let Some(f) = std::env::var_os(BUILD_EXIT_CODE_FILE).filter(|f| !f.is_empty())
             && let Err(e) = std::fs::write(&f, format!("{code}\n"))
         {
-            eprintln!("stepjail: writing {}: {e}", Path::new(&f).display());
+            say!("stepjail: writing {}: {e}", Path::new(&f).display());
         }
         return codes.build;
     }
@@ -480,7 +480,7 @@ pub fn run(policy_flag: Option<&Path>, script_path: &Path, stage: &str) -> i32 {
         && p.repository == RepositoryMode::Narrow
         && let Err(e) = freeze_repository_policy(&state, &workspace, &st)
     {
-        eprintln!("stepjail: {e}");
+        say!("stepjail: {e}");
         return codes.build;
     }
     0
@@ -603,7 +603,7 @@ fn scrub_token(job_dir: &Path, token: &str) {
             .and_then(|_| file.rewind())
             .and_then(|_| file.write_all(kept.as_bytes()));
         if let Err(e) = written {
-            eprintln!("stepjail: removing the job token from {}: {e}", f.display());
+            say!("stepjail: removing the job token from {}: {e}", f.display());
         }
     }
 }
@@ -632,7 +632,7 @@ fn sanitize_gitlab_env(job_dir: &Path, stage: &str) {
                 continue;
             }
             if let Err(e) = sanitize_env_lines(&env, stage) {
-                eprintln!("stepjail: {stage}: GITLAB_ENV: {e}");
+                say!("stepjail: {stage}: GITLAB_ENV: {e}");
             }
         } else if depth < 4
             && let Ok(entries) = std::fs::read_dir(&p)
@@ -677,7 +677,7 @@ fn sanitize_env_lines(path: &Path, stage: &str) -> std::io::Result<()> {
         match why {
             Some(why) => {
                 dropped = true;
-                eprintln!(
+                say!(
                     "stepjail: {stage}: removed {} from GITLAB_ENV (line {}): {why}; later stages will not see it",
                     if valid { name } else { "a line" },
                     n + 1
@@ -719,21 +719,21 @@ fn report_denials(log: &Path, offset: u64, run_id: &str, stage: &str) -> bool {
                     .map(str::to_string)
                     .or_else(|| v["dest_ip"].as_str().map(str::to_string))
                     .unwrap_or_default();
-                eprintln!(
+                say!(
                     "stepjail: {stage}: denied connection to {dest}:{} ({})",
                     v["dest_port"],
                     s("reason")
                 );
             }
             Some("dns") if v["decision"] == "deny" => {
-                eprintln!(
+                say!(
                     "stepjail: {stage}: denied DNS query {} {}",
                     s("name"),
                     s("qtype")
                 );
             }
             Some("secret_leak") => {
-                eprintln!(
+                say!(
                     "stepjail: {stage}: refused to send secret {} ({})",
                     s("secret_name"),
                     s("dest")
@@ -777,7 +777,7 @@ pub fn cleanup(policy_flag: Option<&Path>) -> i32 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while alive.iter().any(|(pid, t)| start_time(*pid) == *t) {
         if std::time::Instant::now() > deadline {
-            eprintln!("stepjail: cleanup: a stage's process did not end within 10 s");
+            say!("stepjail: cleanup: a stage's process did not end within 10 s");
             return codes.system;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -787,7 +787,7 @@ pub fn cleanup(policy_flag: Option<&Path>) -> i32 {
         if let Err(e) = std::fs::remove_dir_all(d)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("stepjail: cleanup: removing {}: {e}", d.display());
+            say!("stepjail: cleanup: removing {}: {e}", d.display());
             code = codes.system;
         }
     }

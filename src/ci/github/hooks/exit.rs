@@ -10,6 +10,6 @@ pub const EXIT_FAILED: i32 = crate::exit::FAILURE;
 pub(super) fn fail(msg: impl std::fmt::Display) -> i32 {
     let msg = msg.to_string();
     println!("{}", report::command("error", "stepjail hooks", &msg));
-    eprintln!("stepjail: {msg}");
+    say!("stepjail: {msg}");
     EXIT_FAILED
 }

@@ -551,7 +551,7 @@ fn after_step(
         }
     }
     let log = AuditLog::open(&state.audit_log, &finished.run_id)
-        .inspect_err(|e| eprintln!("stepjail: opening the audit log: {e}"))
+        .inspect_err(|e| say!("stepjail: opening the audit log: {e}"))
         .ok();
     let mut removed_lines = Vec::new();
     for (message, line, ev) in notes {
@@ -563,7 +563,7 @@ fn after_step(
         if let Some(log) = &log
             && let Err(e) = log.write(Event::FileCommand(ev))
         {
-            eprintln!("stepjail: writing the audit log: {e}");
+            say!("stepjail: writing the audit log: {e}");
         }
     }
     let records = read_from(&state.audit_log, offset);
@@ -587,7 +587,7 @@ fn after_step(
             },
         );
         if let Err(e) = report::append_summary(Path::new(p), &section) {
-            eprintln!("stepjail: writing the step summary: {e}");
+            say!("stepjail: writing the step summary: {e}");
         }
     }
     code
