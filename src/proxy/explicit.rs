@@ -186,7 +186,10 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
         return super::broker::intercept(engine.clone(), broker, step, attempt, rule, would_deny)
             .await;
     }
-    let upstream = match engine.dial(&mut attempt, rule.as_deref()).await {
+    let upstream = match engine
+        .dial_then_nodelay(&mut attempt, rule.as_deref())
+        .await
+    {
         Ok(s) => s,
         Err(denial) => {
             engine.log_refusal_only(&attempt, &denial);
@@ -205,6 +208,8 @@ async fn raw_connect(mut stream: TcpStream, head: RequestHead, rest: Vec<u8>, en
     {
         return;
     }
+    // While the client reads the answer and sends its first bytes.
+    let _ = upstream.set_nodelay(true);
     splice_tunnel(engine, attempt, stream, rest, upstream, open).await;
 }
 
@@ -233,7 +238,7 @@ async fn splice_tunnel(
         return;
     }
     open.add_up(first.len() as u64);
-    super::splice::relay(&step, &upstream, &open.counters).await;
+    super::splice::relay(step, upstream, &open.counters).await;
 }
 
 /// The answer to a refused request.

@@ -217,7 +217,7 @@ impl StepSide for ipstack::IpStackTcpStream {
 impl StepSide for TcpStream {
     async fn relay(self, open: Open, upstream: TcpStream, already_up: u64) {
         open.add_up(already_up);
-        super::splice::relay(&self, &upstream, &open.counters).await;
+        super::splice::relay(self, upstream, &open.counters).await;
     }
 }
 
