@@ -40,6 +40,18 @@ impl<S> Counting<S> {
     }
 }
 
+impl<S> Counting<S> {
+    /// Adds what a write reports having written to the `written` count, and passes it on.
+    fn count_written(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &r {
+            self.counters
+                .written
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -61,12 +73,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.counters
-                .written
-                .fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        r
+        self.count_written(r)
     }
     /// Passed through (see `Prefixed`) and counted like `poll_write`.
     fn poll_write_vectored(
@@ -75,12 +82,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.counters
-                .written
-                .fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        r
+        self.count_written(r)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
