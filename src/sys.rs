@@ -258,6 +258,15 @@ pub fn switch_identity(uid: u32, gid: u32, drop_groups: bool) -> io::Result<()> 
     check_int(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
 }
 
+/// Puts SIGPIPE back to its default (Rust's runtime ignores it), so that a command that only
+/// prints, piped into `head`, ends quietly when the pipe closes, as `cat` would, instead of
+/// panicking on the write error. Never for a command that serves the proxy: a client's close
+/// must not kill it.
+pub fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL for SIGPIPE is always valid.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 /// Restores default dispositions for every catchable signal and unblocks them all, so the step
 /// starts as if exec'd by a shell (blocked masks and ignored signals survive execve otherwise).
 pub fn reset_signals() -> io::Result<()> {

@@ -323,3 +323,23 @@ fn every_subcommand_help_describes_every_argument() {
         }
     }
 }
+
+/// `stepjail profiles | head -1` once `head` has gone: the listing ends on SIGPIPE, quietly,
+/// as `cat` would (it panicked on the write error before: "failed printing to stdout").
+#[test]
+fn a_listing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = Dir::new(users()[0]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut sj = Sj::new(&dir, &["profiles"]);
+    sj.cmd.stdout(writer);
+    let out = sj.output();
+    assert_eq!(
+        out.0.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}",
+        out.0.status
+    );
+    assert_eq!(out.stderr(), "");
+}

@@ -105,6 +105,13 @@ pub fn main(cli: Cli) -> i32 {
         cli.command,
         Command::Setup(_) | Command::Step(_) | Command::Action(_)
     );
+    // The commands that only read and print (into `head`, `less`, `grep -q`).
+    if matches!(
+        cli.command,
+        Command::Profiles(_) | Command::Check(_) | Command::Audit(_)
+    ) {
+        crate::sys::default_sigpipe();
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args, verbose),
         Command::Profiles(args) => profiles::run(args),
