@@ -236,7 +236,7 @@ const DEFER_ACCEPT_SECS: libc::c_int = 5;
 /// speaks first), `TCP_DEFER_ACCEPT` hands a connection over only once its first bytes are
 /// there: the proxy is woken once per connection, not once for the handshake and again for the
 /// request, and a client that connects and sends nothing costs it nothing.
-pub fn tcp_listener(addr: SocketAddr, client_first: bool) -> std::io::Result<OwnedFd> {
+fn tcp_listener(addr: SocketAddr, client_first: bool) -> std::io::Result<OwnedFd> {
     let l = OwnedFd::from(std::net::TcpListener::bind(addr)?);
     nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
     if client_first {
