@@ -491,18 +491,18 @@ async fn tunnel_first_bytes<S: tokio::io::AsyncRead + Unpin>(
     } else {
         FIRST_BYTES_TIMEOUT
     };
-    let hello = tokio::time::timeout(wait, read_client_hello(step, first))
-        .await
-        .unwrap_or(FirstBytes::NotTls);
-    let verdict = match hello {
+    let verdict = match read_client_hello(step, first, wait).await {
         FirstBytes::Tls { sni, ech } => tunnel_tls_check(attempt, sni, ech)
             .map(|()| Tunnel::Relay)
             .map_err(|why| (NameSource::Sni, why)),
         FirstBytes::Bad(why) => Err((NameSource::Sni, why)),
         FirstBytes::Closed => return Tunnel::Stop,
-        FirstBytes::NotTls if read_http_head(step, first).await => Ok(Tunnel::Http),
-        FirstBytes::NotTls if raw_ok => Ok(Tunnel::Relay),
-        FirstBytes::NotTls => Err((
+        // Silent, or an incomplete ClientHello, for the whole wait: judged as not TLS.
+        FirstBytes::NotTls | FirstBytes::TimedOut if read_http_head(step, first).await => {
+            Ok(Tunnel::Http)
+        }
+        FirstBytes::NotTls | FirstBytes::TimedOut if raw_ok => Ok(Tunnel::Relay),
+        FirstBytes::NotTls | FirstBytes::TimedOut => Err((
             NameSource::Connect,
             format!(
                 "the tunnel to {} carries neither TLS nor HTTP (a rule for it with `raw_tcp: true` allows other protocols)",

@@ -328,21 +328,20 @@ enum Peeked {
 
 /// Reads the connection's first bytes and finds the name it is for.
 async fn peek_name<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Peeked {
-    let tls = tokio::time::timeout(FIRST_BYTES_TIMEOUT, read_client_hello(s, buf)).await;
-    match tls {
-        Ok(FirstBytes::Tls { ech: true, .. }) => Peeked::Refuse(
+    match read_client_hello(s, buf, FIRST_BYTES_TIMEOUT).await {
+        FirstBytes::Tls { ech: true, .. } => Peeked::Refuse(
             NameSource::Sni,
             "the TLS ClientHello is encrypted (ECH), which hides the real destination".into(),
         ),
-        Ok(FirstBytes::Tls { sni: Some(sni), .. }) => Peeked::Name(NameSource::Sni, sni),
-        Ok(FirstBytes::Tls { sni: None, .. }) => Peeked::Refuse(
+        FirstBytes::Tls { sni: Some(sni), .. } => Peeked::Name(NameSource::Sni, sni),
+        FirstBytes::Tls { sni: None, .. } => Peeked::Refuse(
             NameSource::Sni,
             "a TLS connection without a server name (SNI) cannot be checked".into(),
         ),
-        Ok(FirstBytes::Bad(why)) => Peeked::Refuse(NameSource::Sni, why),
-        Ok(FirstBytes::Closed) => Peeked::Closed,
-        Err(_) if buf.is_empty() => Peeked::Nothing,
-        Err(_) | Ok(FirstBytes::NotTls) => http_host(s, buf).await,
+        FirstBytes::Bad(why) => Peeked::Refuse(NameSource::Sni, why),
+        FirstBytes::Closed => Peeked::Closed,
+        FirstBytes::TimedOut if buf.is_empty() => Peeked::Nothing,
+        FirstBytes::TimedOut | FirstBytes::NotTls => http_host(s, buf).await,
     }
 }
 
