@@ -22,6 +22,40 @@ use crate::policy::model::{Network, NetworkMode};
 
 /// How long an upstream connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `TcpStream::connect` within `limit`, the timer armed only when the connection is not
+/// made by the time the reactor has looked once. A connection to this host or a near one has
+/// completed its handshake inside `connect(2)` already; arming the timer first would cost a
+/// system call on the path to the `200` (tokio's timer driver writes its eventfd to wake
+/// itself when the first timer of an idle runtime is registered).
+async fn connect_within(
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<std::io::Result<TcpStream>, tokio::time::error::Elapsed> {
+    let started = Instant::now();
+    let mut connect = std::pin::pin!(TcpStream::connect(addr));
+    // The first poll makes the socket, starts the connect and registers it; `yield_now` lets
+    // the runtime poll its reactor (without blocking) before this task runs again.
+    if let Some(done) = poll_once(connect.as_mut()).await {
+        return Ok(done);
+    }
+    tokio::task::yield_now().await;
+    if let Some(done) = poll_once(connect.as_mut()).await {
+        return Ok(done);
+    }
+    tokio::time::timeout(limit.saturating_sub(started.elapsed()), connect).await
+}
+
+/// Polls `fut` once: its output if it is ready, `None` (its waker registered) if not.
+async fn poll_once<F: std::future::Future>(mut fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
 /// How long a DNS lookup upstream may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest the proxy reuses an upstream answer (or a name it could not resolve).
@@ -638,7 +672,7 @@ impl Engine {
         };
         let mut last = String::from("no address to connect to");
         for ip in candidates {
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, a.port))).await {
+            match connect_within(SocketAddr::new(ip, a.port), CONNECT_TIMEOUT).await {
                 Ok(Ok(s)) => {
                     a.ip = Some(ip);
                     tracing::debug!(conn = a.conn, %ip, port = a.port, "connected");
