@@ -549,12 +549,31 @@ measure_startup() {
     done
 }
 
+# How an idle CPU waits, which sets what waking a process on it costs. In a VM guest with
+# the haltpoll cpuidle driver, guest_halt_poll_ns=0 (as this VM boots) makes every idle CPU
+# halt, and every wake-up of one is a VM exit: on the same machine and code, the DNS
+# section's rates were 11,000-17,000 queries/s with it and 45,000-53,000 with 200 us of
+# polling (BENCHMARKS.md). Every result that is a chain of wake-ups (latency, DNS, start-up)
+# moves with it.
+idle_info() {
+    local d=/sys/devices/system/cpu/cpuidle hp=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+    local driver governor
+    driver="$(cat "$d/current_driver" 2>/dev/null || echo none)"
+    governor="$(cat "$d/current_governor" 2>/dev/null || cat "$d/current_governor_ro" 2>/dev/null || echo '?')"
+    if [[ -r "$hp" ]]; then
+        printf 'cpuidle %s (governor %s), haltpoll guest_halt_poll_ns=%s' "$driver" "$governor" "$(cat "$hp")"
+    else
+        printf 'cpuidle %s (governor %s)' "$driver" "$governor"
+    fi
+}
+
 machine_info() {
     local cpu
     cpu="$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)"
     printf -- '- date: %s\n' "$(date -u +%Y-%m-%dT%H:%MZ)"
     printf -- '- kernel: %s\n' "$(uname -r)"
     printf -- '- CPU: %s (%s logical CPUs)\n' "${cpu:-unknown}" "$(nproc)"
+    printf -- '- idle CPUs: %s\n' "$(idle_info)"
     printf -- '- load average (1, 5, 15 min) before the runs: %s; after: %s (other work shares this machine)\n' \
         "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf -- '- %s; tinyproxy %s; %s; %s; nginx %s; %s; %s; Python %s\n' \
