@@ -23,38 +23,60 @@ use crate::policy::model::{Network, NetworkMode};
 /// How long an upstream connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `TcpStream::connect` within `limit`, the timer armed only when the connection is not
-/// made by the time the reactor has looked once. A connection to this host or a near one has
-/// completed its handshake inside `connect(2)` already; arming the timer first would cost a
-/// system call on the path to the `200` (tokio's timer driver writes its eventfd to wake
-/// itself when the first timer of an idle runtime is registered).
+/// `TcpStream::connect` within `limit`. The connect is started by hand so that one that has
+/// completed inside connect(2) (to this host or a near one: the kernel runs the handshake in
+/// the call) is seen at once by a zero-timeout poll(2): no turn of the reactor, so the `200`
+/// goes out before any other task runs (the closes of a tunnel that ended at the same moment
+/// among them) and no timer is registered (tokio's timer driver writes its eventfd for the
+/// first timer of an idle runtime). Otherwise it waits for the socket to become writable
+/// under the timer, then reads `SO_ERROR`, as tokio's own connect does.
 async fn connect_within(
     addr: SocketAddr,
     limit: Duration,
 ) -> Result<std::io::Result<TcpStream>, tokio::time::error::Elapsed> {
     let started = Instant::now();
-    let mut connect = std::pin::pin!(TcpStream::connect(addr));
-    // The first poll makes the socket, starts the connect and registers it; `yield_now` lets
-    // the runtime poll its reactor (without blocking) before this task runs again.
-    if let Some(done) = poll_once(connect.as_mut()).await {
-        return Ok(done);
+    let (fd, done) = match start_connect(addr) {
+        Ok(started) => started,
+        Err(e) => return Ok(Err(e)),
+    };
+    let stream = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !done {
+        let wait = limit.saturating_sub(started.elapsed());
+        if let Err(e) = tokio::time::timeout(wait, stream.writable()).await? {
+            return Ok(Err(e));
+        }
     }
-    tokio::task::yield_now().await;
-    if let Some(done) = poll_once(connect.as_mut()).await {
-        return Ok(done);
-    }
-    tokio::time::timeout(limit.saturating_sub(started.elapsed()), connect).await
+    Ok(match stream.take_error() {
+        Ok(None) => Ok(stream),
+        Ok(Some(e)) | Err(e) => Err(e),
+    })
 }
 
-/// Polls `fut` once: its output if it is ready, `None` (its waker registered) if not.
-async fn poll_once<F: std::future::Future>(mut fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match fut.as_mut().poll(cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        })
-    })
-    .await
+/// A non-blocking TCP socket with its connect to `addr` started, and whether the connect has
+/// finished already (successfully or not: `SO_ERROR` says which).
+fn start_connect(addr: SocketAddr) -> std::io::Result<(std::os::fd::OwnedFd, bool)> {
+    use nix::errno::Errno;
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::{AsFd, AsRawFd};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let fd = socket::socket(family, SockType::Stream, flags, None)?;
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) => return Ok((fd, true)),
+        // EINTR: the connect goes on in the background, as with EINPROGRESS.
+        Err(Errno::EINPROGRESS | Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut poll = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+    let done = matches!(nix::poll::poll(&mut poll, PollTimeout::ZERO), Ok(n) if n > 0);
+    Ok((fd, done))
 }
 /// How long a DNS lookup upstream may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -864,4 +886,42 @@ pub fn classify_host(raw: &str) -> Result<Result<String, IpAddr>, String> {
     normalize_host(raw)
         .map(Ok)
         .map_err(|e| format!("invalid host name: {e}"))
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connect_that_completes_in_the_call_needs_no_wait() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (_, done) = start_connect(addr).unwrap();
+        assert!(
+            done,
+            "a loopback connect is finished when connect(2) returns"
+        );
+        drop(l.accept().unwrap());
+        let s = connect_within(addr, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let (accepted, from) = l.accept().unwrap();
+        assert_eq!(s.local_addr().unwrap(), from);
+        drop(accepted);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_the_error_it_was() {
+        // A port nobody listens on: bind one, note it, close it.
+        let addr = std::net::TcpListener::bind("[::1]:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = connect_within(addr, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    }
 }
