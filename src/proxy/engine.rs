@@ -22,6 +22,17 @@ use crate::policy::model::{Network, NetworkMode};
 
 /// How long an upstream connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a DNS lookup upstream may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the proxy reuses an upstream answer (or a name it could not resolve).
+const CACHE_TTL: Duration = super::dns::CACHE_TTL;
+/// Buffer per direction for relayed tunnels (tokio's default of 8 KiB costs throughput).
+const RELAY_BUFFER: usize = 64 * 1024;
+/// How long a relay waits for the step's side to acknowledge the end of the response (the
+/// userspace TCP stack waits for the FIN's ACK, which a peer that already left never sends).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long an accept loop waits after a failed `accept` (EMFILE above all) before it retries.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 /// `TcpStream::connect` within `limit`. The connect is started by hand so that one that has
 /// completed inside connect(2) (to this host or a near one: the kernel runs the handshake in
@@ -36,7 +47,7 @@ async fn connect_within(
 ) -> Result<std::io::Result<TcpStream>, tokio::time::error::Elapsed> {
     let started = Instant::now();
     let (fd, done) = match start_connect(addr) {
-        Ok(started) => started,
+        Ok(connecting) => connecting,
         Err(e) => return Ok(Err(e)),
     };
     let stream = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
@@ -78,18 +89,6 @@ fn start_connect(addr: SocketAddr) -> std::io::Result<(std::os::fd::OwnedFd, boo
     let done = matches!(nix::poll::poll(&mut poll, PollTimeout::ZERO), Ok(n) if n > 0);
     Ok((fd, done))
 }
-
-/// How long a DNS lookup upstream may take.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest the proxy reuses an upstream answer (or a name it could not resolve).
-const CACHE_TTL: Duration = super::dns::CACHE_TTL;
-/// Buffer per direction for relayed tunnels (tokio's default of 8 KiB costs throughput).
-const RELAY_BUFFER: usize = 64 * 1024;
-/// How long a relay waits for the step's side to acknowledge the end of the response (the
-/// userspace TCP stack waits for the FIN's ACK, which a peer that already left never sends).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-/// How long an accept loop waits after a failed `accept` (EMFILE above all) before it retries.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 /// The pause after a failed `accept`: the pending connection stays queued, so retrying at once
 /// would spin until descriptors are free again.
