@@ -20,7 +20,7 @@
 # variables: nf_tables redirect, and the userspace-stack fallback); 2. throughput (1 GiB) of raw
 # bytes, plain HTTP and TLS, through the CONNECT tunnel and captured;
 # 3. plain-HTTP forward requests/s with keep-alive (wrk); 4. DNS stub queries/s against a
-# captured query, in alternating rounds; 5. supervisor RSS idle and with 1,000 open tunnels;
+# captured query, in alternating rounds (and both ends on one CPU); 5. supervisor RSS idle and with 1,000 open tunnels;
 # 6. `stepjail run -- true` start-up with a network profile vs the default profile vs bwrap
 # (hyperfine in rounds, the three commands in a rotated order each round, so a drift of the
 # machine over a minute lands on all three; run first, before the other sections). Prints markdown tables and the issue's
@@ -472,6 +472,23 @@ measure_dns() {
             sj -- "$PY" "$CLIENT" dns 192.0.2.53 web.bench "$DNS_N" >"$WORK/res/dns/stepjail-tun.$r.json"
         fi
     done
+    # The same queries with every process on CPU 0 (not a target row): one query is two
+    # wake-ups, and on a VM where a halted vCPU costs a VM exit to wake, a sequential rate
+    # across two CPUs measures that exit more than either end. Pinned, a wake-up is a context
+    # switch on a CPU that is awake, so these rows show what the stub itself costs.
+    local server cpus
+    server="$(pgrep -f "proxy_servers.py $WORK/servers.ready" | head -n 1)"
+    [[ -n "$server" ]] || die "the benchmark servers are not running (log: $WORK/servers.log)"
+    cpus="$(taskset -p -c "$server" | sed 's/.*: //')"
+    taskset -a -p -c 0 "$server" >/dev/null
+    for ((r = 1; r <= DNS_ROUNDS; r++)); do
+        in_ns taskset -c 0 "$PY" "$CLIENT" dns 192.0.2.53 web.bench "$DNS_N" \
+            >"$WORK/res/dns/direct-1cpu.$r.json"
+        in_ns taskset -c 0 "$STEPJAIL_BIN" run --profile "$WORK/bench.yml" --resolver 192.0.2.53:53 \
+            --workspace "$WORK/ws" -- "$PY" "$CLIENT" dns 127.0.0.53 web.bench "$DNS_N" \
+            </dev/null >"$WORK/res/dns/stepjail-1cpu.$r.json"
+    done
+    taskset -a -p -c "$cpus" "$server" >/dev/null
 }
 
 # ns_pids COMM: the pids of the processes named COMM in the benchmark namespace. (The sandboxed

@@ -176,9 +176,11 @@ if dns:
         "direct": "direct to the upstream (192.0.2.53)",
         "stepjail": "stepjail DNS stub (127.0.0.53, inside the sandbox)",
         "stepjail-tun": "stepjail, query sent to 192.0.2.53 from inside the sandbox (captured: nf_tables DNAT to the stub)",
+        "direct-1cpu": "direct, client and upstream both on CPU 0 (not a target)",
+        "stepjail-1cpu": "stepjail DNS stub, client and stepjail both on CPU 0 (not a target)",
     }
     qps = {}
-    for w in [x for x in ("direct", "stepjail", "stepjail-tun") if x in dns]:
+    for w in [x for x in ("direct", "stepjail", "stepjail-tun", "direct-1cpu", "stepjail-1cpu") if x in dns]:
         rates = [len(r["samples_us"]) / (sum(r["samples_us"]) / 1e6) for r in dns[w]]
         pooled = [x for r in dns[w] for x in r["samples_us"]]
         qps[w] = statistics.median(rates)
@@ -190,6 +192,12 @@ if dns:
         results["dns"] = (qps["stepjail"], qps["stepjail-tun"], sum(per), len(per))
         say("")
         say(f"The stub at or above the captured path in {sum(per)} of {len(per)} rounds.")
+    if "direct-1cpu" in dns:
+        say("")
+        say("The last two rows pin every process of the query to CPU 0 (`taskset`), after the rounds "
+            "above: a sequential query is two wake-ups, and across two CPUs each can be an idle CPU's "
+            "wake-up, which on a VM is an exit to the hypervisor; on one CPU it is a context switch. "
+            "They show what each end costs without that.")
     say("")
 
 # 5. Memory
