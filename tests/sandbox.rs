@@ -372,6 +372,35 @@ fn background_processes_die_with_the_step() {
     }
 }
 
+/// stepjail returns once the step's init has killed and reaped every process of the step (it
+/// does not wait for the init's own exit): nothing of the step is left at that moment, with
+/// no grace period.
+#[test]
+fn nothing_of_the_step_is_left_when_stepjail_returns() {
+    for uid in users() {
+        let dir = Dir::new(uid);
+        let marker = format!("4{uid}2.75");
+        let out = Sj::run(
+            &dir,
+            &[],
+            &[
+                "sh",
+                "-c",
+                // Not holding stdout: the harness's read of it does not wait for them.
+                &format!(
+                    "sleep {marker} >/dev/null 2>&1 & sh -c 'sleep {marker}' >/dev/null 2>&1 & echo started"
+                ),
+            ],
+        )
+        .output();
+        assert_eq!(out.ok(), "started\n");
+        assert!(
+            !process_with(&marker),
+            "a process of the step was still there when stepjail returned (as uid {uid})"
+        );
+    }
+}
+
 #[test]
 fn timeout_kills_the_step_with_code_124() {
     for uid in users() {
