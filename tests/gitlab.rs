@@ -369,6 +369,39 @@ fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap();
+        found.extend(list.split_whitespace().map(|c| c.parse::<u32>().unwrap()));
+    }
+    found
+}
+
+/// The resident memory of the processes whose command line holds `marker`.
+fn rss_kib(marker: &str) -> u64 {
+    processes_with(marker)
+        .iter()
+        .filter_map(|p| {
+            let pid = p.split(':').next()?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Whether `pid` is there and not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3));
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
+
 /// The whole job, stage by stage in the runner's order, with each security property checked.
 #[test]
 fn a_job_runs_stage_by_stage_and_the_token_reaches_only_git_cache_and_artifacts() {
@@ -806,8 +839,12 @@ fn no_process_is_left_after_a_stage_or_after_cleanup() {
 
         // A stage still running when the runner calls cleanup (after its kill timeouts).
         let m2 = format!("98765{uid}2");
+        // 2 GiB written by one process: its exit, and so the PID 1's (which waits for every
+        // process of its namespace), takes a while after the supervisor's.
         let p = job.script(&format!(
-            "setsid nohup sleep {m2}1 >/dev/null 2>&1 &\nsleep {m2}\n"
+            "setsid nohup sleep {m2}1 >/dev/null 2>&1 &\n\
+             /usr/bin/python3 -c 'import time; b = b\"x\" * (2 << 30); time.sleep(1e6)' {m2}big &\n\
+             sleep {m2}\n"
         ));
         let mut child = job
             .command(&["run", p.to_str().unwrap(), "build_script"])
@@ -816,14 +853,22 @@ fn no_process_is_left_after_a_stage_or_after_cleanup() {
             .spawn()
             .unwrap();
         let start = Instant::now();
-        while processes_with(&format!("sleep {m2}")).len() < 2 {
+        while processes_with(&format!("sleep {m2}")).len() < 2
+            || rss_kib(&format!("{m2}big")) < 2 << 20
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "the stage did not start"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The sandbox's PID 1, run_exec's child: gone (or a zombie) when cleanup returns,
+        // and with it every process of its PID namespace.
+        let pid1 = children_of(child.id());
+        assert_eq!(pid1.len(), 1, "{pid1:?}");
         assert_code(&job.call(&["cleanup"]), 0);
+        assert!(!alive(pid1[0]), "the sandbox's PID 1 outlived cleanup");
+        assert_eq!(processes_with(&format!("sleep {m2}")), Vec::<String>::new());
         let start = Instant::now();
         while child.try_wait().unwrap().is_none() {
             assert!(

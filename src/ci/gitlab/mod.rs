@@ -28,6 +28,8 @@ pub mod script;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::Signal;
+
 use job::JobResponse;
 use policy::{Narrowing, OperatorPolicy, RepositoryMode, Rule};
 
@@ -745,6 +747,44 @@ fn report_denials(log: &Path, offset: u64, run_id: &str, stage: &str) -> bool {
     started
 }
 
+fn signal(pid: i32, sig: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Stops `pid` (so that it cannot fork while it is read) and returns its children with
+/// their start times. A process that does not stop within a second gives what it has then.
+fn stopped_children(pid: i32) -> Vec<(i32, Option<u64>)> {
+    signal(pid, Signal::SIGSTOP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while state(pid).is_some_and(|s| !matches!(s, 'T' | 't' | 'Z' | 'X'))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let mut children = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for child in list
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                // A zombie (no start time) is already gone.
+                if let Some(t) = start_time(child).filter(|_| child > 1) {
+                    children.push((child, Some(t)));
+                }
+            }
+        }
+    }
+    children
+}
+
+/// The state letter of `/proc/<pid>/stat`.
+fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 2..)?.chars().next()
+}
+
 /// `cleanup_exec`: end whatever a stage left running, and remove the job's state and
 /// directory. Its result does not change the job's status (docs/executors/custom.md,
 /// "Cleanup"), so it keeps going past errors.
@@ -765,11 +805,14 @@ pub fn cleanup(policy_flag: Option<&Path>) -> i32 {
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
             if pid > 1 && recorded.is_some() && start_time(pid) == recorded {
-                // The stage's supervisor: its sandbox dies with it (PDEATHSIG, PID namespace).
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                // The stage's supervisor, and the sandbox's PID 1 (its child). The sandbox
+                // would die with the supervisor (PDEATHSIG, then the PID namespace), but only
+                // after this returns: kill both and wait for both.
+                for (child, t) in stopped_children(pid) {
+                    signal(child, Signal::SIGKILL);
+                    alive.push((child, t));
+                }
+                signal(pid, Signal::SIGKILL);
                 alive.push((pid, recorded));
             }
         }
