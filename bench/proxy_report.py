@@ -197,7 +197,9 @@ if dns:
         say("The last two rows pin every process of the query to CPU 0 (`taskset`), after the rounds "
             "above: a sequential query is two wake-ups, and across two CPUs each can be an idle CPU's "
             "wake-up, which on a VM is an exit to the hypervisor; on one CPU it is a context switch. "
-            "They show what each end costs without that.")
+            "They show what each end costs without that. Across CPUs the stub keeps polling its socket "
+            "for 50 µs after each answer while queries come back to back, so only the client's wake-up "
+            "is left; pinned to one CPU it does not poll (docs/network.md).")
     say("")
 
 # 5. Memory
