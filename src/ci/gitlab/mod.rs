@@ -315,12 +315,19 @@ fn infra_profile(
 /// The start time of live process `pid` (field 22 of /proc/PID/stat), to tell it from a
 /// reused pid; `None` once it has exited (a zombie waiting for its parent has).
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let stat = stat_after_name(pid)?;
+    let mut fields = stat.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X")) {
         return None;
     }
     fields.nth(18)?.parse().ok()
+}
+
+/// `/proc/<pid>/stat` from the field after the command name (the state) on: the name, in
+/// parentheses, may hold spaces and parentheses itself.
+fn stat_after_name(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.get(stat.rfind(')')? + 2..)?.to_string())
 }
 
 /// `run_exec <script> <stage>`.
@@ -753,10 +760,10 @@ fn signal(pid: i32, sig: Signal) {
 
 /// Stops `pid` (so that it cannot fork while it is read) and returns its children with
 /// their start times. A process that does not stop within a second gives what it has then.
-fn stopped_children(pid: i32) -> Vec<(i32, Option<u64>)> {
+fn stopped_children(pid: i32) -> Vec<(i32, u64)> {
     signal(pid, Signal::SIGSTOP);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while state(pid).is_some_and(|s| !matches!(s, 'T' | 't' | 'Z' | 'X'))
+    while stat_after_name(pid).is_some_and(|s| !s.starts_with(['T', 't', 'Z', 'X']))
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -770,19 +777,13 @@ fn stopped_children(pid: i32) -> Vec<(i32, Option<u64>)> {
                 .filter_map(|c| c.parse::<i32>().ok())
             {
                 // A zombie (no start time) is already gone.
-                if let Some(t) = start_time(child).filter(|_| child > 1) {
-                    children.push((child, Some(t)));
+                if let Some(t) = start_time(child) {
+                    children.push((child, t));
                 }
             }
         }
     }
     children
-}
-
-/// The state letter of `/proc/<pid>/stat`.
-fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.get(stat.rfind(')')? + 2..)?.chars().next()
 }
 
 /// `cleanup_exec`: end whatever a stage left running, and remove the job's state and
@@ -810,7 +811,7 @@ pub fn cleanup(policy_flag: Option<&Path>) -> i32 {
                 // after this returns: kill both and wait for both.
                 for (child, t) in stopped_children(pid) {
                     signal(child, Signal::SIGKILL);
-                    alive.push((child, t));
+                    alive.push((child, Some(t)));
                 }
                 signal(pid, Signal::SIGKILL);
                 alive.push((pid, recorded));
